@@ -1,0 +1,73 @@
+/* mproc: conventions shared by every module.
+ *
+ * Fallible functions return 0 (or a documented non-negative value) on success and a negative
+ * code on failure: a negated errno value where one fits, else one of the MPROC_E* codes below,
+ * which lie outside the errno range. mproc_strerror() names any of them.
+ *
+ * Timeouts are double seconds: 0 polls, MPROC_FOREVER (any negative value) waits forever.
+ * A timeout returns -ETIMEDOUT; a non-blocking call that cannot proceed returns -EAGAIN.
+ */
+#ifndef MPROC_COMMON_H
+#define MPROC_COMMON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MPROC_VERSION_MAJOR 0
+#define MPROC_VERSION_MINOR 1
+#define MPROC_VERSION_PATCH 0
+
+/* Wait without a time limit. */
+#define MPROC_FOREVER (-1.0)
+
+/* Library error codes (negative, outside the errno range). */
+enum {
+    MPROC_ECLOSED = -10001,     /* the object was closed */
+    MPROC_EWORKERLOST = -10002, /* the process running a task died */
+    MPROC_ETASKFAILED = -10003, /* the task function reported failure */
+    MPROC_ECANCELLED = -10004,  /* cancelled before it completed */
+    MPROC_EBROKEN = -10005,     /* barrier broken, pool broken */
+    MPROC_EAUTH = -10006,       /* authentication failed */
+    MPROC_EOWNERDEAD = -10007,  /* lock acquired; its previous holder died holding it */
+    MPROC_EPROTO = -10008,      /* malformed message */
+};
+
+/* A static, human-readable description of any code this library returns (or of 0). */
+const char *mproc_strerror(int code);
+
+/* Library configuration; every field has a default (zero value = default). */
+typedef struct mproc_log_config mproc_log_config;
+typedef struct {
+    const char *start_method;      /* "fork" (default); env MPROC_START overrides */
+    size_t arena_size;             /* address space of the family arena; 0: 4 GiB (sparse) */
+    const mproc_log_config *log;   /* logging set-up; NULL: defaults */
+} mproc_config;
+
+/* Initialise the library. Optional: the first call that needs it initialises with defaults.
+ * Call it before starting threads or children if you pass a config. Returns -EALREADY (with
+ * no change) when the library is already initialised, -EINVAL for a bad config. */
+int mproc_init(const mproc_config *cfg);
+
+/* CPUs this process may use: its affinity mask, limited by a cgroup (v2 or v1) CPU quota
+ * rounded up; environment variable MPROC_CPU_COUNT overrides. Always >= 1. */
+int mproc_cpu_count(void);
+
+/* Physical cores among the CPUs this process may use (hwloc). Always >= 1. */
+int mproc_physical_cores(void);
+
+/* "MainProcess", or the name of this process as given when the library started it. */
+const char *mproc_current_name(void);
+
+/* Pid of the process that started this one through the library; 0 in the main process. */
+pid_t mproc_parent_pid(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

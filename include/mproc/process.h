@@ -1,0 +1,62 @@
+/* mproc: processes, with Python's multiprocessing.Process semantics.
+ *
+ * A process runs `run(arg)` in a child started by fork; the return value of run is its exit code
+ * (0..255). The exit code read back is N for a normal exit and -SIGNAL for a death by signal
+ * (a segfault is -SIGSEGV). Children get stdin from /dev/null, their own name (also set as the
+ * kernel thread name, so ps and top show it) and a parent-death signal: daemonic children are
+ * SIGKILLed when their parent dies by any means; non-daemonic children get SIGTERM if their parent
+ * dies without joining them (a normal exit joins them first). Children are reaped through their
+ * pidfd: the library never calls waitpid(-1) and installs no SIGCHLD handler.
+ *
+ * A handle is used by the process that made it; from another process its calls return -ECHILD.
+ */
+#ifndef MPROC_PROCESS_H
+#define MPROC_PROCESS_H
+
+#include "common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct mproc_process mproc_process;
+
+/* The body of a process; its return value is the exit code. */
+typedef int (*mproc_run_fn)(void *arg);
+
+typedef struct {
+    const char *name; /* NULL: "Process-N" (in a child "PARENT:N"), at most 63 bytes */
+    mproc_run_fn run; /* required */
+    void *arg;
+    bool daemon;      /* killed when the parent exits, instead of joined */
+} mproc_process_opts;
+
+/* -EINVAL: opts or opts->run is NULL, or the name is too long. */
+int mproc_process_new(mproc_process **out, const mproc_process_opts *opts);
+/* Start once: a second start returns -EINVAL. -EAGAIN/-ENOMEM when fork fails. */
+int mproc_process_start(mproc_process *p);
+/* Run the body in the calling process, as Python's run(): for debugging. Returns its result. */
+int mproc_process_run(mproc_process *p);
+/* Wait for the end: 0, -ETIMEDOUT, -EINVAL if never started. */
+int mproc_process_join(mproc_process *p, double timeout);
+bool mproc_process_is_alive(mproc_process *p);
+/* 0 and *code = N or -SIGNAL once ended; -EAGAIN when not started or still running. */
+int mproc_process_exitcode(mproc_process *p, int *code);
+/* Send SIGTERM, SIGKILL or SIGINT. 0 as well when the process already ended; -EINVAL if never
+ * started. */
+int mproc_process_terminate(mproc_process *p);
+int mproc_process_kill(mproc_process *p);
+int mproc_process_interrupt(mproc_process *p);
+/* 0 before start. */
+pid_t mproc_process_pid(const mproc_process *p);
+const char *mproc_process_name(const mproc_process *p);
+/* A pidfd, readable once the process has ended; owned by the handle. -EINVAL before start. */
+int mproc_process_sentinel(const mproc_process *p);
+/* Frees the handle. A process still running is detached: it is reaped later, and at exit it is
+ * joined (or killed, if daemonic) like any other child. NULL-safe. */
+void mproc_process_free(mproc_process *p);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

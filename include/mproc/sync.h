@@ -1,0 +1,90 @@
+/* mproc: synchronisation primitives shared by every process of the family.
+ *
+ * Each object lives in the family arena: a pointer to it is valid in the process that made it and
+ * in every process of its family, including children started before it was made. Every blocking
+ * call takes a timeout in seconds (0 polls, MPROC_FOREVER waits).
+ *
+ * Lock and RLock are robust: if the holder dies holding one, the next acquire succeeds and returns
+ * MPROC_EOWNERDEAD (the caller holds the lock and should repair what it protects). Unlike Python's
+ * Lock, an mproc_lock has an owner: only the process/thread holding it may release it (-EPERM).
+ */
+#ifndef MPROC_SYNC_H
+#define MPROC_SYNC_H
+
+#include "common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct mproc_lock mproc_lock;
+typedef struct mproc_rlock mproc_rlock;
+typedef struct mproc_semaphore mproc_semaphore;
+typedef struct mproc_event mproc_event;
+typedef struct mproc_condition mproc_condition;
+typedef struct mproc_barrier mproc_barrier;
+
+/* Lock: 0, MPROC_EOWNERDEAD, -ETIMEDOUT (-EAGAIN for timeout 0), -EDEADLK if the caller holds it. */
+int mproc_lock_new(mproc_lock **out);
+int mproc_lock_acquire(mproc_lock *l, double timeout);
+/* -EPERM when the caller does not hold it (including when nobody does). */
+int mproc_lock_release(mproc_lock *l);
+bool mproc_lock_locked(mproc_lock *l);
+void mproc_lock_free(mproc_lock *l);
+
+/* RLock: recursive; the owner is a (process, thread). release by a non-owner: -EPERM. */
+int mproc_rlock_new(mproc_rlock **out);
+int mproc_rlock_acquire(mproc_rlock *l, double timeout);
+int mproc_rlock_release(mproc_rlock *l);
+bool mproc_rlock_locked(mproc_rlock *l);
+/* How many times the caller holds it (0 when it does not). */
+unsigned mproc_rlock_count(mproc_rlock *l);
+void mproc_rlock_free(mproc_rlock *l);
+
+/* Semaphore: a bounded one refuses to be released above its initial value (-EOVERFLOW). */
+int mproc_semaphore_new(mproc_semaphore **out, unsigned value, bool bounded);
+int mproc_semaphore_acquire(mproc_semaphore *s, double timeout);
+int mproc_semaphore_release(mproc_semaphore *s);
+int mproc_semaphore_value(mproc_semaphore *s);
+void mproc_semaphore_free(mproc_semaphore *s);
+
+/* Event: wait returns 0 once set, -ETIMEDOUT (or -EAGAIN for timeout 0) if not. */
+int mproc_event_new(mproc_event **out);
+int mproc_event_set(mproc_event *e);
+int mproc_event_clear(mproc_event *e);
+bool mproc_event_is_set(mproc_event *e);
+int mproc_event_wait(mproc_event *e, double timeout);
+void mproc_event_free(mproc_event *e);
+
+/* Condition over a lock (NULL: the condition makes its own). wait, notify and notify_all must be
+ * called with the lock held (-EPERM otherwise). wait returns 0 when notified, -ETIMEDOUT if not;
+ * either way the lock is held again on return. wait_for returns 0 once pred(arg) is true,
+ * -ETIMEDOUT if it is still false at the deadline. */
+int mproc_condition_new(mproc_condition **out, mproc_lock *lock);
+mproc_lock *mproc_condition_lock(mproc_condition *c);
+int mproc_condition_wait(mproc_condition *c, double timeout);
+int mproc_condition_wait_for(mproc_condition *c, bool (*pred)(void *arg), void *arg,
+                             double timeout);
+/* Wake at most n waiters; returns how many were woken. */
+int mproc_condition_notify(mproc_condition *c, int n);
+int mproc_condition_notify_all(mproc_condition *c);
+void mproc_condition_free(mproc_condition *c);
+
+/* Barrier for `parties` processes/threads. The last to arrive runs action(arg) (if any) before the
+ * others are released; a non-zero return breaks the barrier. wait returns the arrival index
+ * 0..parties-1, or MPROC_EBROKEN for every party when the barrier is aborted, reset while they
+ * wait, broken by the action, or when any party's wait times out (that party gets -ETIMEDOUT
+ * and the barrier is broken for the others). */
+int mproc_barrier_new(mproc_barrier **out, unsigned parties, int (*action)(void *arg), void *arg);
+int mproc_barrier_wait(mproc_barrier *b, double timeout);
+int mproc_barrier_abort(mproc_barrier *b);
+int mproc_barrier_reset(mproc_barrier *b);
+bool mproc_barrier_broken(mproc_barrier *b);
+int mproc_barrier_n_waiting(mproc_barrier *b);
+int mproc_barrier_parties(mproc_barrier *b);
+void mproc_barrier_free(mproc_barrier *b);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

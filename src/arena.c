@@ -1,0 +1,220 @@
+/* Allocator: power-of-two size classes with one free list per class, carved by a bump pointer.
+ * Every mutation of allocator state is a single store made under a robust mutex, so a process
+ * killed while holding the mutex leaves the state consistent (at worst one block leaks).
+ * Freed blocks of two pages or more give their pages back to the kernel (MADV_REMOVE), so a
+ * large message that came and went costs no memory afterwards. */
+#include "arena.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "init.h"
+
+#define ARENA_MAGIC 0x6d70726f63617265ULL /* "mprocare" */
+#define BLOCK_MAGIC 0x6d70626bU
+#define FREE_MAGIC 0x66726565U
+#define MIN_ORDER 5  /* 32-byte blocks */
+#define MAX_ORDER 40 /* 1 TiB */
+#define PAGE 4096
+#define DEFAULT_SIZE ((size_t)4 << 30)
+
+typedef struct {
+    uint32_t magic;
+    uint32_t order;
+    uint64_t next; /* offset of the next free block of this order, while free */
+} block_hdr;        /* 16 bytes: user data stays 16-byte aligned */
+
+typedef struct {
+    uint64_t magic;
+    size_t size;
+    pthread_mutex_t lock;
+    size_t top;      /* offset of the first never-used byte */
+    size_t in_use;
+    uint64_t free_head[MAX_ORDER + 1];
+    void *roots[MPROC__ROOT_COUNT];
+} arena_hdr;
+
+static char *arena_base;
+static arena_hdr *arena;
+
+int mproc__arena_ready(void)
+{
+    return arena != NULL;
+}
+
+int mproc__arena_create(size_t size)
+{
+    if (arena) return 0;
+    if (size == 0) size = DEFAULT_SIZE;
+    if (size < (size_t)1 << 20) return -EINVAL;
+    size = (size + PAGE - 1) & ~(size_t)(PAGE - 1);
+    int fd = memfd_create("mproc-arena", MFD_CLOEXEC);
+    if (fd < 0) return -errno;
+    if (ftruncate(fd, (off_t)size) < 0) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    void *m = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
+    int e = errno;
+    /* The mapping keeps the memory alive; the fd is not needed once every child inherits it. */
+    close(fd);
+    if (m == MAP_FAILED) return -e;
+    arena_hdr *h = m;
+    h->magic = ARENA_MAGIC;
+    h->size = size;
+    pthread_mutexattr_t a;
+    pthread_mutexattr_init(&a);
+    pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
+    pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
+    pthread_mutex_init(&h->lock, &a);
+    pthread_mutexattr_destroy(&a);
+    h->top = (sizeof *h + PAGE - 1) & ~(size_t)(PAGE - 1);
+    arena_base = m;
+    arena = h;
+    return 0;
+}
+
+static void arena_lock(void)
+{
+    int r = pthread_mutex_lock(&arena->lock);
+    /* Every mutation is a single store, so the state a dead holder left is already consistent. */
+    if (r == EOWNERDEAD) pthread_mutex_consistent(&arena->lock);
+}
+
+static void arena_unlock(void)
+{
+    pthread_mutex_unlock(&arena->lock);
+}
+
+static unsigned order_for(size_t total)
+{
+    unsigned o = MIN_ORDER;
+    while (o <= MAX_ORDER && ((size_t)1 << o) < total) o++;
+    return o;
+}
+
+int mproc__arena_alloc(void **out, size_t size)
+{
+    *out = NULL;
+    if (size == 0) return -EINVAL;
+    int r = mproc__ensure_init();
+    if (r < 0) return r;
+    if (size > arena->size) return -ENOMEM;
+    unsigned o = order_for(size + sizeof(block_hdr));
+    if (o > MAX_ORDER) return -ENOMEM;
+    size_t bsize = (size_t)1 << o;
+    block_hdr *b;
+    bool fresh = false;
+    arena_lock();
+    if (arena->free_head[o]) {
+        b = (block_hdr *)(arena_base + arena->free_head[o]);
+        arena->free_head[o] = b->next;
+    } else {
+        size_t align = bsize < PAGE ? bsize : PAGE;
+        size_t off = (arena->top + align - 1) & ~(align - 1);
+        if (off > arena->size || arena->size - off < bsize) {
+            arena_unlock();
+            return -ENOMEM;
+        }
+        arena->top = off + bsize;
+        b = (block_hdr *)(arena_base + off);
+        fresh = true;
+    }
+    arena->in_use += bsize;
+    arena_unlock();
+    b->magic = BLOCK_MAGIC;
+    b->order = o;
+    b->next = 0;
+    void *user = b + 1;
+    if (!fresh) {
+        /* Pages past the first were given back on free and read as zeros again. */
+        size_t dirty = o >= 13 ? PAGE - sizeof *b : bsize - sizeof *b;
+        memset(user, 0, dirty < size ? dirty : size);
+    }
+    *out = user;
+    return 0;
+}
+
+void mproc__arena_free(void *ptr)
+{
+    if (!ptr || !arena) return;
+    block_hdr *b = (block_hdr *)ptr - 1;
+    /* A pointer from elsewhere, or a block already freed, is ignored rather than corrupting the
+     * free lists of every process. */
+    if (!mproc__arena_contains(b, sizeof *b) || b->magic != BLOCK_MAGIC) return;
+    unsigned o = b->order;
+    size_t bsize = (size_t)1 << o;
+    if (o >= 13) madvise((char *)b + PAGE, bsize - PAGE, MADV_REMOVE);
+    b->magic = FREE_MAGIC;
+    arena_lock();
+    b->next = arena->free_head[o];
+    arena->free_head[o] = (uint64_t)((char *)b - arena_base);
+    arena->in_use -= bsize;
+    arena_unlock();
+}
+
+size_t mproc__arena_usable(const void *ptr)
+{
+    const block_hdr *b = (const block_hdr *)ptr - 1;
+    return ((size_t)1 << b->order) - sizeof *b;
+}
+
+int mproc__arena_contains(const void *ptr, size_t len)
+{
+    if (!arena) return 0;
+    const char *p = ptr;
+    return p >= arena_base && len <= arena->size && p - arena_base <= (ptrdiff_t)(arena->size - len);
+}
+
+void *mproc__arena_root(int id, size_t size, void (*init)(void *obj))
+{
+    if (id < 0 || id >= MPROC__ROOT_COUNT || mproc__ensure_init() < 0) return NULL;
+    void *v = __atomic_load_n(&arena->roots[id], __ATOMIC_ACQUIRE);
+    if (v || size == 0) return v;
+    void *mine;
+    if (mproc__arena_alloc(&mine, size) < 0) return NULL;
+    if (init) init(mine);
+    /* Whoever publishes first wins; a loser's block was never seen by anyone. */
+    if (__atomic_compare_exchange_n(&arena->roots[id], &v, mine, false, __ATOMIC_ACQ_REL,
+                                    __ATOMIC_ACQUIRE))
+        return mine;
+    mproc__arena_free(mine);
+    return v;
+}
+
+void mproc__arena_get_stats(mproc__arena_stats *st)
+{
+    memset(st, 0, sizeof *st);
+    if (!arena) return;
+    arena_lock();
+    st->mapped = arena->size;
+    st->top = arena->top;
+    st->in_use = arena->in_use;
+    arena_unlock();
+}
+
+/* Public face of the allocator. */
+void *mproc_shared_alloc(size_t size)
+{
+    void *p;
+    int r = mproc__arena_alloc(&p, size);
+    if (r < 0) errno = -r;
+    return p;
+}
+
+void mproc_shared_free(void *ptr)
+{
+    mproc__arena_free(ptr);
+}
+
+size_t mproc_shared_size(const void *ptr)
+{
+    return ptr ? mproc__arena_usable(ptr) : 0;
+}

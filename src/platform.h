@@ -1,0 +1,50 @@
+/* Thin wrappers over Linux primitives: futex, pidfd, clocks, deadlines. No policy here. */
+#ifndef MPROC_PLATFORM_H
+#define MPROC_PLATFORM_H
+
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+/* Monotonic clock in nanoseconds. */
+int64_t mproc__now_ns(void);
+
+/* A deadline in CLOCK_MONOTONIC nanoseconds; INT64_MAX means none. */
+int64_t mproc__deadline(double timeout);
+/* Nanoseconds left before a deadline (<= 0: passed); INT64_MAX when there is none. */
+int64_t mproc__remaining_ns(int64_t deadline);
+/* Remaining time in milliseconds for poll(): -1 forever, rounded up so it never spins early. */
+int mproc__poll_ms(int64_t deadline);
+/* struct timespec for an absolute CLOCK_MONOTONIC deadline. */
+struct timespec mproc__abs_timespec(int64_t deadline);
+
+/* Sleep while *addr == expected, until woken or the deadline (absolute monotonic ns; INT64_MAX
+ * waits forever). Shared futexes: the word may live in memory shared between processes.
+ * Returns 0 when woken or the value changed, -ETIMEDOUT, or -EINTR. */
+int mproc__futex_wait(_Atomic uint32_t *addr, uint32_t expected, int64_t deadline);
+/* Wake up to n sleepers; returns how many were woken. */
+int mproc__futex_wake(_Atomic uint32_t *addr, int n);
+
+/* A spin-pause for busy waits. */
+static inline void mproc__cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+/* pidfd_open / pidfd_send_signal through syscall(2) (glibc 2.36 wraps them, older ones do not). */
+int mproc__pidfd_open(pid_t pid);
+int mproc__pidfd_send_signal(int pidfd, int sig);
+/* Poll a pidfd until the process ends or the deadline: 1 ended, 0 not yet, <0 error. */
+int mproc__pidfd_wait(int pidfd, int64_t deadline);
+
+/* This thread's kernel id. */
+pid_t mproc__gettid(void);
+
+#endif

@@ -1,0 +1,75 @@
+/* A small test runner in the spirit of Check: every case runs in a fresh process of its own process
+ * group under a supervisor that enforces a timeout, kills whatever the case leaves behind, and fails
+ * the case if it leaked a child process (alive or zombie), a grandchild, or a file descriptor. */
+#ifndef MPROC_HARNESS_H
+#define MPROC_HARNESS_H
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+#include "mproc.h"
+
+typedef void (*harness_fn)(void);
+void harness_register(const char *name, harness_fn fn, double timeout);
+_Noreturn void harness_fail(const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+#define TEST_T(name, timeout)                                                                      \
+    static void test_##name(void);                                                                 \
+    __attribute__((constructor)) static void register_##name(void)                                 \
+    {                                                                                              \
+        harness_register(#name, test_##name, timeout);                                             \
+    }                                                                                              \
+    static void test_##name(void)
+#define TEST(name) TEST_T(name, 30.0)
+
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        if (!(cond)) harness_fail(__FILE__, __LINE__, "CHECK(%s)", #cond);                         \
+    } while (0)
+#define CHECK_EQ(a, b)                                                                             \
+    do {                                                                                           \
+        long long a_ = (long long)(a), b_ = (long long)(b);                                        \
+        if (a_ != b_) harness_fail(__FILE__, __LINE__, "%s == %s: %lld != %lld", #a, #b, a_, b_);  \
+    } while (0)
+/* An mproc call that must return 0. */
+#define CHECK_OK(expr)                                                                             \
+    do {                                                                                           \
+        int r_ = (expr);                                                                           \
+        if (r_ != 0)                                                                               \
+            harness_fail(__FILE__, __LINE__, "%s returned %d (%s)", #expr, r_,                     \
+                         mproc_strerror(r_));                                                      \
+    } while (0)
+/* An mproc call that must return the code `code`. */
+#define CHECK_RC(expr, code)                                                                       \
+    do {                                                                                           \
+        int r_ = (expr), c_ = (code);                                                              \
+        if (r_ != c_)                                                                              \
+            harness_fail(__FILE__, __LINE__, "%s returned %d (%s), expected %d (%s)", #expr, r_,   \
+                         mproc_strerror(r_), c_, mproc_strerror(c_));                              \
+    } while (0)
+/* lo <= x <= hi, for timing bands. */
+#define CHECK_BETWEEN(x, lo, hi)                                                                   \
+    do {                                                                                           \
+        double x_ = (x), lo_ = (lo), hi_ = (hi);                                                   \
+        if (!(x_ >= lo_ && x_ <= hi_))                                                             \
+            harness_fail(__FILE__, __LINE__, "%s = %g, expected within [%g, %g]", #x, x_, lo_,     \
+                         hi_);                                                                     \
+    } while (0)
+
+/* Monotonic seconds. */
+double harness_now(void);
+/* Number of open file descriptors of this process. */
+int harness_fd_count(void);
+/* Children (alive or zombie) of process pid. */
+int harness_child_count(pid_t pid);
+/* Whether the process pid exists and is not a zombie. */
+bool harness_pid_alive(pid_t pid);
+/* Wait up to timeout seconds for the process pid (not necessarily a child) to end: true if it did. */
+bool harness_wait_gone(pid_t pid, double timeout);
+/* Multiply timing bands by this under sanitizers and valgrind (env HARNESS_SLOW, default 1). */
+double harness_slow(void);
+
+#endif

@@ -1,0 +1,312 @@
+#define _GNU_SOURCE
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+static int ret_arg(void *arg)
+{
+    return (int)(intptr_t)arg;
+}
+
+static int sleep_forever(void *arg)
+{
+    (void)arg;
+    for (;;) pause();
+    return 0;
+}
+
+static int segfault(void *arg)
+{
+    (void)arg;
+    volatile int *p = NULL;
+    raise(SIGSEGV); /* in case the compiler drops the store below under a sanitizer */
+    return *p;
+}
+
+static mproc_process *start(mproc_run_fn fn, void *arg, bool daemon)
+{
+    mproc_process *p;
+    CHECK_OK(mproc_process_new(&p, &(mproc_process_opts){.run = fn, .arg = arg, .daemon = daemon}));
+    CHECK_OK(mproc_process_start(p));
+    return p;
+}
+
+static int exit_code_of(mproc_process *p)
+{
+    int code = 12345;
+    CHECK_OK(mproc_process_join(p, MPROC_FOREVER));
+    CHECK_OK(mproc_process_exitcode(p, &code));
+    return code;
+}
+
+TEST(exit_codes_from_return)
+{
+    mproc_process *a = start(ret_arg, (void *)0, false), *b = start(ret_arg, (void *)8, false);
+    CHECK_EQ(exit_code_of(a), 0);
+    CHECK_EQ(exit_code_of(b), 8);
+    mproc_process_free(a);
+    mproc_process_free(b);
+}
+
+TEST(exit_codes_from_signals)
+{
+    mproc_process *t = start(sleep_forever, NULL, false);
+    mproc_process *k = start(sleep_forever, NULL, false);
+    mproc_process *i = start(sleep_forever, NULL, false);
+    mproc_process *s = start(segfault, NULL, false);
+    CHECK_OK(mproc_process_terminate(t));
+    CHECK_OK(mproc_process_kill(k));
+    CHECK_OK(mproc_process_interrupt(i));
+    CHECK_EQ(exit_code_of(t), -SIGTERM);
+    CHECK_EQ(exit_code_of(k), -SIGKILL);
+    CHECK_EQ(exit_code_of(i), -SIGINT);
+    CHECK_EQ(exit_code_of(s), -SIGSEGV);
+    /* Signalling a process that has ended is not an error, as in Python. */
+    CHECK_OK(mproc_process_terminate(t));
+    mproc_process_free(t);
+    mproc_process_free(k);
+    mproc_process_free(i);
+    mproc_process_free(s);
+}
+
+TEST(join_timeout_and_exitcode_while_running)
+{
+    mproc_process *p = start(sleep_forever, NULL, false);
+    int code;
+    double t0 = harness_now();
+    CHECK_RC(mproc_process_join(p, 0), -ETIMEDOUT);
+    CHECK(harness_now() - t0 < 0.05 * harness_slow());
+    t0 = harness_now();
+    CHECK_RC(mproc_process_join(p, 0.2), -ETIMEDOUT);
+    CHECK_BETWEEN(harness_now() - t0, 0.19, 0.2 + 0.3 * harness_slow());
+    CHECK(mproc_process_is_alive(p));
+    CHECK_RC(mproc_process_exitcode(p, &code), -EAGAIN);
+    CHECK_OK(mproc_process_kill(p));
+    CHECK_OK(mproc_process_join(p, 5));
+    CHECK(!mproc_process_is_alive(p));
+    mproc_process_free(p);
+}
+
+TEST(sentinel_readable_after_exit)
+{
+    mproc_process *p = start(sleep_forever, NULL, false);
+    int fd = mproc_process_sentinel(p);
+    CHECK(fd >= 0);
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    CHECK_EQ(poll(&pfd, 1, 0), 0);
+    CHECK_OK(mproc_process_terminate(p));
+    double t0 = harness_now();
+    CHECK_EQ(poll(&pfd, 1, 1000), 1);
+    CHECK(harness_now() - t0 < 1.0);
+    CHECK_OK(mproc_process_join(p, 0));
+    mproc_process_free(p);
+}
+
+static int report_name(void *arg)
+{
+    char *out = arg;
+    snprintf(out, 64, "%s|%d", mproc_current_name(), mproc_parent_pid() == getppid());
+    return 0;
+}
+
+TEST(names_and_identity)
+{
+    char *shared = mproc_shared_alloc(64);
+    CHECK(shared != NULL);
+    CHECK(strcmp(mproc_current_name(), "MainProcess") == 0);
+    CHECK_EQ(mproc_parent_pid(), 0);
+    mproc_process *a, *b;
+    CHECK_OK(mproc_process_new(&a, &(mproc_process_opts){.run = report_name, .arg = shared}));
+    CHECK_OK(mproc_process_new(&b, &(mproc_process_opts){.run = ret_arg, .name = "worker"}));
+    CHECK(strncmp(mproc_process_name(a), "Process-", 8) == 0);
+    CHECK(strcmp(mproc_process_name(b), "worker") == 0);
+    CHECK_OK(mproc_process_start(a));
+    CHECK_EQ(exit_code_of(a), 0);
+    char expect[80];
+    snprintf(expect, sizeof expect, "%s|1", mproc_process_name(a));
+    CHECK(strcmp(shared, expect) == 0);
+    mproc_process_free(a);
+    mproc_process_free(b);
+    mproc_shared_free(shared);
+}
+
+static int grandchild_name(void *arg)
+{
+    mproc_process *p;
+    if (mproc_process_new(&p, &(mproc_process_opts){.run = report_name, .arg = arg}) < 0) return 1;
+    if (mproc_process_start(p) < 0 || mproc_process_join(p, MPROC_FOREVER) < 0) return 2;
+    mproc_process_free(p);
+    return 0;
+}
+
+TEST(child_names_nest_like_python)
+{
+    char *shared = mproc_shared_alloc(64);
+    mproc_process *a = start(grandchild_name, shared, false);
+    CHECK_EQ(exit_code_of(a), 0);
+    char expect[80];
+    snprintf(expect, sizeof expect, "Process-%s:1|1", mproc_process_name(a) + 8);
+    CHECK(strcmp(shared, expect) == 0);
+    mproc_process_free(a);
+    mproc_shared_free(shared);
+}
+
+TEST(run_in_caller)
+{
+    mproc_process *p;
+    CHECK_OK(mproc_process_new(&p, &(mproc_process_opts){.run = ret_arg, .arg = (void *)7}));
+    CHECK_EQ(mproc_process_run(p), 7);
+    CHECK_EQ(mproc_process_pid(p), 0);
+    mproc_process_free(p);
+}
+
+TEST(hundred_children)
+{
+    enum { N = 100 };
+    mproc_process *ps[N];
+    int fds = harness_fd_count();
+    for (int i = 0; i < N; i++) ps[i] = start(ret_arg, (void *)(intptr_t)(i % 50), false);
+    for (int i = 0; i < N; i++) CHECK_EQ(exit_code_of(ps[i]), i % 50);
+    for (int i = 0; i < N; i++) mproc_process_free(ps[i]);
+    CHECK_EQ(harness_fd_count(), fds);
+    CHECK_EQ(harness_child_count(getpid()), 0);
+}
+
+TEST(hundred_children_terminated)
+{
+    enum { N = 100 };
+    mproc_process *ps[N];
+    for (int i = 0; i < N; i++) ps[i] = start(sleep_forever, NULL, false);
+    for (int i = 0; i < N; i++) CHECK_OK(mproc_process_terminate(ps[i]));
+    for (int i = 0; i < N; i++) CHECK_EQ(exit_code_of(ps[i]), -SIGTERM);
+    for (int i = 0; i < N; i++) mproc_process_free(ps[i]);
+    CHECK_EQ(harness_child_count(getpid()), 0);
+}
+
+static int stdin_is_devnull(void *arg)
+{
+    char c;
+    return read(STDIN_FILENO, &c, 1) == 0 ? 0 : 1;
+}
+
+TEST(child_stdin_is_dev_null)
+{
+    mproc_process *p = start(stdin_is_devnull, NULL, false);
+    CHECK_EQ(exit_code_of(p), 0);
+    mproc_process_free(p);
+}
+
+/* A middle process starts daemonic and non-daemonic children, reports their pids, then dies by
+ * SIGKILL: both kinds must not outlive it (daemons by SIGKILL, the others by SIGTERM). */
+static int spawn_and_wait(void *arg)
+{
+    pid_t *pids = arg;
+    mproc_process *d = start(sleep_forever, NULL, true);
+    mproc_process *n = start(sleep_forever, NULL, false);
+    pids[0] = mproc_process_pid(d);
+    __atomic_store_n(&pids[1], mproc_process_pid(n), __ATOMIC_RELEASE);
+    for (;;) pause();
+    return 0;
+}
+
+TEST(parent_killed_children_follow)
+{
+    pid_t *pids = mproc_shared_alloc(2 * sizeof(pid_t));
+    mproc_process *mid = start(spawn_and_wait, pids, false);
+    double until = harness_now() + 10;
+    while (!__atomic_load_n(&pids[1], __ATOMIC_ACQUIRE) && harness_now() < until) usleep(1000);
+    CHECK(pids[0] > 0 && pids[1] > 0);
+    CHECK(harness_pid_alive(pids[0]) && harness_pid_alive(pids[1]));
+    CHECK_OK(mproc_process_kill(mid));
+    CHECK_EQ(exit_code_of(mid), -SIGKILL);
+    CHECK(harness_wait_gone(pids[0], 1.0 * harness_slow()));
+    CHECK(harness_wait_gone(pids[1], 1.0 * harness_slow()));
+    mproc_process_free(mid);
+    mproc_shared_free(pids);
+}
+
+/* A process that returns from its body with children still running: the non-daemonic child is
+ * joined before it exits, the daemonic one is ended. */
+static int short_child(void *arg)
+{
+    usleep(100000);
+    *(int *)arg = 42;
+    return 0;
+}
+
+static int exit_with_children(void *arg)
+{
+    int *flag = arg;
+    start(short_child, flag, false);
+    start(sleep_forever, NULL, true);
+    return 5;
+}
+
+TEST(exit_joins_non_daemons_and_ends_daemons)
+{
+    int *flag = mproc_shared_alloc(sizeof(int));
+    mproc_process *p = start(exit_with_children, flag, false);
+    CHECK_EQ(exit_code_of(p), 5);
+    CHECK_EQ(*flag, 42);
+    mproc_process_free(p);
+    mproc_shared_free(flag);
+}
+
+TEST(free_running_process_detaches)
+{
+    mproc_process *p = start(sleep_forever, NULL, false);
+    pid_t pid = mproc_process_pid(p);
+    kill(pid, SIGKILL);
+    mproc_process_free(p);
+    /* The detached child is reaped by the next start. */
+    CHECK(harness_wait_gone(pid, 5));
+    mproc_process *q = start(ret_arg, NULL, false);
+    CHECK_EQ(exit_code_of(q), 0);
+    mproc_process_free(q);
+    CHECK_EQ(harness_child_count(getpid()), 0);
+}
+
+TEST(host_children_are_not_stolen)
+{
+    /* The library must not reap children it did not start. */
+    pid_t host = fork();
+    if (host == 0) _exit(9);
+    mproc_process *p = start(ret_arg, (void *)1, false);
+    CHECK_EQ(exit_code_of(p), 1);
+    mproc_process_free(p);
+    int status;
+    CHECK_EQ(waitpid(host, &status, 0), host);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 9);
+}
+
+TEST(bad_input)
+{
+    mproc_process *p = NULL;
+    CHECK_RC(mproc_process_new(NULL, &(mproc_process_opts){.run = ret_arg}), -EINVAL);
+    CHECK_RC(mproc_process_new(&p, NULL), -EINVAL);
+    CHECK_RC(mproc_process_new(&p, &(mproc_process_opts){.run = NULL}), -EINVAL);
+    char longname[100];
+    memset(longname, 'x', sizeof longname - 1);
+    longname[99] = '\0';
+    CHECK_RC(mproc_process_new(&p, &(mproc_process_opts){.run = ret_arg, .name = longname}), -EINVAL);
+    CHECK_RC(mproc_process_start(NULL), -EINVAL);
+    CHECK_RC(mproc_process_join(NULL, 0), -EINVAL);
+    CHECK_RC(mproc_process_terminate(NULL), -EINVAL);
+    CHECK(!mproc_process_is_alive(NULL));
+    CHECK_RC(mproc_process_sentinel(NULL), -EINVAL);
+    mproc_process_free(NULL);
+    CHECK_OK(mproc_process_new(&p, &(mproc_process_opts){.run = ret_arg}));
+    int code;
+    CHECK_RC(mproc_process_join(p, 0), -EINVAL);
+    CHECK_RC(mproc_process_exitcode(p, &code), -EAGAIN);
+    CHECK_RC(mproc_process_kill(p), -EINVAL);
+    CHECK_OK(mproc_process_start(p));
+    CHECK_RC(mproc_process_start(p), -EINVAL);
+    CHECK_OK(mproc_process_join(p, MPROC_FOREVER));
+    mproc_process_free(p);
+}
