@@ -6,5 +6,9 @@
 #include "mproc/process.h"
 #include "mproc/sync.h"
 #include "mproc/shared.h"
+#include "mproc/queue.h"
+#include "mproc/conn.h"
+#include "mproc/pool.h"
+#include "mproc/log.h"
 
 #endif
