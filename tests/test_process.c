@@ -1,4 +1,3 @@
-#define _GNU_SOURCE
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
