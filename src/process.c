@@ -1,47 +1,32 @@
-/* Process lifecycle: fork, identity, supervision through pidfds, exit codes, exit-time joins. */
-#include "mproc/process.h"
-
+/* Process handles: the registry of children, reaping, exit codes, signals, exit-time joins.
+ * How a child is started depends on the start method: start_fork.c, forkserver.c,
+ * start_thread.c. */
 #include <errno.h>
-#include <fcntl.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "init.h"
+#include "arena.h"
 #include "platform.h"
+#include "process_internal.h"
 #include "process_registry.h"
 
 #define PROCESS_MAGIC 0x70726f63U
 #define DAEMON_GRACE_S 0.5
 
-enum { ST_NEW, ST_STARTED, ST_ENDED };
-
-struct mproc_process {
-    uint32_t magic;
-    int state;
-    bool daemon;
-    bool detached; /* freed by the user while running: reaped and freed by the registry */
-    mproc_run_fn run;
-    void *arg;
-    pid_t pid;
-    pid_t owner; /* the process that started it: only it may wait for it */
-    int pidfd;
-    int exitcode; /* N or -SIGNAL; -ECHILD when someone else reaped it */
-    unsigned n;   /* the N of its identity */
-    mproc_process *prev, *next;
-    char name[MPROC__NAME_MAX];
-};
-
-/* Started and not yet reaped; guarded by reg_mu (also guards reaping). */
+/* Started and not yet reaped; guarded by reg_mu, which also serialises reaping. */
 static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
 static mproc_process *reg_head;
 static unsigned child_counter;
-static char identity[MPROC__NAME_MAX]; /* "" in the main process, "1:3" in a grandchild */
+static _Thread_local mproc_process *thread_self; /* the process this thread runs, in thread mode */
+
+void mproc__thread_enter(mproc_process *p)
+{
+    thread_self = p;
+}
 
 static void reg_add(mproc_process *p)
 {
@@ -61,30 +46,57 @@ static void reg_remove(mproc_process *p)
 
 static void release(mproc_process *p)
 {
-    if (p->pidfd >= 0) close(p->pidfd);
+    if (p->fd >= 0) close(p->fd);
+    if (p->fs_id) mproc__forkserver_drop(p->fs_id);
+    mproc__arena_free(p->arg_copy);
     p->magic = 0;
     free(p);
+}
+
+static void mark_ended(mproc_process *p, int code)
+{
+    p->exitcode = code;
+    p->state = MPROC__ST_ENDED;
+    reg_remove(p);
+    /* The child has ended, so nobody reads its copy of the argument any more. */
+    mproc__arena_free(p->arg_copy);
+    p->arg_copy = NULL;
 }
 
 /* Collect the exit status if the process has ended. Called with reg_mu held. */
 static bool try_reap_locked(mproc_process *p)
 {
-    if (p->state != ST_STARTED) return p->state == ST_ENDED;
-    siginfo_t si;
-    memset(&si, 0, sizeof si);
-    if (waitid(P_PIDFD, (id_t)p->pidfd, &si, WEXITED | WNOHANG) < 0) {
-        if (errno != ECHILD) return false;
-        /* The host program reaped it behind our back (waitpid(-1)): the status is gone. */
-        p->exitcode = -ECHILD;
-    } else if (si.si_pid == 0) {
-        return false;
-    } else if (si.si_code == CLD_EXITED) {
-        p->exitcode = si.si_status;
-    } else {
-        p->exitcode = -si.si_status;
+    if (p->state != MPROC__ST_STARTED) return p->state == MPROC__ST_ENDED;
+    int code = 0;
+    switch (p->method) {
+    case MPROC__START_THREAD:
+        if (!mproc__thread_reap(p)) return false;
+        code = p->exitcode;
+        break;
+    case MPROC__START_FORKSERVER: {
+        int r = mproc__forkserver_status(p->fs_id, &code, 0);
+        if (r == 0) return false;
+        /* The helper that was its parent died: the status is gone once the process is. */
+        if (r < 0 && mproc__pidfd_wait(p->fd, 0) != 1) return false;
+        if (r < 0) code = -ECHILD;
+        break;
     }
-    p->state = ST_ENDED;
-    reg_remove(p);
+    case MPROC__START_FORK: {
+        siginfo_t si;
+        memset(&si, 0, sizeof si);
+        if (waitid(P_PIDFD, (id_t)p->fd, &si, WEXITED | WNOHANG) < 0) {
+            if (errno != ECHILD) return false;
+            /* The host program reaped it behind our back (waitpid(-1)): the status is gone. */
+            code = -ECHILD;
+        } else if (si.si_pid == 0) {
+            return false;
+        } else {
+            code = si.si_code == CLD_EXITED ? si.si_status : -si.si_status;
+        }
+        break;
+    }
+    }
+    mark_ended(p, code);
     return true;
 }
 
@@ -97,28 +109,44 @@ static void sweep_detached_locked(void)
     }
 }
 
+/* Block until p's status is known (or its helper is gone). */
+static void wait_status(mproc_process *p, int64_t deadline)
+{
+    if (p->method == MPROC__START_FORKSERVER) {
+        int code;
+        mproc__forkserver_status(p->fs_id, &code, deadline);
+    }
+}
+
 static void end_children(void)
 {
     pid_t self = getpid();
     pthread_mutex_lock(&reg_mu);
     for (mproc_process *p = reg_head; p; p = p->next)
-        if (p->owner == self && p->daemon) mproc__pidfd_send_signal(p->pidfd, SIGTERM);
+        if (p->owner == self && p->daemon && p->method != MPROC__START_THREAD)
+            mproc__pidfd_send_signal(p->fd, SIGTERM);
     int64_t grace = mproc__deadline(DAEMON_GRACE_S);
-    while (reg_head) {
-        mproc_process *p = reg_head;
-        if (p->owner != self) { /* inherited through a plain fork(): not ours to wait for */
+    for (mproc_process *p = reg_head, *n; p; p = n) {
+        n = p->next;
+        /* Inherited through a plain fork(), or a daemonic thread (a thread cannot be killed and
+         * dies with the process): nothing to wait for. */
+        if (p->owner != self || (p->daemon && p->method == MPROC__START_THREAD)) {
             reg_remove(p);
+            n = reg_head;
             continue;
         }
         pthread_mutex_unlock(&reg_mu);
-        if (mproc__pidfd_wait(p->pidfd, p->daemon ? grace : INT64_MAX) == 0)
-            mproc__pidfd_send_signal(p->pidfd, SIGKILL);
-        mproc__pidfd_wait(p->pidfd, INT64_MAX);
+        if (mproc__pidfd_wait(p->fd, p->daemon ? grace : INT64_MAX) == 0)
+            mproc__pidfd_send_signal(p->fd, SIGKILL);
+        mproc__pidfd_wait(p->fd, INT64_MAX);
+        wait_status(p, mproc__deadline(DAEMON_GRACE_S));
         pthread_mutex_lock(&reg_mu);
-        if (!try_reap_locked(p)) reg_remove(p);
+        if (!try_reap_locked(p)) mark_ended(p, -ECHILD);
         if (p->detached) release(p);
+        n = reg_head;
     }
     pthread_mutex_unlock(&reg_mu);
+    mproc__forkserver_stop();
 }
 
 void mproc__registry_init(void)
@@ -134,25 +162,54 @@ _Noreturn void mproc__child_exit(int code)
     _exit(code & 0xff);
 }
 
+void mproc__child_setup(mproc_process *p, pid_t parent)
+{
+    /* The parent's children are not ours: close our copies of their pidfds. */
+    for (mproc_process *q = reg_head, *n; q; q = n) {
+        n = q->next;
+        close(q->fd);
+        q->fd = -1;
+        q->prev = q->next = NULL;
+    }
+    reg_head = NULL;
+    pthread_mutex_init(&reg_mu, NULL);
+    child_counter = 0;
+    mproc__forkserver_forget();
+    mproc__set_identity(p->name, p->identity, parent);
+}
+
 int mproc_process_new(mproc_process **out, const mproc_process_opts *opts)
 {
     if (!out) return -EINVAL;
     *out = NULL;
     if (!opts || !opts->run) return -EINVAL;
     if (opts->name && strlen(opts->name) >= MPROC__NAME_MAX) return -EINVAL;
+    if (opts->arg_size && !opts->arg) return -EINVAL;
     int r = mproc__ensure_init();
     if (r < 0) return r;
+    mproc__start_method method;
+    if ((r = mproc__start_method_for(opts->start_method, &method)) < 0) return r;
     mproc_process *p = calloc(1, sizeof *p);
     if (!p) return -ENOMEM;
+    if (opts->arg_size) {
+        if ((r = mproc__arena_alloc(&p->arg_copy, opts->arg_size)) < 0) {
+            free(p);
+            return r;
+        }
+        memcpy(p->arg_copy, opts->arg, opts->arg_size);
+    }
     p->magic = PROCESS_MAGIC;
+    p->method = method;
     p->run = opts->run;
-    p->arg = opts->arg;
+    p->arg = p->arg_copy ? p->arg_copy : opts->arg;
     p->daemon = opts->daemon;
-    p->pidfd = -1;
-    p->n = __atomic_add_fetch(&child_counter, 1, __ATOMIC_RELAXED);
+    p->fd = -1;
+    p->n = __atomic_add_fetch(thread_self ? &thread_self->kids : &child_counter, 1, __ATOMIC_RELAXED);
+    const char *parent_id = mproc__identity();
+    if (parent_id[0]) snprintf(p->identity, sizeof p->identity, "%s:%u", parent_id, p->n);
+    else snprintf(p->identity, sizeof p->identity, "%u", p->n);
     if (opts->name) snprintf(p->name, sizeof p->name, "%s", opts->name);
-    else if (identity[0]) snprintf(p->name, sizeof p->name, "Process-%s:%u", identity, p->n);
-    else snprintf(p->name, sizeof p->name, "Process-%u", p->n);
+    else snprintf(p->name, sizeof p->name, "Process-%s", p->identity);
     *out = p;
     return 0;
 }
@@ -162,67 +219,26 @@ static bool valid(const mproc_process *p)
     return p && p->magic == PROCESS_MAGIC;
 }
 
-/* In the new child: forget the parent's children, take an identity, guard against orphaning. */
-static void child_setup(mproc_process *p, pid_t parent)
-{
-    for (mproc_process *q = reg_head, *n; q; q = n) {
-        n = q->next;
-        close(q->pidfd);
-        q->pidfd = -1;
-        q->prev = q->next = NULL;
-    }
-    reg_head = NULL;
-    pthread_mutex_init(&reg_mu, NULL);
-    prctl(PR_SET_PDEATHSIG, p->daemon ? SIGKILL : SIGTERM);
-    if (getppid() != parent) _exit(p->daemon ? 128 + SIGKILL : 128 + SIGTERM);
-    int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    if (null >= 0) {
-        if (null != STDIN_FILENO) {
-            dup2(null, STDIN_FILENO);
-            close(null);
-        }
-    }
-    char id[MPROC__NAME_MAX + 16];
-    if (identity[0]) snprintf(id, sizeof id, "%s:%u", identity, p->n);
-    else snprintf(id, sizeof id, "%u", p->n);
-    snprintf(identity, sizeof identity, "%s", id);
-    child_counter = 0;
-    mproc__set_identity(p->name, parent);
-}
-
 int mproc_process_start(mproc_process *p)
 {
-    if (!valid(p) || p->state != ST_NEW) return -EINVAL;
+    if (!valid(p) || p->state != MPROC__ST_NEW) return -EINVAL;
     fflush(stdout);
     fflush(stderr);
-    pid_t parent = getpid();
     pthread_mutex_lock(&reg_mu);
     sweep_detached_locked();
-    pid_t pid = fork();
-    if (pid < 0) {
-        int e = errno;
-        pthread_mutex_unlock(&reg_mu);
-        return -e;
+    int r;
+    switch (p->method) {
+    case MPROC__START_THREAD: r = mproc__start_thread(p); break;
+    case MPROC__START_FORKSERVER: r = mproc__forkserver_start_child(p); break;
+    default: r = mproc__start_fork(p); break;
     }
-    if (pid == 0) {
-        child_setup(p, parent);
-        mproc__child_exit(p->run(p->arg));
+    if (r == 0) {
+        p->owner = getpid();
+        p->state = MPROC__ST_STARTED;
+        reg_add(p);
     }
-    int fd = mproc__pidfd_open(pid);
-    if (fd < 0) {
-        /* Without a pidfd we cannot supervise it: end it now rather than leak it. */
-        kill(pid, SIGKILL);
-        waitpid(pid, NULL, 0);
-        pthread_mutex_unlock(&reg_mu);
-        return fd;
-    }
-    p->pid = pid;
-    p->pidfd = fd;
-    p->owner = parent;
-    p->state = ST_STARTED;
-    reg_add(p);
     pthread_mutex_unlock(&reg_mu);
-    return 0;
+    return r;
 }
 
 int mproc_process_run(mproc_process *p)
@@ -233,9 +249,17 @@ int mproc_process_run(mproc_process *p)
 
 static int check_started(const mproc_process *p)
 {
-    if (!valid(p) || p->state == ST_NEW) return -EINVAL;
+    if (!valid(p) || p->state == MPROC__ST_NEW) return -EINVAL;
     if (p->owner != getpid()) return -ECHILD;
     return 0;
+}
+
+static bool reap(mproc_process *p)
+{
+    pthread_mutex_lock(&reg_mu);
+    bool ended = try_reap_locked(p);
+    pthread_mutex_unlock(&reg_mu);
+    return ended;
 }
 
 int mproc_process_join(mproc_process *p, double timeout)
@@ -244,34 +268,26 @@ int mproc_process_join(mproc_process *p, double timeout)
     if (r < 0) return r;
     int64_t deadline = mproc__deadline(timeout);
     for (;;) {
-        pthread_mutex_lock(&reg_mu);
-        bool ended = try_reap_locked(p);
-        pthread_mutex_unlock(&reg_mu);
-        if (ended) return 0;
-        r = mproc__pidfd_wait(p->pidfd, deadline);
+        if (reap(p)) return 0;
+        r = mproc__pidfd_wait(p->fd, deadline);
         if (r < 0) return r;
         if (r == 0) return -ETIMEDOUT;
+        wait_status(p, deadline);
+        if (!reap(p) && mproc__remaining_ns(deadline) <= 0) return -ETIMEDOUT;
     }
 }
 
 bool mproc_process_is_alive(mproc_process *p)
 {
-    if (check_started(p) < 0) return false;
-    pthread_mutex_lock(&reg_mu);
-    bool ended = try_reap_locked(p);
-    pthread_mutex_unlock(&reg_mu);
-    return !ended;
+    return check_started(p) == 0 && !reap(p);
 }
 
 int mproc_process_exitcode(mproc_process *p, int *code)
 {
     if (!valid(p) || !code) return -EINVAL;
-    if (p->state == ST_NEW) return -EAGAIN;
+    if (p->state == MPROC__ST_NEW) return -EAGAIN;
     if (p->owner != getpid()) return -ECHILD;
-    pthread_mutex_lock(&reg_mu);
-    bool ended = try_reap_locked(p);
-    pthread_mutex_unlock(&reg_mu);
-    if (!ended) return -EAGAIN;
+    if (!reap(p)) return -EAGAIN;
     if (p->exitcode == -ECHILD) return -ECHILD;
     *code = p->exitcode;
     return 0;
@@ -281,9 +297,11 @@ static int send_signal(mproc_process *p, int sig)
 {
     int r = check_started(p);
     if (r < 0) return r;
+    if (reap(p)) return 0;
+    /* A thread cannot be killed without killing the whole process. */
+    if (p->method == MPROC__START_THREAD) return -ENOTSUP;
     /* A pidfd names exactly this process, even if its pid has since been reused. */
-    if (p->state == ST_ENDED) return 0;
-    r = mproc__pidfd_send_signal(p->pidfd, sig);
+    r = mproc__pidfd_send_signal(p->fd, sig);
     return r == -ESRCH ? 0 : r;
 }
 
@@ -315,19 +333,25 @@ const char *mproc_process_name(const mproc_process *p)
 int mproc_process_sentinel(const mproc_process *p)
 {
     int r = check_started(p);
-    return r < 0 ? r : p->pidfd;
+    return r < 0 ? r : p->fd;
 }
 
 void mproc_process_free(mproc_process *p)
 {
     if (!valid(p)) return;
     pthread_mutex_lock(&reg_mu);
-    if (p->state == ST_STARTED && p->owner == getpid() && !try_reap_locked(p)) {
+    if (p->state == MPROC__ST_STARTED && p->owner == getpid() && !try_reap_locked(p)) {
         p->detached = true;
         pthread_mutex_unlock(&reg_mu);
         return;
     }
-    if (p->state == ST_STARTED) reg_remove(p); /* a handle inherited by a child: just forget it */
+    if (p->state == MPROC__ST_STARTED) reg_remove(p); /* a handle inherited by a child */
     pthread_mutex_unlock(&reg_mu);
     release(p);
+}
+
+int mproc_shutdown(void)
+{
+    end_children();
+    return 0;
 }

@@ -4,8 +4,5 @@
 
 /* Register the exit handler that joins non-daemonic children and ends daemonic ones. */
 void mproc__registry_init(void);
-/* What a child of the library does when its body returns: flush stdio, end its own children as at
- * exit, and _exit with the code. */
-_Noreturn void mproc__child_exit(int code);
 
 #endif

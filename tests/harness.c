@@ -13,6 +13,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "process_internal.h"
+
 #define MAX_CASES 256
 #define GRACE_S 2.0
 
@@ -44,6 +46,21 @@ void harness_fail(const char *file, int line, const char *fmt, ...)
             current_case ? current_case : "?", msg, (int)getpid());
     fflush(stderr);
     _exit(1);
+}
+
+#define SKIP_STATUS 77
+
+void harness_skip(const char *why)
+{
+    printf("    skipped: %s\n", why);
+    fflush(stdout);
+    _exit(SKIP_STATUS);
+}
+
+const char *harness_method(void)
+{
+    const char *m = getenv("MPROC_START");
+    return m && *m ? m : "fork";
 }
 
 double harness_now(void)
@@ -148,6 +165,8 @@ static _Noreturn void run_case(int i)
     unsigned char before[128], after[128];
     int nb = fd_snapshot(before, sizeof before * 8);
     cases[i].fn();
+    /* The forkserver helper is the library's, not the case's: stop it before counting. */
+    mproc__forkserver_stop();
     int children = harness_child_count(getpid());
     if (children > 0) harness_fail(__FILE__, __LINE__, "leaked %d child process(es)", children);
     int na = fd_snapshot(after, sizeof after * 8);
@@ -176,7 +195,9 @@ static bool others_alive(pid_t pgid)
     return kids || kill(-pgid, 0) == 0;
 }
 
-static bool run_one(int i)
+enum { CASE_PASSED, CASE_FAILED, CASE_SKIPPED };
+
+static int run_one(int i)
 {
     double t0 = harness_now();
     double timeout = cases[i].timeout * harness_slow();
@@ -200,7 +221,8 @@ static bool run_one(int i)
     }
     int status = 0;
     waitpid(pid, &status, 0);
-    if (ok && !(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
+    bool skipped = ok && WIFEXITED(status) && WEXITSTATUS(status) == SKIP_STATUS;
+    if (ok && !skipped && !(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
         if (WIFSIGNALED(status))
             fprintf(stderr, "%s: case died of signal %d\n", cases[i].name, WTERMSIG(status));
         ok = false;
@@ -216,10 +238,10 @@ static bool run_one(int i)
         }
         ok = false;
     }
-    printf("[ %8s ] %s (%.0f ms)\n", ok ? "OK" : "FAILED", cases[i].name,
+    printf("[ %8s ] %s (%.0f ms)\n", !ok ? "FAILED" : skipped ? "SKIPPED" : "OK", cases[i].name,
            (harness_now() - t0) * 1000);
     fflush(stdout);
-    return ok;
+    return !ok ? CASE_FAILED : skipped ? CASE_SKIPPED : CASE_PASSED;
 }
 
 int main(int argc, char **argv)
@@ -227,15 +249,18 @@ int main(int argc, char **argv)
     /* Orphans of a case come back here, so nothing a case starts can escape the check. */
     prctl(PR_SET_CHILD_SUBREAPER, 1);
     setvbuf(stdout, NULL, _IOLBF, 0);
-    int passed = 0, failed = 0;
+    int passed = 0, failed = 0, skipped = 0;
     for (int i = 0; i < ncases; i++) {
         bool selected = argc < 2;
         for (int a = 1; a < argc; a++)
             if (strstr(cases[i].name, argv[a])) selected = true;
         if (!selected) continue;
-        if (run_one(i)) passed++;
-        else failed++;
+        switch (run_one(i)) {
+        case CASE_PASSED: passed++; break;
+        case CASE_FAILED: failed++; break;
+        default: skipped++; break;
+        }
     }
-    printf("%d passed, %d failed\n", passed, failed);
+    printf("%s: %d passed, %d failed, %d skipped\n", harness_method(), passed, failed, skipped);
     return failed ? 1 : 0;
 }

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/types.h>
 
 #include "mproc.h"
@@ -57,6 +58,16 @@ _Noreturn void harness_fail(const char *file, int line, const char *fmt, ...)
         if (!(x_ >= lo_ && x_ <= hi_))                                                             \
             harness_fail(__FILE__, __LINE__, "%s = %g, expected within [%g, %g]", #x, x_, lo_,     \
                          hi_);                                                                     \
+    } while (0)
+
+/* End the case as skipped (counted apart, not failed). */
+_Noreturn void harness_skip(const char *why);
+/* The start method the suite runs under (env MPROC_START): "fork", "forkserver" or "thread". */
+const char *harness_method(void);
+/* Skip a case that cannot hold when processes are threads (signals, crash isolation). */
+#define SKIP_IN_THREAD_MODE(why)                                                                   \
+    do {                                                                                           \
+        if (strcmp(harness_method(), "thread") == 0) harness_skip(why);                            \
     } while (0)
 
 /* Monotonic seconds. */

@@ -131,6 +131,7 @@ TEST(bad_input)
 
 TEST(init_rejects_bad_config)
 {
+    unsetenv("MPROC_START"); /* the environment would win over the config */
     CHECK_RC(mproc_init(&(mproc_config){.start_method = "spawnx"}), -EINVAL);
     CHECK_RC(mproc_init(&(mproc_config){.arena_size = 1000}), -EINVAL);
     CHECK_OK(mproc_init(&(mproc_config){.start_method = "fork"}));

@@ -54,6 +54,11 @@ typedef struct {
  * no change) when the library is already initialised, -EINVAL for a bad config. */
 int mproc_init(const mproc_config *cfg);
 
+/* Do now what normal exit does (it is also done then): join the non-daemonic children of this
+ * process, end its daemonic ones (SIGTERM, SIGKILL after 0.5 s), stop the forkserver helper.
+ * For programs and tests that must leave no child behind before they go on. */
+int mproc_shutdown(void);
+
 /* CPUs this process may use: its affinity mask, limited by a cgroup (v2 or v1) CPU quota
  * rounded up; environment variable MPROC_CPU_COUNT overrides. Always >= 1. */
 int mproc_cpu_count(void);

@@ -25,10 +25,15 @@ typedef struct mproc_process mproc_process;
 typedef int (*mproc_run_fn)(void *arg);
 
 typedef struct {
-    const char *name; /* NULL: "Process-N" (in a child "PARENT:N"), at most 63 bytes */
-    mproc_run_fn run; /* required */
-    void *arg;
-    bool daemon;      /* killed when the parent exits, instead of joined */
+    const char *name;         /* NULL: "Process-N" (in a child "Process-N:M"), at most 63 bytes */
+    mproc_run_fn run;         /* required */
+    void *arg;                /* passed to run; see arg_size */
+    bool daemon;              /* killed when the parent exits, instead of joined */
+    size_t arg_size;          /* if > 0: arg points to that many bytes, copied for the child (into
+                               * the arena) at mproc_process_new, as Python pickles its args; needed
+                               * with "forkserver" when arg is not in the arena */
+    const char *start_method; /* NULL: the library's ("fork"); "forkserver", "thread". The
+                               * environment variable MPROC_START overrides it. */
 } mproc_process_opts;
 
 /* -EINVAL: opts or opts->run is NULL, or the name is too long. */

@@ -1,0 +1,163 @@
+/* What is particular to each start method; the process suite itself runs under all three. */
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "platform.h"
+#include "process_internal.h"
+
+static int join_code(mproc_process *p)
+{
+    int code = -1;
+    CHECK_OK(mproc_process_join(p, 30));
+    CHECK_OK(mproc_process_exitcode(p, &code));
+    return code;
+}
+
+static mproc_process *run_with(const char *method, mproc_run_fn fn, void *arg, size_t arg_size)
+{
+    mproc_process *p;
+    CHECK_OK(mproc_process_new(&p, &(mproc_process_opts){.run = fn, .arg = arg, .arg_size = arg_size,
+                                                          .start_method = method}));
+    CHECK_OK(mproc_process_start(p));
+    return p;
+}
+
+/* ---- forkserver: safe for a parent whose threads hold locks ---- */
+
+static pthread_mutex_t busy_mu = PTHREAD_MUTEX_INITIALIZER;
+static atomic_bool stop_busy;
+
+static void *busy(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&stop_busy)) {
+        pthread_mutex_lock(&busy_mu);
+        for (volatile int i = 0; i < 20000; i++) {
+        }
+        pthread_mutex_unlock(&busy_mu);
+    }
+    return NULL;
+}
+
+/* A forked copy of a parent whose thread held busy_mu would wait for it forever. */
+static int take_busy_lock(void *arg)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += 10;
+    if (pthread_mutex_timedlock(&busy_mu, &ts) != 0) return 1;
+    pthread_mutex_unlock(&busy_mu);
+    return 0;
+}
+
+TEST_T(forkserver_children_of_a_threaded_parent_do_not_inherit_held_locks, 120)
+{
+    unsetenv("MPROC_START");
+    CHECK_OK(mproc_init(&(mproc_config){.start_method = "forkserver"}));
+    pthread_t th[8];
+    for (int i = 0; i < 8; i++) CHECK_EQ(pthread_create(&th[i], NULL, busy, NULL), 0);
+    for (int i = 0; i < 100; i++) {
+        mproc_process *p = run_with(NULL, take_busy_lock, NULL, 0);
+        CHECK_EQ(join_code(p), 0);
+        mproc_process_free(p);
+    }
+    atomic_store(&stop_busy, true);
+    for (int i = 0; i < 8; i++) pthread_join(th[i], NULL);
+}
+
+static int ret7(void *arg)
+{
+    (void)arg;
+    return 7;
+}
+
+TEST(forkserver_restarts_after_its_helper_dies)
+{
+    unsetenv("MPROC_START");
+    mproc_process *p = run_with("forkserver", ret7, NULL, 0);
+    CHECK_EQ(join_code(p), 7);
+    mproc_process_free(p);
+    pid_t helper = mproc__forkserver_pid();
+    CHECK(helper > 0);
+    CHECK_EQ(kill(helper, SIGKILL), 0);
+    CHECK(harness_wait_gone(helper, 5));
+    p = run_with("forkserver", ret7, NULL, 0);
+    CHECK_EQ(join_code(p), 7);
+    mproc_process_free(p);
+    CHECK(mproc__forkserver_pid() != helper);
+}
+
+static int check_copy(void *arg)
+{
+    return strcmp(arg, "copied for the child") == 0 ? 0 : 1;
+}
+
+TEST(arg_size_copies_the_argument_for_every_method)
+{
+    unsetenv("MPROC_START");
+    const char *methods[] = {"fork", "forkserver", "thread"};
+    for (int i = 0; i < 3; i++) {
+        char *heap = strdup("copied for the child");
+        mproc_process *p = run_with(methods[i], check_copy, heap, strlen(heap) + 1);
+        free(heap); /* the child has its own copy */
+        CHECK_EQ(join_code(p), 0);
+        mproc_process_free(p);
+    }
+}
+
+static int report_name(void *arg)
+{
+    snprintf(arg, 64, "%s", mproc_current_name());
+    return 0;
+}
+
+TEST(env_overrides_the_requested_method)
+{
+    setenv("MPROC_START", "thread", 1);
+    char *name = mproc_shared_alloc(64);
+    mproc_process *p = run_with("fork", report_name, name, 0);
+    /* A thread runs in this process: its pid is ours. */
+    CHECK_EQ(mproc_process_pid(p), getpid());
+    CHECK_EQ(join_code(p), 0);
+    CHECK(strcmp(name, mproc_process_name(p)) == 0);
+    CHECK(strcmp(mproc_current_name(), "MainProcess") == 0);
+    mproc_process_free(p);
+    mproc_shared_free(name);
+}
+
+static int wait_forever(void *arg)
+{
+    _Atomic uint32_t *flag = arg;
+    while (!atomic_load(flag)) mproc__futex_wait(flag, 0, INT64_MAX);
+    return 0;
+}
+
+TEST(thread_mode_refuses_signals)
+{
+    unsetenv("MPROC_START");
+    _Atomic uint32_t *flag = mproc_shared_alloc(sizeof *flag);
+    mproc_process *p = run_with("thread", wait_forever, (void *)flag, 0);
+    CHECK_RC(mproc_process_terminate(p), -ENOTSUP);
+    CHECK_RC(mproc_process_kill(p), -ENOTSUP);
+    CHECK_RC(mproc_process_interrupt(p), -ENOTSUP);
+    atomic_store(flag, 1);
+    mproc__futex_wake(flag, 1);
+    CHECK_EQ(join_code(p), 0);
+    CHECK_OK(mproc_process_terminate(p)); /* ended: nothing to do, as for a process */
+    mproc_process_free(p);
+    mproc_shared_free((void *)flag);
+}
+
+TEST(unknown_method_is_refused)
+{
+    unsetenv("MPROC_START");
+    mproc_process *p;
+    CHECK_RC(mproc_process_new(&p, &(mproc_process_opts){.run = ret7, .start_method = "spawnish"}),
+             -EINVAL);
+    setenv("MPROC_START", "bogus", 1);
+    CHECK_RC(mproc_process_new(&p, &(mproc_process_opts){.run = ret7}), -EINVAL);
+}
