@@ -1,0 +1,1076 @@
+#include <fcntl.h>
+#include <pthread.h>
+#include <ftw.h>
+#include <regex.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "log_internal.h"
+
+/* ---- helpers ---------------------------------------------------------------------------- */
+
+static char *tmpdir_make(void)
+{
+    char *d = strdup("/tmp/mproc-log-XXXXXX");
+    CHECK(d && mkdtemp(d));
+    return d;
+}
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    remove(path);
+    return 0;
+}
+
+static void tmpdir_remove(char *d)
+{
+    nftw(d, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    free(d);
+}
+
+static char *slurp(const char *path, size_t *len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return NULL;
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap + 1);
+    CHECK(buf);
+    for (;;) {
+        if (n == cap) {
+            cap *= 2;
+            buf = realloc(buf, cap + 1);
+            CHECK(buf);
+        }
+        ssize_t r = read(fd, buf + n, cap - n);
+        CHECK(r >= 0);
+        if (r == 0) break;
+        n += (size_t)r;
+    }
+    close(fd);
+    buf[n] = '\0';
+    if (len) *len = n;
+    return buf;
+}
+
+static int count_lines(const char *s)
+{
+    int n = 0;
+    for (; *s; s++)
+        n += *s == '\n';
+    return n;
+}
+
+static int count_substr(const char *s, const char *sub)
+{
+    int n = 0;
+    for (const char *p = s; (p = strstr(p, sub)); p += strlen(sub))
+        n++;
+    return n;
+}
+
+static char *path_join(const char *dir, const char *name)
+{
+    char *p;
+    CHECK(asprintf(&p, "%s/%s", dir, name) > 0);
+    return p;
+}
+
+/* stderr redirected to a file for the duration. */
+typedef struct {
+    int saved;
+    char *path;
+} capture;
+
+static void capture_begin(capture *c, const char *dir)
+{
+    c->path = path_join(dir, "stderr.txt");
+    int fd = open(c->path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    CHECK(fd >= 0);
+    c->saved = dup(STDERR_FILENO);
+    CHECK(c->saved >= 0);
+    CHECK(dup2(fd, STDERR_FILENO) == STDERR_FILENO);
+    close(fd);
+}
+
+/* What was written since capture_begin (or the last capture_take); truncates. */
+static char *capture_take(capture *c)
+{
+    char *s = slurp(c->path, NULL);
+    CHECK(s);
+    CHECK(ftruncate(STDERR_FILENO, 0) == 0);
+    CHECK(lseek(STDERR_FILENO, 0, SEEK_SET) == 0);
+    return s;
+}
+
+static char *capture_end(capture *c)
+{
+    char *s = capture_take(c);
+    CHECK(dup2(c->saved, STDERR_FILENO) == STDERR_FILENO);
+    close(c->saved);
+    free(c->path);
+    return s;
+}
+
+/* One text line split into its fields (in place), with the time format checked strictly. */
+typedef struct {
+    char offset[8];
+    char *time, *app, *process, *file, *func, *level, *msg;
+    int line;
+} parsed;
+
+static bool digits(const char *s, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (s[i] < '0' || s[i] > '9') return false;
+    return true;
+}
+
+static bool parse_line(char *line, parsed *p)
+{
+    /* 2026-11-25T13:51:49.247979+00:00 */
+    char *t = line;
+    if (!(digits(t, 4) && t[4] == '-' && digits(t + 5, 2) && t[7] == '-' && digits(t + 8, 2) &&
+          t[10] == 'T' && digits(t + 11, 2) && t[13] == ':' && digits(t + 14, 2) && t[16] == ':' &&
+          digits(t + 17, 2) && t[19] == '.' && digits(t + 20, 6) &&
+          (t[26] == '+' || t[26] == '-') && digits(t + 27, 2) && t[29] == ':' && digits(t + 30, 2)))
+        return false;
+    if (strncmp(t + 32, " - ", 3) != 0) return false;
+    char *f[7];
+    char *s = t + 35;
+    for (int i = 0; i < 6; i++) {
+        char *sep = strstr(s, " - ");
+        if (!sep) return false;
+        *sep = '\0';
+        f[i] = s;
+        s = sep + 3;
+    }
+    f[6] = s; /* the message: the rest, " - " and all */
+    memcpy(p->offset, t + 26, 6);
+    p->offset[6] = '\0';
+    t[26] = '\0';
+    p->time = t;
+    p->app = f[0];
+    p->process = f[1];
+    p->file = f[2];
+    if (!*f[3] || !digits(f[3], (int)strlen(f[3]))) return false;
+    p->line = atoi(f[3]);
+    p->func = f[4];
+    p->level = f[5];
+    p->msg = f[6];
+    return true;
+}
+
+static mproc_process *start(const char *name, mproc_run_fn fn, void *arg)
+{
+    mproc_process *p;
+    CHECK_OK(mproc_process_new(&p, &(mproc_process_opts){.name = name, .run = fn, .arg = arg}));
+    CHECK_OK(mproc_process_start(p));
+    return p;
+}
+
+static int join(mproc_process *p)
+{
+    int code = 12345;
+    CHECK_OK(mproc_process_join(p, MPROC_FOREVER));
+    CHECK_OK(mproc_process_exitcode(p, &code));
+    mproc_process_free(p);
+    return code;
+}
+
+/* ---- the exec'd helper: this binary re-run with MPROC_LOG_TEST_HELPER set ---------------- */
+
+__attribute__((constructor)) static void exec_helper(void)
+{
+    const char *mode = getenv("MPROC_LOG_TEST_HELPER");
+    if (!mode) return;
+    int code = 0;
+    if (strcmp(mode, "explicit") == 0) {
+        if (mproc_log_init_from_env() != 0) _exit(3);
+        MPROC_INFO("helper explicit %d", (int)getpid());
+    } else if (strcmp(mode, "rotate") == 0) {
+        /* Log until this program (another family) has rotated the file. */
+        if (mproc_log_init_from_env() != 0) _exit(3);
+        char backup[4096];
+        snprintf(backup, sizeof backup, "%s.1", mproc_log_file_path());
+        struct stat st;
+        for (int i = 0; stat(backup, &st) < 0; i++) {
+            if (i > 10000) _exit(5);
+            MPROC_INFO("helper filler %d padding padding padding", i);
+        }
+    } else {
+        MPROC_INFO("helper auto %d", (int)getpid()); /* joins at the first record */
+    }
+    const char *want = getenv("MPROC_LOG_TEST_PATH");
+    const char *got = mproc_log_file_path();
+    if (!want || !got || strcmp(want, got) != 0) code = 4;
+    mproc_log_shutdown();
+    _exit(code);
+}
+
+/* ---- cases ------------------------------------------------------------------------------- */
+
+TEST(format_line)
+{
+    /* A POSIX TZ string needs no tz database: UTC+05:30. */
+    setenv("TZ", "XYZ-5:30", 1);
+    tzset();
+    char *dir = tmpdir_make();
+    CHECK_OK(mproc_log_init(
+        &(mproc_log_config){.app_name = "fmtapp", .log_dir = dir, .console_level = MPROC_LOG_OFF}));
+    CHECK(mproc_log_file_path());
+    time_t before = time(NULL);
+    int line = __LINE__ + 1;
+    MPROC_ERROR("hello %s %d", "world", 42);
+    time_t after = time(NULL);
+    char *text = slurp(mproc_log_file_path(), NULL);
+    CHECK(text);
+    CHECK_EQ(count_lines(text), 1);
+
+    regex_t re;
+    CHECK(
+        regcomp(
+            &re,
+            "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\\.[0-9]{6}[+-][0-9]{2}:[0-9]{2}"
+            " - fmtapp - MainProcess - test_log\\.c - [0-9]+ - test_format_line - ERROR - "
+            "hello world 42\n$",
+            REG_EXTENDED | REG_NOSUB) == 0);
+    CHECK(regexec(&re, text, 0, NULL, 0) == 0);
+    regfree(&re);
+
+    parsed p;
+    CHECK(parse_line(text, &p));
+    CHECK(strcmp(p.offset, "+05:30") == 0);
+    CHECK_EQ(p.line, line);
+    CHECK(strcmp(p.level, "ERROR") == 0);
+    CHECK(strcmp(p.msg, "hello world 42\n") == 0);
+    /* The local time, back to epoch through the offset, is now. */
+    struct tm tm = {0};
+    CHECK(strptime(p.time, "%Y-%m-%dT%H:%M:%S", &tm));
+    time_t local = timegm(&tm) - (5 * 3600 + 30 * 60);
+    CHECK_BETWEEN((double)local, (double)before - 1, (double)after + 1);
+
+    /* A negative offset. */
+    free(text);
+    mproc_log_shutdown();
+    tmpdir_remove(dir);
+}
+
+TEST(negative_offset)
+{
+    setenv("TZ", "ABC+3", 1);
+    tzset();
+    char *dir = tmpdir_make();
+    CHECK_OK(mproc_log_init(
+        &(mproc_log_config){.app_name = "off", .log_dir = dir, .console_level = MPROC_LOG_OFF}));
+    MPROC_WARNING("x");
+    char *text = slurp(mproc_log_file_path(), NULL);
+    parsed p;
+    CHECK(parse_line(text, &p));
+    CHECK(strcmp(p.offset, "-03:00") == 0);
+    free(text);
+    mproc_log_shutdown();
+    tmpdir_remove(dir);
+}
+
+static void log_each_level(const char *tag)
+{
+    MPROC_DEBUG("%s-debug", tag);
+    MPROC_INFO("%s-info", tag);
+    MPROC_WARNING("%s-warning", tag);
+    MPROC_ERROR("%s-error", tag);
+    MPROC_CRITICAL("%s-critical", tag);
+}
+
+static void check_levels(const char *text, const char *tag, int lowest)
+{
+    static const char *names[] = {"debug", "info", "warning", "error", "critical"};
+    for (int i = 0; i < 5; i++) {
+        char want[64];
+        snprintf(want, sizeof want, "%s-%s\n", tag, names[i]);
+        int present = strstr(text, want) != NULL;
+        if (present != ((i + 1) * 10 >= lowest))
+            harness_fail(__FILE__, __LINE__, "%s: '%s' %s", tag, names[i],
+                         present ? "present" : "missing");
+    }
+}
+
+TEST(level_filtering)
+{
+    char *dir = tmpdir_make();
+    capture c;
+    capture_begin(&c, dir);
+    struct {
+        const char *tag;
+        mproc_log_config cfg;
+        int console, file;
+    } cases[] = {
+        {"default", {.app_name = "lv"}, MPROC_LOG_WARNING, MPROC_LOG_INFO},
+        {"verbose", {.app_name = "lv", .verbose = true}, MPROC_LOG_INFO, MPROC_LOG_DEBUG},
+        {"override",
+         {.app_name = "lv",
+          .verbose = true,
+          .console_level = MPROC_LOG_ERROR,
+          .file_level = MPROC_LOG_WARNING},
+         MPROC_LOG_ERROR,
+         MPROC_LOG_WARNING},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        cases[i].cfg.log_dir = dir;
+        cases[i].cfg.delete_existing = true;
+        CHECK_OK(mproc_log_init(&cases[i].cfg));
+        CHECK(mproc_log_enabled(cases[i].file) && !mproc_log_enabled(cases[i].file - 1));
+        log_each_level(cases[i].tag);
+        char *file = slurp(mproc_log_file_path(), NULL);
+        char *console = capture_take(&c);
+        check_levels(file, cases[i].tag, cases[i].file);
+        check_levels(console, cases[i].tag, cases[i].console);
+        free(file);
+        free(console);
+    }
+    /* A sink can be switched off: no file at all. */
+    CHECK_OK(mproc_log_init(
+        &(mproc_log_config){.app_name = "lv", .log_dir = dir, .file_level = MPROC_LOG_OFF}));
+    CHECK(mproc_log_file_path() == NULL);
+    mproc_log_shutdown();
+    free(capture_end(&c));
+    tmpdir_remove(dir);
+}
+
+TEST(before_init_goes_to_stderr_at_warning)
+{
+    unsetenv("MPROC_LOG_CONFIG");
+    char *dir = tmpdir_make();
+    capture c;
+    capture_begin(&c, dir);
+    CHECK(mproc_log_file_path() == NULL);
+    MPROC_INFO("pre-info");
+    MPROC_WARNING("pre-warning");
+    char *out = capture_end(&c);
+    CHECK(!strstr(out, "pre-info"));
+    CHECK_EQ(count_lines(out), 1);
+    parsed p;
+    CHECK(parse_line(out, &p));
+    CHECK(strcmp(p.app, "test_log") == 0);
+    CHECK(strcmp(p.level, "WARNING") == 0);
+    free(out);
+    tmpdir_remove(dir);
+}
+
+static int log_child_body(void *arg)
+{
+    MPROC_INFO("from %s", (const char *)arg);
+    return 0;
+}
+
+static int log_grandparent(void *arg)
+{
+    (void)arg;
+    MPROC_INFO("from middle");
+    mproc_process *g = start("grandchild", log_child_body, "grandchild");
+    return join(g);
+}
+
+TEST(children_log_with_their_own_name)
+{
+    char *dir = tmpdir_make();
+    CHECK_OK(mproc_log_init(
+        &(mproc_log_config){.app_name = "kids", .log_dir = dir, .console_level = MPROC_LOG_OFF}));
+    mproc_process *a = start("alpha", log_child_body, "alpha");
+    mproc_process *b = start(NULL, log_child_body, "default");
+    char bname[64];
+    snprintf(bname, sizeof bname, "%s", mproc_process_name(b));
+    mproc_process *m = start("middle", log_grandparent, NULL);
+    CHECK_EQ(join(a), 0);
+    CHECK_EQ(join(b), 0);
+    CHECK_EQ(join(m), 0);
+    MPROC_INFO("from main");
+    char *text = slurp(mproc_log_file_path(), NULL);
+    CHECK_EQ(count_lines(text), 5);
+    int seen = 0;
+    for (char *save, *l = strtok_r(text, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+        parsed p;
+        CHECK(parse_line(l, &p));
+        const char *want = strncmp(p.msg, "from ", 5) == 0 ? p.msg + 5 : "?";
+        if (strcmp(want, "default") == 0) want = bname;
+        if (strcmp(want, "main") == 0) want = "MainProcess";
+        if (strcmp(p.process, want) != 0)
+            harness_fail(__FILE__, __LINE__, "line by '%s' says '%s'", p.process, p.msg);
+        seen++;
+    }
+    CHECK_EQ(seen, 5);
+    free(text);
+    mproc_log_shutdown();
+    tmpdir_remove(dir);
+}
+
+static mproc_process *start_with(const char *method, const char *name, mproc_run_fn fn, void *arg)
+{
+    mproc_process *p;
+    CHECK_OK(mproc_process_new(
+        &p, &(mproc_process_opts){.name = name, .run = fn, .arg = arg, .start_method = method}));
+    CHECK_OK(mproc_process_start(p));
+    return p;
+}
+
+/* A forkserver child is forked by a helper that may predate mproc_log_init: it adopts the set-up
+ * the family published, with no set-up of its own. */
+TEST(forkserver_child_started_before_init_joins)
+{
+    char *dir = tmpdir_make();
+    capture c;
+    capture_begin(&c, dir);
+    /* Starts the helper, before the log exists. */
+    CHECK_EQ(join(start_with("forkserver", "early", log_child_body, "early")), 0);
+    CHECK_OK(mproc_log_init(
+        &(mproc_log_config){.app_name = "fsrv", .log_dir = dir, .console_level = MPROC_LOG_OFF}));
+    CHECK_EQ(join(start_with("forkserver", "late", log_child_body, "late")), 0);
+    char *text = slurp(mproc_log_file_path(), NULL);
+    CHECK_EQ(count_lines(text), 1);
+    CHECK(strstr(text, " - fsrv - late - test_log.c - ") && strstr(text, "from late\n"));
+    free(text);
+    /* After shutdown this process does not pick the family's set-up up again. */
+    mproc_log_shutdown();
+    CHECK(mproc_log_file_path() == NULL);
+    MPROC_INFO("after shutdown");
+    CHECK(mproc_log_file_path() == NULL);
+    free(capture_end(&c));
+    tmpdir_remove(dir);
+}
+
+TEST(thread_processes_log_with_their_own_name)
+{
+    char *dir = tmpdir_make();
+    CHECK_OK(mproc_log_init(
+        &(mproc_log_config){.app_name = "thr", .log_dir = dir, .console_level = MPROC_LOG_OFF}));
+    mproc_process *a = start_with("thread", "tone", log_child_body, "tone");
+    mproc_process *b = start_with("thread", "ttwo", log_child_body, "ttwo");
+    CHECK_EQ(join(a), 0);
+    CHECK_EQ(join(b), 0);
+    char *text = slurp(mproc_log_file_path(), NULL);
+    CHECK(strstr(text, " - tone - ") && strstr(text, "from tone\n"));
+    CHECK(strstr(text, " - ttwo - ") && strstr(text, "from ttwo\n"));
+    free(text);
+    mproc_log_shutdown();
+    tmpdir_remove(dir);
+}
+
+/* 8 processes x N lines into one file rotated at a small size during the run. */
+static int bulk_lines(void)
+{
+    const char *s = getenv("MPROC_LOG_TEST_LINES");
+    int n = s ? atoi(s) : 50000;
+    return n > 0 ? n : 50000;
+}
+
+static int bulk_writer(void *arg)
+{
+    int n = bulk_lines();
+    (void)arg;
+    for (int i = 0; i < n; i++)
+        MPROC_INFO("seq %d", i);
+    return 0;
+}
+
+TEST_T(eight_processes_rotating_lose_nothing, 280)
+{
+    enum { NPROC = 8, BACKUPS = 5000 };
+    const size_t max_bytes = 1 << 20;
+    int n = bulk_lines();
+    char *dir = tmpdir_make();
+    CHECK_OK(mproc_log_init(&(mproc_log_config){.app_name = "bulk",
+                                                .log_dir = dir,
+                                                .console_level = MPROC_LOG_OFF,
+                                                .max_bytes = max_bytes,
+                                                .backup_count = BACKUPS}));
+    mproc_process *w[NPROC];
+    for (int k = 0; k < NPROC; k++) {
+        char name[16];
+        snprintf(name, sizeof name, "W%d", k);
+        w[k] = start(name, bulk_writer, NULL);
+    }
+    for (int k = 0; k < NPROC; k++)
+        CHECK_EQ(join(w[k]), 0);
+
+    unsigned char *seen = calloc((size_t)NPROC * (size_t)n, 1);
+    CHECK(seen);
+    long total = 0;
+    int files = 0;
+    for (int i = 0; i <= BACKUPS; i++) {
+        char *path;
+        if (i == 0)
+            path = strdup(mproc_log_file_path());
+        else
+            CHECK(asprintf(&path, "%s.%d", mproc_log_file_path(), i) > 0);
+        size_t len;
+        char *text = slurp(path, &len);
+        free(path);
+        if (!text) break;
+        files++;
+        /* Bounded: every process moved to the new file. Full: nobody rotated a second time
+         * when another had just done it. */
+        CHECK(len <= 2 * max_bytes);
+        if (i > 0) CHECK(len >= max_bytes - MPROC_LOG_RECORD_MAX);
+        CHECK(len == 0 || text[len - 1] == '\n'); /* no torn tail */
+        for (char *save, *l = strtok_r(text, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+            parsed p;
+            int k, seq;
+            char extra;
+            if (!parse_line(l, &p) || strcmp(p.app, "bulk") != 0 ||
+                sscanf(p.process, "W%d%c", &k, &extra) != 1 || k < 0 || k >= NPROC ||
+                sscanf(p.msg, "seq %d%c", &seq, &extra) != 1 || seq < 0 || seq >= n ||
+                strcmp(p.func, "bulk_writer") != 0)
+                harness_fail(__FILE__, __LINE__, "bad line in file %d: %.200s", i, l);
+            if (seen[(size_t)k * (size_t)n + (size_t)seq]++)
+                harness_fail(__FILE__, __LINE__, "W%d seq %d twice", k, seq);
+            total++;
+        }
+        free(text);
+    }
+    CHECK_EQ(total, (long)NPROC * n);
+    /* Rotation happened during the run (the data is several times max_bytes). */
+    if ((size_t)NPROC * (size_t)n * 100 > 4 * max_bytes) CHECK(files >= 3);
+    free(seen);
+    mproc_log_shutdown();
+    tmpdir_remove(dir);
+}
+
+static void *thread_writer(void *arg)
+{
+    for (int i = 0; i < 20000; i++)
+        MPROC_INFO("t%d seq %d", (int)(intptr_t)arg, i);
+    return NULL;
+}
+
+TEST_T(threads_rotating_lose_nothing, 120)
+{
+    enum { NT = 4, N = 20000 };
+    char *dir = tmpdir_make();
+    CHECK_OK(mproc_log_init(&(mproc_log_config){.app_name = "thr",
+                                                .log_dir = dir,
+                                                .console_level = MPROC_LOG_OFF,
+                                                .max_bytes = 200000,
+                                                .backup_count = 1000}));
+    pthread_t th[NT];
+    for (int t = 0; t < NT; t++)
+        CHECK(pthread_create(&th[t], NULL, thread_writer, (void *)(intptr_t)t) == 0);
+    for (int t = 0; t < NT; t++)
+        pthread_join(th[t], NULL);
+    static unsigned char seen[NT][N];
+    long total = 0;
+    for (int i = 0; i <= 1000; i++) {
+        char *path;
+        CHECK(asprintf(&path, i ? "%s.%d" : "%s", mproc_log_file_path(), i) > 0);
+        char *text = slurp(path, NULL);
+        free(path);
+        if (!text) break;
+        for (char *save, *l = strtok_r(text, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+            parsed p;
+            int t, seq;
+            if (!parse_line(l, &p) || sscanf(p.msg, "t%d seq %d", &t, &seq) != 2 || t < 0 ||
+                t >= NT || seq < 0 || seq >= N || seen[t][seq]++)
+                harness_fail(__FILE__, __LINE__, "bad or repeated line: %.200s", l);
+            total++;
+        }
+        free(text);
+    }
+    CHECK_EQ(total, NT * N);
+    mproc_log_shutdown();
+    tmpdir_remove(dir);
+}
+
+static int wait_then_log(void *arg)
+{
+    CHECK_OK(mproc_event_wait(arg, MPROC_FOREVER));
+    MPROC_INFO("after the rotation");
+    return 0;
+}
+
+/* A process that did not rotate follows at its next record (generation counter), so its line
+ * is in the new file, not in the backup. */
+TEST(other_processes_follow_rotation_at_once)
+{
+    char *dir = tmpdir_make();
+    CHECK_OK(mproc_log_init(&(mproc_log_config){.app_name = "follow",
+                                                .log_dir = dir,
+                                                .console_level = MPROC_LOG_OFF,
+                                                .max_bytes = 4096,
+                                                .backup_count = 5}));
+    mproc_event *go;
+    CHECK_OK(mproc_event_new(&go));
+    MPROC_INFO("before");
+    mproc_process *p = start("follower", wait_then_log, go);
+    char *backup;
+    CHECK(asprintf(&backup, "%s.1", mproc_log_file_path()) > 0);
+    struct stat st;
+    for (int i = 0; stat(backup, &st) < 0; i++) {
+        CHECK(i < 1000);
+        MPROC_INFO("filler %d padding padding padding padding", i);
+    }
+    CHECK_OK(mproc_event_set(go));
+    CHECK_EQ(join(p), 0);
+    mproc_event_free(go);
+    char *live = slurp(mproc_log_file_path(), NULL), *old = slurp(backup, NULL);
+    CHECK(strstr(live, "after the rotation") && !strstr(old, "after the rotation"));
+    CHECK(strstr(old, "before"));
+    free(live);
+    free(old);
+    free(backup);
+    mproc_log_shutdown();
+    tmpdir_remove(dir);
+}
+
+TEST(rotation_keeps_backup_count)
+{
+    char *dir = tmpdir_make();
+    CHECK_OK(mproc_log_init(&(mproc_log_config){.app_name = "rot",
+                                                .log_dir = dir,
+                                                .console_level = MPROC_LOG_OFF,
+                                                .max_bytes = 1000,
+                                                .backup_count = 2}));
+    for (int i = 0; i < 100; i++)
+        MPROC_INFO("line %03d padding padding padding", i);
+    const char *path = mproc_log_file_path();
+    char name[4096];
+    struct stat st;
+    for (int i = 0; i <= 3; i++) {
+        if (i == 0)
+            snprintf(name, sizeof name, "%s", path);
+        else
+            snprintf(name, sizeof name, "%s.%d", path, i);
+        int r = stat(name, &st);
+        if (i == 3) {
+            CHECK(r < 0);
+        } else {
+            CHECK(r == 0);
+            CHECK(st.st_size > 0 && st.st_size <= 1000);
+        }
+    }
+    /* The newest line is in the live file, the ones just before in .1. */
+    char *text = slurp(path, NULL);
+    CHECK(strstr(text, "line 099"));
+    free(text);
+    mproc_log_shutdown();
+    tmpdir_remove(dir);
+}
+
+TEST(delete_existing)
+{
+    char *dir = tmpdir_make();
+    char *path = path_join(dir, "del.log");
+    FILE *f = fopen(path, "w");
+    CHECK(f);
+    fputs("old content\n", f);
+    fclose(f);
+    mproc_log_config cfg = {.app_name = "del", .log_dir = dir, .console_level = MPROC_LOG_OFF};
+    CHECK_OK(mproc_log_init(&cfg));
+    MPROC_INFO("new one");
+    char *text = slurp(path, NULL);
+    CHECK(strstr(text, "old content") && strstr(text, "new one"));
+    free(text);
+    cfg.delete_existing = true;
+    CHECK_OK(mproc_log_init(&cfg));
+    MPROC_INFO("after delete");
+    text = slurp(path, NULL);
+    CHECK(!strstr(text, "old content") && !strstr(text, "new one") && strstr(text, "after delete"));
+    free(text);
+    free(path);
+    mproc_log_shutdown();
+    tmpdir_remove(dir);
+}
+
+TEST(default_directory)
+{
+    char *xdg = tmpdir_make(), *home = tmpdir_make();
+    setenv("XDG_STATE_HOME", xdg, 1);
+    CHECK_OK(
+        mproc_log_init(&(mproc_log_config){.app_name = "dflt", .console_level = MPROC_LOG_OFF}));
+    char *want;
+    CHECK(asprintf(&want, "%s/dflt/log/dflt.log", xdg) > 0);
+    CHECK(mproc_log_file_path() && strcmp(mproc_log_file_path(), want) == 0);
+    free(want);
+    unsetenv("XDG_STATE_HOME");
+    setenv("HOME", home, 1);
+    CHECK_OK(
+        mproc_log_init(&(mproc_log_config){.app_name = "dflt", .console_level = MPROC_LOG_OFF}));
+    CHECK(asprintf(&want, "%s/.local/state/dflt/log/dflt.log", home) > 0);
+    CHECK(mproc_log_file_path() && strcmp(mproc_log_file_path(), want) == 0);
+    free(want);
+    mproc_log_shutdown();
+    tmpdir_remove(xdg);
+    tmpdir_remove(home);
+}
+
+static int log_then_die(void *arg)
+{
+    (void)arg;
+    MPROC_INFO("last words");
+    raise(SIGKILL);
+    return 0;
+}
+
+TEST(line_survives_sigkill_right_after)
+{
+    SKIP_IN_THREAD_MODE("SIGKILL ends the whole process");
+    char *dir = tmpdir_make();
+    CHECK_OK(mproc_log_init(
+        &(mproc_log_config){.app_name = "crash", .log_dir = dir, .console_level = MPROC_LOG_OFF}));
+    CHECK_EQ(join(start("doomed", log_then_die, NULL)), -SIGKILL);
+    char *text = slurp(mproc_log_file_path(), NULL);
+    CHECK(strstr(text, " - doomed - ") && strstr(text, "last words\n"));
+    free(text);
+    mproc_log_shutdown();
+    tmpdir_remove(dir);
+}
+
+TEST(unwritable_directory_falls_back_to_console)
+{
+    char *dir = tmpdir_make();
+    capture c;
+    capture_begin(&c, dir);
+    /* A path under a regular file: fails even for root. */
+    CHECK_OK(mproc_log_init(&(mproc_log_config){.app_name = "nodir", .log_dir = "/dev/null/x"}));
+    CHECK(mproc_log_file_path() == NULL);
+    MPROC_ERROR("still here");
+    MPROC_INFO("not on the console");
+    MPROC_ERROR("still here");
+    char *out = capture_end(&c);
+    CHECK_EQ(count_substr(out, "cannot open a log file in /dev/null/x"), 1);
+    CHECK_EQ(count_substr(out, "still here\n"), 2);
+    CHECK(!strstr(out, "not on the console"));
+    CHECK_EQ(count_lines(out), 3);
+    free(out);
+    mproc_log_shutdown();
+    tmpdir_remove(dir);
+}
+
+static int log_many(void *arg)
+{
+    for (int i = 0; i < (int)(intptr_t)arg; i++)
+        MPROC_INFO("line %d", i);
+    return 0;
+}
+
+TEST(disk_full_reported_once)
+{
+    char *dir = tmpdir_make();
+    /* The log file is /dev/full: every write fails with ENOSPC. */
+    char *link = path_join(dir, "full.log");
+    CHECK(symlink("/dev/full", link) == 0);
+    capture c;
+    capture_begin(&c, dir);
+    CHECK_OK(mproc_log_init(
+        &(mproc_log_config){.app_name = "full", .log_dir = dir, .console_level = MPROC_LOG_OFF}));
+    CHECK(mproc_log_file_path());
+    log_many((void *)(intptr_t)100);
+    CHECK_EQ(join(start("filler", log_many, (void *)(intptr_t)100)), 0);
+    char *out = capture_end(&c);
+    CHECK_EQ(count_substr(out, "cannot write the log file"), 1);
+    CHECK_EQ(count_substr(out, "No space left on device"), 1);
+    CHECK_EQ(count_lines(out), 1);
+    free(out);
+    free(link);
+    mproc_log_shutdown();
+    tmpdir_remove(dir);
+}
+
+TEST(json_lines)
+{
+    char *dir = tmpdir_make();
+    CHECK_OK(mproc_log_init(&(mproc_log_config){
+        .app_name = "js\"on", .log_dir = dir, .console_level = MPROC_LOG_OFF, .json = true}));
+    MPROC_WARNING("q\"b\\s\nnl\ttab\x01"
+                  "ctl \xc3\xa9 bad\xff end");
+    MPROC_INFO("plain");
+    const char *path = mproc_log_file_path();
+    char *text = slurp(path, NULL);
+    CHECK_EQ(count_lines(text), 2);
+    CHECK(strncmp(text, "{\"time\":\"", 9) == 0);
+    CHECK(strstr(text,
+                 "\"message\":\"q\\\"b\\\\s\\nnl\\ttab\\u0001ctl \xc3\xa9 bad\\ufffd end\"}\n"));
+    CHECK(strstr(text, "\"app\":\"js\\\"on\""));
+    for (const unsigned char *p = (const unsigned char *)text; *p; p++)
+        CHECK(*p >= 0x20 || *p == '\n');
+    /* And a real JSON parser agrees, field by field (skipped when there is no python3). */
+    static const char script[] =
+        "import json, sys\n"
+        "ls = [json.loads(l) for l in open(sys.argv[1], encoding='utf-8')]\n"
+        "a = ls[0]\n"
+        "assert a['message'] == 'q\"b\\\\s\\nnl\\ttab\\x01ctl \\u00e9 bad\\ufffd end', a\n"
+        "assert a['level'] == 'WARNING' and a['app'] == 'js\"on', a\n"
+        "assert a['process'] == 'MainProcess' and a['file'] == 'test_log.c', a\n"
+        "assert a['func'] == 'test_json_lines' and isinstance(a['line'], int), a\n"
+        "assert a['pid'] > 0 and a['time'][26] in '+-', a\n"
+        "assert ls[1]['message'] == 'plain' and ls[1]['level'] == 'INFO', ls[1]\n";
+    char *spath = path_join(dir, "check.py");
+    FILE *sf = fopen(spath, "w");
+    CHECK(sf);
+    fputs(script, sf);
+    fclose(sf);
+    char *cmd;
+    CHECK(asprintf(&cmd, "python3 '%s' '%s'", spath, path) > 0);
+    int st = system(cmd);
+    free(cmd);
+    free(spath);
+    if (!(WIFEXITED(st) && WEXITSTATUS(st) == 127)) CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    free(text);
+    mproc_log_shutdown();
+    tmpdir_remove(dir);
+}
+
+TEST(newlines_stay_one_record)
+{
+    char *dir = tmpdir_make();
+    CHECK_OK(mproc_log_init(
+        &(mproc_log_config){.app_name = "nl", .log_dir = dir, .console_level = MPROC_LOG_OFF}));
+    MPROC_INFO("first\nsecond\r\nthird\x1b[0m");
+    char *text = slurp(mproc_log_file_path(), NULL);
+    CHECK_EQ(count_lines(text), 1);
+    CHECK(strstr(text, " - INFO - first\\nsecond\\r\\nthird\\x1b[0m\n"));
+    free(text);
+    mproc_log_shutdown();
+    tmpdir_remove(dir);
+}
+
+TEST(long_messages_are_cut_into_one_record)
+{
+    char *dir = tmpdir_make();
+    CHECK_OK(mproc_log_init(
+        &(mproc_log_config){.app_name = "long", .log_dir = dir, .console_level = MPROC_LOG_OFF}));
+    size_t n = 100000;
+    char *big = malloc(n + 1);
+    memset(big, 'x', n);
+    big[n] = '\0';
+    MPROC_INFO("%s", big);
+    /* Two-byte characters: the cut must not split one. */
+    for (size_t i = 0; i + 1 < n; i += 2)
+        big[i] = '\xc3', big[i + 1] = '\xa9';
+    MPROC_INFO("%s", big);
+    /* Newlines double in size when escaped: the cut accounts for that too. */
+    memset(big, '\n', n);
+    MPROC_INFO("%s", big);
+    size_t len;
+    char *text = slurp(mproc_log_file_path(), &len);
+    CHECK_EQ(count_lines(text), 3);
+    char *save, *l = strtok_r(text, "\n", &save);
+    for (int i = 0; i < 3; i++, l = strtok_r(NULL, "\n", &save)) {
+        CHECK(l);
+        size_t ll = strlen(l);
+        CHECK(ll + 1 <= MPROC_LOG_RECORD_MAX && ll + 1 > MPROC_LOG_RECORD_MAX - 100);
+        const char *mark = "... [cut: 100000 bytes]";
+        CHECK(ll > strlen(mark) && strcmp(l + ll - strlen(mark), mark) == 0);
+        if (i == 1) CHECK((unsigned char)l[ll - strlen(mark) - 1] == 0xa9);
+        if (i == 2) CHECK(l[ll - strlen(mark) - 1] == 'n' && l[ll - strlen(mark) - 2] == '\\');
+    }
+    free(text);
+    free(big);
+    mproc_log_shutdown();
+    tmpdir_remove(dir);
+}
+
+typedef struct {
+    int calls;
+    int last_level;
+    int line;
+    char process[64], file[64], message[64];
+} cb_state;
+
+static void on_error(const mproc_log_record *rec, void *arg)
+{
+    cb_state *s = arg;
+    s->calls++;
+    s->last_level = rec->level;
+    s->line = rec->line;
+    snprintf(s->process, sizeof s->process, "%s", rec->process);
+    snprintf(s->file, sizeof s->file, "%s", rec->file);
+    snprintf(s->message, sizeof s->message, "%s", rec->message);
+    MPROC_ERROR("from the callback"); /* logged, but does not call back again */
+}
+
+TEST(error_callback)
+{
+    char *dir = tmpdir_make();
+    cb_state s = {0};
+    CHECK_OK(mproc_log_init(&(mproc_log_config){.app_name = "cb",
+                                                .log_dir = dir,
+                                                .console_level = MPROC_LOG_OFF,
+                                                .on_error = on_error,
+                                                .arg = &s}));
+    MPROC_WARNING("just a warning");
+    CHECK_EQ(s.calls, 0);
+    int line = __LINE__ + 1;
+    MPROC_ERROR("bad %d", 1);
+    CHECK_EQ(s.calls, 1);
+    CHECK_EQ(s.last_level, MPROC_LOG_ERROR);
+    CHECK_EQ(s.line, line);
+    CHECK(strcmp(s.process, "MainProcess") == 0 && strcmp(s.file, "test_log.c") == 0);
+    CHECK(strcmp(s.message, "bad 1") == 0);
+    MPROC_CRITICAL("worse");
+    CHECK_EQ(s.calls, 2);
+    CHECK_EQ(s.last_level, MPROC_LOG_CRITICAL);
+    char *text = slurp(mproc_log_file_path(), NULL);
+    CHECK_EQ(count_substr(text, "from the callback"), 2);
+    free(text);
+    mproc_log_shutdown();
+    tmpdir_remove(dir);
+}
+
+TEST(ring_of_last_lines_family_wide)
+{
+    char *dir = tmpdir_make();
+    CHECK_OK(mproc_log_init(&(mproc_log_config){
+        .app_name = "ring", .log_dir = dir, .console_level = MPROC_LOG_OFF, .ring_lines = 8}));
+    for (int i = 0; i < 20; i++)
+        MPROC_INFO("r%02d", i);
+    CHECK_EQ(join(start("ringchild", log_child_body, "ringchild")), 0);
+    char **lines;
+    size_t n;
+    CHECK_OK(mproc_log_ring_get(&lines, &n));
+    CHECK_EQ(n, 8);
+    for (size_t i = 0; i < 7; i++) {
+        char want[16];
+        snprintf(want, sizeof want, "- r%02zu", 13 + i);
+        size_t l = strlen(lines[i]);
+        CHECK(l > 5 && strcmp(lines[i] + l - 5, want) == 0);
+    }
+    CHECK(strstr(lines[7], " - ringchild - ") && strstr(lines[7], "from ringchild"));
+    free(lines);
+    /* Long lines are cut in the ring only. */
+    char big[3000];
+    memset(big, 'y', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    MPROC_INFO("%s", big);
+    CHECK_OK(mproc_log_ring_get(&lines, &n));
+    CHECK_EQ(n, 8);
+    CHECK_EQ(strlen(lines[7]), MPROC_LOG_RING_LINE_MAX - 1);
+    free(lines);
+    CHECK_RC(mproc_log_ring_get(NULL, &n), -EINVAL);
+    mproc_log_shutdown();
+    /* No ring: zero lines. */
+    CHECK_OK(mproc_log_ring_get(&lines, &n));
+    CHECK_EQ(n, 0);
+    free(lines);
+    tmpdir_remove(dir);
+}
+
+TEST(environment_config_round_trip)
+{
+    char *dir = tmpdir_make();
+    CHECK_OK(mproc_log_init(&(mproc_log_config){.app_name = "env;a=b%",
+                                                .author = "me",
+                                                .log_dir = dir,
+                                                .console_level = MPROC_LOG_ERROR,
+                                                .max_bytes = 12345,
+                                                .backup_count = 7,
+                                                .json = true,
+                                                .ring_lines = 4}));
+    const char *s = getenv("MPROC_LOG_CONFIG");
+    CHECK(s && strstr(s, "app=env%3Ba%3Db%25"));
+    mproc__log_env_cfg e;
+    CHECK_OK(mproc__log_env_decode(s, &e));
+    CHECK(strcmp(e.cfg.app_name, "env;a=b%") == 0 && strcmp(e.cfg.author, "me") == 0);
+    CHECK(strcmp(e.cfg.log_dir, dir) == 0);
+    CHECK_EQ(e.cfg.console_level, MPROC_LOG_ERROR);
+    CHECK_EQ(e.cfg.file_level, MPROC_LOG_INFO);
+    CHECK_EQ(e.cfg.max_bytes, 12345);
+    CHECK_EQ(e.cfg.backup_count, 7);
+    CHECK(e.cfg.json);
+    CHECK_EQ(e.cfg.ring_lines, 4);
+    CHECK_RC(mproc__log_env_decode("app=x", &e), -EINVAL); /* no version */
+    CHECK_RC(mproc__log_env_decode("v=1;app=x;max=zz", &e), -EINVAL);
+    CHECK_RC(mproc__log_env_decode("v=1;app=%4", &e), -EINVAL);
+    mproc_log_shutdown();
+    CHECK(getenv("MPROC_LOG_CONFIG") == NULL);
+    CHECK_RC(mproc_log_init_from_env(), -ENOENT);
+    setenv("MPROC_LOG_CONFIG", "garbage", 1);
+    CHECK_RC(mproc_log_init_from_env(), -EINVAL);
+    unsetenv("MPROC_LOG_CONFIG");
+    CHECK_RC(mproc_log_init(&(mproc_log_config){.app_name = "a/b"}), -EINVAL);
+    tmpdir_remove(dir);
+}
+
+static void run_exec_helper(const char *mode)
+{
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        setenv("MPROC_LOG_TEST_HELPER", mode, 1);
+        setenv("MPROC_LOG_TEST_PATH", mproc_log_file_path(), 1);
+        execl("/proc/self/exe", "test_log", (char *)NULL);
+        _exit(127);
+    }
+    int st;
+    CHECK(waitpid(pid, &st, 0) == pid);
+    CHECK(WIFEXITED(st));
+    CHECK_EQ(WEXITSTATUS(st), 0);
+}
+
+TEST(exec_program_joins_through_environment)
+{
+    char *dir = tmpdir_make();
+    CHECK(chdir("/tmp") == 0);
+    CHECK_OK(mproc_log_init(&(mproc_log_config){
+        .app_name = "execd", .log_dir = dir + 5, .console_level = MPROC_LOG_OFF}));
+    /* Relative paths are made absolute, so the exec'd program finds the same file. */
+    CHECK(mproc_log_file_path()[0] == '/');
+    run_exec_helper("explicit");
+    run_exec_helper("auto");
+    MPROC_INFO("parent after");
+    char *text = slurp(mproc_log_file_path(), NULL);
+    CHECK_EQ(count_lines(text), 3);
+    CHECK(strstr(text, " - execd - MainProcess - test_log.c - ") &&
+          strstr(text, "helper explicit"));
+    CHECK(strstr(text, "helper auto"));
+    free(text);
+    mproc_log_shutdown();
+    tmpdir_remove(dir);
+}
+
+/* A program joined through the environment is another family: when it rotates, this process
+ * notices by path within MPROC__LOG_RECHECK_NS and moves to the new file. */
+TEST(rotation_by_an_exec_program_is_followed)
+{
+    char *dir = tmpdir_make();
+    CHECK_OK(mproc_log_init(&(mproc_log_config){.app_name = "xrot",
+                                                .log_dir = dir,
+                                                .console_level = MPROC_LOG_OFF,
+                                                .max_bytes = 4096,
+                                                .backup_count = 1000}));
+    MPROC_INFO("parent first");
+    run_exec_helper("rotate");
+    double t0 = harness_now();
+    bool moved = false;
+    for (int i = 0; !moved; i++) {
+        CHECK(harness_now() - t0 < 5 * harness_slow());
+        MPROC_INFO("parent probe %d", i);
+        char *live = slurp(mproc_log_file_path(), NULL);
+        moved = strstr(live, "parent probe") != NULL;
+        free(live);
+        if (!moved) usleep(10000);
+    }
+    CHECK(harness_now() - t0 < 2.0 * harness_slow());
+    mproc_log_shutdown();
+    tmpdir_remove(dir);
+}
+
+TEST(mproc_init_sets_up_the_log)
+{
+    char *dir = tmpdir_make();
+    mproc_log_config lc = {.app_name = "viainit", .log_dir = dir, .console_level = MPROC_LOG_OFF};
+    CHECK_OK(mproc_init(&(mproc_config){.log = &lc}));
+    CHECK(mproc_log_file_path() && strstr(mproc_log_file_path(), "/viainit.log"));
+    MPROC_INFO("set up by mproc_init");
+    char *text = slurp(mproc_log_file_path(), NULL);
+    CHECK(strstr(text, "set up by mproc_init"));
+    free(text);
+    mproc_log_shutdown();
+    tmpdir_remove(dir);
+}
