@@ -34,7 +34,8 @@ static double mproc_round(const char *method)
     double t0 = bench_now();
     for (int i = 0; i < PER_ROUND; i++) {
         mproc_process *p;
-        if (mproc_process_new(&p, &(mproc_process_opts){.run = nothing, .start_method = method}) < 0)
+        if (mproc_process_new(&p, &(mproc_process_opts){.run = nothing, .start_method = method}) <
+            0)
             abort();
         if (mproc_process_start(p) < 0 || mproc_process_join(p, MPROC_FOREVER) < 0) abort();
         mproc_process_free(p);
@@ -58,9 +59,11 @@ static void measure(const char *suffix)
 {
     const char *methods[] = {"fork", "forkserver", "thread"};
     double m[3][ROUNDS], r[ROUNDS];
-    for (int k = 0; k < 3; k++) mproc_round(methods[k]); /* warm up */
+    for (int k = 0; k < 3; k++)
+        mproc_round(methods[k]); /* warm up */
     for (int i = 0; i < ROUNDS; i++) {
-        for (int k = 0; k < 3; k++) m[k][i] = mproc_round(methods[k]);
+        for (int k = 0; k < 3; k++)
+            m[k][i] = mproc_round(methods[k]);
         r[i] = raw_round();
     }
     char name[128];

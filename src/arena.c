@@ -28,13 +28,13 @@ typedef struct {
     uint32_t magic;
     uint32_t order;
     uint64_t next; /* offset of the next free block of this order, while free */
-} block_hdr;        /* 16 bytes: user data stays 16-byte aligned */
+} block_hdr;       /* 16 bytes: user data stays 16-byte aligned */
 
 typedef struct {
     uint64_t magic;
     size_t size;
     pthread_mutex_t lock;
-    size_t top;      /* offset of the first never-used byte */
+    size_t top; /* offset of the first never-used byte */
     size_t in_use;
     uint64_t free_head[MAX_ORDER + 1];
     void *roots[MPROC__ROOT_COUNT];
@@ -96,7 +96,8 @@ static void arena_unlock(void)
 static unsigned order_for(size_t total)
 {
     unsigned o = MIN_ORDER;
-    while (o <= MAX_ORDER && ((size_t)1 << o) < total) o++;
+    while (o <= MAX_ORDER && ((size_t)1 << o) < total)
+        o++;
     return o;
 }
 
@@ -170,7 +171,8 @@ int mproc__arena_contains(const void *ptr, size_t len)
 {
     if (!arena) return 0;
     const char *p = ptr;
-    return p >= arena_base && len <= arena->size && p - arena_base <= (ptrdiff_t)(arena->size - len);
+    return p >= arena_base && len <= arena->size &&
+           p - arena_base <= (ptrdiff_t)(arena->size - len);
 }
 
 void *mproc__arena_root(int id, size_t size, void (*init)(void *obj))

@@ -23,14 +23,20 @@ int mproc__arena_contains(const void *ptr, size_t len);
  * `size` bytes is allocated, init(obj) prepares it, and it is published; if two processes race, one
  * block wins and the other is freed, so init must have no effect outside the block.
  * size 0 only looks. Returns the object or NULL. */
-enum { MPROC__ROOT_LOG, MPROC__ROOT_POOL, MPROC__ROOT_SPARE1, MPROC__ROOT_SPARE2, MPROC__ROOT_COUNT };
+enum {
+    MPROC__ROOT_LOG,
+    MPROC__ROOT_POOL,
+    MPROC__ROOT_SPARE1,
+    MPROC__ROOT_SPARE2,
+    MPROC__ROOT_COUNT
+};
 void *mproc__arena_root(int id, size_t size, void (*init)(void *obj));
 
 /* Statistics for tests and benchmarks. */
 typedef struct {
-    size_t mapped;    /* address space of the arena */
-    size_t top;       /* bytes ever carved from it (high-water mark) */
-    size_t in_use;    /* bytes in live blocks, headers included */
+    size_t mapped; /* address space of the arena */
+    size_t top;    /* bytes ever carved from it (high-water mark) */
+    size_t in_use; /* bytes in live blocks, headers included */
 } mproc__arena_stats;
 void mproc__arena_get_stats(mproc__arena_stats *st);
 

@@ -50,8 +50,10 @@ static int v2_limit(const char *root, const char *group)
         }
         char *slash = strrchr(dir, '/');
         if (!slash || strcmp(dir, "/") == 0) break;
-        if (slash == dir) dir[1] = '\0';
-        else *slash = '\0';
+        if (slash == dir)
+            dir[1] = '\0';
+        else
+            *slash = '\0';
     }
     return best;
 }

@@ -5,10 +5,11 @@
  *
  * The helper is reached through a SOCK_SEQPACKET socketpair made when it is forked: it has no
  * name, so no other process can connect to it, and there is nothing to authenticate (an HMAC
- * handshake, as issue 7 first proposed, would only guard a door that does not exist). Requests carry function and argument pointers: the helper is a fork of the same
- * binary and shares the family arena, so both are valid there (see process.h about arg).
- * The helper sends back each child's pidfd (SCM_RIGHTS), and reaps the child when it ends and sends
- * its exit status: the child's parent is the helper, so the caller cannot reap it itself. */
+ * handshake, as issue 7 first proposed, would only guard a door that does not exist). Requests
+ * carry function and argument pointers: the helper is a fork of the same binary and shares the
+ * family arena, so both are valid there (see process.h about arg). The helper sends back each
+ * child's pidfd (SCM_RIGHTS), and reaps the child when it ends and sends its exit status: the
+ * child's parent is the helper, so the caller cannot reap it itself. */
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
@@ -49,8 +50,8 @@ typedef struct {
 } status;
 
 static pthread_mutex_t fs_mu = PTHREAD_MUTEX_INITIALIZER;
-static int fs_sock = -1;    /* our end of the socketpair */
-static int fs_pidfd = -1;   /* the helper, our child */
+static int fs_sock = -1;  /* our end of the socketpair */
+static int fs_pidfd = -1; /* the helper, our child */
 static uint64_t next_id;
 static uint64_t lost_below; /* children with ids below this belonged to a helper that died */
 static status *statuses;
@@ -110,7 +111,9 @@ static _Noreturn void helper_main(int sock, pid_t parent)
             memset(&si, 0, sizeof si);
             if (waitid(P_PIDFD, (id_t)kids[i].pidfd, &si, WEXITED | WNOHANG) < 0 || !si.si_pid)
                 continue;
-            reply rp = {.kind = REPLY_EXITED, .id = kids[i].id, .pid = si.si_pid,
+            reply rp = {.kind = REPLY_EXITED,
+                        .id = kids[i].id,
+                        .pid = si.si_pid,
                         .value = si.si_code == CLD_EXITED ? si.si_status : -si.si_status};
             send_reply(sock, &rp, -1);
             close(kids[i].pidfd);
@@ -124,7 +127,8 @@ static _Noreturn void helper_main(int sock, pid_t parent)
         pid_t pid = fork();
         if (pid == 0) {
             close(sock);
-            for (size_t i = 0; i < nkids; i++) close(kids[i].pidfd);
+            for (size_t i = 0; i < nkids; i++)
+                close(kids[i].pidfd);
             mproc_process p = {.run = rq.run, .arg = rq.arg, .daemon = rq.daemon, .fd = -1};
             memcpy(p.name, rq.name, sizeof p.name);
             memcpy(p.identity, rq.identity, sizeof p.identity);
@@ -212,10 +216,11 @@ static int read_one_locked(reply *rp, int *fd, bool block)
         char buf[CMSG_SPACE(sizeof(int))];
         struct cmsghdr align;
     } u;
-    struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
-                       .msg_controllen = sizeof u.buf};
+    struct msghdr m = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf};
     ssize_t n;
-    do n = recvmsg(fs_sock, &m, MSG_CMSG_CLOEXEC | (block ? 0 : MSG_DONTWAIT));
+    do
+        n = recvmsg(fs_sock, &m, MSG_CMSG_CLOEXEC | (block ? 0 : MSG_DONTWAIT));
     while (n < 0 && errno == EINTR);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return 0;
     if (n != (ssize_t)sizeof *rp) return -EPIPE;
@@ -231,7 +236,10 @@ static int ask_locked(mproc_process *p)
 {
     int r = 0;
     if (fs_sock < 0 && (r = spawn_helper_locked()) < 0) return r;
-    request rq = {.id = ++next_id, .run = p->run, .arg = p->arg, .daemon = p->daemon,
+    request rq = {.id = ++next_id,
+                  .run = p->run,
+                  .arg = p->arg,
+                  .daemon = p->daemon,
                   .logical_parent = getpid()};
     memcpy(rq.name, p->name, sizeof rq.name);
     memcpy(rq.identity, p->identity, sizeof rq.identity);
@@ -294,7 +302,8 @@ int mproc__forkserver_status(uint64_t id, int *code, int64_t deadline)
             continue;
         }
         bool found = false;
-        for (size_t i = 0; i < nstatus && !found; i++) found = statuses[i].id == id;
+        for (size_t i = 0; i < nstatus && !found; i++)
+            found = statuses[i].id == id;
         if (found) continue;
         if (mproc__remaining_ns(deadline) <= 0) {
             r = 0;

@@ -26,10 +26,14 @@ static _Thread_local pid_t thread_parent;
 
 int mproc__parse_start_method(const char *s, mproc__start_method *m)
 {
-    if (!s || !*s || strcmp(s, "fork") == 0) *m = MPROC__START_FORK;
-    else if (strcmp(s, "forkserver") == 0) *m = MPROC__START_FORKSERVER;
-    else if (strcmp(s, "thread") == 0) *m = MPROC__START_THREAD;
-    else return -EINVAL;
+    if (!s || !*s || strcmp(s, "fork") == 0)
+        *m = MPROC__START_FORK;
+    else if (strcmp(s, "forkserver") == 0)
+        *m = MPROC__START_FORKSERVER;
+    else if (strcmp(s, "thread") == 0)
+        *m = MPROC__START_THREAD;
+    else
+        return -EINVAL;
     return 0;
 }
 
@@ -53,8 +57,10 @@ static int init_locked(const mproc_config *cfg)
     if (size == 0 && esz && *esz) {
         char *end;
         unsigned long long v = strtoull(esz, &end, 10);
-        if (*end == 'G' || *end == 'g') v <<= 30;
-        else if (*end == 'M' || *end == 'm') v <<= 20;
+        if (*end == 'G' || *end == 'g')
+            v <<= 30;
+        else if (*end == 'M' || *end == 'm')
+            v <<= 20;
         size = (size_t)v;
     }
     r = mproc__arena_create(size);

@@ -9,7 +9,11 @@
 /* Initialise with defaults unless already done; 0 or a negative code. Thread-safe. */
 int mproc__ensure_init(void);
 
-typedef enum { MPROC__START_FORK, MPROC__START_FORKSERVER, MPROC__START_THREAD } mproc__start_method;
+typedef enum {
+    MPROC__START_FORK,
+    MPROC__START_FORKSERVER,
+    MPROC__START_THREAD
+} mproc__start_method;
 mproc__start_method mproc__start_method_get(void);
 
 /* "fork", "forkserver", "thread" (NULL or "" = fork); -EINVAL for anything else. */

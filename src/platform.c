@@ -51,7 +51,8 @@ int mproc__futex_wait(_Atomic uint32_t *addr, uint32_t expected, int64_t deadlin
         tsp = &ts;
     }
     /* FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC deadline, so retries never drift. */
-    long r = syscall(SYS_futex, addr, FUTEX_WAIT_BITSET, expected, tsp, NULL, FUTEX_BITSET_MATCH_ANY);
+    long r =
+        syscall(SYS_futex, addr, FUTEX_WAIT_BITSET, expected, tsp, NULL, FUTEX_BITSET_MATCH_ANY);
     if (r == 0) return 0;
     if (errno == EAGAIN) return 0;
     if (errno == ETIMEDOUT) return -ETIMEDOUT;

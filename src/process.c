@@ -38,8 +38,10 @@ static void reg_add(mproc_process *p)
 
 static void reg_remove(mproc_process *p)
 {
-    if (p->prev) p->prev->next = p->next;
-    else if (reg_head == p) reg_head = p->next;
+    if (p->prev)
+        p->prev->next = p->next;
+    else if (reg_head == p)
+        reg_head = p->next;
     if (p->next) p->next->prev = p->prev;
     p->prev = p->next = NULL;
 }
@@ -204,12 +206,17 @@ int mproc_process_new(mproc_process **out, const mproc_process_opts *opts)
     p->arg = p->arg_copy ? p->arg_copy : opts->arg;
     p->daemon = opts->daemon;
     p->fd = -1;
-    p->n = __atomic_add_fetch(thread_self ? &thread_self->kids : &child_counter, 1, __ATOMIC_RELAXED);
+    p->n =
+        __atomic_add_fetch(thread_self ? &thread_self->kids : &child_counter, 1, __ATOMIC_RELAXED);
     const char *parent_id = mproc__identity();
-    if (parent_id[0]) snprintf(p->identity, sizeof p->identity, "%s:%u", parent_id, p->n);
-    else snprintf(p->identity, sizeof p->identity, "%u", p->n);
-    if (opts->name) snprintf(p->name, sizeof p->name, "%s", opts->name);
-    else snprintf(p->name, sizeof p->name, "Process-%s", p->identity);
+    if (parent_id[0])
+        snprintf(p->identity, sizeof p->identity, "%s:%u", parent_id, p->n);
+    else
+        snprintf(p->identity, sizeof p->identity, "%u", p->n);
+    if (opts->name)
+        snprintf(p->name, sizeof p->name, "%s", opts->name);
+    else
+        snprintf(p->name, sizeof p->name, "Process-%s", p->identity);
     *out = p;
     return 0;
 }
@@ -228,9 +235,15 @@ int mproc_process_start(mproc_process *p)
     sweep_detached_locked();
     int r;
     switch (p->method) {
-    case MPROC__START_THREAD: r = mproc__start_thread(p); break;
-    case MPROC__START_FORKSERVER: r = mproc__forkserver_start_child(p); break;
-    default: r = mproc__start_fork(p); break;
+    case MPROC__START_THREAD:
+        r = mproc__start_thread(p);
+        break;
+    case MPROC__START_FORKSERVER:
+        r = mproc__forkserver_start_child(p);
+        break;
+    default:
+        r = mproc__start_fork(p);
+        break;
     }
     if (r == 0) {
         p->owner = getpid();

@@ -20,15 +20,15 @@ struct mproc_process {
     bool detached; /* freed by the user while running: reaped and freed by the registry */
     mproc_run_fn run;
     void *arg;
-    void *arg_copy; /* arena copy of arg when opts.arg_size was given; freed once it has ended */
-    pid_t pid;      /* the process, or in thread mode the thread's kernel id */
-    pid_t owner;    /* the process that started it: only it may wait for it */
-    int fd;         /* pidfd (fork, forkserver) or eventfd (thread): readable once it has ended */
-    int exitcode;   /* N or -SIGNAL; -ECHILD when the status was lost */
-    unsigned n;     /* the N of its identity */
-    unsigned kids;  /* thread mode: how many processes this one has made (numbers its children) */
-    uint64_t fs_id; /* forkserver: the helper's id for it (pids can be reused, ids are not) */
-    pthread_t thread;          /* thread mode */
+    void *arg_copy;   /* arena copy of arg when opts.arg_size was given; freed once it has ended */
+    pid_t pid;        /* the process, or in thread mode the thread's kernel id */
+    pid_t owner;      /* the process that started it: only it may wait for it */
+    int fd;           /* pidfd (fork, forkserver) or eventfd (thread): readable once it has ended */
+    int exitcode;     /* N or -SIGNAL; -ECHILD when the status was lost */
+    unsigned n;       /* the N of its identity */
+    unsigned kids;    /* thread mode: how many processes this one has made (numbers its children) */
+    uint64_t fs_id;   /* forkserver: the helper's id for it (pids can be reused, ids are not) */
+    pthread_t thread; /* thread mode */
     _Atomic uint32_t finished; /* thread mode: set when the body has returned */
     mproc_process *prev, *next;
     char name[MPROC__NAME_MAX];
@@ -64,7 +64,8 @@ pid_t mproc__forkserver_pid(void);
 /* In a new child: drop the inherited connection to the parent's helper. */
 void mproc__forkserver_forget(void);
 
-/* thread: called first in the new thread, so that the processes it makes are numbered as its own. */
+/* thread: called first in the new thread, so that the processes it makes are numbered as its own.
+ */
 void mproc__thread_enter(mproc_process *p);
 /* thread: run the body in a new thread of this process. */
 int mproc__start_thread(mproc_process *p);

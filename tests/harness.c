@@ -117,7 +117,8 @@ int harness_child_count(pid_t pid)
         FILE *f = fopen(cp, "re");
         if (!f) continue;
         int c;
-        while (fscanf(f, "%d", &c) == 1) n++;
+        while (fscanf(f, "%d", &c) == 1)
+            n++;
         fclose(f);
     }
     closedir(d);
@@ -143,7 +144,8 @@ bool harness_wait_gone(pid_t pid, double timeout)
     if (fd < 0) return errno == ESRCH;
     struct pollfd p = {.fd = fd, .events = POLLIN};
     int r;
-    do r = poll(&p, 1, (int)(timeout * 1000));
+    do
+        r = poll(&p, 1, (int)(timeout * 1000));
     while (r < 0 && errno == EINTR);
     close(fd);
     return r == 1;
@@ -210,7 +212,8 @@ static int run_one(int i)
     int pfd = (int)syscall(SYS_pidfd_open, pid, 0);
     struct pollfd p = {.fd = pfd, .events = POLLIN};
     int r;
-    do r = poll(&p, 1, (int)(timeout * 1000));
+    do
+        r = poll(&p, 1, (int)(timeout * 1000));
     while (r < 0 && errno == EINTR);
     close(pfd);
     bool ok = true;
@@ -229,7 +232,8 @@ static int run_one(int i)
     }
     /* Daemonic children die through their parent-death signal: give them a moment. */
     double until = harness_now() + GRACE_S;
-    while (others_alive(pid) && harness_now() < until) usleep(2000);
+    while (others_alive(pid) && harness_now() < until)
+        usleep(2000);
     if (others_alive(pid)) {
         fprintf(stderr, "%s: left processes running after it ended\n", cases[i].name);
         kill(-pid, SIGKILL);
@@ -238,8 +242,11 @@ static int run_one(int i)
         }
         ok = false;
     }
-    printf("[ %8s ] %s (%.0f ms)\n", !ok ? "FAILED" : skipped ? "SKIPPED" : "OK", cases[i].name,
-           (harness_now() - t0) * 1000);
+    printf("[ %8s ] %s (%.0f ms)\n",
+           !ok       ? "FAILED"
+           : skipped ? "SKIPPED"
+                     : "OK",
+           cases[i].name, (harness_now() - t0) * 1000);
     fflush(stdout);
     return !ok ? CASE_FAILED : skipped ? CASE_SKIPPED : CASE_PASSED;
 }
@@ -256,9 +263,15 @@ int main(int argc, char **argv)
             if (strstr(cases[i].name, argv[a])) selected = true;
         if (!selected) continue;
         switch (run_one(i)) {
-        case CASE_PASSED: passed++; break;
-        case CASE_FAILED: failed++; break;
-        default: skipped++; break;
+        case CASE_PASSED:
+            passed++;
+            break;
+        case CASE_FAILED:
+            failed++;
+            break;
+        default:
+            skipped++;
+            break;
         }
     }
     printf("%s: %d passed, %d failed, %d skipped\n", harness_method(), passed, failed, skipped);

@@ -1,6 +1,7 @@
 /* A small test runner in the spirit of Check: every case runs in a fresh process of its own process
- * group under a supervisor that enforces a timeout, kills whatever the case leaves behind, and fails
- * the case if it leaked a child process (alive or zombie), a grandchild, or a file descriptor. */
+ * group under a supervisor that enforces a timeout, kills whatever the case leaves behind, and
+ * fails the case if it leaked a child process (alive or zombie), a grandchild, or a file
+ * descriptor. */
 #ifndef MPROC_HARNESS_H
 #define MPROC_HARNESS_H
 
@@ -78,7 +79,8 @@ int harness_fd_count(void);
 int harness_child_count(pid_t pid);
 /* Whether the process pid exists and is not a zombie. */
 bool harness_pid_alive(pid_t pid);
-/* Wait up to timeout seconds for the process pid (not necessarily a child) to end: true if it did. */
+/* Wait up to timeout seconds for the process pid (not necessarily a child) to end: true if it did.
+ */
 bool harness_wait_gone(pid_t pid, double timeout);
 /* Multiply timing bands by this under sanitizers and valgrind (env HARNESS_SLOW, default 1). */
 double harness_slow(void);

@@ -14,13 +14,15 @@ TEST(alloc_is_zeroed_aligned_and_reused)
     CHECK(a != NULL);
     CHECK_EQ((uintptr_t)a % 16, 0);
     CHECK(mproc_shared_size(a) >= 100);
-    for (int i = 0; i < 100; i++) CHECK_EQ(a[i], 0);
+    for (int i = 0; i < 100; i++)
+        CHECK_EQ(a[i], 0);
     memset(a, 0xab, 100);
     mproc__arena_get_stats(&st0);
     mproc_shared_free(a);
     unsigned char *b = mproc_shared_alloc(100);
     CHECK(b == a); /* same size class: the freed block comes back, zeroed again */
-    for (int i = 0; i < 100; i++) CHECK_EQ(b[i], 0);
+    for (int i = 0; i < 100; i++)
+        CHECK_EQ(b[i], 0);
     mproc__arena_get_stats(&st1);
     CHECK_EQ(st1.top, st0.top);
     mproc_shared_free(b);
@@ -35,7 +37,8 @@ TEST(large_blocks_are_zeroed_after_reuse)
     mproc_shared_free(a);
     unsigned char *b = mproc_shared_alloc(n);
     CHECK(b == a);
-    for (size_t i = 0; i < n; i += 4093) CHECK_EQ(b[i], 0);
+    for (size_t i = 0; i < n; i += 4093)
+        CHECK_EQ(b[i], 0);
     CHECK_EQ(b[n - 1], 0);
     mproc_shared_free(b);
 }
@@ -46,8 +49,10 @@ TEST(frees_balance_in_use)
     CHECK(mproc_shared_alloc(1) != NULL); /* initialise; the block is left in use on purpose */
     mproc__arena_get_stats(&st0);
     void *p[1000];
-    for (int i = 0; i < 1000; i++) CHECK((p[i] = mproc_shared_alloc((size_t)(i * 37 % 5000) + 1)));
-    for (int i = 0; i < 1000; i++) mproc_shared_free(p[i]);
+    for (int i = 0; i < 1000; i++)
+        CHECK((p[i] = mproc_shared_alloc((size_t)(i * 37 % 5000) + 1)));
+    for (int i = 0; i < 1000; i++)
+        mproc_shared_free(p[i]);
     mproc__arena_get_stats(&st1);
     CHECK_EQ(st1.in_use, st0.in_use);
 }
@@ -61,7 +66,8 @@ static int fill_child(void *arg)
 {
     /* The child writes through a pointer the parent allocated after the fork: same address. */
     struct handoff *h = arg;
-    while (!atomic_load(&h->ready)) mproc__futex_wait(&h->ready, 0, INT64_MAX);
+    while (!atomic_load(&h->ready))
+        mproc__futex_wait(&h->ready, 0, INT64_MAX);
     *h->late = 1234;
     return 0;
 }
@@ -96,7 +102,8 @@ TEST(exhaustion_returns_enomem)
     CHECK_EQ(errno, ENOMEM);
     void *ps[64];
     int n = 0;
-    while (n < 64 && (ps[n] = mproc_shared_alloc(1u << 20))) n++;
+    while (n < 64 && (ps[n] = mproc_shared_alloc(1u << 20)))
+        n++;
     CHECK(n > 0 && n < 64);
     CHECK_EQ(errno, ENOMEM);
     /* Use up every size class; then constructors of shared objects report -ENOMEM too. */
@@ -106,7 +113,8 @@ TEST(exhaustion_returns_enomem)
         }
     mproc_value *v;
     CHECK_RC(mproc_value_new(&v, 8, false), -ENOMEM);
-    for (int i = 0; i < n; i++) mproc_shared_free(ps[i]);
+    for (int i = 0; i < n; i++)
+        mproc_shared_free(ps[i]);
     CHECK((ps[0] = mproc_shared_alloc(1u << 20)) != NULL);
     mproc_shared_free(ps[0]);
 }

@@ -112,7 +112,7 @@ TEST(physical_cores)
 TEST(strerror_names_every_code)
 {
     int codes[] = {MPROC_ECLOSED, MPROC_EWORKERLOST, MPROC_ETASKFAILED, MPROC_ECANCELLED,
-                   MPROC_EBROKEN, MPROC_EAUTH, MPROC_EOWNERDEAD, MPROC_EPROTO};
+                   MPROC_EBROKEN, MPROC_EAUTH,       MPROC_EOWNERDEAD,  MPROC_EPROTO};
     for (size_t i = 0; i < sizeof codes / sizeof *codes; i++) {
         CHECK(codes[i] < -4095);
         CHECK(strcmp(mproc_strerror(codes[i]), "unknown error") != 0);

@@ -16,7 +16,8 @@ static int ret_arg(void *arg)
 static int sleep_forever(void *arg)
 {
     (void)arg;
-    for (;;) pause();
+    for (;;)
+        pause();
     return 0;
 }
 
@@ -25,7 +26,8 @@ static int sleep_forever(void *arg)
 static int until_flag(void *arg)
 {
     _Atomic uint32_t *flag = arg;
-    while (!atomic_load(flag)) mproc__futex_wait(flag, 0, INT64_MAX);
+    while (!atomic_load(flag))
+        mproc__futex_wait(flag, 0, INT64_MAX);
     return 4;
 }
 
@@ -145,7 +147,8 @@ struct report {
 static int report_name(void *arg)
 {
     struct report *r = arg;
-    snprintf(r->text, sizeof r->text, "%s|%d", mproc_current_name(), mproc_parent_pid() == r->parent);
+    snprintf(r->text, sizeof r->text, "%s|%d", mproc_current_name(),
+             mproc_parent_pid() == r->parent);
     return 0;
 }
 
@@ -211,9 +214,12 @@ TEST(hundred_children)
     CHECK_EQ(exit_code_of(warm), 0);
     mproc_process_free(warm);
     int fds = harness_fd_count();
-    for (int i = 0; i < N; i++) ps[i] = start(ret_arg, (void *)(intptr_t)(i % 50), false);
-    for (int i = 0; i < N; i++) CHECK_EQ(exit_code_of(ps[i]), i % 50);
-    for (int i = 0; i < N; i++) mproc_process_free(ps[i]);
+    for (int i = 0; i < N; i++)
+        ps[i] = start(ret_arg, (void *)(intptr_t)(i % 50), false);
+    for (int i = 0; i < N; i++)
+        CHECK_EQ(exit_code_of(ps[i]), i % 50);
+    for (int i = 0; i < N; i++)
+        mproc_process_free(ps[i]);
     CHECK_EQ(harness_fd_count(), fds);
     CHECK_OK(mproc_shutdown());
     CHECK_EQ(harness_child_count(getpid()), 0);
@@ -224,10 +230,14 @@ TEST(hundred_children_terminated)
     SKIP_IN_THREAD_MODE("a thread cannot be terminated");
     enum { N = 100 };
     mproc_process *ps[N];
-    for (int i = 0; i < N; i++) ps[i] = start(sleep_forever, NULL, false);
-    for (int i = 0; i < N; i++) CHECK_OK(mproc_process_terminate(ps[i]));
-    for (int i = 0; i < N; i++) CHECK_EQ(exit_code_of(ps[i]), -SIGTERM);
-    for (int i = 0; i < N; i++) mproc_process_free(ps[i]);
+    for (int i = 0; i < N; i++)
+        ps[i] = start(sleep_forever, NULL, false);
+    for (int i = 0; i < N; i++)
+        CHECK_OK(mproc_process_terminate(ps[i]));
+    for (int i = 0; i < N; i++)
+        CHECK_EQ(exit_code_of(ps[i]), -SIGTERM);
+    for (int i = 0; i < N; i++)
+        mproc_process_free(ps[i]);
     CHECK_OK(mproc_shutdown());
     CHECK_EQ(harness_child_count(getpid()), 0);
 }
@@ -255,7 +265,8 @@ static int spawn_and_wait(void *arg)
     mproc_process *n = start(sleep_forever, NULL, false);
     pids[0] = mproc_process_pid(d);
     __atomic_store_n(&pids[1], mproc_process_pid(n), __ATOMIC_RELEASE);
-    for (;;) pause();
+    for (;;)
+        pause();
     return 0;
 }
 
@@ -265,7 +276,8 @@ TEST(parent_killed_children_follow)
     pid_t *pids = mproc_shared_alloc(2 * sizeof(pid_t));
     mproc_process *mid = start(spawn_and_wait, pids, false);
     double until = harness_now() + 10;
-    while (!__atomic_load_n(&pids[1], __ATOMIC_ACQUIRE) && harness_now() < until) usleep(1000);
+    while (!__atomic_load_n(&pids[1], __ATOMIC_ACQUIRE) && harness_now() < until)
+        usleep(1000);
     CHECK(pids[0] > 0 && pids[1] > 0);
     CHECK(harness_pid_alive(pids[0]) && harness_pid_alive(pids[1]));
     CHECK_OK(mproc_process_kill(mid));
@@ -342,7 +354,8 @@ TEST(bad_input)
     char longname[100];
     memset(longname, 'x', sizeof longname - 1);
     longname[99] = '\0';
-    CHECK_RC(mproc_process_new(&p, &(mproc_process_opts){.run = ret_arg, .name = longname}), -EINVAL);
+    CHECK_RC(mproc_process_new(&p, &(mproc_process_opts){.run = ret_arg, .name = longname}),
+             -EINVAL);
     CHECK_RC(mproc_process_start(NULL), -EINVAL);
     CHECK_RC(mproc_process_join(NULL, 0), -EINVAL);
     CHECK_RC(mproc_process_terminate(NULL), -EINVAL);

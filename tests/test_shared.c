@@ -22,7 +22,8 @@ TEST(value_with_lock_across_processes)
     CHECK(mproc_value_lock(v) != NULL);
     CHECK(mproc_value_size(v) == 16 * sizeof(long));
     long *arr = mproc_value_ptr(v);
-    for (int i = 0; i < 16; i++) CHECK_EQ(arr[i], 0);
+    for (int i = 0; i < 16; i++)
+        CHECK_EQ(arr[i], 0);
     mproc_process *ps[3];
     for (int i = 0; i < 3; i++) {
         CHECK_OK(mproc_process_new(&ps[i], &(mproc_process_opts){.run = add_under_lock, .arg = v}));

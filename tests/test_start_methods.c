@@ -20,8 +20,9 @@ static int join_code(mproc_process *p)
 static mproc_process *run_with(const char *method, mproc_run_fn fn, void *arg, size_t arg_size)
 {
     mproc_process *p;
-    CHECK_OK(mproc_process_new(&p, &(mproc_process_opts){.run = fn, .arg = arg, .arg_size = arg_size,
-                                                          .start_method = method}));
+    CHECK_OK(mproc_process_new(
+        &p, &(mproc_process_opts){
+                .run = fn, .arg = arg, .arg_size = arg_size, .start_method = method}));
     CHECK_OK(mproc_process_start(p));
     return p;
 }
@@ -59,14 +60,16 @@ TEST_T(forkserver_children_of_a_threaded_parent_do_not_inherit_held_locks, 120)
     unsetenv("MPROC_START");
     CHECK_OK(mproc_init(&(mproc_config){.start_method = "forkserver"}));
     pthread_t th[8];
-    for (int i = 0; i < 8; i++) CHECK_EQ(pthread_create(&th[i], NULL, busy, NULL), 0);
+    for (int i = 0; i < 8; i++)
+        CHECK_EQ(pthread_create(&th[i], NULL, busy, NULL), 0);
     for (int i = 0; i < 100; i++) {
         mproc_process *p = run_with(NULL, take_busy_lock, NULL, 0);
         CHECK_EQ(join_code(p), 0);
         mproc_process_free(p);
     }
     atomic_store(&stop_busy, true);
-    for (int i = 0; i < 8; i++) pthread_join(th[i], NULL);
+    for (int i = 0; i < 8; i++)
+        pthread_join(th[i], NULL);
 }
 
 static int ret7(void *arg)
@@ -132,7 +135,8 @@ TEST(env_overrides_the_requested_method)
 static int wait_forever(void *arg)
 {
     _Atomic uint32_t *flag = arg;
-    while (!atomic_load(flag)) mproc__futex_wait(flag, 0, INT64_MAX);
+    while (!atomic_load(flag))
+        mproc__futex_wait(flag, 0, INT64_MAX);
     return 0;
 }
 

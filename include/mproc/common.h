@@ -44,9 +44,9 @@ const char *mproc_strerror(int code);
 /* Library configuration; every field has a default (zero value = default). */
 typedef struct mproc_log_config mproc_log_config;
 typedef struct {
-    const char *start_method;      /* "fork" (default); env MPROC_START overrides */
-    size_t arena_size;             /* address space of the family arena; 0: 4 GiB (sparse) */
-    const mproc_log_config *log;   /* logging set-up; NULL: defaults */
+    const char *start_method;    /* "fork" (default); env MPROC_START overrides */
+    size_t arena_size;           /* address space of the family arena; 0: 4 GiB (sparse) */
+    const mproc_log_config *log; /* logging set-up; NULL: defaults */
 } mproc_config;
 
 /* Initialise the library. Optional: the first call that needs it initialises with defaults.
