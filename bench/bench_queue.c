@@ -1,0 +1,243 @@
+/* Queue: throughput with 64-byte and 1 MiB messages (1 producer, 1 consumer process; and 2 + 2),
+ * and the round trip of a message bounced through two queues between 2 processes. Floors: memcpy
+ * for 1 MiB messages, a raw futex round trip between 2 processes for the ping-pong. */
+#include <linux/futex.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "bench.h"
+#include "mproc.h"
+#include "platform.h"
+
+#define ROUNDS 3
+#define SMALL 64
+#define SMALL_MSGS 2000000
+#define LARGE ((size_t)1 << 20)
+#define LARGE_MSGS 2000
+#define PINGS 20000
+
+typedef struct {
+    mproc_queue *q, *back;
+    long count;
+    _Atomic int ready;
+    _Atomic int go;
+    _Atomic uint32_t word; /* futex floor */
+    _Atomic double end;    /* latest end time of a consumer */
+} shared;
+
+static int cmp(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp);
+    return v[n / 2];
+}
+
+static mproc_process *start(mproc_run_fn fn, void *arg)
+{
+    mproc_process *p;
+    if (mproc_process_new(&p, &(mproc_process_opts){.run = fn, .arg = arg}) < 0) abort();
+    if (mproc_process_start(p) < 0) abort();
+    return p;
+}
+
+static void join(mproc_process *p)
+{
+    int code = -1;
+    if (mproc_process_join(p, MPROC_FOREVER) < 0 || mproc_process_exitcode(p, &code) < 0 || code)
+        abort();
+    mproc_process_free(p);
+}
+
+static void note_end(shared *s, double t)
+{
+    double e = atomic_load(&s->end);
+    while (t > e && !atomic_compare_exchange_weak(&s->end, &e, t)) {
+    }
+}
+
+/* ---- throughput ---- */
+
+static int consumer(void *arg)
+{
+    shared *s = arg;
+    size_t cap = LARGE;
+    char *buf = malloc(cap);
+    atomic_fetch_add(&s->ready, 1);
+    for (;;) {
+        size_t n;
+        int r = mproc_queue_get(s->q, buf, cap, &n, MPROC_FOREVER);
+        if (r == MPROC_ECLOSED) break;
+        if (r) return 1;
+    }
+    note_end(s, bench_now());
+    free(buf);
+    return 0;
+}
+
+static int producer(void *arg)
+{
+    shared *s = arg;
+    size_t len = (size_t)s->count >> 40;
+    long n = s->count & ((1L << 40) - 1);
+    char *buf = calloc(1, len);
+    atomic_fetch_add(&s->ready, 1);
+    while (!atomic_load(&s->go))
+        mproc__cpu_relax();
+    for (long i = 0; i < n; i++)
+        if (mproc_queue_put(s->q, buf, len, MPROC_FOREVER)) return 1;
+    free(buf);
+    return 0;
+}
+
+/* Messages per second through one queue: np producers and nc consumer processes. */
+static double throughput(size_t len, long msgs, int np, int nc, const mproc_queue_opts *opts)
+{
+    shared *s = mproc_shared_alloc(sizeof *s);
+    if (mproc_queue_new(&s->q, opts) < 0) abort();
+    s->count = (long)(len << 40) | (msgs / np);
+    mproc_process *ps[4], *cs[4];
+    for (int i = 0; i < nc; i++)
+        cs[i] = start(consumer, s);
+    for (int i = 0; i < np; i++)
+        ps[i] = start(producer, s);
+    while (atomic_load(&s->ready) < np + nc)
+        usleep(100);
+    double t0 = bench_now();
+    atomic_store(&s->go, 1);
+    for (int i = 0; i < np; i++)
+        join(ps[i]);
+    mproc_queue_close(s->q);
+    for (int i = 0; i < nc; i++)
+        join(cs[i]);
+    double rate = (double)(msgs / np * np) / (atomic_load(&s->end) - t0);
+    mproc_queue_free(s->q);
+    mproc_shared_free(s);
+    return rate;
+}
+
+static double memcpy_gbs(void)
+{
+    char *a = malloc(LARGE), *b = malloc(LARGE);
+    memset(a, 1, LARGE);
+    memset(b, 2, LARGE);
+    double t0 = bench_now();
+    for (int i = 0; i < 2000; i++) {
+        memcpy(i & 1 ? a : b, i & 1 ? b : a, LARGE);
+        __asm__ __volatile__("" ::: "memory");
+    }
+    double gbs = 2000.0 * LARGE / (bench_now() - t0) / 1e9;
+    free(a);
+    free(b);
+    return gbs;
+}
+
+/* ---- ping-pong ---- */
+
+static int ponger(void *arg)
+{
+    shared *s = arg;
+    char buf[SMALL];
+    for (;;) {
+        size_t n;
+        int r = mproc_queue_get(s->q, buf, sizeof buf, &n, MPROC_FOREVER);
+        if (r == MPROC_ECLOSED) return 0;
+        if (r || mproc_queue_put(s->back, buf, n, MPROC_FOREVER)) return 1;
+    }
+}
+
+static double pingpong(void)
+{
+    shared *s = mproc_shared_alloc(sizeof *s);
+    if (mproc_queue_new(&s->q, NULL) < 0 || mproc_queue_new(&s->back, NULL) < 0) abort();
+    mproc_process *p = start(ponger, s);
+    static double t[PINGS];
+    char buf[SMALL] = {0};
+    for (int i = -1000; i < PINGS; i++) {
+        size_t n;
+        double t0 = bench_now();
+        if (mproc_queue_put(s->q, buf, sizeof buf, MPROC_FOREVER) ||
+            mproc_queue_get(s->back, buf, sizeof buf, &n, MPROC_FOREVER))
+            abort();
+        if (i >= 0) t[i] = bench_now() - t0;
+    }
+    mproc_queue_close(s->q);
+    join(p);
+    mproc_queue_free(s->q);
+    mproc_queue_free(s->back);
+    mproc_shared_free(s);
+    return median(t, PINGS);
+}
+
+static void futex_wait_for(_Atomic uint32_t *w, uint32_t v)
+{
+    uint32_t c;
+    while ((c = atomic_load(w)) != v)
+        syscall(SYS_futex, w, FUTEX_WAIT, c, NULL, NULL, 0);
+}
+
+static int futex_ponger(void *arg)
+{
+    shared *s = arg;
+    for (uint32_t i = 1;; i += 2) {
+        futex_wait_for(&s->word, i);
+        if (atomic_load(&s->go)) return 0;
+        atomic_store(&s->word, i + 1);
+        syscall(SYS_futex, &s->word, FUTEX_WAKE, 1, NULL, NULL, 0);
+    }
+}
+
+/* The floor: a raw futex round trip between 2 processes, each sleeping until woken. */
+static double futex_pingpong(void)
+{
+    shared *s = mproc_shared_alloc(sizeof *s);
+    mproc_process *p = start(futex_ponger, s);
+    static double t[PINGS];
+    uint32_t v = 0;
+    for (int i = -1000; i < PINGS; i++) {
+        double t0 = bench_now();
+        atomic_store(&s->word, ++v);
+        syscall(SYS_futex, &s->word, FUTEX_WAKE, 1, NULL, NULL, 0);
+        futex_wait_for(&s->word, ++v);
+        if (i >= 0) t[i] = bench_now() - t0;
+    }
+    atomic_store(&s->go, 1);
+    atomic_store(&s->word, ++v);
+    syscall(SYS_futex, &s->word, FUTEX_WAKE, 1, NULL, NULL, 0);
+    join(p);
+    mproc_shared_free(s);
+    return median(t, PINGS);
+}
+
+int main(void)
+{
+    double a[ROUNDS];
+    for (int i = 0; i < ROUNDS; i++)
+        a[i] = throughput(SMALL, SMALL_MSGS, 1, 1, NULL);
+    bench_row("queue 64 B messages, 1 producer 1 consumer", "mproc", median(a, ROUNDS), "msgs/s",
+              "higher");
+    for (int i = 0; i < ROUNDS; i++)
+        a[i] = throughput(SMALL, SMALL_MSGS, 2, 2, NULL);
+    bench_row("queue 64 B messages, 2 producers 2 consumers", "mproc", median(a, ROUNDS), "msgs/s",
+              "higher");
+    /* A few messages in flight keep the blocks in cache, as a pipeline of stages would. */
+    const mproc_queue_opts big = {.max_bytes = 8 * LARGE};
+    for (int i = 0; i < ROUNDS; i++)
+        a[i] = throughput(LARGE, LARGE_MSGS, 1, 1, &big) * LARGE / 1e9;
+    bench_row("queue 1 MiB messages, 1 producer 1 consumer", "mproc", median(a, ROUNDS), "GB/s",
+              "higher");
+    for (int i = 0; i < ROUNDS; i++)
+        a[i] = memcpy_gbs();
+    bench_row("queue 1 MiB messages, 1 producer 1 consumer", "floor", median(a, ROUNDS), "GB/s",
+              "higher");
+    bench_row("queue ping-pong round trip", "mproc", pingpong() * 1e6, "us", "lower");
+    bench_row("queue ping-pong round trip", "floor", futex_pingpong() * 1e6, "us", "lower");
+    return 0;
+}

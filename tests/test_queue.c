@@ -1,0 +1,900 @@
+#include <limits.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "arena.h"
+#include "harness.h"
+
+/* ---- helpers ---- */
+
+static mproc_process *start(mproc_run_fn fn, void *arg)
+{
+    mproc_process *p;
+    CHECK_OK(mproc_process_new(&p, &(mproc_process_opts){.run = fn, .arg = arg}));
+    CHECK_OK(mproc_process_start(p));
+    return p;
+}
+
+static int finish(mproc_process *p)
+{
+    int code = 12345;
+    CHECK_OK(mproc_process_join(p, 60 * harness_slow()));
+    CHECK_OK(mproc_process_exitcode(p, &code));
+    mproc_process_free(p);
+    return code;
+}
+
+static size_t arena_in_use(void)
+{
+    mproc__arena_stats st;
+    mproc__arena_get_stats(&st);
+    return st.in_use;
+}
+
+static uint64_t fnv(const void *p, size_t n, uint64_t h)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ b[i]) * 0x100000001b3ULL;
+    return h;
+}
+
+static void fill(unsigned char *b, size_t n, uint64_t seed)
+{
+    uint64_t x = seed * 0x9e3779b97f4a7c15ULL + 1;
+    for (size_t i = 0; i < n; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        b[i] = (unsigned char)x;
+    }
+}
+
+/* Die by SIGKILL on a fault, whoever handles SIGSEGV (sanitizers do): a death mid-copy. */
+static void on_fault(int sig)
+{
+    (void)sig;
+    kill(getpid(), SIGKILL);
+}
+
+static void die_on_fault(void)
+{
+    struct sigaction sa = {.sa_handler = on_fault};
+    sigaction(SIGSEGV, &sa, NULL);
+    sigaction(SIGBUS, &sa, NULL);
+}
+
+/* Sleep until *flag is set by another process (polled: it lives in the arena). */
+static void await_flag(_Atomic int *flag)
+{
+    while (!atomic_load(flag))
+        usleep(500);
+}
+
+/* ---- single process ---- */
+
+TEST(put_get_in_one_process)
+{
+    mproc_queue *q;
+    CHECK_OK(mproc_queue_new(&q, NULL));
+    CHECK(mproc_queue_empty(q));
+    CHECK(!mproc_queue_full(q));
+    CHECK_OK(mproc_queue_put(q, "hello", 5, 0));
+    CHECK_OK(mproc_queue_put(q, "world!", 6, 0));
+    CHECK_EQ(mproc_queue_size(q), 2);
+    char buf[16];
+    size_t n = 0;
+    CHECK_OK(mproc_queue_get(q, buf, sizeof buf, &n, 0));
+    CHECK_EQ(n, 5);
+    CHECK(memcmp(buf, "hello", 5) == 0);
+    CHECK_OK(mproc_queue_get(q, buf, sizeof buf, &n, 0));
+    CHECK_EQ(n, 6);
+    CHECK(memcmp(buf, "world!", 6) == 0);
+    CHECK(mproc_queue_empty(q));
+    mproc_queue_free(q);
+}
+
+TEST(wraps_around_the_ring_many_times)
+{
+    mproc_queue *q;
+    CHECK_OK(mproc_queue_new(&q, &(mproc_queue_opts){.max_items = 4}));
+    unsigned char in[300], out[300];
+    for (unsigned i = 0; i < 10000; i++) {
+        size_t len = i % 300;
+        fill(in, len, i);
+        CHECK_OK(mproc_queue_put(q, in, len, 0));
+        if (i % 3 == 2) {
+            for (int k = 0; k < 3; k++) {
+                size_t got;
+                CHECK_OK(mproc_queue_get(q, out, sizeof out, &got, 0));
+                size_t want = (i - 2 + (unsigned)k) % 300;
+                CHECK_EQ(got, want);
+                fill(in, want, i - 2 + (unsigned)k);
+                CHECK(memcmp(in, out, want) == 0);
+            }
+        }
+    }
+    mproc_queue_free(q);
+}
+
+TEST(zero_length_messages)
+{
+    mproc_queue *q;
+    CHECK_OK(mproc_queue_new(&q, NULL));
+    CHECK_OK(mproc_queue_put(q, NULL, 0, 0));
+    CHECK_OK(mproc_queue_put(q, "x", 0, 0));
+    CHECK_EQ(mproc_queue_size(q), 2);
+    size_t n = 99;
+    CHECK_OK(mproc_queue_get(q, NULL, 0, &n, 0));
+    CHECK_EQ(n, 0);
+    void *p = NULL;
+    n = 99;
+    CHECK_OK(mproc_queue_get_alloc(q, &p, &n, 0));
+    CHECK(p != NULL);
+    CHECK_EQ(n, 0);
+    free(p);
+    CHECK_RC(mproc_queue_get(q, NULL, 0, &n, 0), -EAGAIN);
+    mproc_queue_free(q);
+}
+
+TEST(emsgsize_keeps_the_message)
+{
+    mproc_queue *q;
+    CHECK_OK(mproc_queue_new(&q, NULL));
+    unsigned char big[5000], small[50], out[5000];
+    fill(big, sizeof big, 1);
+    fill(small, sizeof small, 2);
+    CHECK_OK(mproc_queue_put(q, small, sizeof small, 0)); /* inline */
+    CHECK_OK(mproc_queue_put(q, big, sizeof big, 0));     /* by reference */
+    size_t n = 0;
+    CHECK_RC(mproc_queue_get(q, out, 10, &n, 0), -EMSGSIZE);
+    CHECK_EQ(n, sizeof small);
+    CHECK_EQ(mproc_queue_size(q), 2);
+    CHECK_OK(mproc_queue_get(q, out, n, &n, 0));
+    CHECK(memcmp(out, small, sizeof small) == 0);
+    CHECK_RC(mproc_queue_get(q, out, 4999, &n, 0), -EMSGSIZE);
+    CHECK_EQ(n, sizeof big);
+    CHECK_RC(mproc_queue_get(q, out, 4999, &n, 1.0), -EMSGSIZE); /* no wait either */
+    void *p;
+    CHECK_OK(mproc_queue_get_alloc(q, &p, &n, 0));
+    CHECK_EQ(n, sizeof big);
+    CHECK(memcmp(p, big, sizeof big) == 0);
+    free(p);
+    mproc_queue_free(q);
+}
+
+TEST(timeout_zero_and_timeouts)
+{
+    mproc_queue *q;
+    CHECK_OK(mproc_queue_new(&q, &(mproc_queue_opts){.max_items = 4}));
+    char b[8];
+    size_t n;
+    double t0 = harness_now();
+    CHECK_RC(mproc_queue_get(q, b, sizeof b, &n, 0), -EAGAIN);
+    CHECK(harness_now() - t0 < 0.05 * harness_slow());
+    t0 = harness_now();
+    CHECK_RC(mproc_queue_get(q, b, sizeof b, &n, 0.2), -ETIMEDOUT);
+    CHECK_BETWEEN(harness_now() - t0, 0.19, 0.2 + 0.3 * harness_slow());
+    for (int i = 0; i < 4; i++)
+        CHECK_OK(mproc_queue_put(q, "abcd", 4, 0));
+    CHECK(mproc_queue_full(q));
+    t0 = harness_now();
+    CHECK_RC(mproc_queue_put(q, "abcd", 4, 0), -EAGAIN);
+    CHECK(harness_now() - t0 < 0.05 * harness_slow());
+    t0 = harness_now();
+    CHECK_RC(mproc_queue_put(q, "abcd", 4, 0.2), -ETIMEDOUT);
+    CHECK_BETWEEN(harness_now() - t0, 0.19, 0.2 + 0.3 * harness_slow());
+    CHECK_EQ(mproc_queue_size(q), 4);
+    mproc_queue_free(q);
+}
+
+TEST(max_items_not_a_power_of_two)
+{
+    mproc_queue *q;
+    CHECK_OK(mproc_queue_new(&q, &(mproc_queue_opts){.max_items = 3}));
+    for (int round = 0; round < 5; round++) {
+        for (int i = 0; i < 3; i++)
+            CHECK_OK(mproc_queue_put(q, "a", 1, 0));
+        CHECK(mproc_queue_full(q));
+        CHECK_RC(mproc_queue_put(q, "a", 1, 0), -EAGAIN);
+        char c;
+        CHECK_OK(mproc_queue_get(q, &c, 1, NULL, 0));
+        CHECK_OK(mproc_queue_put(q, "a", 1, 0));
+        for (int i = 0; i < 3; i++)
+            CHECK_OK(mproc_queue_get(q, &c, 1, NULL, 0));
+    }
+    CHECK_OK(mproc_queue_new(&q, &(mproc_queue_opts){.max_items = 1}));
+    CHECK_OK(mproc_queue_put(q, "a", 1, 0));
+    CHECK_RC(mproc_queue_put(q, "a", 1, 0), -EAGAIN);
+    mproc_queue_free(q);
+}
+
+TEST(byte_bound)
+{
+    mproc_queue *q;
+    CHECK_OK(mproc_queue_new(&q, &(mproc_queue_opts){.max_bytes = 1000}));
+    unsigned char b[1001] = {0};
+    CHECK_RC(mproc_queue_put(q, b, 1001, 0), -EMSGSIZE);
+    CHECK_OK(mproc_queue_put(q, b, 600, 0));
+    CHECK_RC(mproc_queue_put(q, b, 600, 0), -EAGAIN);
+    CHECK(!mproc_queue_full(q));
+    CHECK_OK(mproc_queue_put(q, b, 400, 0));
+    CHECK(mproc_queue_full(q));
+    CHECK_RC(mproc_queue_put(q, NULL, 0, 0), 0); /* a zero-length message costs no bytes */
+    size_t n;
+    CHECK_OK(mproc_queue_get(q, b, sizeof b, &n, 0));
+    CHECK_EQ(n, 600);
+    CHECK_OK(mproc_queue_put(q, b, 600, 0));
+    CHECK_OK(mproc_queue_get(q, b, sizeof b, &n, 0));
+    CHECK_OK(mproc_queue_get(q, b, sizeof b, &n, 0));
+    CHECK_OK(mproc_queue_get(q, b, sizeof b, &n, 0));
+    CHECK_OK(mproc_queue_put(q, b, 1000, 0));
+    mproc_queue_free(q);
+}
+
+TEST(bad_input)
+{
+    mproc_queue *q;
+    char b[4];
+    size_t n;
+    void *p = (void *)1;
+    CHECK_RC(mproc_queue_new(NULL, NULL), -EINVAL);
+    CHECK_RC(mproc_queue_new(&q, &(mproc_queue_opts){.max_items = MPROC_QUEUE_MAX_ITEMS + 1}),
+             -EINVAL);
+    CHECK(q == NULL);
+    CHECK_RC(mproc_queue_put(NULL, "a", 1, 0), -EINVAL);
+    CHECK_RC(mproc_queue_get(NULL, b, 4, &n, 0), -EINVAL);
+    CHECK_RC(mproc_queue_get_alloc(NULL, &p, &n, 0), -EINVAL);
+    CHECK(p == NULL);
+    CHECK_RC(mproc_queue_close(NULL), -EINVAL);
+    CHECK_RC(mproc_queue_task_done(NULL), -EINVAL);
+    CHECK_RC(mproc_queue_join(NULL, 0), -EINVAL);
+    CHECK_EQ(mproc_queue_size(NULL), 0);
+    CHECK(mproc_queue_empty(NULL));
+    CHECK(!mproc_queue_full(NULL));
+    mproc_queue_free(NULL);
+    /* Garbage handles: not in the arena, or in it without the magic word. */
+    static char junk[4096];
+    CHECK_RC(mproc_queue_put((mproc_queue *)junk, "a", 1, 0), -EINVAL);
+    char *shared = mproc_shared_alloc(4096 + 64);
+    CHECK_RC(mproc_queue_put((mproc_queue *)(shared + 16), "a", 1, 0), -EINVAL); /* misaligned */
+    mproc_queue *aligned = (mproc_queue *)(((uintptr_t)shared + 63) & ~(uintptr_t)63);
+    CHECK_RC(mproc_queue_put(aligned, "a", 1, 0), -EINVAL); /* no magic word */
+    mproc_shared_free(shared);
+
+    CHECK_OK(mproc_queue_new(&q, NULL));
+    CHECK_RC(mproc_queue_put(q, NULL, 1, 0), -EINVAL);
+    CHECK_RC(mproc_queue_get(q, NULL, 4, &n, 0), -EINVAL);
+    CHECK_RC(mproc_queue_get_alloc(q, NULL, &n, 0), -EINVAL);
+    CHECK_RC(mproc_queue_get_alloc(q, &p, NULL, 0), -EINVAL);
+    CHECK_RC(mproc_queue_put(q, b, MPROC_QUEUE_DEFAULT_BYTES + 1, 0), -EMSGSIZE);
+    /* Not joinable. */
+    CHECK_RC(mproc_queue_task_done(q), -EINVAL);
+    CHECK_RC(mproc_queue_join(q, 0), -EINVAL);
+    CHECK_OK(mproc_queue_put(q, "a", 1, 0));
+    mproc_queue_free(q);
+    /* Use after free: the magic word is gone. */
+    CHECK_RC(mproc_queue_put(q, "a", 1, 0), -EINVAL);
+    CHECK_RC(mproc_queue_get(q, b, 4, &n, 0), -EINVAL);
+    mproc_queue_free(q); /* a second free is ignored */
+}
+
+TEST(close_semantics_in_one_process)
+{
+    mproc_queue *q;
+    CHECK_OK(mproc_queue_new(&q, NULL));
+    CHECK_OK(mproc_queue_put(q, "1", 1, 0));
+    CHECK_OK(mproc_queue_put(q, "2", 1, 0));
+    CHECK(!mproc_queue_closed(q));
+    CHECK_OK(mproc_queue_close(q));
+    CHECK(mproc_queue_closed(q));
+    CHECK_OK(mproc_queue_close(q));
+    CHECK_RC(mproc_queue_put(q, "3", 1, 0), MPROC_ECLOSED);
+    CHECK_RC(mproc_queue_put(q, "3", 1, MPROC_FOREVER), MPROC_ECLOSED);
+    char c;
+    CHECK_OK(mproc_queue_get(q, &c, 1, NULL, 0));
+    CHECK_EQ(c, '1');
+    CHECK_OK(mproc_queue_get(q, &c, 1, NULL, MPROC_FOREVER));
+    CHECK_EQ(c, '2');
+    CHECK_RC(mproc_queue_get(q, &c, 1, NULL, 0), MPROC_ECLOSED);
+    CHECK_RC(mproc_queue_get(q, &c, 1, NULL, MPROC_FOREVER), MPROC_ECLOSED);
+    void *p;
+    size_t n;
+    CHECK_RC(mproc_queue_get_alloc(q, &p, &n, 1), MPROC_ECLOSED);
+    mproc_queue_free(q);
+}
+
+TEST(joinable_task_done_and_join)
+{
+    mproc_queue *q;
+    CHECK_OK(mproc_queue_new(&q, &(mproc_queue_opts){.joinable = true}));
+    CHECK_OK(mproc_queue_join(q, 0)); /* nothing put: nothing to wait for */
+    CHECK_RC(mproc_queue_task_done(q), -EINVAL);
+    for (int i = 0; i < 3; i++)
+        CHECK_OK(mproc_queue_put(q, "t", 1, 0));
+    CHECK_RC(mproc_queue_join(q, 0), -ETIMEDOUT);
+    double t0 = harness_now();
+    CHECK_RC(mproc_queue_join(q, 0.1), -ETIMEDOUT);
+    CHECK_BETWEEN(harness_now() - t0, 0.09, 0.1 + 0.3 * harness_slow());
+    char c;
+    for (int i = 0; i < 3; i++)
+        CHECK_OK(mproc_queue_get(q, &c, 1, NULL, 0));
+    CHECK_RC(mproc_queue_join(q, 0), -ETIMEDOUT); /* got but not done */
+    for (int i = 0; i < 3; i++)
+        CHECK_OK(mproc_queue_task_done(q));
+    CHECK_OK(mproc_queue_join(q, 0));
+    CHECK_RC(mproc_queue_task_done(q), -EINVAL); /* one too many */
+    mproc_queue_free(q);
+}
+
+TEST(no_arena_memory_leaked)
+{
+    size_t before = arena_in_use();
+    mproc_queue *q;
+    CHECK_OK(mproc_queue_new(&q, &(mproc_queue_opts){.max_items = 64, .joinable = true}));
+    static unsigned char buf[1 << 20];
+    /* Leave large and small messages queued at free time, and blocks in the stash. */
+    for (size_t len = 1; len <= sizeof buf; len *= 3)
+        CHECK_OK(mproc_queue_put(q, buf, len, 0));
+    size_t n;
+    for (int i = 0; i < 6; i++)
+        CHECK_OK(mproc_queue_get(q, buf, sizeof buf, &n, 0));
+    for (int i = 0; i < 6; i++)
+        CHECK_OK(mproc_queue_get(q, buf, sizeof buf, &n, 0));
+    CHECK(arena_in_use() > before);
+    mproc_queue_free(q);
+    CHECK_EQ(arena_in_use(), before);
+}
+
+/* ---- across processes ---- */
+
+typedef struct {
+    mproc_queue *q;
+    mproc_queue *q2;
+    int id;
+    int count;
+    _Atomic int ready;
+    _Atomic long total;
+} shared_args;
+
+static shared_args *new_args(mproc_queue *q)
+{
+    shared_args *a = mproc_shared_alloc(sizeof *a);
+    CHECK(a != NULL);
+    a->q = q;
+    return a;
+}
+
+typedef struct {
+    uint32_t producer;
+    uint32_t len;
+    uint64_t seq;
+    uint64_t sum;
+} msg_hdr;
+
+/* A message: header, then payload bytes from the seed (producer, seq); sum covers both. */
+static size_t make_msg(unsigned char *buf, uint32_t producer, uint64_t seq, size_t payload)
+{
+    msg_hdr h = {.producer = producer, .len = (uint32_t)payload, .seq = seq};
+    fill(buf + sizeof h, payload, ((uint64_t)producer << 40) ^ seq);
+    h.sum = fnv(buf + sizeof h, payload, fnv(&h, offsetof(msg_hdr, sum), 0xcbf29ce484222325ULL));
+    memcpy(buf, &h, sizeof h);
+    return sizeof h + payload;
+}
+
+/* 0 if intact, and then *h is its header. */
+static int check_msg(const unsigned char *buf, size_t len, msg_hdr *h)
+{
+    if (len < sizeof *h) return 1;
+    memcpy(h, buf, sizeof *h);
+    if (h->len != len - sizeof *h) return 2;
+    uint64_t s =
+        fnv(buf + sizeof *h, h->len, fnv(h, offsetof(msg_hdr, sum), 0xcbf29ce484222325ULL));
+    return s == h->sum ? 0 : 3;
+}
+
+static int producer_body(void *arg)
+{
+    shared_args *a = arg;
+    unsigned char buf[4096];
+    for (int i = 0; i < a->count; i++) {
+        size_t len = make_msg(buf, (uint32_t)a->id, (uint64_t)i, (size_t)(i * 7) % 300);
+        if (mproc_queue_put(a->q, buf, len, 30) != 0) return 1;
+    }
+    return 0;
+}
+
+TEST(put_get_across_processes)
+{
+    mproc_queue *q;
+    CHECK_OK(mproc_queue_new(&q, &(mproc_queue_opts){.max_items = 16}));
+    shared_args *a = new_args(q);
+    a->id = 5;
+    a->count = 5000;
+    mproc_process *p = start(producer_body, a);
+    static unsigned char buf[4096];
+    for (int i = 0; i < a->count; i++) {
+        size_t n;
+        CHECK_OK(mproc_queue_get(q, buf, sizeof buf, &n, 30));
+        msg_hdr h;
+        CHECK_EQ(check_msg(buf, n, &h), 0);
+        CHECK_EQ(h.producer, 5);
+        CHECK_EQ(h.seq, (uint64_t)i);
+    }
+    CHECK_EQ(finish(p), 0);
+    CHECK(mproc_queue_empty(q));
+    mproc_queue_free(q);
+    mproc_shared_free(a);
+}
+
+/* Checks per-producer order as this consumer sees it; exits on MPROC_ECLOSED. */
+static int consumer_body(void *arg)
+{
+    shared_args *a = arg;
+    unsigned char buf[4096];
+    int64_t last[8];
+    for (int i = 0; i < 8; i++)
+        last[i] = -1;
+    for (;;) {
+        size_t n;
+        int r = mproc_queue_get(a->q, buf, sizeof buf, &n, 30);
+        if (r == MPROC_ECLOSED) return 0;
+        if (r != 0) return 2;
+        msg_hdr h;
+        if (check_msg(buf, n, &h) || h.producer >= 8) return 3;
+        if ((int64_t)h.seq <= last[h.producer]) return 4;
+        last[h.producer] = (int64_t)h.seq;
+        atomic_fetch_add(&a->total, 1);
+    }
+}
+
+TEST(fifo_per_producer_two_producers_two_consumers)
+{
+    mproc_queue *q;
+    CHECK_OK(mproc_queue_new(&q, &(mproc_queue_opts){.max_items = 32}));
+    shared_args *pa[2], *ca = new_args(q);
+    mproc_process *prod[2], *cons[2];
+    for (int i = 0; i < 2; i++)
+        cons[i] = start(consumer_body, ca);
+    for (int i = 0; i < 2; i++) {
+        pa[i] = new_args(q);
+        pa[i]->id = i;
+        pa[i]->count = 20000;
+        prod[i] = start(producer_body, pa[i]);
+    }
+    for (int i = 0; i < 2; i++)
+        CHECK_EQ(finish(prod[i]), 0);
+    CHECK_OK(mproc_queue_close(q));
+    for (int i = 0; i < 2; i++)
+        CHECK_EQ(finish(cons[i]), 0);
+    CHECK_EQ(atomic_load(&ca->total), 40000);
+    mproc_queue_free(q);
+    for (int i = 0; i < 2; i++)
+        mproc_shared_free(pa[i]);
+    mproc_shared_free(ca);
+}
+
+static int blocked_get(void *arg)
+{
+    shared_args *a = arg;
+    char c = 0;
+    atomic_store(&a->ready, 1);
+    int r = mproc_queue_get(a->q, &c, 1, NULL, MPROC_FOREVER);
+    if (r == MPROC_ECLOSED) return 10;
+    return r == 0 && c == 'w' ? 0 : 1;
+}
+
+static int blocked_put(void *arg)
+{
+    shared_args *a = arg;
+    atomic_store(&a->ready, 1);
+    int r = mproc_queue_put(a->q, "w", 1, MPROC_FOREVER);
+    if (r == MPROC_ECLOSED) return 10;
+    return r == 0 ? 0 : 1;
+}
+
+TEST(blocked_get_and_put_wake_across_processes)
+{
+    mproc_queue *q;
+    CHECK_OK(mproc_queue_new(&q, &(mproc_queue_opts){.max_items = 1}));
+    shared_args *a = new_args(q);
+    mproc_process *g = start(blocked_get, a);
+    await_flag(&a->ready);
+    usleep(50000); /* let it get past its spin into the futex sleep */
+    CHECK(mproc_process_is_alive(g));
+    CHECK_OK(mproc_queue_put(q, "w", 1, 0));
+    CHECK_EQ(finish(g), 0);
+
+    CHECK_OK(mproc_queue_put(q, "x", 1, 0)); /* full now */
+    atomic_store(&a->ready, 0);
+    mproc_process *p = start(blocked_put, a);
+    await_flag(&a->ready);
+    usleep(50000);
+    CHECK(mproc_process_is_alive(p));
+    char c;
+    CHECK_OK(mproc_queue_get(q, &c, 1, NULL, 0));
+    CHECK_EQ(c, 'x');
+    CHECK_EQ(finish(p), 0);
+    CHECK_OK(mproc_queue_get(q, &c, 1, NULL, 0));
+    CHECK_EQ(c, 'w');
+    mproc_queue_free(q);
+    mproc_shared_free(a);
+}
+
+TEST(close_wakes_blocked_getters_and_putters)
+{
+    mproc_queue *empty, *full;
+    CHECK_OK(mproc_queue_new(&empty, NULL));
+    CHECK_OK(mproc_queue_new(&full, &(mproc_queue_opts){.max_items = 1}));
+    CHECK_OK(mproc_queue_put(full, "f", 1, 0));
+    shared_args *ga = new_args(empty), *pa = new_args(full);
+    mproc_process *g = start(blocked_get, ga), *p = start(blocked_put, pa);
+    await_flag(&ga->ready);
+    await_flag(&pa->ready);
+    usleep(50000);
+    double t0 = harness_now();
+    CHECK_OK(mproc_queue_close(empty));
+    CHECK_OK(mproc_queue_close(full));
+    CHECK_EQ(finish(g), 10);
+    CHECK_EQ(finish(p), 10);
+    CHECK(harness_now() - t0 < 1.0 * harness_slow());
+    /* The message queued before close still drains. */
+    char c;
+    CHECK_OK(mproc_queue_get(full, &c, 1, NULL, 0));
+    CHECK_RC(mproc_queue_get(full, &c, 1, NULL, 0), MPROC_ECLOSED);
+    mproc_queue_free(empty);
+    mproc_queue_free(full);
+    mproc_shared_free(ga);
+    mproc_shared_free(pa);
+}
+
+static int joinable_worker(void *arg)
+{
+    shared_args *a = arg;
+    char c;
+    for (int i = 0; i < a->count; i++) {
+        if (mproc_queue_get(a->q, &c, 1, NULL, 30) != 0) return 1;
+        usleep(2000);
+        if (mproc_queue_task_done(a->q) != 0) return 2;
+    }
+    return 0;
+}
+
+TEST(joinable_across_processes)
+{
+    mproc_queue *q;
+    CHECK_OK(mproc_queue_new(&q, &(mproc_queue_opts){.joinable = true}));
+    shared_args *a = new_args(q);
+    a->count = 20;
+    for (int i = 0; i < a->count; i++)
+        CHECK_OK(mproc_queue_put(q, "j", 1, 0));
+    mproc_process *w = start(joinable_worker, a);
+    CHECK_OK(mproc_queue_join(q, 30));
+    CHECK(mproc_queue_empty(q));
+    CHECK_EQ(finish(w), 0);
+    CHECK_RC(mproc_queue_task_done(q), -EINVAL);
+    mproc_queue_free(q);
+    mproc_shared_free(a);
+}
+
+#define BIG ((size_t)64 << 20)
+
+static int big_producer(void *arg)
+{
+    shared_args *a = arg;
+    unsigned char *b = malloc(BIG);
+    if (!b) return 1;
+    fill(b, BIG, 64);
+    int r = mproc_queue_put(a->q, b, BIG, 30);
+    free(b);
+    return r == 0 ? 0 : 2;
+}
+
+TEST(message_of_64_mib)
+{
+    size_t before = arena_in_use();
+    mproc_queue *q;
+    CHECK_OK(mproc_queue_new(&q, NULL));
+    shared_args *a = new_args(q);
+    mproc_process *p = start(big_producer, a);
+    void *got;
+    size_t n;
+    CHECK_OK(mproc_queue_get_alloc(q, &got, &n, 30));
+    CHECK_EQ(finish(p), 0);
+    CHECK_EQ(n, BIG);
+    unsigned char *want = malloc(BIG);
+    CHECK(want != NULL);
+    fill(want, BIG, 64);
+    CHECK(memcmp(got, want, BIG) == 0);
+    /* And back the other way, into a caller's buffer. */
+    CHECK_OK(mproc_queue_put(q, want, BIG, 0));
+    memset(got, 0, BIG);
+    CHECK_OK(mproc_queue_get(q, got, BIG, &n, 0));
+    CHECK(memcmp(got, want, BIG) == 0);
+    free(got);
+    free(want);
+    mproc_shared_free(a);
+    mproc_queue_free(q);
+    CHECK_EQ(arena_in_use(), before);
+}
+
+/* ---- processes that die inside a put or a get ---- */
+
+/* Dies in the middle of copying a large message in: its slot stays claimed. */
+static int die_mid_put(void *arg)
+{
+    shared_args *a = arg;
+    if (mproc_queue_put(a->q, "A", 1, 5) != 0) return 1;
+    long pg = sysconf(_SC_PAGESIZE);
+    unsigned char *m =
+        mmap(NULL, 8 * (size_t)pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) return 2;
+    memset(m, 7, 4 * (size_t)pg);
+    mprotect(m + 4 * pg, 4 * (size_t)pg, PROT_NONE);
+    die_on_fault();
+    mproc_queue_put(a->q, m, 8 * (size_t)pg, 5);
+    return 3;
+}
+
+TEST(producer_dying_mid_put_does_not_wedge)
+{
+    SKIP_IN_THREAD_MODE("processes are threads: a fault would end them all");
+    size_t before = arena_in_use();
+    mproc_queue *q;
+    CHECK_OK(mproc_queue_new(&q, &(mproc_queue_opts){.max_items = 4, .max_bytes = 1 << 20}));
+    shared_args *a = new_args(q);
+    mproc_process *p = start(die_mid_put, a);
+    CHECK_EQ(finish(p), -SIGKILL);
+    CHECK_OK(mproc_queue_put(q, "B", 1, 0));
+    char c;
+    CHECK_OK(mproc_queue_get(q, &c, 1, NULL, 5));
+    CHECK_EQ(c, 'A');
+    double t0 = harness_now();
+    CHECK_OK(mproc_queue_get(q, &c, 1, NULL, 5)); /* the torn message is skipped, never seen */
+    CHECK_EQ(c, 'B');
+    CHECK(harness_now() - t0 < 1.0 * harness_slow());
+    CHECK_RC(mproc_queue_get(q, &c, 1, NULL, 0), -EAGAIN);
+    /* Its byte charge was refunded: the whole budget is usable. */
+    static unsigned char big[1 << 20];
+    CHECK_OK(mproc_queue_put(q, big, sizeof big, 0));
+    mproc_queue_free(q);
+    mproc_shared_free(a);
+    CHECK_EQ(arena_in_use(), before); /* its block was recovered */
+}
+
+/* Dies in the middle of copying a message out into a read-only buffer. */
+static int die_mid_get(void *arg)
+{
+    shared_args *a = arg;
+    long pg = sysconf(_SC_PAGESIZE);
+    void *m = mmap(NULL, 4 * (size_t)pg, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) return 2;
+    die_on_fault();
+    size_t n;
+    mproc_queue_get(a->q, m, 4 * (size_t)pg, &n, 5);
+    return 3;
+}
+
+TEST(consumer_dying_mid_get_does_not_wedge)
+{
+    SKIP_IN_THREAD_MODE("processes are threads: a fault would end them all");
+    size_t before = arena_in_use();
+    mproc_queue *q;
+    CHECK_OK(mproc_queue_new(&q, &(mproc_queue_opts){.max_items = 1, .max_bytes = 8192}));
+    shared_args *a = new_args(q);
+    unsigned char msg[8192];
+    fill(msg, sizeof msg, 3);
+    CHECK_OK(mproc_queue_put(q, msg, sizeof msg, 0));
+    mproc_process *p = start(die_mid_get, a);
+    CHECK_EQ(finish(p), -SIGKILL);
+    /* The one slot is left half-read: the next put finds its owner dead and recycles it. */
+    double t0 = harness_now();
+    CHECK_OK(mproc_queue_put(q, msg, sizeof msg, 5));
+    CHECK(harness_now() - t0 < 1.0 * harness_slow());
+    unsigned char out[8192];
+    size_t n;
+    CHECK_OK(mproc_queue_get(q, out, sizeof out, &n, 0));
+    CHECK_EQ(n, sizeof msg);
+    CHECK(memcmp(out, msg, n) == 0);
+    mproc_queue_free(q);
+    mproc_shared_free(a);
+    CHECK_EQ(arena_in_use(), before);
+}
+
+/* ---- SIGKILL at random points ---- */
+
+enum { KT_SURVIVORS = 2, KT_MAX_MSGS = 1 << 22, KT_STOP_ID = 0xffffffffu };
+
+typedef struct {
+    mproc_queue *q;
+    _Atomic int stop;
+    _Atomic int errors;
+    _Atomic uint32_t next_id;
+    _Atomic uint64_t sent[KT_SURVIVORS];
+    _Atomic uint64_t got;
+    _Atomic unsigned char seen[KT_SURVIVORS][KT_MAX_MSGS / 8];
+} kill_state;
+
+/* Set from the argument in each child: a forkserver child does not inherit what the case set. */
+static kill_state *ks;
+
+typedef struct {
+    kill_state *ks;
+    uint32_t id;
+} kt_arg;
+
+static kt_arg *kt_new_arg(uint32_t id)
+{
+    kt_arg *a = mproc_shared_alloc(sizeof *a);
+    CHECK(a != NULL);
+    a->ks = ks;
+    a->id = id;
+    return a;
+}
+
+static size_t kt_payload(uint64_t seq, uint32_t id)
+{
+    uint64_t x = (seq * 2654435761u) ^ id;
+    if (x % 16 == 0) return 100 + x % 20000; /* by reference */
+    return x % 72;                           /* inline */
+}
+
+/* Survivors (id < KT_SURVIVORS) put until told to stop; victims put until killed. */
+static int kt_producer(void *arg)
+{
+    const kt_arg *a = arg;
+    ks = a->ks;
+    uint32_t id = a->id;
+    unsigned char *buf = malloc(sizeof(msg_hdr) + 20200);
+    if (!buf) return 5;
+    for (uint64_t seq = 0; seq < KT_MAX_MSGS; seq++) {
+        if (id < KT_SURVIVORS && atomic_load(&ks->stop)) break;
+        size_t len = make_msg(buf, id, seq, kt_payload(seq, id));
+        if (mproc_queue_put(ks->q, buf, len, 60) != 0) {
+            atomic_fetch_add(&ks->errors, 1);
+            return 1;
+        }
+        if (id < KT_SURVIVORS) atomic_store(&ks->sent[id], seq + 1);
+    }
+    free(buf);
+    return 0;
+}
+
+/* Every consumer checks each message's checksum and the order of each producer's messages. */
+static int kt_consumer(void *arg)
+{
+    const kt_arg *a = arg;
+    ks = a->ks;
+    int64_t *last = malloc(4096 * sizeof *last);
+    if (!last) return 5;
+    for (int i = 0; i < 4096; i++)
+        last[i] = -1;
+    for (;;) {
+        void *m;
+        size_t n;
+        int r = mproc_queue_get_alloc(ks->q, &m, &n, 60);
+        if (r != 0) {
+            atomic_fetch_add(&ks->errors, 1);
+            return 1;
+        }
+        msg_hdr h;
+        int bad = check_msg(m, n, &h);
+        free(m);
+        if (bad) {
+            atomic_fetch_add(&ks->errors, 1);
+            return 2;
+        }
+        if (h.producer == KT_STOP_ID) {
+            free(last);
+            return 0;
+        }
+        if (h.producer >= 4096 || (int64_t)h.seq <= last[h.producer]) {
+            atomic_fetch_add(&ks->errors, 1);
+            return 3;
+        }
+        last[h.producer] = (int64_t)h.seq;
+        if (h.producer < KT_SURVIVORS) {
+            unsigned char bit = (unsigned char)(1u << (h.seq % 8));
+            if (atomic_fetch_or(&ks->seen[h.producer][h.seq / 8], bit) & bit) {
+                atomic_fetch_add(&ks->errors, 1); /* delivered twice */
+                return 4;
+            }
+        }
+        atomic_fetch_add(&ks->got, 1);
+    }
+}
+
+static uint64_t seen_count(int id)
+{
+    uint64_t c = 0;
+    for (size_t i = 0; i < KT_MAX_MSGS / 8; i++)
+        c += (uint64_t)__builtin_popcount(ks->seen[id][i]);
+    return c;
+}
+
+TEST_T(sigkill_at_random_points, 120)
+{
+    SKIP_IN_THREAD_MODE("processes are threads: SIGKILL would end them all");
+    ks = mproc_shared_alloc(sizeof *ks);
+    CHECK(ks != NULL);
+    size_t before = arena_in_use();
+    /* Small bounds, so processes die while blocked on a full queue as well as mid-copy. */
+    CHECK_OK(mproc_queue_new(&ks->q, &(mproc_queue_opts){.max_items = 64, .max_bytes = 128 << 10}));
+    atomic_store(&ks->next_id, KT_SURVIVORS);
+    mproc_process *prod[KT_SURVIVORS], *cons[2];
+    kt_arg *cons_arg = kt_new_arg(0), *prod_arg[KT_SURVIVORS];
+    for (int i = 0; i < 2; i++)
+        cons[i] = start(kt_consumer, cons_arg);
+    for (uint32_t i = 0; i < KT_SURVIVORS; i++)
+        prod[i] = start(kt_producer, prod_arg[i] = kt_new_arg(i));
+
+    unsigned seed = (unsigned)time(NULL) ^ (unsigned)getpid();
+    printf("seed %u\n", seed);
+    srand(seed);
+    int consumer_kills = 0, kills = 100;
+    for (int k = 0; k < kills; k++) {
+        bool consumer = rand() % 2;
+        uint32_t id = atomic_fetch_add(&ks->next_id, 1);
+        kt_arg *va = kt_new_arg(id);
+        mproc_process *v = start(consumer ? kt_consumer : kt_producer, va);
+        uint64_t got = atomic_load(&ks->got);
+        /* Die at a random instant once busy: mid-put, mid-get, blocked, or between calls. */
+        usleep((useconds_t)(rand() % 3000));
+        CHECK_OK(mproc_process_kill(v));
+        int code = finish(v);
+        if (code != -SIGKILL) {
+            printf("victim %u (%s) exited %d\n", id, consumer ? "consumer" : "producer", code);
+            CHECK_EQ(code, -SIGKILL);
+        }
+        mproc_shared_free(va);
+        consumer_kills += consumer;
+        (void)got;
+    }
+    /* The survivors keep going after the massacre. */
+    uint64_t sent_mid = atomic_load(&ks->sent[0]) + atomic_load(&ks->sent[1]);
+    double t0 = harness_now();
+    while (atomic_load(&ks->sent[0]) + atomic_load(&ks->sent[1]) < sent_mid + 2000) {
+        CHECK(harness_now() - t0 < 30 * harness_slow());
+        usleep(1000);
+    }
+    atomic_store(&ks->stop, 1);
+    for (int i = 0; i < KT_SURVIVORS; i++)
+        CHECK_EQ(finish(prod[i]), 0);
+    /* The queue still works for a newcomer: stop the consumers through it. */
+    unsigned char stop[sizeof(msg_hdr)];
+    size_t sl = make_msg(stop, KT_STOP_ID, 0, 0);
+    for (int i = 0; i < 2; i++)
+        CHECK_OK(mproc_queue_put(ks->q, stop, sl, 30));
+    for (int i = 0; i < 2; i++)
+        CHECK_EQ(finish(cons[i]), 0);
+    CHECK_EQ(atomic_load(&ks->errors), 0);
+
+    uint64_t sent = 0, seen = 0;
+    for (int i = 0; i < KT_SURVIVORS; i++) {
+        sent += atomic_load(&ks->sent[i]);
+        seen += seen_count(i);
+    }
+    printf("survivors sent %llu, delivered %llu, %d consumer kills; %d kills\n",
+           (unsigned long long)sent, (unsigned long long)seen, consumer_kills, kills);
+    /* Each killed consumer loses at most the one message it was handling. */
+    CHECK(seen <= sent);
+    CHECK(seen + (uint64_t)consumer_kills >= sent);
+    CHECK(mproc_queue_empty(ks->q));
+    /* Nothing of the byte budget leaked: a message of the whole budget still fits. */
+    static unsigned char whole[128 << 10];
+    CHECK_OK(mproc_queue_put(ks->q, whole, sizeof whole, 0));
+    size_t n;
+    CHECK_OK(mproc_queue_get(ks->q, whole, sizeof whole, &n, 0));
+    mproc_queue_free(ks->q);
+    mproc_shared_free(cons_arg);
+    for (int i = 0; i < KT_SURVIVORS; i++)
+        mproc_shared_free(prod_arg[i]);
+    size_t after = arena_in_use();
+    printf("arena bytes leaked by killed processes: %zu\n", after - before);
+    mproc_shared_free(ks);
+}
