@@ -11,16 +11,16 @@
  * child's pidfd (SCM_RIGHTS), and reaps the child when it ends and sends its exit status: the
  * child's parent is the helper, so the caller cannot reap it itself. */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
+#include "child_watch.h"
 #include "platform.h"
 #include "process_internal.h"
 
@@ -51,7 +51,8 @@ typedef struct {
 
 static pthread_mutex_t fs_mu = PTHREAD_MUTEX_INITIALIZER;
 static int fs_sock = -1;  /* our end of the socketpair */
-static int fs_pidfd = -1; /* the helper, our child */
+static int fs_pidfd = -1; /* watch fd of the helper, our child */
+static pid_t fs_helper;
 static uint64_t next_id;
 static uint64_t lost_below; /* children with ids below this belonged to a helper that died */
 static status *statuses;
@@ -61,7 +62,8 @@ static size_t nstatus, capstatus;
 
 typedef struct {
     uint64_t id;
-    int pidfd;
+    pid_t pid;
+    int fd; /* the child's watch fd (pidfd or sentinel pipe) */
 } child;
 
 static void send_reply(int sock, const reply *rp, int fd)
@@ -90,6 +92,7 @@ static _Noreturn void helper_main(int sock, pid_t parent)
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != parent) _exit(0);
     prctl(PR_SET_NAME, "mproc-forksrv", 0, 0, 0);
+    mproc__watch_forget_own();
     pid_t self = getpid();
     child *kids = NULL;
     size_t nkids = 0, cap = 0;
@@ -103,20 +106,15 @@ static _Noreturn void helper_main(int sock, pid_t parent)
         }
         pfds[0] = (struct pollfd){.fd = sock, .events = POLLIN};
         for (size_t i = 0; i < nkids; i++)
-            pfds[i + 1] = (struct pollfd){.fd = kids[i].pidfd, .events = POLLIN};
+            pfds[i + 1] = (struct pollfd){.fd = kids[i].fd, .events = POLLIN};
         if (poll(pfds, nkids + 1, -1) < 0) continue;
         for (size_t i = nkids; i-- > 0;) {
             if (!(pfds[i + 1].revents & (POLLIN | POLLHUP))) continue;
-            siginfo_t si;
-            memset(&si, 0, sizeof si);
-            if (waitid(P_PIDFD, (id_t)kids[i].pidfd, &si, WEXITED | WNOHANG) < 0 || !si.si_pid)
-                continue;
-            reply rp = {.kind = REPLY_EXITED,
-                        .id = kids[i].id,
-                        .pid = si.si_pid,
-                        .value = si.si_code == CLD_EXITED ? si.si_status : -si.si_status};
+            int code;
+            if (mproc__watch_reap(kids[i].pid, kids[i].fd, &code) != 1) continue;
+            reply rp = {.kind = REPLY_EXITED, .id = kids[i].id, .pid = kids[i].pid, .value = code};
             send_reply(sock, &rp, -1);
-            close(kids[i].pidfd);
+            close(kids[i].fd);
             kids[i] = kids[--nkids];
         }
         if (!(pfds[0].revents & (POLLIN | POLLHUP | POLLERR))) continue;
@@ -124,25 +122,32 @@ static _Noreturn void helper_main(int sock, pid_t parent)
         ssize_t n = recv(sock, &rq, sizeof rq, 0);
         if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN)) break; /* the program is gone */
         if (n != (ssize_t)sizeof rq) continue;
-        pid_t pid = fork();
+        mproc__watch_prep w;
+        int wr = mproc__watch_prepare(&w);
+        pid_t pid = wr < 0 ? -1 : fork();
         if (pid == 0) {
             close(sock);
             for (size_t i = 0; i < nkids; i++)
-                close(kids[i].pidfd);
+                close(kids[i].fd);
+            mproc__watch_in_child(&w);
             mproc_process p = {.run = rq.run, .arg = rq.arg, .daemon = rq.daemon, .fd = -1};
             memcpy(p.name, rq.name, sizeof p.name);
             memcpy(p.identity, rq.identity, sizeof p.identity);
             mproc__run_child(&p, self, rq.logical_parent);
         }
-        reply rp = {.kind = REPLY_STARTED, .id = rq.id, .pid = pid, .value = pid < 0 ? -errno : 0};
-        int fd = pid > 0 ? mproc__pidfd_open(pid) : -1;
-        if (pid > 0 && fd < 0) {
-            kill(pid, SIGKILL);
-            waitpid(pid, NULL, 0);
-            rp.value = fd;
+        reply rp = {.kind = REPLY_STARTED, .id = rq.id, .pid = pid,
+                    .value = wr < 0 ? wr : pid < 0 ? -errno : 0};
+        int fd = wr < 0 ? -1 : mproc__watch_in_parent(&w, pid);
+        if (pid > 0 && fd < 0) rp.value = fd;
+        /* The program gets its own fd to watch the child by; ours tells us when to reap it. */
+        int theirs = fd >= 0 ? fcntl(fd, F_DUPFD_CLOEXEC, 0) : -1;
+        if (fd >= 0 && theirs < 0) {
+            rp.value = -errno;
+            mproc__watch_signal(pid, fd, SIGKILL);
         }
-        send_reply(sock, &rp, fd);
-        if (fd >= 0) kids[nkids++] = (child){.id = rq.id, .pidfd = fd};
+        send_reply(sock, &rp, theirs);
+        if (theirs >= 0) close(theirs);
+        if (fd >= 0) kids[nkids++] = (child){.id = rq.id, .pid = pid, .fd = fd};
     }
     /* Children die with us through their parent-death signal. */
     _exit(0);
@@ -154,29 +159,26 @@ static int spawn_helper_locked(void)
 {
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) return -errno;
+    mproc__watch_prep w;
+    int r = mproc__watch_prepare(&w);
     pid_t parent = getpid();
-    pid_t pid = fork();
-    if (pid < 0) {
-        int e = errno;
-        close(sv[0]);
-        close(sv[1]);
-        return -e;
-    }
+    pid_t pid = r < 0 ? -1 : fork();
     if (pid == 0) {
         close(sv[0]);
         fs_sock = -1;
+        mproc__watch_in_child(&w);
         helper_main(sv[1], parent);
     }
+    int e = errno;
     close(sv[1]);
-    int pfd = mproc__pidfd_open(pid);
-    if (pfd < 0) {
+    int pfd = r < 0 ? r : mproc__watch_in_parent(&w, pid);
+    if (pid < 0 || pfd < 0) {
         close(sv[0]);
-        kill(pid, SIGKILL);
-        waitpid(pid, NULL, 0);
-        return pfd;
+        return r < 0 ? r : pid < 0 ? -e : pfd;
     }
     fs_sock = sv[0];
     fs_pidfd = pfd;
+    fs_helper = pid;
     return 0;
 }
 
@@ -188,9 +190,10 @@ static void helper_gone_locked(void)
     fs_sock = -1;
     /* Closing the socket tells a live helper to exit; it does so at once. */
     if (mproc__pidfd_wait(fs_pidfd, mproc__deadline(5.0)) != 1)
-        mproc__pidfd_send_signal(fs_pidfd, SIGKILL);
-    siginfo_t si;
-    waitid(P_PIDFD, (id_t)fs_pidfd, &si, WEXITED);
+        mproc__watch_signal(fs_helper, fs_pidfd, SIGKILL);
+    mproc__pidfd_wait(fs_pidfd, INT64_MAX);
+    int code;
+    mproc__watch_reap(fs_helper, fs_pidfd, &code);
     close(fs_pidfd);
     fs_pidfd = -1;
     lost_below = next_id + 1;
@@ -350,16 +353,7 @@ int mproc__forkserver_prestart(void)
 pid_t mproc__forkserver_pid(void)
 {
     pthread_mutex_lock(&fs_mu);
-    pid_t pid = 0;
-    if (fs_pidfd >= 0) {
-        /* The pid behind our pidfd, as the kernel reports it. */
-        char path[64], line[128];
-        snprintf(path, sizeof path, "/proc/self/fdinfo/%d", fs_pidfd);
-        FILE *f = fopen(path, "re");
-        while (f && fgets(line, sizeof line, f))
-            if (sscanf(line, "Pid: %d", &pid) == 1) break;
-        if (f) fclose(f);
-    }
+    pid_t pid = fs_pidfd >= 0 ? fs_helper : 0;
     pthread_mutex_unlock(&fs_mu);
     return pid;
 }

@@ -6,6 +6,8 @@
 #include <math.h>
 #include <poll.h>
 #include <sys/syscall.h>
+#include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 int64_t mproc__now_ns(void)
@@ -64,6 +66,20 @@ int mproc__futex_wake(_Atomic uint32_t *addr, int n)
 {
     long r = syscall(SYS_futex, addr, FUTEX_WAKE, n, NULL, NULL, 0);
     return r < 0 ? -errno : (int)r;
+}
+
+bool mproc__pidfd_supported(void)
+{
+    static int state; /* 0 unknown, 1 yes, -1 no */
+    int st = __atomic_load_n(&state, __ATOMIC_RELAXED);
+    if (st == 0) {
+        const char *env = getenv("MPROC_NO_PIDFD");
+        int fd = env && *env && strcmp(env, "0") != 0 ? -ENOSYS : mproc__pidfd_open(getpid());
+        if (fd >= 0) close(fd);
+        st = fd >= 0 ? 1 : -1;
+        __atomic_store_n(&state, st, __ATOMIC_RELAXED);
+    }
+    return st > 0;
 }
 
 int mproc__pidfd_open(pid_t pid)

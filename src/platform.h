@@ -38,6 +38,11 @@ static inline void mproc__cpu_relax(void)
 #endif
 }
 
+/* Whether pidfds work here (Linux >= 5.3, and not under tools that lack the syscalls, such as
+ * valgrind 3.19). Without them the library falls back to a sentinel pipe per child and
+ * waitpid(pid) / kill(pid) on its own unreaped children. MPROC_NO_PIDFD=1 forces the fallback. */
+bool mproc__pidfd_supported(void);
+
 /* pidfd_open / pidfd_send_signal through syscall(2) (glibc 2.36 wraps them, older ones do not). */
 int mproc__pidfd_open(pid_t pid);
 int mproc__pidfd_send_signal(int pidfd, int sig);

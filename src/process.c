@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "arena.h"
+#include "child_watch.h"
 #include "platform.h"
 #include "process_internal.h"
 #include "process_registry.h"
@@ -84,17 +85,10 @@ static bool try_reap_locked(mproc_process *p)
         break;
     }
     case MPROC__START_FORK: {
-        siginfo_t si;
-        memset(&si, 0, sizeof si);
-        if (waitid(P_PIDFD, (id_t)p->fd, &si, WEXITED | WNOHANG) < 0) {
-            if (errno != ECHILD) return false;
-            /* The host program reaped it behind our back (waitpid(-1)): the status is gone. */
-            code = -ECHILD;
-        } else if (si.si_pid == 0) {
-            return false;
-        } else {
-            code = si.si_code == CLD_EXITED ? si.si_status : -si.si_status;
-        }
+        int r = mproc__watch_reap(p->pid, p->fd, &code);
+        if (r == 0 || (r < 0 && r != -ECHILD)) return false;
+        /* -ECHILD: the host program reaped it behind our back (waitpid(-1)): the status is gone. */
+        if (r < 0) code = -ECHILD;
         break;
     }
     }
@@ -126,7 +120,7 @@ static void end_children(void)
     pthread_mutex_lock(&reg_mu);
     for (mproc_process *p = reg_head; p; p = p->next)
         if (p->owner == self && p->daemon && p->method != MPROC__START_THREAD)
-            mproc__pidfd_send_signal(p->fd, SIGTERM);
+            mproc__watch_signal(p->pid, p->fd, SIGTERM);
     int64_t grace = mproc__deadline(DAEMON_GRACE_S);
     for (mproc_process *p = reg_head, *n; p; p = n) {
         n = p->next;
@@ -139,7 +133,7 @@ static void end_children(void)
         }
         pthread_mutex_unlock(&reg_mu);
         if (mproc__pidfd_wait(p->fd, p->daemon ? grace : INT64_MAX) == 0)
-            mproc__pidfd_send_signal(p->fd, SIGKILL);
+            mproc__watch_signal(p->pid, p->fd, SIGKILL);
         mproc__pidfd_wait(p->fd, INT64_MAX);
         wait_status(p, mproc__deadline(DAEMON_GRACE_S));
         pthread_mutex_lock(&reg_mu);
@@ -313,9 +307,7 @@ static int send_signal(mproc_process *p, int sig)
     if (reap(p)) return 0;
     /* A thread cannot be killed without killing the whole process. */
     if (p->method == MPROC__START_THREAD) return -ENOTSUP;
-    /* A pidfd names exactly this process, even if its pid has since been reused. */
-    r = mproc__pidfd_send_signal(p->fd, sig);
-    return r == -ESRCH ? 0 : r;
+    return mproc__watch_signal(p->pid, p->fd, sig);
 }
 
 int mproc_process_terminate(mproc_process *p)

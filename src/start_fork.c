@@ -3,9 +3,9 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/prctl.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
+#include "child_watch.h"
 #include "platform.h"
 #include "process_internal.h"
 
@@ -32,17 +32,19 @@ _Noreturn void mproc__run_child(mproc_process *p, pid_t real_parent, pid_t logic
 
 int mproc__start_fork(mproc_process *p)
 {
+    mproc__watch_prep w;
+    int r = mproc__watch_prepare(&w);
+    if (r < 0) return r;
     pid_t parent = getpid();
     pid_t pid = fork();
-    if (pid < 0) return -errno;
-    if (pid == 0) mproc__run_child(p, parent, parent);
-    int fd = mproc__pidfd_open(pid);
-    if (fd < 0) {
-        /* Without a pidfd we cannot supervise it: end it now rather than leak it. */
-        kill(pid, SIGKILL);
-        waitpid(pid, NULL, 0);
-        return fd;
+    if (pid == 0) {
+        mproc__watch_in_child(&w);
+        mproc__run_child(p, parent, parent);
     }
+    int e = errno;
+    int fd = mproc__watch_in_parent(&w, pid);
+    if (pid < 0) return -e;
+    if (fd < 0) return fd;
     p->pid = pid;
     p->fd = fd;
     return 0;
