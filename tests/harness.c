@@ -144,7 +144,8 @@ bool harness_wait_gone(pid_t pid, double timeout)
     if (fd < 0 && errno == ENOSYS) {
         /* No pidfds (old kernel, valgrind): watch /proc instead. */
         double until = harness_now() + timeout;
-        while (harness_pid_alive(pid) && harness_now() < until) usleep(1000);
+        while (harness_pid_alive(pid) && harness_now() < until)
+            usleep(1000);
         return !harness_pid_alive(pid);
     }
     if (fd < 0) return errno == ESRCH;
@@ -205,28 +206,27 @@ static bool others_alive(pid_t pgid)
 
 enum { CASE_PASSED, CASE_FAILED, CASE_SKIPPED };
 
-/* 1 when the case process has ended, 0 on timeout; it is not reaped. */
-static int wait_case(pid_t pid, double timeout)
+/* 1 when the case process has ended (reaped, *status set), 0 on timeout (not reaped). */
+static int wait_case(pid_t pid, double timeout, int *status)
 {
     int pfd = (int)syscall(SYS_pidfd_open, pid, 0);
     if (pfd < 0) {
         /* No pidfds (old kernel, valgrind): poll for the end instead. */
         double until = harness_now() + timeout;
-        siginfo_t si;
         for (;;) {
-            memset(&si, 0, sizeof si);
-            if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid)
-                return 1;
+            if (waitpid(pid, status, WNOHANG) == pid) return 1;
             if (harness_now() >= until) return 0;
             usleep(1000);
         }
     }
     struct pollfd p = {.fd = pfd, .events = POLLIN};
     int r;
-    do r = poll(&p, 1, (int)(timeout * 1000));
+    do
+        r = poll(&p, 1, (int)(timeout * 1000));
     while (r < 0 && errno == EINTR);
     close(pfd);
-    return r;
+    if (r == 1) waitpid(pid, status, 0);
+    return r == 1;
 }
 
 static int run_one(int i)
@@ -239,21 +239,14 @@ static int run_one(int i)
     if (pid < 0) return false;
     if (pid == 0) run_case(i);
     setpgid(pid, pid);
-    int pfd = (int)syscall(SYS_pidfd_open, pid, 0);
-    struct pollfd p = {.fd = pfd, .events = POLLIN};
-    int r;
-    do
-        r = poll(&p, 1, (int)(timeout * 1000));
-    while (r < 0 && errno == EINTR);
-    close(pfd);
+    int status = 0;
     bool ok = true;
-    if (r == 0) {
+    if (!wait_case(pid, timeout, &status)) {
         fprintf(stderr, "%s: timed out after %.1f s\n", cases[i].name, timeout);
         kill(-pid, SIGKILL);
+        waitpid(pid, &status, 0);
         ok = false;
     }
-    int status = 0;
-    waitpid(pid, &status, 0);
     bool skipped = ok && WIFEXITED(status) && WEXITSTATUS(status) == SKIP_STATUS;
     if (ok && !skipped && !(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
         if (WIFSIGNALED(status))
