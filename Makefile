@@ -22,7 +22,7 @@ test: build
 	@ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
 
 demo: build
-	@$(BUILD)/examples/first
+	@$(BUILD)/demo/mproc-demo $(DEMO_ARGS)
 
 bench:
 	@$(MAKE) --no-print-directory build BUILD=build-bench BUILD_TYPE=Release
