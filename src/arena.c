@@ -19,16 +19,19 @@
 #define ARENA_MAGIC 0x6d70726f63617265ULL /* "mprocare" */
 #define BLOCK_MAGIC 0x6d70626bU
 #define FREE_MAGIC 0x66726565U
-#define MIN_ORDER 5  /* 32-byte blocks */
+#define MIN_ORDER 7  /* 128-byte blocks */
 #define MAX_ORDER 40 /* 1 TiB */
 #define PAGE 4096
 #define DEFAULT_SIZE ((size_t)4 << 30)
 
+/* A whole cache line, so that every object starts on a line of its own: two locks allocated one
+ * after the other never share a line (no false sharing between processes), and code that wants
+ * cache-line alignment for its own fields gets it. */
 typedef struct {
-    uint32_t magic;
+    _Alignas(64) uint32_t magic;
     uint32_t order;
     uint64_t next; /* offset of the next free block of this order, while free */
-} block_hdr;       /* 16 bytes: user data stays 16-byte aligned */
+} block_hdr;
 
 typedef struct {
     uint64_t magic;

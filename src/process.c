@@ -21,6 +21,10 @@
 /* Started and not yet reaped; guarded by reg_mu, which also serialises reaping. */
 static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
 static mproc_process *reg_head;
+/* In a child: the parent's handles it inherited. Not ours to wait for, but the parent's code may
+ * still hold them (its calls then return -ECHILD), so they stay allocated and reachable. */
+static mproc_process *inherited_head;
+static mproc_process *self_handle; /* in a child: the parent's handle for this very process */
 static unsigned child_counter;
 static _Thread_local mproc_process *thread_self; /* the process this thread runs, in thread mode */
 
@@ -161,13 +165,18 @@ _Noreturn void mproc__child_exit(int code)
 void mproc__child_setup(mproc_process *p, pid_t parent)
 {
     /* The parent's children are not ours: close our copies of their pidfds. */
-    for (mproc_process *q = reg_head, *n; q; q = n) {
-        n = q->next;
+    for (mproc_process *q = reg_head; q; q = q->next) {
         close(q->fd);
         q->fd = -1;
-        q->prev = q->next = NULL;
+    }
+    if (reg_head) {
+        mproc_process *last = reg_head;
+        while (last->next) last = last->next;
+        last->next = inherited_head;
+        inherited_head = reg_head;
     }
     reg_head = NULL;
+    self_handle = p;
     pthread_mutex_init(&reg_mu, NULL);
     child_counter = 0;
     mproc__forkserver_forget();

@@ -297,11 +297,15 @@ static int short_child(void *arg)
     return 0;
 }
 
+/* Still reachable when the body returns, on purpose (not static: stores to a static array that is
+ * never read would be optimised away). */
+mproc_process *left_running[2];
+
 static int exit_with_children(void *arg)
 {
     int *flag = arg;
-    start(short_child, flag, false);
-    start(sleep_forever, NULL, true);
+    left_running[0] = start(short_child, flag, false);
+    left_running[1] = start(sleep_forever, NULL, true);
     return 5;
 }
 
