@@ -1,7 +1,198 @@
-/* mproc: pool module (being written). */
+/* mproc: process pool (Python's multiprocessing.Pool and concurrent.futures, in C).
+ *
+ * Workers are processes forked once when the pool is made; a task is a function pointer plus a
+ * byte string, and because workers are forks of the same program the pointer is valid in them.
+ * Small arguments and results travel inline in shared slots; large ones go through the family
+ * arena by reference. Pointers inside arguments work when they point into the arena
+ * (mproc_shared_alloc) or into memory that existed, unchanged, when the pool was made.
+ *
+ * Failure model (docs/pool.md): a worker that dies while running a task (SIGKILL, segfault,
+ * exit(), abort()) fails exactly that task with MPROC_EWORKERLOST; it is replaced and every other
+ * task completes. A crash loop (too many deaths in a row, no task succeeding) breaks the pool:
+ * pending and later tasks fail with MPROC_EBROKEN. A failing initializer breaks the pool too.
+ */
 #ifndef MPROC_POOL_H
 #define MPROC_POOL_H
 
 #include "common.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct mproc_pool mproc_pool;
+typedef struct mproc_future mproc_future;
+
+/* ---- The worker's side of a task ---------------------------------------------------------- */
+
+typedef struct mproc_task mproc_task; /* a task as its worker sees it */
+/* 0 = success; anything else fails the task (a negative value is kept as the code, a positive
+ * one becomes MPROC_ETASKFAILED). */
+typedef int (*mproc_task_fn)(mproc_task *t);
+/* The argument bytes (valid until the function returns); *len gets their size if len != NULL. */
+const void *mproc_task_arg(mproc_task *t, size_t *len);
+/* Set the result bytes (copied; a later call replaces them). 0, -EINVAL, -ENOMEM. */
+int mproc_task_return(mproc_task *t, const void *data, size_t len);
+/* Fail the task with `code` (negative: kept; 0 or positive: MPROC_ETASKFAILED) and a message that
+ * reaches the caller through mproc_future_error. Returns the code the caller will see; the task
+ * function should return it: `return mproc_task_fail(t, -ENOENT, "no %s", path);` */
+int mproc_task_fail(mproc_task *t, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* True once the caller cancelled the running task or its soft time limit passed: a long task
+ * should poll it and return early. */
+bool mproc_task_cancelled(mproc_task *t);
+
+/* ---- Pools -------------------------------------------------------------------------------- */
+
+typedef struct {
+    int workers;                   /* 0: mproc_cpu_count(); negative: -EINVAL */
+    const char *name;              /* workers are "NAME-1", "NAME-2", ... (replacements continue the
+                                      numbering); NULL: "PoolWorker"; at most 48 bytes */
+    int (*initializer)(void *arg); /* run once in each worker; nonzero breaks the pool */
+    void *initarg;
+    unsigned max_tasks_per_child; /* 0: unlimited; else a worker is replaced after N tasks */
+    double task_timeout;   /* hard limit per task, from its start: the task fails with -ETIMEDOUT,
+                              its worker is killed and replaced; 0: none */
+    const char *backend;   /* "local" (default) or "mpi" (-ENOTSUP for now); env
+                              MPROC_POOL_BACKEND overrides */
+    unsigned max_restarts; /* crash-loop limit: more than this many worker deaths within
+                              restart_window seconds with no task succeeding in between breaks the
+                              pool; 0: max(8, 2 * workers) */
+    double restart_window; /* 0: 10 s */
+    const char *start_method; /* how workers start: NULL: the library's ("fork"), "forkserver"
+                                 (then initarg must point into the arena or to data as it was at
+                                 mproc_init), "thread" (a thread pool: no crash isolation; hard
+                                 time limits become cancel requests). Env MPROC_START wins. */
+} mproc_pool_opts;
+
+/* -EINVAL (workers < 0, bad name), -ENOTSUP (backend "mpi"), -ENOMEM, or a fork error. */
+int mproc_pool_new(mproc_pool **out, const mproc_pool_opts *opts);
+/* Number of workers the pool keeps running. */
+int mproc_pool_size(mproc_pool *p);
+/* Pids of the live workers (for tests and monitoring): fills up to cap, returns how many live. */
+int mproc_pool_worker_pids(mproc_pool *p, pid_t *pids, int cap);
+
+/* Per-task options (submit_opts). Both limits count from the moment a worker starts the task. */
+typedef struct {
+    double timeout;      /* hard limit (kill + replace the worker, -ETIMEDOUT); 0: the pool's */
+    double soft_timeout; /* after this, mproc_task_cancelled() is true in the task; 0: none */
+} mproc_submit_opts;
+
+/* apply_async: queue fn(arg bytes, copied) and return a future. Never blocks unless more than
+ * 2^20 tasks are queued. MPROC_ECLOSED after close/terminate, MPROC_EBROKEN on a broken pool,
+ * -EINVAL for NULL pool/fn/out or arg == NULL with len > 0. */
+int mproc_pool_submit(mproc_pool *p, mproc_task_fn fn, const void *arg, size_t len,
+                      mproc_future **out);
+int mproc_pool_submit_opts(mproc_pool *p, mproc_task_fn fn, const void *arg, size_t len,
+                           const mproc_submit_opts *opts, mproc_future **out);
+/* apply: submit and wait. Returns what mproc_future_get returns (the result is copied to out,
+ * *outlen gets its size; -EMSGSIZE when cap is too small). -EINTR if a signal handler ran while
+ * waiting (the task is then cancelled if still queued). */
+int mproc_pool_apply(mproc_pool *p, mproc_task_fn fn, const void *arg, size_t len, void *out,
+                     size_t cap, size_t *outlen);
+
+/* ---- map: fixed-size items, results in input order ---------------------------------------- */
+
+/* Computes one item: reads in_size bytes at `in`, writes out_size bytes at `out`. 0 = ok;
+ * nonzero fails the map (negative: that code, positive: MPROC_ETASKFAILED). */
+typedef int (*mproc_map_fn)(const void *in, void *out, void *arg);
+typedef struct {
+    size_t chunksize; /* items per task; 0: automatic (about 4 chunks per worker, larger for
+                         big inputs, so that dispatch costs a few ns per item) */
+    void *arg;        /* passed to fn; must be valid in workers (arena, or memory as it was when
+                         the pool was made) */
+} mproc_map_opts;
+/* out[i] = fn(in[i]) for i < n. in/out may be any memory: items are staged through the arena
+ * (no copy when both already lie in the arena). n == 0 returns 0 at once. Returns 0, the first
+ * failing item's code, MPROC_EWORKERLOST/-ETIMEDOUT if a chunk's worker died, -EINTR when a
+ * signal handler ran (remaining chunks are cancelled), MPROC_ECLOSED, MPROC_EBROKEN, -EINVAL. */
+int mproc_pool_map(mproc_pool *p, mproc_map_fn fn, const void *in, size_t in_size, void *out,
+                   size_t out_size, size_t n, const mproc_map_opts *opts);
+
+/* ---- imap: lazy, variable-size items ------------------------------------------------------ */
+
+typedef struct mproc_imap mproc_imap;
+/* Produces the next input: 1 with *data and *len set (the bytes must stay valid until the next
+ * call), 0 at the end of the input, negative to stop with that error. Called in the caller's
+ * thread from mproc_imap_next, so an endless generator works: only `window` items are read
+ * ahead. */
+typedef int (*mproc_imap_input_fn)(const void **data, size_t *len, void *arg);
+typedef struct {
+    bool unordered; /* yield results as they complete (imap_unordered) instead of in order */
+    size_t window;  /* tasks in flight at most; 0: 4 * workers + 4 */
+} mproc_imap_opts;
+int mproc_imap_new(mproc_imap **out, mproc_pool *p, mproc_task_fn fn, mproc_imap_input_fn input,
+                   void *input_arg, const mproc_imap_opts *opts);
+/* Next result: 0 with *data and *len (valid until the next call or free) and *index = the input's
+ * position (may be NULL); MPROC_ECLOSED at the end; the task's error code if it failed (the
+ * iteration goes on: call again for the next one; *index tells which failed);
+ * -ETIMEDOUT, -EINTR. */
+int mproc_imap_next(mproc_imap *it, const void **data, size_t *len, size_t *index, double timeout);
+/* The error record of the last failed item. */
+typedef struct mproc_error mproc_error;
+int mproc_imap_error(mproc_imap *it, mproc_error *out);
+/* Cancels what is still in flight. NULL-safe. */
+void mproc_imap_free(mproc_imap *it);
+
+/* ---- Shutdown ----------------------------------------------------------------------------- */
+
+/* No more tasks (later submits: MPROC_ECLOSED); queued tasks still run. */
+int mproc_pool_close(mproc_pool *p);
+/* Kill the workers now; queued and running tasks fail with MPROC_ECANCELLED. Returns when the
+ * workers are gone. */
+int mproc_pool_terminate(mproc_pool *p);
+/* After close or terminate: wait for the queued tasks and the workers' exit. -EINVAL if the pool
+ * is still open, -ETIMEDOUT. */
+int mproc_pool_join(mproc_pool *p, double timeout);
+/* Closes and joins a running pool (drains it), then frees it. Futures stay usable until freed.
+ * NULL-safe. */
+void mproc_pool_free(mproc_pool *p);
+
+/* ---- Futures (process-local handles) ------------------------------------------------------ */
+
+#define MPROC_ERROR_MSG_MAX 2048
+struct mproc_error {
+    int code;        /* what mproc_future_get returns */
+    int signal;      /* the signal that killed the worker, or 0 */
+    pid_t worker;    /* pid of the worker that ran (or was running) the task, or 0 */
+    int exit_status; /* the worker's exit status if it exited during the task, else -1 */
+    char message[MPROC_ERROR_MSG_MAX]; /* from mproc_task_fail, or what happened (with the
+                                          worker's backtrace for a crash) */
+};
+
+/* 0 once done, -ETIMEDOUT, -EINTR (a signal handler ran), -EINVAL. */
+int mproc_future_wait(mproc_future *f, double timeout);
+bool mproc_future_done(mproc_future *f);
+/* Wait, then copy the result into buf and set *len (len may be NULL): 0; -EMSGSIZE with
+ * *len = needed when cap is too small (call again with a bigger buffer); or the task's error
+ * code (MPROC_ETASKFAILED or its own, MPROC_EWORKERLOST, -ETIMEDOUT for a hard time limit — then
+ * mproc_future_done() is true, unlike a wait timeout —, MPROC_ECANCELLED, MPROC_EBROKEN). */
+int mproc_future_get(mproc_future *f, void *buf, size_t cap, size_t *len, double timeout);
+/* Zero-copy access to the result of a finished, successful task: valid until the future is
+ * freed. -EAGAIN while not done; the error code if it failed. */
+int mproc_future_result(mproc_future *f, const void **data, size_t *len);
+/* The error record of a failed task: 0 and *out filled; -EAGAIN while not done; 1 (and *out
+ * zeroed with code 0) if it succeeded. */
+int mproc_future_error(mproc_future *f, mproc_error *out);
+/* 0: cancelled before it started (done, MPROC_ECANCELLED); -EBUSY: it is running, and
+ * mproc_task_cancelled() now returns true in it; -EALREADY: already done. */
+int mproc_future_cancel(mproc_future *f);
+/* An eventfd that becomes readable once the future is done (made on first call, owned by the
+ * future, closed by mproc_future_free). For poll/epoll loops. */
+int mproc_future_fd(mproc_future *f);
+/* Run cb(f, arg) once the future is done: in the pool's supervisor thread, or right away in
+ * the caller when it is already done. Callbacks must not free the future or block for long. */
+int mproc_future_on_done(mproc_future *f, void (*cb)(mproc_future *f, void *arg), void *arg);
+#define MPROC_FIRST_COMPLETED 1
+#define MPROC_ALL_COMPLETED 2
+/* Wait until one (FIRST) or all (ALL) of fs[0..n) are done: 0; -ETIMEDOUT; -EINTR; -EINVAL.
+ * n == 0 returns 0. */
+int mproc_futures_wait(mproc_future **fs, size_t n, int mode, double timeout);
+/* Release the handle (and its result). A task still queued is cancelled; a running one is left
+ * to finish and its result dropped. NULL-safe. */
+void mproc_future_free(mproc_future *f);
+
+#ifdef __cplusplus
+}
+#endif
 #endif

@@ -1,0 +1,18 @@
+/* A task as its worker sees it (worker-local, on the worker's stack). */
+#ifndef MPROC_POOL_TASK_H
+#define MPROC_POOL_TASK_H
+
+#include "pool_internal.h"
+
+struct mproc_task {
+    mproc__slot *s;
+    const void *arg;
+    size_t arg_len;
+    int64_t soft_deadline; /* absolute ns, 0: none */
+    int code;              /* set by mproc_task_fail */
+    bool failed;
+    _Alignas(16) unsigned char argbuf[SLOT_INLINE]; /* the inline argument, copied out of the slot
+                                          so the result can take its place */
+};
+
+#endif
