@@ -11,7 +11,8 @@ int mproc__arena_create(size_t size);
 /* Whether the arena exists in this process. */
 int mproc__arena_ready(void);
 
-/* Zeroed, 64-byte (cache line) aligned block; 0, -EINVAL (size 0) or -ENOMEM. Initialises the library. */
+/* Zeroed, 64-byte (cache line) aligned block; 0, -EINVAL (size 0) or -ENOMEM. Initialises the
+ * library. */
 int mproc__arena_alloc(void **out, size_t size);
 void mproc__arena_free(void *ptr);
 /* Usable bytes of a block. */

@@ -66,7 +66,8 @@ int mproc__watch_reap(pid_t pid, int fd, int *code)
     if (si.si_pid == 0 && fd >= 0 && !mproc__pidfd_supported() && mproc__pidfd_wait(fd, 0) == 1) {
         /* The sentinel closes while the child exits, a moment before it can be reaped: it is
          * ending, so wait for it rather than spin. */
-        do r = waitid(P_PID, (id_t)pid, &si, WEXITED);
+        do
+            r = waitid(P_PID, (id_t)pid, &si, WEXITED);
         while (r < 0 && errno == EINTR);
         if (r < 0) return -errno;
     }
@@ -78,7 +79,9 @@ int mproc__watch_reap(pid_t pid, int fd, int *code)
 int mproc__watch_signal(pid_t pid, int fd, int sig)
 {
     int r;
-    if (mproc__pidfd_supported()) r = mproc__pidfd_send_signal(fd, sig);
-    else r = kill(pid, sig) < 0 ? -errno : 0;
+    if (mproc__pidfd_supported())
+        r = mproc__pidfd_send_signal(fd, sig);
+    else
+        r = kill(pid, sig) < 0 ? -errno : 0;
     return r == -ESRCH ? 0 : r;
 }

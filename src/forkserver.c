@@ -135,8 +135,12 @@ static _Noreturn void helper_main(int sock, pid_t parent)
             memcpy(p.identity, rq.identity, sizeof p.identity);
             mproc__run_child(&p, self, rq.logical_parent);
         }
-        reply rp = {.kind = REPLY_STARTED, .id = rq.id, .pid = pid,
-                    .value = wr < 0 ? wr : pid < 0 ? -errno : 0};
+        reply rp = {.kind = REPLY_STARTED,
+                    .id = rq.id,
+                    .pid = pid,
+                    .value = wr < 0    ? wr
+                             : pid < 0 ? -errno
+                                       : 0};
         int fd = wr < 0 ? -1 : mproc__watch_in_parent(&w, pid);
         if (pid > 0 && fd < 0) rp.value = fd;
         /* The program gets its own fd to watch the child by; ours tells us when to reap it. */

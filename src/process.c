@@ -171,7 +171,8 @@ void mproc__child_setup(mproc_process *p, pid_t parent)
     }
     if (reg_head) {
         mproc_process *last = reg_head;
-        while (last->next) last = last->next;
+        while (last->next)
+            last = last->next;
         last->next = inherited_head;
         inherited_head = reg_head;
     }
