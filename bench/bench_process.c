@@ -54,6 +54,27 @@ static double raw_round(void)
     return (bench_now() - t0) / PER_ROUND;
 }
 
+static int trivial(mproc_task *t)
+{
+    size_t len;
+    const int *x = mproc_task_arg(t, &len);
+    int y = *x + 1;
+    return mproc_task_return(t, &y, sizeof y);
+}
+
+/* A 2-worker pool started, one result back, pool closed and joined. */
+static double pool_once(const char *method)
+{
+    double t0 = bench_now();
+    mproc_pool *p;
+    int x = 1, y = 0;
+    if (mproc_pool_new(&p, &(mproc_pool_opts){.workers = 2, .start_method = method}) < 0) abort();
+    if (mproc_pool_apply(p, trivial, &x, sizeof x, &y, sizeof y, NULL) < 0 || y != 2) abort();
+    double t = bench_now() - t0;
+    mproc_pool_free(p);
+    return t;
+}
+
 /* Alternate the contenders round by round so that noise on this shared machine hits all alike. */
 static void measure(const char *suffix)
 {
@@ -71,6 +92,13 @@ static void measure(const char *suffix)
         snprintf(name, sizeof name, "process start+join, %s%s", methods[k], suffix);
         bench_row(name, "mproc", median(m[k], ROUNDS) * 1e6, "us", "lower");
         if (k == 0) bench_row(name, "floor", median(r, ROUNDS) * 1e6, "us", "lower");
+    }
+    for (int i = 0; i < ROUNDS; i++)
+        for (int k = 0; k < 3; k++)
+            m[k][i] = pool_once(methods[k]);
+    for (int k = 0; k < 3; k++) {
+        snprintf(name, sizeof name, "pool(2) start+first result, %s%s", methods[k], suffix);
+        bench_row(name, "mproc", median(m[k], ROUNDS) * 1e3, "ms", "lower");
     }
 }
 

@@ -13,6 +13,23 @@ def nothing():
     pass
 
 
+def inc(x):
+    return x + 1
+
+
+def measure_pool(method, suffix):
+    ctx = mp.get_context(method)
+    times = []
+    for _ in range(3 if method == "spawn" else ROUNDS):
+        t0 = now()
+        with ctx.Pool(2) as pool:
+            assert pool.apply(inc, (1,)) == 2
+            times.append(now() - t0)
+    label = {"fork": "fork", "forkserver": "forkserver", "spawn": "spawn (python only)"}[method]
+    row(f"pool(2) start+first result, {label}{suffix}", "python", statistics.median(times) * 1e3,
+        "ms", "lower")
+
+
 def measure(method, suffix):
     ctx = mp.get_context(method)
     times = []
@@ -32,11 +49,13 @@ def measure(method, suffix):
 def main():
     for m in ("fork", "forkserver", "spawn"):
         measure(m, "")
+        measure_pool(m, "")
     ballast = bytearray(1 << 30)
     for i in range(0, len(ballast), 4096):
         ballast[i] = 1
     for m in ("fork", "forkserver"):
         measure(m, ", 1 GiB parent")
+        measure_pool(m, ", 1 GiB parent")
     del ballast
 
 
