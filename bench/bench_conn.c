@@ -12,18 +12,6 @@
 #define WARMUP 2000
 #define SAMPLES 20000
 
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp);
-    return v[n / 2];
-}
-
 static mproc_conn *g_child_end;
 
 static int echo(void *arg)
@@ -60,7 +48,7 @@ static double bench_mproc(double *t)
     mproc_process_free(p);
     mproc_conn_close(a);
     mproc_conn_close(b);
-    return median(t, SAMPLES);
+    return bench_median(t, SAMPLES);
 }
 
 static void read_exactly(int fd, char *p, size_t n)
@@ -98,7 +86,7 @@ static double bench_floor(double *t)
     close(sv[0]);
     int st;
     if (waitpid(pid, &st, 0) != pid) abort();
-    return median(t, SAMPLES);
+    return bench_median(t, SAMPLES);
 }
 
 int main(void)

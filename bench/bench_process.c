@@ -17,18 +17,6 @@ static int nothing(void *arg)
     return 0;
 }
 
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp);
-    return v[n / 2];
-}
-
 static double mproc_round(const char *method)
 {
     double t0 = bench_now();
@@ -90,15 +78,15 @@ static void measure(const char *suffix)
     char name[128];
     for (int k = 0; k < 3; k++) {
         snprintf(name, sizeof name, "process start+join, %s%s", methods[k], suffix);
-        bench_row(name, "mproc", median(m[k], ROUNDS) * 1e6, "us", "lower");
-        if (k == 0) bench_row(name, "floor", median(r, ROUNDS) * 1e6, "us", "lower");
+        bench_row(name, "mproc", bench_median(m[k], ROUNDS) * 1e6, "us", "lower");
+        if (k == 0) bench_row(name, "floor", bench_median(r, ROUNDS) * 1e6, "us", "lower");
     }
     for (int i = 0; i < ROUNDS; i++)
         for (int k = 0; k < 3; k++)
             m[k][i] = pool_once(methods[k]);
     for (int k = 0; k < 3; k++) {
         snprintf(name, sizeof name, "pool(2) start+first result, %s%s", methods[k], suffix);
-        bench_row(name, "mproc", median(m[k], ROUNDS) * 1e3, "ms", "lower");
+        bench_row(name, "mproc", bench_median(m[k], ROUNDS) * 1e3, "ms", "lower");
     }
 }
 

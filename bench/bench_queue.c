@@ -28,34 +28,6 @@ typedef struct {
     _Atomic double end;    /* latest end time of a consumer */
 } shared;
 
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp);
-    return v[n / 2];
-}
-
-static mproc_process *start(mproc_run_fn fn, void *arg)
-{
-    mproc_process *p;
-    if (mproc_process_new(&p, &(mproc_process_opts){.run = fn, .arg = arg}) < 0) abort();
-    if (mproc_process_start(p) < 0) abort();
-    return p;
-}
-
-static void join(mproc_process *p)
-{
-    int code = -1;
-    if (mproc_process_join(p, MPROC_FOREVER) < 0 || mproc_process_exitcode(p, &code) < 0 || code)
-        abort();
-    mproc_process_free(p);
-}
-
 static void note_end(shared *s, double t)
 {
     double e = atomic_load(&s->end);
@@ -105,18 +77,18 @@ static double throughput(size_t len, long msgs, int np, int nc, const mproc_queu
     s->count = (long)(len << 40) | (msgs / np);
     mproc_process *ps[4], *cs[4];
     for (int i = 0; i < nc; i++)
-        cs[i] = start(consumer, s);
+        cs[i] = bench_start(consumer, s);
     for (int i = 0; i < np; i++)
-        ps[i] = start(producer, s);
+        ps[i] = bench_start(producer, s);
     while (atomic_load(&s->ready) < np + nc)
         usleep(100);
     double t0 = bench_now();
     atomic_store(&s->go, 1);
     for (int i = 0; i < np; i++)
-        join(ps[i]);
+        bench_join(ps[i]);
     mproc_queue_close(s->q);
     for (int i = 0; i < nc; i++)
-        join(cs[i]);
+        bench_join(cs[i]);
     double rate = (double)(msgs / np * np) / (atomic_load(&s->end) - t0);
     mproc_queue_free(s->q);
     mproc_shared_free(s);
@@ -157,7 +129,7 @@ static double pingpong(void)
 {
     shared *s = mproc_shared_alloc(sizeof *s);
     if (mproc_queue_new(&s->q, NULL) < 0 || mproc_queue_new(&s->back, NULL) < 0) abort();
-    mproc_process *p = start(ponger, s);
+    mproc_process *p = bench_start(ponger, s);
     static double t[PINGS];
     char buf[SMALL] = {0};
     for (int i = -1000; i < PINGS; i++) {
@@ -169,11 +141,11 @@ static double pingpong(void)
         if (i >= 0) t[i] = bench_now() - t0;
     }
     mproc_queue_close(s->q);
-    join(p);
+    bench_join(p);
     mproc_queue_free(s->q);
     mproc_queue_free(s->back);
     mproc_shared_free(s);
-    return median(t, PINGS);
+    return bench_median(t, PINGS);
 }
 
 static void futex_wait_for(_Atomic uint32_t *w, uint32_t v)
@@ -198,7 +170,7 @@ static int futex_ponger(void *arg)
 static double futex_pingpong(void)
 {
     shared *s = mproc_shared_alloc(sizeof *s);
-    mproc_process *p = start(futex_ponger, s);
+    mproc_process *p = bench_start(futex_ponger, s);
     static double t[PINGS];
     uint32_t v = 0;
     for (int i = -1000; i < PINGS; i++) {
@@ -211,9 +183,9 @@ static double futex_pingpong(void)
     atomic_store(&s->go, 1);
     atomic_store(&s->word, ++v);
     syscall(SYS_futex, &s->word, FUTEX_WAKE, 1, NULL, NULL, 0);
-    join(p);
+    bench_join(p);
     mproc_shared_free(s);
-    return median(t, PINGS);
+    return bench_median(t, PINGS);
 }
 
 int main(void)
@@ -221,22 +193,22 @@ int main(void)
     double a[ROUNDS];
     for (int i = 0; i < ROUNDS; i++)
         a[i] = throughput(SMALL, SMALL_MSGS, 1, 1, NULL);
-    bench_row("queue 64 B messages, 1 producer 1 consumer", "mproc", median(a, ROUNDS), "msgs/s",
-              "higher");
+    bench_row("queue 64 B messages, 1 producer 1 consumer", "mproc", bench_median(a, ROUNDS),
+              "msgs/s", "higher");
     for (int i = 0; i < ROUNDS; i++)
         a[i] = throughput(SMALL, SMALL_MSGS, 2, 2, NULL);
-    bench_row("queue 64 B messages, 2 producers 2 consumers", "mproc", median(a, ROUNDS), "msgs/s",
-              "higher");
+    bench_row("queue 64 B messages, 2 producers 2 consumers", "mproc", bench_median(a, ROUNDS),
+              "msgs/s", "higher");
     /* A few messages in flight keep the blocks in cache, as a pipeline of stages would. */
     const mproc_queue_opts big = {.max_bytes = 8 * LARGE};
     for (int i = 0; i < ROUNDS; i++)
         a[i] = throughput(LARGE, LARGE_MSGS, 1, 1, &big) * LARGE / 1e9;
-    bench_row("queue 1 MiB messages, 1 producer 1 consumer", "mproc", median(a, ROUNDS), "GB/s",
-              "higher");
+    bench_row("queue 1 MiB messages, 1 producer 1 consumer", "mproc", bench_median(a, ROUNDS),
+              "GB/s", "higher");
     for (int i = 0; i < ROUNDS; i++)
         a[i] = memcpy_gbs();
-    bench_row("queue 1 MiB messages, 1 producer 1 consumer", "floor", median(a, ROUNDS), "GB/s",
-              "higher");
+    bench_row("queue 1 MiB messages, 1 producer 1 consumer", "floor", bench_median(a, ROUNDS),
+              "GB/s", "higher");
     bench_row("queue ping-pong round trip", "mproc", pingpong() * 1e6, "us", "lower");
     bench_row("queue ping-pong round trip", "floor", futex_pingpong() * 1e6, "us", "lower");
     return 0;

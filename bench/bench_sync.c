@@ -16,34 +16,6 @@
 #define CONTENDED_OPS 200000
 #define LATENCY_SAMPLES 2000
 
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp);
-    return v[n / 2];
-}
-
-static mproc_process *start(mproc_run_fn fn, void *arg)
-{
-    mproc_process *p;
-    if (mproc_process_new(&p, &(mproc_process_opts){.run = fn, .arg = arg}) < 0) abort();
-    if (mproc_process_start(p) < 0) abort();
-    return p;
-}
-
-static void join(mproc_process *p)
-{
-    int code = -1;
-    if (mproc_process_join(p, MPROC_FOREVER) < 0 || mproc_process_exitcode(p, &code) < 0 || code)
-        abort();
-    mproc_process_free(p);
-}
-
 /* ---- uncontended ---- */
 
 static double mproc_uncontended(mproc_lock *l)
@@ -78,8 +50,10 @@ static void bench_uncontended(void)
         a[i] = mproc_uncontended(l);
         b[i] = raw_uncontended(&m);
     }
-    bench_row("lock acquire+release uncontended", "mproc", median(a, ROUNDS) * 1e9, "ns", "lower");
-    bench_row("lock acquire+release uncontended", "floor", median(b, ROUNDS) * 1e9, "ns", "lower");
+    bench_row("lock acquire+release uncontended", "mproc", bench_median(a, ROUNDS) * 1e9, "ns",
+              "lower");
+    bench_row("lock acquire+release uncontended", "floor", bench_median(b, ROUNDS) * 1e9, "ns",
+              "lower");
     mproc_lock_free(l);
 }
 
@@ -111,15 +85,15 @@ static void bench_contended(void)
     double v[ROUNDS];
     for (int r = 0; r < ROUNDS; r++) {
         a->counter = 0;
-        mproc_process *p = start(contend, a);
+        mproc_process *p = bench_start(contend, a);
         double t0 = bench_now();
         contend(a);
-        join(p);
+        bench_join(p);
         v[r] = (bench_now() - t0) / (2.0 * CONTENDED_OPS);
         if (a->counter != 2L * CONTENDED_OPS) abort();
     }
-    bench_row("lock acquire+release, 2 processes contending", "mproc", median(v, ROUNDS) * 1e9,
-              "ns", "lower");
+    bench_row("lock acquire+release, 2 processes contending", "mproc",
+              bench_median(v, ROUNDS) * 1e9, "ns", "lower");
     mproc_lock_free(a->lock);
     mproc_barrier_free(a->start);
     mproc_shared_free(a);
@@ -150,7 +124,7 @@ static int event_waiter(void *arg)
 static double event_latency(latency_arg *a)
 {
     double v[LATENCY_SAMPLES];
-    mproc_process *p = start(event_waiter, a);
+    mproc_process *p = bench_start(event_waiter, a);
     for (int i = 0; i < LATENCY_SAMPLES; i++) {
         /* Already waiting: past its spin, asleep in the kernel. */
         while (mproc__event_sleepers(a->go) == 0)
@@ -164,8 +138,8 @@ static double event_latency(latency_arg *a)
         mproc_event_clear(a->ack);
         v[i] = (double)(atomic_load(&a->woke) - t0);
     }
-    join(p);
-    return median(v, LATENCY_SAMPLES);
+    bench_join(p);
+    return bench_median(v, LATENCY_SAMPLES);
 }
 
 /* The same, set while the waiter is still in its spin (a wait that is short in practice). */
@@ -185,7 +159,7 @@ static int spinning_waiter(void *arg)
 static double spinning_latency(latency_arg *a)
 {
     double v[LATENCY_SAMPLES];
-    mproc_process *p = start(spinning_waiter, a);
+    mproc_process *p = bench_start(spinning_waiter, a);
     for (int i = 0; i < LATENCY_SAMPLES; i++) {
         while (!atomic_load(&a->entering))
             mproc__cpu_relax();
@@ -196,8 +170,8 @@ static double spinning_latency(latency_arg *a)
         mproc_event_clear(a->ack);
         v[i] = (double)(atomic_load(&a->woke) - t0);
     }
-    join(p);
-    return median(v, LATENCY_SAMPLES);
+    bench_join(p);
+    return bench_median(v, LATENCY_SAMPLES);
 }
 
 static int raw_waiter(void *arg)
@@ -217,7 +191,7 @@ static int raw_waiter(void *arg)
 static double raw_latency(latency_arg *a)
 {
     double v[LATENCY_SAMPLES];
-    mproc_process *p = start(raw_waiter, a);
+    mproc_process *p = bench_start(raw_waiter, a);
     for (int i = 0; i < LATENCY_SAMPLES; i++) {
         while (!atomic_load(&a->raw_sleeping))
             sched_yield();
@@ -233,8 +207,8 @@ static double raw_latency(latency_arg *a)
         atomic_store(&a->ackword, 0);
         v[i] = (double)(atomic_load(&a->woke) - t0);
     }
-    join(p);
-    return median(v, LATENCY_SAMPLES);
+    bench_join(p);
+    return bench_median(v, LATENCY_SAMPLES);
 }
 
 static void bench_latency(void)

@@ -63,6 +63,23 @@ const char *harness_method(void)
     return m && *m ? m : "fork";
 }
 
+mproc_process *harness_start(mproc_run_fn fn, void *arg)
+{
+    mproc_process *p;
+    CHECK_OK(mproc_process_new(&p, &(mproc_process_opts){.run = fn, .arg = arg}));
+    CHECK_OK(mproc_process_start(p));
+    return p;
+}
+
+int harness_join(mproc_process *p)
+{
+    int code = 12345;
+    CHECK_OK(mproc_process_join(p, 60 * harness_slow()));
+    CHECK_OK(mproc_process_exitcode(p, &code));
+    mproc_process_free(p);
+    return code;
+}
+
 double harness_now(void)
 {
     struct timespec ts;

@@ -71,6 +71,12 @@ const char *harness_method(void);
         if (strcmp(harness_method(), "thread") == 0) harness_skip(why);                            \
     } while (0)
 
+/* Start a process running fn(arg) (the start method from MPROC_START), failing the case on error.
+ */
+mproc_process *harness_start(mproc_run_fn fn, void *arg);
+/* Join it (60 s, scaled by harness_slow()), free it, and return its exit code (N or -SIGNAL). */
+int harness_join(mproc_process *p);
+
 /* Monotonic seconds. */
 double harness_now(void);
 /* Number of open file descriptors of this process. */

@@ -7,23 +7,6 @@
 #include "harness.h"
 #include "sync_internal.h"
 
-static mproc_process *start(mproc_run_fn fn, void *arg)
-{
-    mproc_process *p;
-    CHECK_OK(mproc_process_new(&p, &(mproc_process_opts){.run = fn, .arg = arg}));
-    CHECK_OK(mproc_process_start(p));
-    return p;
-}
-
-static int join(mproc_process *p)
-{
-    int code = 12345;
-    CHECK_OK(mproc_process_join(p, 60));
-    CHECK_OK(mproc_process_exitcode(p, &code));
-    mproc_process_free(p);
-    return code;
-}
-
 #define PARTIES 5
 #define PASSES 1000
 
@@ -63,9 +46,9 @@ TEST_T(barrier_5_processes_1000_passes, 120)
     CHECK_EQ(mproc_barrier_parties(a->b), PARTIES);
     mproc_process *p[PARTIES];
     for (int i = 0; i < PARTIES; i++)
-        p[i] = start(many_passes, a);
+        p[i] = harness_start(many_passes, a);
     for (int i = 0; i < PARTIES; i++)
-        CHECK_EQ(join(p[i]), 0);
+        CHECK_EQ(harness_join(p[i]), 0);
     CHECK_EQ(atomic_load(&a->actions), PASSES);
     for (int pass = 0; pass < PASSES; pass++)
         for (int i = 0; i < PARTIES; i++)
@@ -120,22 +103,22 @@ static void check_usable(barrier_arg *a)
 {
     memset(a->results, 0, sizeof a->results);
     a->timeout = 30;
-    mproc_process *p1 = start(wait_record, a), *p2 = start(wait_record, a);
+    mproc_process *p1 = harness_start(wait_record, a), *p2 = harness_start(wait_record, a);
     int i = mproc_barrier_wait(a->b, 30);
     CHECK_BETWEEN(i, 0, 2);
-    CHECK_EQ(join(p1), 0);
-    CHECK_EQ(join(p2), 0);
+    CHECK_EQ(harness_join(p1), 0);
+    CHECK_EQ(harness_join(p2), 0);
     CHECK_EQ(count_results(a, MPROC_EBROKEN) + count_results(a, -ETIMEDOUT), 0);
 }
 
 TEST(barrier_abort_breaks_it_for_everyone)
 {
     barrier_arg *a = break_setup(3, 30);
-    mproc_process *p1 = start(wait_record, a), *p2 = start(wait_record, a);
+    mproc_process *p1 = harness_start(wait_record, a), *p2 = harness_start(wait_record, a);
     await_waiting(a->b, 2);
     CHECK_OK(mproc_barrier_abort(a->b));
-    CHECK_EQ(join(p1), 0);
-    CHECK_EQ(join(p2), 0);
+    CHECK_EQ(harness_join(p1), 0);
+    CHECK_EQ(harness_join(p2), 0);
     CHECK_EQ(count_results(a, MPROC_EBROKEN), 2);
     CHECK(mproc_barrier_broken(a->b));
     CHECK_EQ(mproc_barrier_n_waiting(a->b), 0);
@@ -150,11 +133,11 @@ TEST(barrier_abort_breaks_it_for_everyone)
 TEST(barrier_reset_while_waiting)
 {
     barrier_arg *a = break_setup(3, 30);
-    mproc_process *p1 = start(wait_record, a), *p2 = start(wait_record, a);
+    mproc_process *p1 = harness_start(wait_record, a), *p2 = harness_start(wait_record, a);
     await_waiting(a->b, 2);
     CHECK_OK(mproc_barrier_reset(a->b));
-    CHECK_EQ(join(p1), 0);
-    CHECK_EQ(join(p2), 0);
+    CHECK_EQ(harness_join(p1), 0);
+    CHECK_EQ(harness_join(p2), 0);
     CHECK_EQ(count_results(a, MPROC_EBROKEN), 2);
     CHECK(!mproc_barrier_broken(a->b)); /* reset, not broken: usable at once */
     check_usable(a);
@@ -165,12 +148,12 @@ TEST(barrier_reset_while_waiting)
 TEST(barrier_timeout_breaks_it)
 {
     barrier_arg *a = break_setup(3, 30);
-    mproc_process *p1 = start(wait_record, a);
+    mproc_process *p1 = harness_start(wait_record, a);
     await_waiting(a->b, 1);
     double t0 = harness_now();
     CHECK_RC(mproc_barrier_wait(a->b, 0.2), -ETIMEDOUT);
     CHECK_BETWEEN(harness_now() - t0, 0.2, 0.2 + 0.3 * harness_slow());
-    CHECK_EQ(join(p1), 0);
+    CHECK_EQ(harness_join(p1), 0);
     CHECK_EQ(count_results(a, MPROC_EBROKEN), 1);
     CHECK(mproc_barrier_broken(a->b));
     CHECK_RC(mproc_barrier_wait(a->b, 0.2), MPROC_EBROKEN);
@@ -191,10 +174,10 @@ TEST(barrier_failing_action_breaks_it)
     barrier_arg *a = mproc_shared_alloc(sizeof *a);
     CHECK_OK(mproc_barrier_new(&a->b, 2, fail_action, NULL));
     a->timeout = 30;
-    mproc_process *p = start(wait_record, a);
+    mproc_process *p = harness_start(wait_record, a);
     await_waiting(a->b, 1);
     CHECK_RC(mproc_barrier_wait(a->b, 30), MPROC_EBROKEN);
-    CHECK_EQ(join(p), 0);
+    CHECK_EQ(harness_join(p), 0);
     CHECK_EQ(count_results(a, MPROC_EBROKEN), 1);
     CHECK(mproc_barrier_broken(a->b));
     mproc_barrier_free(a->b);

@@ -4,23 +4,6 @@
 #include "harness.h"
 #include "sync_internal.h"
 
-static mproc_process *start(mproc_run_fn fn, void *arg)
-{
-    mproc_process *p;
-    CHECK_OK(mproc_process_new(&p, &(mproc_process_opts){.run = fn, .arg = arg}));
-    CHECK_OK(mproc_process_start(p));
-    return p;
-}
-
-static int join(mproc_process *p)
-{
-    int code = 12345;
-    CHECK_OK(mproc_process_join(p, 30));
-    CHECK_OK(mproc_process_exitcode(p, &code));
-    mproc_process_free(p);
-    return code;
-}
-
 typedef struct {
     mproc_condition *cond;
     mproc_semaphore *sleeping; /* released by a waiter just before it waits (lock held) */
@@ -81,7 +64,7 @@ TEST(condition_notify_wakes_exactly_1_then_n_then_all_of_6)
     cond_arg *a = cond_setup(NULL);
     mproc_process *p[6];
     for (int i = 0; i < 6; i++)
-        p[i] = start(wait_once, a);
+        p[i] = harness_start(wait_once, a);
     /* Each waiter released `sleeping` holding the lock, and gave the lock up only inside wait:
      * once we hold the lock after 6 of those, all 6 are registered waiters. */
     for (int i = 0; i < 6; i++)
@@ -96,7 +79,7 @@ TEST(condition_notify_wakes_exactly_1_then_n_then_all_of_6)
     expect_woken(a, 3);
     CHECK_EQ(notify(a, -1), 0);
     for (int i = 0; i < 6; i++)
-        CHECK_EQ(join(p[i]), 0);
+        CHECK_EQ(harness_join(p[i]), 0);
     cond_teardown(a);
 }
 
@@ -108,13 +91,13 @@ TEST(condition_notify_more_than_waiting)
     CHECK(mproc_condition_lock(a->cond) == l);
     mproc_process *p[2];
     for (int i = 0; i < 2; i++)
-        p[i] = start(wait_once, a);
+        p[i] = harness_start(wait_once, a);
     for (int i = 0; i < 2; i++)
         CHECK_OK(mproc_semaphore_acquire(a->sleeping, 10));
     CHECK_EQ(notify(a, 5), 2);
     expect_woken(a, 2);
     for (int i = 0; i < 2; i++)
-        CHECK_EQ(join(p[i]), 0);
+        CHECK_EQ(harness_join(p[i]), 0);
     cond_teardown(a);
     CHECK(!mproc_lock_locked(l)); /* a given lock outlives the condition */
     mproc_lock_free(l);
@@ -168,11 +151,11 @@ TEST(condition_wait_for_predicate)
     double t0 = harness_now();
     CHECK_RC(mproc_condition_wait_for(a->cond, value_is_3, a, 0.1), -ETIMEDOUT);
     CHECK_BETWEEN(harness_now() - t0, 0.1, 0.1 + 0.3 * harness_slow());
-    mproc_process *p = start(count_to_3, a);
+    mproc_process *p = harness_start(count_to_3, a);
     CHECK_OK(mproc_condition_wait_for(a->cond, value_is_3, a, 30));
     CHECK_EQ(a->value, 3);
     CHECK_OK(mproc_lock_release(l));
-    CHECK_EQ(join(p), 0);
+    CHECK_EQ(harness_join(p), 0);
     CHECK_RC(mproc_condition_wait_for(a->cond, value_is_3, a, 1), -EPERM);
     cond_teardown(a);
 }

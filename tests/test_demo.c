@@ -14,129 +14,7 @@
 #include <unistd.h>
 
 #include "harness.h"
-
-extern char **environ;
-
-/* ---- running a built program ------------------------------------------------------------- */
-
-typedef struct {
-    int status; /* as waitpid gives it */
-    char *out, *err;
-    size_t out_len, err_len;
-} run_result;
-
-static void run_free(run_result *r)
-{
-    free(r->out);
-    free(r->err);
-}
-
-/* The environment plus `extra` ("KEY=VALUE" strings, NULL-terminated), extra winning. Built before
- * the fork: the child only calls async-signal-safe functions. */
-static char **make_env(char *const *extra)
-{
-    size_t n = 0, k = 0;
-    while (environ[n])
-        n++;
-    while (extra && extra[k])
-        k++;
-    char **env = calloc(n + k + 1, sizeof *env);
-    CHECK(env != NULL);
-    size_t m = 0;
-    for (size_t i = 0; i < n; i++) {
-        bool overridden = false;
-        for (size_t j = 0; j < k; j++) {
-            size_t klen = strcspn(extra[j], "=");
-            if (strncmp(environ[i], extra[j], klen + 1) == 0) overridden = true;
-        }
-        if (!overridden) env[m++] = environ[i];
-    }
-    for (size_t j = 0; j < k; j++)
-        env[m++] = extra[j];
-    return env;
-}
-
-static void append(char **buf, size_t *len, const char *data, size_t n)
-{
-    char *b = realloc(*buf, *len + n + 1);
-    CHECK(b != NULL);
-    memcpy(b + *len, data, n);
-    *len += n;
-    b[*len] = '\0';
-    *buf = b;
-}
-
-/* Runs argv[0] with stdin from /dev/null, capturing stdout and stderr; as user `uid` unless it is
- * (uid_t)-1. */
-static run_result run_as(char *const argv[], char *const *extra_env, uid_t uid)
-{
-    run_result r = {0};
-    append(&r.out, &r.out_len, "", 0);
-    append(&r.err, &r.err_len, "", 0);
-    int po[2], pe[2];
-    CHECK(pipe2(po, O_CLOEXEC) == 0);
-    CHECK(pipe2(pe, O_CLOEXEC) == 0);
-    char **env = make_env(extra_env);
-    fflush(NULL);
-    pid_t pid = fork();
-    CHECK(pid >= 0);
-    if (pid == 0) {
-        int in = open("/dev/null", O_RDONLY);
-        if (in < 0 || dup2(in, 0) < 0 || dup2(po[1], 1) < 0 || dup2(pe[1], 2) < 0) _exit(126);
-        if (uid != (uid_t)-1 && (setgroups(0, NULL) < 0 || setgid(uid) < 0 || setuid(uid) < 0))
-            _exit(125);
-        execve(argv[0], argv, env);
-        _exit(127);
-    }
-    free(env);
-    close(po[1]);
-    close(pe[1]);
-    struct pollfd fds[2] = {{.fd = po[0], .events = POLLIN}, {.fd = pe[0], .events = POLLIN}};
-    int open_fds = 2;
-    while (open_fds > 0) {
-        if (poll(fds, 2, -1) < 0) {
-            CHECK(errno == EINTR);
-            continue;
-        }
-        for (int i = 0; i < 2; i++) {
-            if (fds[i].fd < 0 || !fds[i].revents) continue;
-            char buf[65536];
-            ssize_t n = read(fds[i].fd, buf, sizeof buf);
-            if (n > 0) {
-                if (i == 0)
-                    append(&r.out, &r.out_len, buf, (size_t)n);
-                else
-                    append(&r.err, &r.err_len, buf, (size_t)n);
-            } else if (n == 0 || errno != EINTR) {
-                close(fds[i].fd);
-                fds[i].fd = -1;
-                open_fds--;
-            }
-        }
-    }
-    while (waitpid(pid, &r.status, 0) < 0)
-        CHECK(errno == EINTR);
-    return r;
-}
-
-static run_result run(char *const argv[], char *const *extra_env)
-{
-    return run_as(argv, extra_env, (uid_t)-1);
-}
-
-/* A program built beside this test: build/tests/test_x -> build/DIR/NAME. */
-static void built_path(const char *dir, const char *name, char *buf, size_t cap)
-{
-    char self[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-    CHECK(n > 0);
-    self[n] = '\0';
-    char *slash = strrchr(self, '/');
-    CHECK(slash != NULL);
-    *slash = '\0';
-    snprintf(buf, cap, "%s/../%s/%s", self, dir, name);
-    if (access(buf, X_OK) != 0) harness_fail(__FILE__, __LINE__, "%s is not built", buf);
-}
+#include "harness_run.h"
 
 /* ---- the tree ------------------------------------------------------------------------------ */
 
@@ -237,11 +115,12 @@ static void make_tree(fixture *fx)
 
 static void remove_tree(fixture *fx)
 {
-    run_result r = run((char *[]){"/bin/chmod", "-R", "u+rwx", fx->base, NULL}, NULL);
-    run_free(&r);
-    r = run((char *[]){"/bin/rm", "-rf", fx->base, NULL}, NULL);
+    harness_run_result r =
+        harness_run((char *[]){"/bin/chmod", "-R", "u+rwx", fx->base, NULL}, NULL);
+    harness_run_free(&r);
+    r = harness_run((char *[]){"/bin/rm", "-rf", fx->base, NULL}, NULL);
     CHECK_EQ(r.status, 0);
-    run_free(&r);
+    harness_run_free(&r);
 }
 
 /* ---- what coreutils say -------------------------------------------------------------------- */
@@ -258,12 +137,12 @@ static summary coreutils(const char *dir, uid_t uid)
         "find . -type f -print0 | LC_ALL=C sort -z | xargs -0 cat | sha256sum\n"
         "find . -type f -print0 | tr -cd '\\000' | wc -c\n"
         "find . -type f -print0 | LC_ALL=C sort -z | xargs -0 cat | wc -c\n";
-    run_result r =
-        run_as((char *[]){"/bin/sh", "-c", (char *)script, "sh", (char *)dir, NULL}, NULL, uid);
+    harness_run_result r = harness_run_as(
+        (char *[]){"/bin/sh", "-c", (char *)script, "sh", (char *)dir, NULL}, NULL, uid);
     summary s = {0};
     if (sscanf(r.out, "%64s -\n%llu\n%llu", s.sha256, &s.files, &s.bytes) != 3)
         harness_fail(__FILE__, __LINE__, "coreutils said:\n%s\n%s", r.out, r.err);
-    run_free(&r);
+    harness_run_free(&r);
     return s;
 }
 
@@ -271,7 +150,7 @@ static summary coreutils(const char *dir, uid_t uid)
 
 static void demo_path(char *buf, size_t cap)
 {
-    built_path("demo", "mproc-demo", buf, cap);
+    harness_built_path("demo", "mproc-demo", buf, cap);
 }
 
 static int count(const char *text, const char *needle)
@@ -288,7 +167,7 @@ static int count(const char *text, const char *needle)
             harness_fail(__FILE__, __LINE__, "no \"%s\" in:\n%s", needle, text);                   \
     } while (0)
 
-static void check_exit(const run_result *r, int code)
+static void check_exit(const harness_run_result *r, int code)
 {
     if (!WIFEXITED(r->status) || WEXITSTATUS(r->status) != code)
         harness_fail(__FILE__, __LINE__, "status %#x, expected exit %d\nstdout:\n%s\nstderr:\n%s",
@@ -322,8 +201,9 @@ TEST_T(json_matches_coreutils_in_both_modes, 120)
     CHECK_EQ(want.files, 12); /* the tree as built: symlinks and the FIFO are not files */
     char demo[PATH_MAX];
     demo_path(demo, sizeof demo);
-    run_result r = run((char *[]){demo, "--json", "--interval", "0.05", fx.tree, NULL},
-                       (char *[]){fx.state_env, NULL});
+    harness_run_result r =
+        harness_run((char *[]){demo, "--json", "--interval", "0.05", fx.tree, NULL},
+                    (char *[]){fx.state_env, NULL});
     check_exit(&r, 0);
     check_json(r.out, &want, 0, 2);
     CHECK_HAS(r.out, "\"mode\":\"process\"");
@@ -334,7 +214,7 @@ TEST_T(json_matches_coreutils_in_both_modes, 120)
     char log[PATH_MAX + 32];
     snprintf(log, sizeof log, "\"log_file\":\"%s\"", fx.log_path);
     CHECK_HAS(r.out, log);
-    run_free(&r);
+    harness_run_free(&r);
     remove_tree(&fx);
 }
 
@@ -347,23 +227,24 @@ TEST_T(every_start_method_gives_the_same_digest, 240)
     demo_path(demo, sizeof demo);
     const char *methods[] = {"fork", "forkserver", "thread"};
     for (int i = 0; i < 3; i++) {
-        run_result r = run((char *[]){demo, "--json", "--start", (char *)methods[i], fx.tree, NULL},
-                           (char *[]){fx.state_env, NULL});
+        harness_run_result r =
+            harness_run((char *[]){demo, "--json", "--start", (char *)methods[i], fx.tree, NULL},
+                        (char *[]){fx.state_env, NULL});
         check_exit(&r, 0);
         check_json(r.out, &want, 0, 2);
         char sm[64];
         snprintf(sm, sizeof sm, "\"start_method\":\"%s\"", methods[i]);
         CHECK_HAS(r.out, sm);
-        run_free(&r);
+        harness_run_free(&r);
     }
     /* --start beats MPROC_START. */
-    run_result r =
-        run((char *[]){demo, "--json", "--mode", "process", "--start", "thread", fx.tree, NULL},
-            (char *[]){fx.state_env, "MPROC_START=fork", NULL});
+    harness_run_result r = harness_run(
+        (char *[]){demo, "--json", "--mode", "process", "--start", "thread", fx.tree, NULL},
+        (char *[]){fx.state_env, "MPROC_START=fork", NULL});
     check_exit(&r, 0);
     CHECK_HAS(r.out, "\"start_method\":\"thread\"");
     check_json(r.out, &want, 0, 1);
-    run_free(&r);
+    harness_run_free(&r);
     remove_tree(&fx);
 }
 
@@ -374,8 +255,9 @@ TEST_T(text_output_status_lines_and_per_process_log, 120)
     summary want = coreutils(fx.tree, (uid_t)-1);
     char demo[PATH_MAX];
     demo_path(demo, sizeof demo);
-    run_result r = run((char *[]){demo, "--verbose", "--interval", "0.005", fx.tree, NULL},
-                       (char *[]){fx.state_env, NULL});
+    harness_run_result r =
+        harness_run((char *[]){demo, "--verbose", "--interval", "0.005", fx.tree, NULL},
+                    (char *[]){fx.state_env, NULL});
     check_exit(&r, 0);
     CHECK_HAS(r.out, "process mode:\n");
     CHECK_HAS(r.out, "pool mode:\n");
@@ -395,7 +277,7 @@ TEST_T(text_output_status_lines_and_per_process_log, 120)
     /* --verbose: INFO on the console, with each worker's name. */
     CHECK_HAS(r.err, " - mproc-demo - DirInfo - dirinfo.c - ");
     CHECK_HAS(r.err, " - mproc-demo - CalculateE - e.c - ");
-    run_free(&r);
+    harness_run_free(&r);
 
     /* The file has every process's lines under its own name. */
     FILE *f = fopen(fx.log_path, "r");
@@ -405,7 +287,7 @@ TEST_T(text_output_status_lines_and_per_process_log, 120)
     char buf[4096];
     size_t n;
     while ((n = fread(buf, 1, sizeof buf, f)) > 0)
-        append(&text, &len, buf, n);
+        harness_append(&text, &len, buf, n);
     fclose(f);
     CHECK(text != NULL);
     CHECK_HAS(text, " - mproc-demo - MainProcess - main.c - ");
@@ -431,8 +313,9 @@ TEST_T(terminal_gets_one_updating_line_with_a_bar, 120)
     demo_path(demo, sizeof demo);
     snprintf(cmd, sizeof cmd, "stty cols 100; '%s' --mode process --interval 0.002 '%s'", demo,
              fx.tree);
-    run_result r = run((char *[]){"/usr/bin/script", "-qec", cmd, "/dev/null", NULL},
-                       (char *[]){fx.state_env, NULL});
+    harness_run_result r =
+        harness_run((char *[]){"/usr/bin/script", "-qec", cmd, "/dev/null", NULL},
+                    (char *[]){fx.state_env, NULL});
     check_exit(&r, 0);
     CHECK_HAS(r.out, "\r\033[Kwaiting on dir info for ");
     CHECK_HAS(r.out, " s ... [");
@@ -443,7 +326,7 @@ TEST_T(terminal_gets_one_updating_line_with_a_bar, 120)
     char line[128];
     snprintf(line, sizeof line, "  sha256:   %s", want.sha256);
     CHECK_HAS(r.out, line);
-    run_free(&r);
+    harness_run_free(&r);
     remove_tree(&fx);
 }
 
@@ -464,9 +347,9 @@ TEST_T(unreadable_entries_are_skipped_counted_and_logged, 120)
     uid_t as = geteuid() == 0 ? 65534 : (uid_t)-1;
     char demo[PATH_MAX];
     demo_path(demo, sizeof demo);
-    run_result probe = run_as((char *[]){demo, "--help", NULL}, NULL, as);
+    harness_run_result probe = harness_run_as((char *[]){demo, "--help", NULL}, NULL, as);
     bool can_run = WIFEXITED(probe.status) && WEXITSTATUS(probe.status) == 0;
-    run_free(&probe);
+    harness_run_free(&probe);
     if (!can_run || (as == (uid_t)-1 && access(p, R_OK) == 0)) {
         remove_tree(&fx);
         harness_skip(!can_run ? "the demo binary cannot run as nobody here"
@@ -475,14 +358,14 @@ TEST_T(unreadable_entries_are_skipped_counted_and_logged, 120)
 
     summary want = coreutils(fx.tree, as);
     CHECK_EQ(want.files, 13); /* secret.txt is listed (its directory is readable), inside.txt not */
-    run_result r =
-        run_as((char *[]){demo, "--json", fx.tree, NULL}, (char *[]){fx.state_env, NULL}, as);
+    harness_run_result r = harness_run_as((char *[]){demo, "--json", fx.tree, NULL},
+                                          (char *[]){fx.state_env, NULL}, as);
     check_exit(&r, 0);
     check_json(r.out, &want, 2, 2); /* secret.txt and locked/ */
     /* Logged as warnings: on the console and in the file. */
     CHECK_EQ(count(r.err, "WARNING - skipping secret.txt: Permission denied"), 2);
     CHECK_EQ(count(r.err, "WARNING - skipping directory locked: Permission denied"), 2);
-    run_free(&r);
+    harness_run_free(&r);
     remove_tree(&fx);
 }
 
@@ -496,19 +379,19 @@ TEST(bad_input_exits_2_with_a_message)
     snprintf(file, sizeof file, "%s/outside.txt", fx.base);
     char *env[] = {fx.state_env, NULL};
 
-    run_result r = run((char *[]){demo, missing, NULL}, env);
+    harness_run_result r = harness_run((char *[]){demo, missing, NULL}, env);
     check_exit(&r, 2);
     char msg[PATH_MAX + 64];
     snprintf(msg, sizeof msg, "mproc-demo: cannot read directory '%s': No such file or directory",
              missing);
     CHECK_HAS(r.err, msg);
     CHECK_EQ(r.out_len, 0);
-    run_free(&r);
+    harness_run_free(&r);
 
-    r = run((char *[]){demo, "--json", file, NULL}, env);
+    r = harness_run((char *[]){demo, "--json", file, NULL}, env);
     check_exit(&r, 2);
     CHECK_HAS(r.err, "Not a directory");
-    run_free(&r);
+    harness_run_free(&r);
 
     char *bad[][4] = {
         {demo, "--mode", "threads", NULL},  {demo, "--interval", "0", NULL},
@@ -516,16 +399,16 @@ TEST(bad_input_exits_2_with_a_message)
         {demo, "--no-such-option", NULL},   {demo, fx.tree, fx.tree, NULL},
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
-        r = run(bad[i], env);
+        r = harness_run(bad[i], env);
         check_exit(&r, 2);
         CHECK(r.err_len > 0);
-        run_free(&r);
+        harness_run_free(&r);
     }
 
-    r = run((char *[]){demo, "--help", NULL}, env);
+    r = harness_run((char *[]){demo, "--help", NULL}, env);
     check_exit(&r, 0);
     CHECK_HAS(r.out, "usage: mproc-demo [options] [DIR]");
-    run_free(&r);
+    harness_run_free(&r);
     remove_tree(&fx);
 }
 
@@ -557,13 +440,13 @@ TEST_T(default_dir_is_the_newest_python_stdlib, 120)
     summary sum = coreutils(want, (uid_t)-1);
     char demo[PATH_MAX];
     demo_path(demo, sizeof demo);
-    run_result r =
-        run((char *[]){demo, "--json", "--mode", "process", NULL}, (char *[]){fx.state_env, NULL});
+    harness_run_result r = harness_run((char *[]){demo, "--json", "--mode", "process", NULL},
+                                       (char *[]){fx.state_env, NULL});
     check_exit(&r, 0);
     char dir[128];
     snprintf(dir, sizeof dir, "{\"dir\":\"%s\"", want);
     CHECK_HAS(r.out, dir);
     check_json(r.out, &sum, 0, 1);
-    run_free(&r);
+    harness_run_free(&r);
     remove_tree(&fx);
 }

@@ -6,23 +6,6 @@
 #include "harness.h"
 #include "sync_internal.h"
 
-static mproc_process *start(mproc_run_fn fn, void *arg)
-{
-    mproc_process *p;
-    CHECK_OK(mproc_process_new(&p, &(mproc_process_opts){.run = fn, .arg = arg}));
-    CHECK_OK(mproc_process_start(p));
-    return p;
-}
-
-static int join(mproc_process *p)
-{
-    int code = 12345;
-    CHECK_OK(mproc_process_join(p, 30));
-    CHECK_OK(mproc_process_exitcode(p, &code));
-    mproc_process_free(p);
-    return code;
-}
-
 /* Wait until someone sleeps in e's wait (past the spin), so a set exercises the wake path. */
 static void await_sleeper(mproc_event *e)
 {
@@ -81,12 +64,12 @@ TEST(event_set_in_child_wakes_parent)
 {
     mproc_event *e;
     CHECK_OK(mproc_event_new(&e));
-    mproc_process *p = start(set_when_parent_sleeps, e);
+    mproc_process *p = harness_start(set_when_parent_sleeps, e);
     double t0 = harness_now();
     CHECK_OK(mproc_event_wait(e, 20));
     CHECK(harness_now() - t0 < 10 * harness_slow());
     CHECK(mproc_event_is_set(e));
-    CHECK_EQ(join(p), 0);
+    CHECK_EQ(harness_join(p), 0);
     mproc_event_free(e);
 }
 
@@ -101,12 +84,12 @@ TEST(event_set_wakes_every_waiting_child)
     CHECK_OK(mproc_event_new(&e));
     mproc_process *p[4];
     for (int i = 0; i < 4; i++)
-        p[i] = start(wait_forever, e);
+        p[i] = harness_start(wait_forever, e);
     while (mproc__event_sleepers(e) < 4)
         sched_yield();
     CHECK_OK(mproc_event_set(e));
     for (int i = 0; i < 4; i++)
-        CHECK_EQ(join(p[i]), 0);
+        CHECK_EQ(harness_join(p[i]), 0);
     mproc_event_free(e);
 }
 
@@ -116,11 +99,11 @@ TEST(event_set_then_clear_still_wakes_waiter)
 {
     mproc_event *e;
     CHECK_OK(mproc_event_new(&e));
-    mproc_process *p = start(wait_forever, e);
+    mproc_process *p = harness_start(wait_forever, e);
     await_sleeper(e);
     CHECK_OK(mproc_event_set(e));
     CHECK_OK(mproc_event_clear(e));
-    CHECK_EQ(join(p), 0);
+    CHECK_EQ(harness_join(p), 0);
     CHECK(!mproc_event_is_set(e));
     mproc_event_free(e);
 }

@@ -8,23 +8,6 @@
 #include "harness.h"
 #include "sync_internal.h"
 
-static mproc_process *start(mproc_run_fn fn, void *arg)
-{
-    mproc_process *p;
-    CHECK_OK(mproc_process_new(&p, &(mproc_process_opts){.run = fn, .arg = arg}));
-    CHECK_OK(mproc_process_start(p));
-    return p;
-}
-
-static int join(mproc_process *p)
-{
-    int code = 12345;
-    CHECK_OK(mproc_process_join(p, 60));
-    CHECK_OK(mproc_process_exitcode(p, &code));
-    mproc_process_free(p);
-    return code;
-}
-
 /* A child's checks: the exit code names the first that failed. */
 #define EXPECT(n, cond)                                                                            \
     do {                                                                                           \
@@ -61,10 +44,10 @@ TEST(lock_acquire_try_timeout)
     CHECK(mproc_lock_locked(l));
     CHECK_RC(mproc_lock_acquire(l, 0), -EDEADLK);
     CHECK_RC(mproc_lock_acquire(l, 1), -EDEADLK);
-    CHECK_EQ(join(start(try_and_timeout, l)), 0);
+    CHECK_EQ(harness_join(harness_start(try_and_timeout, l)), 0);
     CHECK_OK(mproc_lock_release(l));
     CHECK(!mproc_lock_locked(l));
-    CHECK_EQ(join(start(acquire_release, l)), 0);
+    CHECK_EQ(harness_join(harness_start(acquire_release, l)), 0);
     CHECK_OK(mproc_lock_acquire(l, 0));
     CHECK_OK(mproc_lock_release(l));
     mproc_lock_free(l);
@@ -107,9 +90,9 @@ TEST_T(lock_shared_counter_400000, 120)
     CHECK_OK(mproc_lock_new(&a->lock));
     mproc_process *p[4];
     for (int i = 0; i < 4; i++)
-        p[i] = start(count_up, a);
+        p[i] = harness_start(count_up, a);
     for (int i = 0; i < 4; i++)
-        CHECK_EQ(join(p[i]), 0);
+        CHECK_EQ(harness_join(p[i]), 0);
     CHECK_EQ(*a->counter, 400000);
     CHECK(!mproc_lock_locked(a->lock));
     mproc_lock_free(a->lock);
@@ -156,14 +139,14 @@ static robust_arg *robust_setup(void)
 static void kill_holder(mproc_process *holder)
 {
     CHECK_OK(mproc_process_kill(holder));
-    CHECK_EQ(join(holder), -SIGKILL);
+    CHECK_EQ(harness_join(holder), -SIGKILL);
 }
 
 TEST(lock_holder_killed_next_acquire_gets_ownerdead)
 {
     robust_arg *a = robust_setup();
     CHECK_OK(mproc_lock_new(&a->lock));
-    mproc_process *holder = start(hold_forever, a);
+    mproc_process *holder = harness_start(hold_forever, a);
     CHECK_OK(mproc_event_wait(a->holding, 20));
     CHECK(mproc_lock_locked(a->lock));
     CHECK_RC(mproc_lock_acquire(a->lock, 0), -EAGAIN);
@@ -175,7 +158,7 @@ TEST(lock_holder_killed_next_acquire_gets_ownerdead)
     /* Consistent again: normal from now on, in this process and in others. */
     CHECK_OK(mproc_lock_acquire(a->lock, 0));
     CHECK_OK(mproc_lock_release(a->lock));
-    CHECK_EQ(join(start(acquire_release, a->lock)), 0);
+    CHECK_EQ(harness_join(harness_start(acquire_release, a->lock)), 0);
     mproc_lock_free(a->lock);
     mproc_event_free(a->holding);
     mproc_shared_free(a);
@@ -185,14 +168,14 @@ TEST(lock_holder_killed_wakes_blocked_acquirer)
 {
     robust_arg *a = robust_setup();
     CHECK_OK(mproc_lock_new(&a->lock));
-    mproc_process *holder = start(hold_forever, a);
+    mproc_process *holder = harness_start(hold_forever, a);
     CHECK_OK(mproc_event_wait(a->holding, 20));
-    mproc_process *waiter = start(acquire_after_owner_dies, a);
+    mproc_process *waiter = harness_start(acquire_after_owner_dies, a);
     /* Until the waiter sleeps in the kernel on the lock (glibc sets the futex waiters bit). */
     while (!(__atomic_load_n(&a->lock->m.__data.__lock, __ATOMIC_ACQUIRE) & 0x80000000))
         sched_yield();
     kill_holder(holder);
-    CHECK_EQ(join(waiter), 0);
+    CHECK_EQ(harness_join(waiter), 0);
     CHECK_OK(mproc_lock_acquire(a->lock, 0));
     CHECK_OK(mproc_lock_release(a->lock));
     mproc_lock_free(a->lock);
@@ -232,7 +215,7 @@ TEST(rlock_counts)
         CHECK_OK(mproc_rlock_acquire(l, i == 2 ? 0 : MPROC_FOREVER));
         CHECK_EQ(mproc_rlock_count(l), i);
     }
-    CHECK_EQ(join(start(rlock_try_and_timeout, l)), 0);
+    CHECK_EQ(harness_join(harness_start(rlock_try_and_timeout, l)), 0);
     for (unsigned i = 3; i >= 1; i--) {
         CHECK(mproc_rlock_locked(l));
         CHECK_OK(mproc_rlock_release(l));
@@ -240,7 +223,7 @@ TEST(rlock_counts)
     }
     CHECK(!mproc_rlock_locked(l));
     CHECK_RC(mproc_rlock_release(l), -EPERM);
-    CHECK_EQ(join(start(rlock_acquire_release, l)), 0);
+    CHECK_EQ(harness_join(harness_start(rlock_acquire_release, l)), 0);
     mproc_rlock_free(l);
 }
 
@@ -248,7 +231,7 @@ TEST(rlock_holder_killed_next_acquire_gets_ownerdead)
 {
     robust_arg *a = robust_setup();
     CHECK_OK(mproc_rlock_new(&a->rlock));
-    mproc_process *holder = start(hold_forever, a);
+    mproc_process *holder = harness_start(hold_forever, a);
     CHECK_OK(mproc_event_wait(a->holding, 20));
     CHECK_RC(mproc_rlock_acquire(a->rlock, 0), -EAGAIN);
     kill_holder(holder);
@@ -256,7 +239,7 @@ TEST(rlock_holder_killed_next_acquire_gets_ownerdead)
     CHECK_EQ(mproc_rlock_count(a->rlock), 1); /* the dead holder's 3 levels are gone */
     CHECK_OK(mproc_rlock_release(a->rlock));
     CHECK(!mproc_rlock_locked(a->rlock));
-    CHECK_EQ(join(start(rlock_acquire_release, a->rlock)), 0);
+    CHECK_EQ(harness_join(harness_start(rlock_acquire_release, a->rlock)), 0);
     mproc_rlock_free(a->rlock);
     mproc_event_free(a->holding);
     mproc_shared_free(a);
@@ -285,7 +268,7 @@ TEST(object_made_after_child_started_works_in_child)
     late_arg *a = mproc_shared_alloc(sizeof *a);
     CHECK(a);
     CHECK_OK(mproc_event_new(&a->ready));
-    mproc_process *p = start(use_late_lock, a);
+    mproc_process *p = harness_start(use_late_lock, a);
     mproc_lock *l;
     CHECK_OK(mproc_lock_new(&l));
     CHECK_OK(mproc_lock_acquire(l, 0)); /* the child must block on it until we release it */
@@ -293,7 +276,7 @@ TEST(object_made_after_child_started_works_in_child)
     CHECK_OK(mproc_event_set(a->ready));
     CHECK_EQ(a->value, 0);
     CHECK_OK(mproc_lock_release(l));
-    CHECK_EQ(join(p), 0);
+    CHECK_EQ(harness_join(p), 0);
     CHECK_EQ(a->value, 42);
     mproc_lock_free(l);
     mproc_event_free(a->ready);

@@ -5,23 +5,6 @@
 #include "harness.h"
 #include "sync_internal.h"
 
-static mproc_process *start(mproc_run_fn fn, void *arg)
-{
-    mproc_process *p;
-    CHECK_OK(mproc_process_new(&p, &(mproc_process_opts){.run = fn, .arg = arg}));
-    CHECK_OK(mproc_process_start(p));
-    return p;
-}
-
-static int join(mproc_process *p)
-{
-    int code = 12345;
-    CHECK_OK(mproc_process_join(p, 30));
-    CHECK_OK(mproc_process_exitcode(p, &code));
-    mproc_process_free(p);
-    return code;
-}
-
 TEST(semaphore_counts)
 {
     mproc_semaphore *s;
@@ -84,7 +67,7 @@ TEST(semaphore_release_wakes_one_sleeper_each)
     CHECK_OK(mproc_semaphore_new(&a->sem, 0, false));
     mproc_process *p[4];
     for (int i = 0; i < 4; i++)
-        p[i] = start(pass_gate, a);
+        p[i] = harness_start(pass_gate, a);
     while (mproc__semaphore_sleepers(a->sem) < 4)
         sched_yield();
     for (int i = 1; i <= 4; i++) {
@@ -97,7 +80,7 @@ TEST(semaphore_release_wakes_one_sleeper_each)
         CHECK_EQ(atomic_load(&a->passed), i);
     }
     for (int i = 0; i < 4; i++)
-        CHECK_EQ(join(p[i]), 0);
+        CHECK_EQ(harness_join(p[i]), 0);
     CHECK_EQ(mproc_semaphore_value(a->sem), 0);
     mproc_semaphore_free(a->sem);
     mproc_shared_free(a);
