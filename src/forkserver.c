@@ -68,11 +68,19 @@ typedef struct {
 
 static void send_reply(int sock, const reply *rp, int fd)
 {
-    struct iovec iov = {.iov_base = (void *)rp, .iov_len = sizeof *rp};
+    /* Field by field into zeroed memory: no stray padding bytes go over the socket. */
+    reply out;
+    memset(&out, 0, sizeof out);
+    out.kind = rp->kind;
+    out.value = rp->value;
+    out.id = rp->id;
+    out.pid = rp->pid;
+    struct iovec iov = {.iov_base = &out, .iov_len = sizeof out};
     union {
         char buf[CMSG_SPACE(sizeof(int))];
         struct cmsghdr align;
     } u;
+    memset(&u, 0, sizeof u);
     struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1};
     if (fd >= 0) {
         m.msg_control = u.buf;
@@ -129,6 +137,8 @@ static _Noreturn void helper_main(int sock, pid_t parent)
             close(sock);
             for (size_t i = 0; i < nkids; i++)
                 close(kids[i].fd);
+            free(kids); /* the helper's bookkeeping, not the child's */
+            free(pfds);
             mproc__watch_in_child(&w);
             mproc_process p = {.run = rq.run, .arg = rq.arg, .daemon = rq.daemon, .fd = -1};
             memcpy(p.name, rq.name, sizeof p.name);
@@ -243,11 +253,13 @@ static int ask_locked(mproc_process *p)
 {
     int r = 0;
     if (fs_sock < 0 && (r = spawn_helper_locked()) < 0) return r;
-    request rq = {.id = ++next_id,
-                  .run = p->run,
-                  .arg = p->arg,
-                  .daemon = p->daemon,
-                  .logical_parent = getpid()};
+    request rq;
+    memset(&rq, 0, sizeof rq); /* padding included: the whole struct goes over the socket */
+    rq.id = ++next_id;
+    rq.run = p->run;
+    rq.arg = p->arg;
+    rq.daemon = p->daemon;
+    rq.logical_parent = getpid();
     memcpy(rq.name, p->name, sizeof rq.name);
     memcpy(rq.identity, p->identity, sizeof rq.identity);
     if (send(fs_sock, &rq, sizeof rq, MSG_NOSIGNAL) != (ssize_t)sizeof rq) return -EPIPE;
