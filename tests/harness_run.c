@@ -12,7 +12,6 @@
 
 extern char **environ;
 
-
 void harness_run_free(harness_run_result *r)
 {
     free(r->out);
