@@ -161,19 +161,27 @@ int mproc_pool_worker_pids(mproc_pool *p, pid_t *pids, int cap)
 
 /* ---- records ---- */
 
+/* A chunk of SLOT_CHUNK records: an arena block (the records 64-aligned inside it, so each is
+ * exactly two cache lines) and the matching futures, both faulted in at once here rather than
+ * page by page on the submit path. */
 static int grow_locked(mproc_pool *p)
 {
     if (p->nchunks == SLOT_MAX_CHUNKS) return -ENOMEM;
-    void *sc;
-    int r = mproc__arena_alloc(&sc, sizeof(mproc__slot) * SLOT_CHUNK);
+    size_t bytes = sizeof(mproc__slot) * SLOT_CHUNK;
+    void *raw;
+    int r = mproc__arena_alloc(&raw, bytes + 64);
     if (r < 0) return r;
+    mproc__slot *sc = (mproc__slot *)(((uintptr_t)raw + 63) & ~(uintptr_t)63);
     mproc_future *fc = calloc(SLOT_CHUNK, sizeof *fc);
     if (!fc) {
-        mproc__arena_free(sc);
+        mproc__arena_free(raw);
         return -ENOMEM;
     }
+    mproc__prefault(sc, bytes);
+    mproc__prefault(fc, SLOT_CHUNK * sizeof *fc);
     uint32_t c = p->nchunks;
     p->fchunks[c] = fc;
+    p->sraw[c] = raw;
     /* Published before any index in it is queued (the queue's release store orders it). */
     p->schunks[c] = sc;
     p->nchunks = c + 1;
@@ -436,7 +444,7 @@ int mproc_pool_join(mproc_pool *p, double timeout)
 void mproc__pool_destroy(mproc_pool *p)
 {
     for (uint32_t c = 0; c < p->nchunks; c++) {
-        mproc__arena_free(p->schunks[c]);
+        mproc__arena_free(p->sraw[c]);
         free(p->fchunks[c]);
     }
     p->be->destroy(p);

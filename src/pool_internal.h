@@ -8,8 +8,16 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <sys/mman.h>
+
 #include "mproc/pool.h"
 #include "platform.h"
+
+#ifdef MADV_POPULATE_WRITE
+#define MPROC__MADV_POPULATE_WRITE MADV_POPULATE_WRITE
+#else
+#define MPROC__MADV_POPULATE_WRITE 23
+#endif
 
 #define POOL_MAGIC 0x706f6f6cU   /* "pool" */
 #define FUTURE_MAGIC 0x66757475U /* "futu" */
@@ -117,7 +125,8 @@ struct mproc_pool {
     void *bs; /* backend state */
 
     /* Task records: arena chunks (their addresses also in shm for workers) and futures. */
-    mproc__slot **schunks; /* == shm chunk table */
+    mproc__slot **schunks;       /* == shm chunk table */
+    void *sraw[SLOT_MAX_CHUNKS]; /* the arena blocks holding them (chunks are 64-aligned inside) */
     mproc_future *fchunks[SLOT_MAX_CHUNKS];
     uint32_t nchunks;
     uint32_t free_head;
@@ -140,6 +149,16 @@ typedef struct mproc__stage {
     size_t size;
     void *mem; /* arena */
 } mproc__stage;
+
+/* Fault in [addr, addr + len) for writing with one system call instead of one page fault per
+ * page (fresh task records are touched by the parent and by every worker process). Best
+ * effort: without MADV_POPULATE_WRITE (Linux < 5.14) the pages fault in one by one as before. */
+static inline void mproc__prefault(void *addr, size_t len)
+{
+    uintptr_t a = ((uintptr_t)addr + 4095) & ~(uintptr_t)4095;
+    uintptr_t e = ((uintptr_t)addr + len) & ~(uintptr_t)4095;
+    if (e > a) madvise((void *)a, e - a, MPROC__MADV_POPULATE_WRITE);
+}
 
 /* Slot address from its index (parent or worker). */
 static inline mproc__slot *mproc__slot_at(mproc__slot *const *chunks, uint32_t idx)

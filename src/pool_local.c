@@ -212,6 +212,14 @@ static void handle_death(mproc_pool *p, uint32_t i)
     mproc_process_free(w->proc);
     w->proc = NULL;
     w->pidfd = -1;
+    /* A worker killed while idle leaves its mark in the counts the waking rule reads: a stuck
+     * spinner would stop every wake-up, a stuck sleeper only costs a spare one. And it may have
+     * died between claiming a record and waking the next sleeper (chain_wake): wake them all,
+     * they look at the queue and sleep again. */
+    uint32_t spin_inc = w->inc;
+    atomic_compare_exchange_strong(&rt->shm->spinner, &spin_inc, 0);
+    if (atomic_exchange(&sh->asleep, 0)) atomic_fetch_sub(&rt->shm->sleepers, 1);
+    wake_all_workers(rt->shm);
     uint32_t phase = atomic_load(&sh->phase), cur = atomic_load(&sh->current);
     int sig = code < 0 ? -code : 0, status = code >= 0 ? code : -1;
     char how[160];
@@ -458,22 +466,27 @@ static int local_send(mproc_pool *p, const uint32_t *idx, uint32_t n)
     uint64_t t = atomic_load_explicit(&shm->tail, memory_order_relaxed);
     uint64_t h = atomic_load_explicit(&shm->head, memory_order_acquire);
     if (t + n - h > LOCAL_QCAP) return -EAGAIN;
-    bool was_empty = t <= h;
     for (uint32_t j = 0; j < n; j++)
         atomic_store_explicit(&shm->q[(t + j) & (LOCAL_QCAP - 1)], idx[j], memory_order_relaxed);
     atomic_store_explicit(&shm->tail, t + n, memory_order_release);
-    /* Pairs with the worker's sleepers increment before its last look at the queue. */
+    /* Dekker with the worker going to sleep (pool_worker.c idle: sleepers++, then a look at
+     * head and tail): after this fence either that look sees our records, or the loads below
+     * see its sleepers++ and the head it passed to. Everything the decision uses is read after
+     * the fence: a head read before it (as an "was the queue empty" test) may be stale by the
+     * time the tail is published, and was the cause of a lost wake-up (docs/pool.md). */
     atomic_thread_fence(memory_order_seq_cst);
-    /* Wake a sleeper only when the queue was empty and no worker is spinning: with work already
-     * queued, an awake worker will take this too, and a worker that takes a task while more
-     * wait wakes the next sleeper itself (chain_wake), so a busy pool costs no syscall here.
-     * And whenever every worker sleeps, wake one: nobody else would. */
     uint32_t sl = atomic_load_explicit(&shm->sleepers, memory_order_relaxed);
-    if (sl && (was_empty || n > 1 || sl == shm->nseats) &&
-        !atomic_load_explicit(&shm->spinning, memory_order_relaxed)) {
-        atomic_fetch_add(&shm->wake_seq, 1);
-        mproc__futex_wake(&shm->wake_seq, (int)(n < sl ? n : sl));
-    }
+    if (!sl) return 0;
+    /* A spinning worker will see the records (it looks at the queue again after it stops
+     * spinning and before it sleeps) and wakes the next sleeper itself (chain_wake). */
+    if (atomic_load_explicit(&shm->spinner, memory_order_relaxed)) return 0;
+    /* Positions before ours not yet passed: a worker will pass them, and one that claims a
+     * record while more are queued wakes a sleeper (chain_wake), so a busy pool makes no system
+     * call here. A worker that went to sleep without seeing our records had passed every
+     * position up to t, so then head >= t. */
+    if (n == 1 && atomic_load_explicit(&shm->head, memory_order_relaxed) < t) return 0;
+    atomic_fetch_add(&shm->wake_seq, 1);
+    mproc__futex_wake(&shm->wake_seq, (int)(n < sl ? n : sl));
     return 0;
 }
 

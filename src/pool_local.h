@@ -17,6 +17,9 @@ typedef struct {
     alignas(64) _Atomic uint32_t inc; /* incarnation of the worker in this seat (slot owner id) */
     _Atomic uint32_t current;         /* record it is claiming or running, SLOT_NONE */
     _Atomic uint32_t phase;           /* WP_* */
+    /* 1 while counted in shm->sleepers (set after the increment, cleared before the decrement),
+     * so the supervisor can take a killed sleeper out of the count. */
+    _Atomic uint32_t asleep;
     int32_t init_code;
     _Atomic int64_t deadline_ns; /* hard deadline of the running task, 0: none */
     _Atomic uint64_t ok;         /* tasks that succeeded */
@@ -38,8 +41,8 @@ struct mproc__pool_shm {
     alignas(64) _Atomic uint64_t tail; /* positions published (parent) */
     alignas(64) _Atomic uint64_t head; /* positions passed (workers; a hint, see pool_worker.c) */
     alignas(64) _Atomic uint32_t wake_seq; /* futex: workers sleep here */
-    _Atomic uint32_t sleepers;
-    _Atomic uint32_t spinning;
+    _Atomic uint32_t sleepers;             /* workers that may be asleep on wake_seq */
+    _Atomic uint32_t spinner;    /* incarnation of the one worker spinning for work, 0: none */
     _Atomic uint32_t shutdown;   /* 1: leave when the queue is empty */
     _Atomic int64_t sup_wake_ns; /* when the supervisor next looks at deadlines */
     /* Workers -> supervisor, without any fd (a forkserver child inherits none of ours): a

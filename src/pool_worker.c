@@ -9,9 +9,11 @@
  * worker reading a stale position may take a record out of order; the CAS still gives each queued
  * record to exactly one worker, and positions are only passed over records already taken.
  *
- * Waiting. An idle worker spins briefly (only one at a time, so spinning never starves the
- * parent on a small machine) and then sleeps on a futex; the parent wakes sleepers only when no
- * worker is spinning, so a busy pool takes no system call per task.
+ * Waiting. An idle worker spins briefly (only one at a time, the `spinner`, so spinning never
+ * starves the parent on a small machine) and then sleeps on a futex; the parent wakes a sleeper
+ * only when no worker is spinning and no earlier record is still waiting for a worker, so a busy
+ * pool takes no system call per task (the protocol and why no wake-up is lost: local_send in
+ * pool_local.c, and docs/pool.md).
  */
 #include <errno.h>
 #include <execinfo.h>
@@ -27,9 +29,6 @@
 #include "pool_task.h"
 
 #define SPIN_NS 50000
-/* A sleeping worker also looks at the queue this often: a guard, so that a wake-up the lazy
- * waking policy (pool_local.c) might miss costs a short delay, never a hang. */
-#define SLEEP_GUARD_NS 20000000
 
 /* Thread-local: with start method "thread" every worker is a thread of one process. */
 static _Thread_local mproc__pool_shm *W;
@@ -43,10 +42,22 @@ static inline mproc__slot *slot_at(uint32_t idx)
     return mproc__slot_at(W->chunks, idx);
 }
 
+/* Chunks of task records this worker process has faulted in (one worker per process; in thread
+ * mode the parent's own prefault covered the shared address space). */
+static uint64_t faulted[SLOT_MAX_CHUNKS / 64];
+
+static inline void fault_in_chunk(uint32_t idx)
+{
+    uint32_t c = idx >> SLOT_CHUNK_SHIFT;
+    if (W->thread_mode || (faulted[c >> 6] >> (c & 63) & 1)) return;
+    faulted[c >> 6] |= (uint64_t)1 << (c & 63);
+    mproc__prefault(W->chunks[c], sizeof(mproc__slot) * SLOT_CHUNK);
+}
+
+/* seq_cst: the worker's half of the Dekker pairing with local_send (pool_local.c). */
 static bool queue_nonempty(void)
 {
-    return atomic_load_explicit(&W->head, memory_order_acquire) <
-           atomic_load_explicit(&W->tail, memory_order_acquire);
+    return atomic_load(&W->head) < atomic_load(&W->tail);
 }
 
 /* Take one queued record, or SLOT_NONE when the queue is empty. */
@@ -57,6 +68,7 @@ static uint32_t claim(void)
         uint64_t t = atomic_load_explicit(&W->tail, memory_order_acquire);
         if (h >= t) return SLOT_NONE;
         uint32_t idx = atomic_load_explicit(&W->q[h & (LOCAL_QCAP - 1)], memory_order_acquire);
+        fault_in_chunk(idx);
         mproc__slot *s = slot_at(idx);
         uint32_t st = atomic_load_explicit(&s->state, memory_order_acquire);
         if (SS_KIND(st) == SK_QUEUED) {
@@ -131,11 +143,13 @@ static void run(uint32_t idx)
     if (atomic_load(&s->flags) & SF_NOTIFY) wake_supervisor();
 }
 
-/* Wake one sleeping worker when there is more queued work than this one will take. */
+/* Wake one sleeping worker when there is more queued work than this one will take. The loads
+ * come after the claim's seq_cst CAS on head: either they see a record the parent published
+ * meanwhile, or the parent's post-fence read of head sees our claim (see local_send). */
 static void chain_wake(void)
 {
-    if (atomic_load(&W->sleepers) && !atomic_load(&W->spinning) &&
-        atomic_load(&W->tail) - atomic_load(&W->head) > 0) {
+    if (atomic_load(&W->sleepers) && !atomic_load(&W->spinner) &&
+        atomic_load(&W->tail) > atomic_load(&W->head)) {
         atomic_fetch_add(&W->wake_seq, 1);
         mproc__futex_wake(&W->wake_seq, 1);
     }
@@ -143,22 +157,28 @@ static void chain_wake(void)
 
 static void idle(void)
 {
-    if (atomic_fetch_add(&W->spinning, 1) == 0) {
+    uint32_t none = 0;
+    if (atomic_compare_exchange_strong(&W->spinner, &none, my_inc)) {
         int64_t until = mproc__now_ns() + SPIN_NS;
         for (unsigned i = 0;; i++) {
             if (queue_nonempty() || atomic_load_explicit(&W->shutdown, memory_order_relaxed)) {
-                atomic_fetch_sub(&W->spinning, 1);
+                atomic_store(&W->spinner, 0);
                 return;
             }
             mproc__cpu_relax();
             if ((i & 63) == 63 && mproc__now_ns() > until) break;
         }
+        atomic_store(&W->spinner, 0);
     }
-    atomic_fetch_sub(&W->spinning, 1);
+    /* Publish the intent to sleep, then look at the queue once more (seq_cst, pairs with the
+     * fence in local_send), then sleep on the sequence word the parent bumps before it wakes.
+     * No timeout: with this order a wake-up cannot be lost (docs/pool.md). */
     atomic_fetch_add(&W->sleepers, 1);
+    atomic_store(&seat->asleep, 1);
     uint32_t seq = atomic_load(&W->wake_seq);
     if (!queue_nonempty() && !atomic_load(&W->shutdown))
-        mproc__futex_wait(&W->wake_seq, seq, mproc__now_ns() + SLEEP_GUARD_NS);
+        mproc__futex_wait(&W->wake_seq, seq, INT64_MAX);
+    atomic_store(&seat->asleep, 0);
     atomic_fetch_sub(&W->sleepers, 1);
 }
 
@@ -209,6 +229,7 @@ int mproc__worker_main(void *arg)
     W = b->shm;
     seat = &W->seats[b->seat];
     my_inc = b->inc;
+    if (!W->thread_mode) memset(faulted, 0, sizeof faulted);
     if (W->thread_mode) {
         my_pid = mproc__gettid();
     } else {

@@ -747,3 +747,65 @@ TEST(bad_input)
     CHECK_RC(mproc_pool_submit(p, square, &x, sizeof x, &f), MPROC_ECLOSED);
     mproc_pool_free(p);
 }
+
+static int spin_us_task(mproc_task *t)
+{
+    const int *us = mproc_task_arg(t, NULL);
+    double until = harness_now() + *us * 1e-6;
+    while (harness_now() < until) {
+    }
+    return mproc_task_return(t, us, sizeof *us);
+}
+
+/* Lost wake-ups: many rounds of bursts (single submits and batched maps) with the workers going
+ * idle (spinning, or asleep on the futex) between rounds. Each result must come within a short
+ * timeout: a worker that sleeps through queued work fails the round at once. */
+static void wake_stress(int workers)
+{
+    mproc_pool *p = make_pool(workers);
+    enum { ROUNDS = 6000, BURST = 12 };
+    unsigned seed = 12345u + (unsigned)workers;
+    double t_end = harness_now() + 8.0;
+    for (int round = 0; round < ROUNDS && harness_now() < t_end; round++) {
+        seed = seed * 1103515245u + 12345u;
+        int n = 1 + (int)((seed >> 16) % BURST);
+        mproc_future *fs[BURST];
+        int us[BURST];
+        for (int i = 0; i < n; i++) {
+            us[i] = (int)((seed >> (i % 8)) % 4) * 5; /* 0..15 us of work */
+            CHECK_OK(mproc_pool_submit(p, spin_us_task, &us[i], sizeof us[i], &fs[i]));
+        }
+        for (int i = 0; i < n; i++) {
+            int got = -1;
+            int r = mproc_future_get(fs[i], &got, sizeof got, NULL, 2.0 * harness_slow());
+            if (r != 0) fprintf(stderr, "round %d item %d/%d: %d\n", round, i, n, r);
+            CHECK_OK(r);
+            CHECK_EQ(got, us[i]);
+            mproc_future_free(fs[i]);
+        }
+        if (round % 7 == 3) {
+            /* batched sends: several records published at once */
+            int in[64];
+            long long out[64];
+            for (int i = 0; i < 64; i++)
+                in[i] = i;
+            CHECK_OK(mproc_pool_map(p, seq_square, in, sizeof *in, out, sizeof *out, 64,
+                                    &(mproc_map_opts){.chunksize = 1}));
+            CHECK_EQ(out[63], 63 * 63 + 1);
+        }
+        /* Idle gaps of 0, ~30 us (workers spinning) and ~300 us (asleep). */
+        int gap = (int)((seed >> 8) % 3);
+        if (gap) nanosleep(&(struct timespec){0, gap == 1 ? 30000 : 300000}, NULL);
+    }
+    mproc_pool_free(p);
+}
+
+TEST_T(no_lost_wakeup_between_bursts_2_workers, 60)
+{
+    wake_stress(2);
+}
+
+TEST_T(no_lost_wakeup_between_bursts_3_workers, 60)
+{
+    wake_stress(3);
+}

@@ -366,3 +366,41 @@ TEST(thread_mode_hard_timeout_is_a_cancel_request)
     mproc_shared_free(where);
     mproc_pool_free(p);
 }
+
+static int pid_task(mproc_task *t)
+{
+    pid_t pid = getpid();
+    return mproc_task_return(t, &pid, sizeof pid);
+}
+
+/* Workers killed while idle (spinning for work just after a task, or asleep): the waking rule
+ * reads who spins and who sleeps, so a dead one must not leave its mark there. Every burst after
+ * the kills must still complete within a short timeout (sleeping workers have no timed backstop:
+ * a stuck "spinner" would stop every wake-up). */
+TEST_T(sigkill_idle_workers_keeps_waking, 60)
+{
+    SKIP_IN_THREAD_MODE("threads cannot be killed alone");
+    mproc_pool *p = make_pool(2);
+    for (int round = 0; round < 12; round++) {
+        pid_t pid = 0;
+        CHECK_OK(mproc_pool_apply(p, pid_task, NULL, 0, &pid, sizeof pid, NULL));
+        /* Right after its task the worker spins for work; every other round let it fall
+         * asleep first. */
+        if (round & 1) usleep(2000);
+        CHECK_OK(kill(pid, SIGKILL));
+        wait_pool_size(p, 2, pid);
+        for (int burst = 0; burst < 20; burst++) {
+            mproc_future *fs[3];
+            for (int i = 0; i < 3; i++)
+                CHECK_OK(mproc_pool_submit(p, square, &i, sizeof i, &fs[i]));
+            for (int i = 0; i < 3; i++) {
+                long long y;
+                CHECK_OK(mproc_future_get(fs[i], &y, sizeof y, NULL, 2.0 * harness_slow()));
+                CHECK_EQ(y, (long long)i * i);
+                mproc_future_free(fs[i]);
+            }
+            usleep(300); /* idle: the workers go to sleep */
+        }
+    }
+    mproc_pool_free(p);
+}
