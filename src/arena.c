@@ -45,6 +45,10 @@ typedef struct {
 
 static char *arena_base;
 static arena_hdr *arena;
+/* The mapping's bounds, copied out of the shared header: that header's line changes with every
+ * allocation in the family, and the bounds are read on every call that checks a handle. */
+const char *mproc__arena_lo;
+size_t mproc__arena_len;
 
 int mproc__arena_ready(void)
 {
@@ -81,6 +85,8 @@ int mproc__arena_create(size_t size)
     h->top = (sizeof *h + PAGE - 1) & ~(size_t)(PAGE - 1);
     arena_base = m;
     arena = h;
+    mproc__arena_lo = m;
+    mproc__arena_len = size;
     return 0;
 }
 
@@ -168,14 +174,6 @@ size_t mproc__arena_usable(const void *ptr)
 {
     const block_hdr *b = (const block_hdr *)ptr - 1;
     return ((size_t)1 << b->order) - sizeof *b;
-}
-
-int mproc__arena_contains(const void *ptr, size_t len)
-{
-    if (!arena) return 0;
-    const char *p = ptr;
-    return p >= arena_base && len <= arena->size &&
-           p - arena_base <= (ptrdiff_t)(arena->size - len);
 }
 
 void *mproc__arena_root(int id, size_t size, void (*init)(void *obj))

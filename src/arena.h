@@ -17,8 +17,15 @@ int mproc__arena_alloc(void **out, size_t size);
 void mproc__arena_free(void *ptr);
 /* Usable bytes of a block. */
 size_t mproc__arena_usable(const void *ptr);
-/* Whether ptr points into the arena mapping. */
-int mproc__arena_contains(const void *ptr, size_t len);
+/* Whether ptr points into the arena mapping (no arena: never). */
+extern const char *mproc__arena_lo;
+extern size_t mproc__arena_len;
+static inline int mproc__arena_contains(const void *ptr, size_t len)
+{
+    const char *p = ptr;
+    return mproc__arena_lo && p >= mproc__arena_lo && len <= mproc__arena_len &&
+           (size_t)(p - mproc__arena_lo) <= mproc__arena_len - len;
+}
 
 /* Family-wide roots: a module keeps its family state in slot `id`. On first use a zeroed block of
  * `size` bytes is allocated, init(obj) prepares it, and it is published; if two processes race, one

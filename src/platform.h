@@ -9,6 +9,11 @@
 #include <sys/types.h>
 #include <time.h>
 
+/* Thread-locals read on fast paths: the initial-exec model makes each read one instruction instead
+ * of a call to __tls_get_addr. Keep them small: a library loaded by dlopen gets them from glibc's
+ * small static TLS surplus. */
+#define MPROC_TLS _Thread_local __attribute__((tls_model("initial-exec")))
+
 /* Monotonic clock in nanoseconds. */
 int64_t mproc__now_ns(void);
 
@@ -29,6 +34,17 @@ int mproc__futex_wait(_Atomic uint32_t *addr, uint32_t expected, int64_t deadlin
 int mproc__futex_wake(_Atomic uint32_t *addr, int n);
 
 /* A spin-pause for busy waits. */
+/* Ask for the cache line at p in a state we may write, ahead of a store or CAS to it, so the
+ * transfer from another core overlaps with other work instead of stalling a locked instruction. */
+static inline void mproc__prefetch_write(const void *p)
+{
+#if defined(__x86_64__)
+    __asm__("prefetchw %0" ::"m"(*(const char *)p));
+#else
+    __builtin_prefetch(p, 1, 3);
+#endif
+}
+
 static inline void mproc__cpu_relax(void)
 {
 #if defined(__x86_64__) || defined(__i386__)

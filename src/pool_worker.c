@@ -31,10 +31,10 @@
 #define SPIN_NS 50000
 
 /* Thread-local: with start method "thread" every worker is a thread of one process. */
-static _Thread_local mproc__pool_shm *W;
-static _Thread_local mproc__seat *seat;
-static _Thread_local uint32_t my_inc;
-static _Thread_local pid_t my_pid;
+static MPROC_TLS mproc__pool_shm *W;
+static MPROC_TLS mproc__seat *seat;
+static MPROC_TLS uint32_t my_inc;
+static MPROC_TLS pid_t my_pid;
 static int crash_fd = -1;
 
 static inline mproc__slot *slot_at(uint32_t idx)

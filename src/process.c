@@ -26,7 +26,7 @@ static mproc_process *reg_head;
 static mproc_process *inherited_head;
 static mproc_process *self_handle; /* in a child: the parent's handle for this very process */
 static unsigned child_counter;
-static _Thread_local mproc_process *thread_self; /* the process this thread runs, in thread mode */
+static MPROC_TLS mproc_process *thread_self; /* the process this thread runs, in thread mode */
 
 void mproc__thread_enter(mproc_process *p)
 {

@@ -13,13 +13,15 @@
 #include <string.h>
 
 #include "arena.h"
+#include "fence.h"
 #include "init.h"
 #include "platform.h"
 #include "queue_internal.h"
 
-#define SPIN_NS 10000     /* spin this long before sleeping */
+#define SPIN_NS 100000    /* spin this long before sleeping */
 #define IDLE_NS 100000000 /* sleep at most this long between looks (a waker may have died) */
 #define STALL_NS ((int64_t)MPROC_QUEUE_STALL_MS * 1000000)
+#define UNFENCED_NS 1000000 /* without a heavy fence a wake-up can be missed: look this often */
 #define UNBOUNDED_BYTES UINT64_MAX
 
 /* Results of one attempt, besides 0 and negative codes. */
@@ -29,6 +31,7 @@ enum { Q_WAIT = 1, Q_RETRY = 2 };
 typedef struct {
     q_slot *blocker;
     uint64_t blocker_w;
+    bool again; /* set by q_run once the call waits: the attempt is a poll */
 } q_block;
 
 typedef int (*q_try_fn)(mproc_queue *q, void *ctx, q_block *b);
@@ -48,12 +51,18 @@ static int q_run(mproc_queue *q, q_try_fn attempt, void *ctx, double timeout, bo
     int64_t deadline = 0, spin_end = 0, stall_since = 0, swept = 0;
     q_slot *stall_slot = NULL;
     uint64_t stall_w = 0;
-    for (;;) {
-        q_block b = {0};
+    unsigned polls = 0;
+    for (bool again = false;; again = true) {
+        q_block b = {.again = again};
         int r = attempt(q, ctx, &b);
         if (r == Q_RETRY) continue;
         if (r != Q_WAIT) return r;
         if (timeout == 0) return -EAGAIN;
+        /* Read the clock on every 32nd poll only: it costs more than a look at the queue. */
+        if (deadline && (++polls & 31)) {
+            mproc__cpu_relax();
+            continue;
+        }
         int64_t now = mproc__now_ns();
         if (!deadline) {
             deadline = mproc__deadline(timeout);
@@ -87,10 +96,12 @@ static int q_run(mproc_queue *q, q_try_fn attempt, void *ctx, double timeout, bo
         uint32_t e = atomic_load(ev);
         if (!(e & Q_SLEEPING) && !atomic_compare_exchange_strong(ev, &e, e | Q_SLEEPING)) continue;
         e |= Q_SLEEPING;
+        bool fenced = mproc__fence_heavy();
         b.blocker = NULL;
+        b.again = true;
         r = attempt(q, ctx, &b);
         if (r == Q_WAIT) {
-            int64_t until = now + (b.blocker || !get ? STALL_NS : IDLE_NS);
+            int64_t until = now + (!fenced ? UNFENCED_NS : b.blocker || !get ? STALL_NS : IDLE_NS);
             mproc__futex_wait(ev, e, until < deadline ? until : deadline);
         }
         if (r != Q_WAIT && r != Q_RETRY) return r;
@@ -134,6 +145,38 @@ static void publish_skip(mproc_queue *q, q_slot *s, uint64_t pos)
     mproc__queue_wake(&q->not_empty);
 }
 
+/* The claimer of position pos moves a shared index (head or tail) past it. The slot words are
+ * what decide who owns a position; the index only says where to look first, so a plain store
+ * will do where a CAS would cost a locked instruction per message. It can move the index back by
+ * a position or two if others moved it on meanwhile: whoever reads it then finds those positions
+ * claimed and moves it on again (the "claimed already" paths below). */
+static inline void hint_advance(_Atomic uint64_t *index, uint64_t pos)
+{
+    if ((int64_t)(pos + 1 - atomic_load_explicit(index, memory_order_relaxed)) > 0)
+        atomic_store_explicit(index, pos + 1, memory_order_relaxed);
+}
+
+/* Fetch both lines of a slot for writing before the first look at it. Its word is read, then
+ * CASed, and the message fills the second line: without this each of the three is a separate
+ * transfer from the other side's core, one after the other. Not while polling, where it would pull
+ * the line away from the process filling or emptying it. */
+static inline void slot_prefetch(const q_block *b, const q_slot *s)
+{
+    if (b->again) return;
+    mproc__prefetch_write(s);
+    mproc__prefetch_write(s->data);
+}
+
+#ifndef Q_AHEAD
+#define Q_AHEAD 8
+#endif
+static inline void slot_prefetch_ahead(mproc_queue *q, uint64_t pos)
+{
+    const q_slot *s = &q->slots[(pos + Q_AHEAD) & q->mask];
+    mproc__prefetch_write(s);
+    mproc__prefetch_write(s->data);
+}
+
 /* Claim the slot of the next free position, or say why not (Q_WAIT, with the blocker if any). */
 static int claim_put(mproc_queue *q, uint64_t *posp, q_slot **sp, q_block *b)
 {
@@ -149,12 +192,13 @@ static int claim_put(mproc_queue *q, uint64_t *posp, q_slot **sp, q_block *b)
             }
         }
         q_slot *s = &q->slots[pos & q->mask];
+        slot_prefetch(b, s);
         uint64_t w = atomic_load(&s->word);
         int64_t d = w_diff(w, pos);
         if (d == 0 && w_state(w) == ST_FREE) {
             if (atomic_compare_exchange_weak(&s->word, &w, w_make(pos, ST_WRITING, me))) {
-                uint64_t p = pos;
-                atomic_compare_exchange_strong(&q->tail, &p, pos + 1);
+                hint_advance(&q->tail, pos);
+                slot_prefetch_ahead(q, pos);
                 *posp = pos;
                 *sp = s;
                 return 0;
@@ -180,7 +224,7 @@ static int try_put(mproc_queue *q, void *c, q_block *b)
     const put_ctx *pc = c;
     uint64_t len = pc->len;
     if (atomic_load_explicit(&q->closed, memory_order_relaxed)) return MPROC_ECLOSED;
-    bool bounded = q->max_bytes != UNBOUNDED_BYTES;
+    bool bounded = len >= q->charge_from;
     if (bounded && !bytes_fit(q, len, false)) return Q_WAIT;
     uint64_t pos;
     q_slot *s;
@@ -221,7 +265,8 @@ static int try_put(mproc_queue *q, void *c, q_block *b)
         atomic_store_explicit(&s->blk, (uint64_t)(uintptr_t)blk, memory_order_relaxed);
         memcpy(blk, pc->data, len);
     }
-    atomic_store(&s->word, w_make(pos, ST_FULL, 0));
+    atomic_store_explicit(&s->word, w_make(pos, ST_FULL, 0), memory_order_release);
+    mproc__fence_light();
     mproc__queue_wake(&q->not_empty);
     return 0;
 }
@@ -261,7 +306,8 @@ static int take(mproc_queue *q, q_slot *s, uint64_t pos, get_ctx *gc)
     if (f & F_CHARGED) atomic_fetch_add(&q->bytes_out, len);
     /* An unfinished task now belongs to the caller's task_done. */
     atomic_store_explicit(&s->flags, 0, memory_order_relaxed);
-    atomic_store(&s->word, w_make(pos + q->mask + 1, ST_FREE, 0));
+    atomic_store_explicit(&s->word, w_make(pos + q->mask + 1, ST_FREE, 0), memory_order_release);
+    mproc__fence_light();
     mproc__queue_wake(&q->not_full);
     return (f & F_SKIP) != 0;
 }
@@ -275,6 +321,7 @@ static int try_get(mproc_queue *q, void *c, q_block *b)
     uint64_t pos = atomic_load_explicit(&q->head, memory_order_relaxed);
     for (;;) {
         q_slot *s = &q->slots[pos & q->mask];
+        slot_prefetch(b, s);
         uint64_t w = atomic_load(&s->word);
         int64_t d = w_diff(w, pos);
         unsigned st = w_state(w);
@@ -291,8 +338,8 @@ static int try_get(mproc_queue *q, void *c, q_block *b)
                 return gc->buf ? Q_RETRY : -ENOMEM;
             }
             if (!atomic_compare_exchange_weak(&s->word, &w, w_make(pos, ST_READING, me))) continue;
-            uint64_t p = pos;
-            atomic_compare_exchange_strong(&q->head, &p, pos + 1);
+            hint_advance(&q->head, pos);
+            slot_prefetch_ahead(q, pos);
             if (!take(q, s, pos, gc)) return 0;
             pos++;
             continue;
@@ -361,6 +408,15 @@ int mproc_queue_new(mproc_queue **out, const mproc_queue_opts *opts)
     q->max_items = items;
     /* A bound past any arena is no bound: skip the accounting altogether. */
     q->max_bytes = bytes >= ((size_t)1 << 62) ? UNBOUNDED_BYTES : bytes;
+    /* Messages that fit a slot take no memory beyond the ring. When the bound is at least what
+     * the ring's slots can hold, they cannot strain it, so they skip the accounting (two locked
+     * instructions per message); a smaller bound counts every message. */
+    if (q->max_bytes == UNBOUNDED_BYTES)
+        q->charge_from = UINT64_MAX;
+    else if ((uint64_t)n * MPROC_QUEUE_INLINE <= q->max_bytes)
+        q->charge_from = MPROC_QUEUE_INLINE + 1;
+    else
+        q->charge_from = 1;
     q->joinable = opts && opts->joinable;
     for (uint64_t i = 0; i < n; i++)
         atomic_init(&q->slots[i].word, w_make(i, ST_FREE, 0));

@@ -56,15 +56,17 @@ enum {
     F_SKIP = 4,    /* no message: consumers drop the slot */
 };
 
+/* The header has a cache line to itself: a process polling the word for the slot's next state
+ * then never pulls away the line the message is being copied into or out of, and each side moves
+ * the header line only when it claims and when it publishes. */
 typedef struct {
-    _Atomic uint64_t word;
+    _Alignas(Q_LINE) _Atomic uint64_t word;
     _Atomic uint64_t len;
     _Atomic uint64_t blk; /* arena block holding a message larger than the inline area, or 0 */
     _Atomic uint32_t flags;
-    uint32_t pad;
-    unsigned char data[MPROC_QUEUE_INLINE];
+    _Alignas(Q_LINE) unsigned char data[MPROC_QUEUE_INLINE];
 } q_slot;
-_Static_assert(sizeof(q_slot) == 128, "two cache lines per slot");
+_Static_assert(sizeof(q_slot) == Q_LINE + MPROC_QUEUE_INLINE, "a header line, then the data");
 
 #define Q_STASH 4
 
@@ -76,7 +78,8 @@ struct mproc_queue {
     void *raw; /* the arena block (this struct is aligned inside it) */
     uint64_t mask;
     uint64_t max_items;
-    uint64_t max_bytes; /* UINT64_MAX: no byte bound */
+    uint64_t max_bytes;   /* UINT64_MAX: no byte bound */
+    uint64_t charge_from; /* messages of this many bytes or more count against max_bytes */
     uint32_t joinable;
     /* producers */
     _Alignas(Q_LINE) _Atomic uint64_t tail;
@@ -99,7 +102,13 @@ struct mproc_queue {
 };
 
 /* This thread's id, cached (reset in a forked child). */
-uint32_t mproc__queue_self_tid(void);
+extern MPROC_TLS uint32_t mproc__queue_tid;
+uint32_t mproc__queue_tid_init(void);
+static inline uint32_t mproc__queue_self_tid(void)
+{
+    uint32_t t = mproc__queue_tid;
+    return __builtin_expect(t != 0, 1) ? t : mproc__queue_tid_init();
+}
 /* Whether the thread tid has ended (no such thread, or a zombie). */
 int mproc__queue_tid_dead(pid_t tid);
 /* If the owner recorded in w (observed in s) is dead, take the slot over and recycle it: a half-

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "arena.h"
+#include "fence.h"
 #include "platform.h"
 #include "queue_internal.h"
 
@@ -17,13 +18,13 @@
  * of two pages or more, the page faults that follow the arena giving their pages back. */
 #define STASH_MAX ((size_t)4 << 20)
 
-static _Thread_local uint32_t tl_tid;
+MPROC_TLS uint32_t mproc__queue_tid;
 static pthread_once_t tid_once = PTHREAD_ONCE_INIT;
 
 /* Only the forking thread exists in the child: forget its parent's id. */
 static void tid_reset(void)
 {
-    tl_tid = 0;
+    mproc__queue_tid = 0;
 }
 
 static void tid_register(void)
@@ -31,13 +32,13 @@ static void tid_register(void)
     pthread_atfork(NULL, NULL, tid_reset);
 }
 
-uint32_t mproc__queue_self_tid(void)
+/* Also where a process (or thread) using queues first comes by: the place to set up its fences. */
+uint32_t mproc__queue_tid_init(void)
 {
-    if (__builtin_expect(tl_tid == 0, 0)) {
-        pthread_once(&tid_once, tid_register);
-        tl_tid = (uint32_t)mproc__gettid();
-    }
-    return tl_tid;
+    pthread_once(&tid_once, tid_register);
+    mproc__fence_setup();
+    mproc__queue_tid = (uint32_t)mproc__gettid();
+    return mproc__queue_tid;
 }
 
 int mproc__queue_tid_dead(pid_t tid)

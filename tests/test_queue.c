@@ -526,6 +526,80 @@ TEST(blocked_get_and_put_wake_across_processes)
     mproc_shared_free(a);
 }
 
+/* Echoes every message of q into q2 until q is closed. */
+static int echo(void *arg)
+{
+    shared_args *a = arg;
+    for (;;) {
+        char c;
+        int r = mproc_queue_get(a->q, &c, 1, NULL, MPROC_FOREVER);
+        if (r == MPROC_ECLOSED) return 0;
+        if (r || mproc_queue_put(a->q2, &c, 1, MPROC_FOREVER)) return 1;
+    }
+}
+
+/* Puts count messages into q2, a queue of one item, as fast as it is let. */
+static int flood(void *arg)
+{
+    shared_args *a = arg;
+    for (int i = 0; i < a->count; i++)
+        if (mproc_queue_put(a->q2, "f", 1, MPROC_FOREVER)) return 1;
+    return 0;
+}
+
+/* Each round leaves the peer time to fall asleep in the futex (the pause is longer than the
+ * queue's spin), then makes the progress it waits for. A wake-up lost between its last look and
+ * its sleep would cost it a whole sleep bound (20 ms for a put, 100 ms for a get) instead of a
+ * futex wake's tens of microseconds. */
+#define WAKE_ROUNDS 200
+#define WAKE_PAUSE_US 300
+#define WAKE_LATE 0.015
+
+TEST(sleeping_peers_are_always_woken)
+{
+    mproc_queue *q, *back;
+    CHECK_OK(mproc_queue_new(&q, &(mproc_queue_opts){.max_items = 1}));
+    CHECK_OK(mproc_queue_new(&back, &(mproc_queue_opts){.max_items = 1}));
+    shared_args *a = new_args(q);
+    a->q2 = back;
+    a->count = WAKE_ROUNDS;
+    int late = 0;
+    /* gets asleep on an empty queue */
+    mproc_process *p = start(echo, a);
+    for (int i = 0; i < WAKE_ROUNDS; i++) {
+        usleep(WAKE_PAUSE_US);
+        double t0 = harness_now();
+        char c;
+        CHECK_OK(mproc_queue_put(q, "p", 1, 5));
+        CHECK_OK(mproc_queue_get(back, &c, 1, NULL, 5));
+        late += harness_now() - t0 > WAKE_LATE * harness_slow();
+    }
+    CHECK_OK(mproc_queue_close(q));
+    CHECK_EQ(finish(p), 0);
+    /* puts asleep on a full queue */
+    mproc_queue_free(back);
+    CHECK_OK(mproc_queue_new(&back, &(mproc_queue_opts){.max_items = 1}));
+    a->q2 = back;
+    p = start(flood, a);
+    char c;
+    int got = 0;
+    for (; got + 2 <= WAKE_ROUNDS; got += 2) {
+        usleep(WAKE_PAUSE_US); /* the flooder is asleep on the full queue by now */
+        double t0 = harness_now();
+        CHECK_OK(mproc_queue_get(back, &c, 1, NULL, 5)); /* frees room: it must wake */
+        CHECK_OK(mproc_queue_get(back, &c, 1, NULL, 5)); /* and its next message arrives */
+        late += harness_now() - t0 > WAKE_LATE * harness_slow();
+    }
+    for (; got < WAKE_ROUNDS; got++)
+        CHECK_OK(mproc_queue_get(back, &c, 1, NULL, 5));
+    CHECK_EQ(finish(p), 0);
+    /* A few late rounds are the machine's noise; a lost wake-up in the protocol is many. */
+    CHECK(late <= WAKE_ROUNDS / 50);
+    mproc_queue_free(q);
+    mproc_queue_free(back);
+    mproc_shared_free(a);
+}
+
 TEST(close_wakes_blocked_getters_and_putters)
 {
     mproc_queue *empty, *full;

@@ -7,7 +7,10 @@
  * happen), and a message put before a get started is visible to it.
  *
  * Bounds: at most max_items messages and at most max_bytes payload bytes are queued at once; put
- * blocks (up to its timeout) while either bound would be exceeded. Messages of up to
+ * blocks (up to its timeout) while either bound would be exceeded. When max_bytes is at least what
+ * the ring's slots hold (max_items rounded up to a power of two, times MPROC_QUEUE_INLINE), only
+ * messages larger than MPROC_QUEUE_INLINE count against it: the others take no memory beyond the
+ * ring, and skipping their accounting makes small messages cheaper. Messages of up to
  * MPROC_QUEUE_INLINE bytes are stored inside their ring slot; larger ones are allocated in the
  * arena and handed to the consumer by reference, so their size is limited only by max_bytes and
  * by the arena (a 64 MiB message needs no special handling).
@@ -41,7 +44,7 @@ typedef struct mproc_queue mproc_queue;
 /* Largest max_items accepted. */
 #define MPROC_QUEUE_MAX_ITEMS ((size_t)1 << 24)
 /* Messages up to this size live inside their ring slot; larger ones in an arena block. */
-#define MPROC_QUEUE_INLINE 96
+#define MPROC_QUEUE_INLINE 128
 /* A slot whose owner made no progress for this long gets its owner's liveness checked. */
 #define MPROC_QUEUE_STALL_MS 20
 
