@@ -429,6 +429,7 @@ static int local_start(mproc_pool *p)
     for (uint32_t i = 0; i < n; i++)
         rt->seats[i].pidfd = -1;
     if (rt->shm->ctl_efd < 0) r = -errno;
+    if (!rt->shm->thread_mode) mproc__worker_prepare();
     for (uint32_t i = 0; r == 0 && i < n; i++)
         r = spawn(p, i);
     if (r == 0) {

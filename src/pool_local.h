@@ -61,5 +61,8 @@ typedef struct {
     void *initarg;
 } mproc__worker_boot;
 int mproc__worker_main(void *boot);
+/* Run in the pool's process before its workers are forked: loads what every worker would
+ * otherwise load for itself (the unwinder behind backtrace()), once. */
+void mproc__worker_prepare(void);
 
 #endif

@@ -4,8 +4,16 @@
 
 #include "pool_internal.h"
 
+/* Where the results of a chunked imap's items go while its task runs them one by one. */
+typedef struct {
+    void *buf; /* malloc'd */
+    size_t len, cap;
+    int code; /* the item's mproc_task_fail code, 0 */
+} mproc__collect;
+
 struct mproc_task {
     mproc__slot *s;
+    mproc__collect *collect; /* set for an item of a chunk: results go there, not to the slot */
     const void *arg;
     size_t arg_len;
     int64_t soft_deadline; /* absolute ns, 0: none */

@@ -16,6 +16,7 @@
  * pool_local.c, and docs/pool.md).
  */
 #include <errno.h>
+#include <pthread.h>
 #include <execinfo.h>
 #include <limits.h>
 #include <signal.h>
@@ -97,6 +98,7 @@ static void run(uint32_t idx)
     t.s = s;
     t.code = 0;
     t.failed = false;
+    t.collect = NULL;
     t.arg_len = s->arg_len;
     if (t.arg_len <= SLOT_INLINE) {
         memcpy(t.argbuf, s->inl, t.arg_len);
@@ -204,15 +206,27 @@ static void crash_handler(int sig, siginfo_t *si, void *uc)
     raise(sig); /* blocked until we return; a hardware fault would re-fault anyway */
 }
 
+static void warm_backtrace(void)
+{
+    void *warm[2];
+    backtrace(warm, 2);
+}
+
+void mproc__worker_prepare(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, warm_backtrace);
+}
+
 static void install_crash_handlers(void)
 {
     static char altstack[64 * 1024];
     stack_t ss = {.ss_sp = altstack, .ss_size = sizeof altstack};
     sigaltstack(&ss, NULL);
     crash_fd = memfd_create("mproc-crash", MFD_CLOEXEC);
-    /* backtrace() loads libgcc on first use, which is not safe inside a signal handler. */
-    void *warm[2];
-    backtrace(warm, 2);
+    /* backtrace() loads libgcc on first use, which is not safe inside a signal handler. A fork
+     * child inherits it loaded from mproc__worker_prepare; a forkserver child loads it here. */
+    mproc__worker_prepare();
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_sigaction = crash_handler;

@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "arena.h"
@@ -17,10 +18,25 @@ const void *mproc_task_arg(mproc_task *t, size_t *len)
     return t->arg;
 }
 
+/* Keep an item's result (or failure message) in its chunk's collector. */
+static int collect(mproc__collect *c, const void *data, size_t len)
+{
+    if (len > c->cap) {
+        void *b = realloc(c->buf, len);
+        if (!b) return -ENOMEM;
+        c->buf = b;
+        c->cap = len;
+    }
+    if (len) memcpy(c->buf, data, len);
+    c->len = len;
+    return 0;
+}
+
 int mproc_task_return(mproc_task *t, const void *data, size_t len)
 {
     if (!t || (!data && len)) return -EINVAL;
     if (len > UINT32_MAX) return -EMSGSIZE;
+    if (t->collect) return collect(t->collect, data, len);
     mproc__slot *s = t->s;
     if (len <= SLOT_INLINE) {
         if (s->res_ext) {
@@ -48,6 +64,7 @@ int mproc_task_fail(mproc_task *t, int code, const char *fmt, ...)
     if (!t) return code;
     t->failed = true;
     t->code = code;
+    if (t->collect) t->collect->len = 0; /* no message unless one is given */
     if (fmt) {
         char buf[MPROC_ERROR_MSG_MAX];
         va_list ap;
@@ -56,6 +73,10 @@ int mproc_task_fail(mproc_task *t, int code, const char *fmt, ...)
         va_end(ap);
         if (n < 0) n = 0;
         if ((size_t)n >= sizeof buf) n = sizeof buf - 1;
+        if (t->collect) {
+            collect(t->collect, buf, (size_t)n);
+            return code;
+        }
         void *m;
         if (mproc__arena_alloc(&m, (size_t)n + 1) == 0) {
             memcpy(m, buf, (size_t)n + 1);

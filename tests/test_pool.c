@@ -343,13 +343,13 @@ static int parse_square(mproc_task *t)
     return mproc_task_return(t, out, (size_t)k);
 }
 
-static void imap_collect(mproc_pool *p, bool unordered, int n, long long *sum, int *count,
-                         bool *in_order)
+static void imap_collect(mproc_pool *p, bool unordered, size_t chunksize, int n, long long *sum,
+                         int *count, bool *in_order)
 {
     gen_state g = {.n = n};
     mproc_imap *it;
     CHECK_OK(mproc_imap_new(&it, p, parse_square, gen_next, &g,
-                            &(mproc_imap_opts){.unordered = unordered}));
+                            &(mproc_imap_opts){.unordered = unordered, .chunksize = chunksize}));
     *sum = 0;
     *count = 0;
     *in_order = true;
@@ -379,15 +379,22 @@ TEST(imap_ordered_and_unordered_same_multiset)
     int n = 2000;
     for (long long i = 0; i < n; i++)
         want += i * i;
-    imap_collect(p, false, n, &s1, &c1, &o1);
-    imap_collect(p, true, n, &s2, &c2, &o2);
-    CHECK_EQ(c1, n);
-    CHECK_EQ(c2, n);
-    CHECK_EQ(s1, want);
-    CHECK_EQ(s2, want);
-    CHECK(o1);
-    imap_collect(p, false, 0, &s1, &c1, &o1);
-    CHECK_EQ(c1, 0);
+    /* one task per item, and chunks: 7 does not divide n, so the last chunk is short */
+    const size_t chunks[] = {0, 7, 100};
+    for (size_t c = 0; c < sizeof chunks / sizeof chunks[0]; c++) {
+        imap_collect(p, false, chunks[c], n, &s1, &c1, &o1);
+        imap_collect(p, true, chunks[c], n, &s2, &c2, &o2);
+        CHECK_EQ(c1, n);
+        CHECK_EQ(c2, n);
+        CHECK_EQ(s1, want);
+        CHECK_EQ(s2, want);
+        CHECK(o1);
+        imap_collect(p, false, chunks[c], 0, &s1, &c1, &o1);
+        CHECK_EQ(c1, 0);
+        imap_collect(p, true, chunks[c], 1, &s1, &c1, &o1);
+        CHECK_EQ(c1, 1);
+        CHECK_EQ(s1, 0);
+    }
     mproc_pool_free(p);
 }
 
@@ -406,6 +413,16 @@ TEST(imap_endless_input_is_lazy)
         CHECK(g.i <= i + 1 + 8);
     }
     mproc_imap_free(it);
+    /* chunked: the window counts tasks, so at most window * chunksize items are read ahead */
+    g = (gen_state){.n = -1};
+    CHECK_OK(mproc_imap_new(&it, p, parse_square, gen_next, &g,
+                            &(mproc_imap_opts){.window = 4, .chunksize = 5}));
+    for (int i = 0; i < 100; i++) {
+        CHECK_OK(mproc_imap_next(it, &data, &len, &idx, MPROC_FOREVER));
+        CHECK_EQ(idx, i);
+        CHECK(g.i <= i + 1 + 4 * 5);
+    }
+    mproc_imap_free(it);
     mproc_pool_free(p);
 }
 
@@ -420,27 +437,68 @@ static int fail_odd(mproc_task *t)
 TEST(imap_item_errors_continue)
 {
     mproc_pool *p = make_pool(2);
-    gen_state g = {.n = 10};
+    for (size_t chunksize = 0; chunksize <= 3; chunksize += 3) {
+        gen_state g = {.n = 10};
+        mproc_imap *it;
+        CHECK_OK(mproc_imap_new(&it, p, fail_odd, gen_next, &g,
+                                &(mproc_imap_opts){.chunksize = chunksize}));
+        const void *data;
+        size_t len, idx;
+        int ok = 0, bad = 0, r;
+        while ((r = mproc_imap_next(it, &data, &len, &idx, MPROC_FOREVER)) != MPROC_ECLOSED) {
+            if (r == 0) {
+                ok++;
+                CHECK_EQ(idx % 2, 0);
+                CHECK_EQ(len, 1);
+                CHECK_EQ(((const char *)data)[0], (char)('0' + idx));
+            } else {
+                CHECK_RC(r, -EDOM);
+                CHECK_EQ(idx % 2, 1);
+                mproc_error e;
+                CHECK_OK(mproc_imap_error(it, &e));
+                CHECK(strstr(e.message, "odd") != NULL);
+                CHECK(e.worker > 0);
+                bad++;
+            }
+        }
+        CHECK_EQ(ok, 5);
+        CHECK_EQ(bad, 5);
+        mproc_imap_free(it);
+    }
+    mproc_pool_free(p);
+}
+
+/* Kills its worker on the item "13". */
+static int die_on_13(mproc_task *t)
+{
+    size_t len;
+    const char *s = mproc_task_arg(t, &len);
+    if (len == 2 && s[0] == '1' && s[1] == '3') raise(SIGKILL);
+    return mproc_task_return(t, s, len);
+}
+
+TEST(imap_chunk_of_a_killed_worker_fails_as_one)
+{
+    SKIP_IN_THREAD_MODE("a killed worker is the whole test process in thread mode");
+    mproc_pool *p = make_pool(2);
+    gen_state g = {.n = 30};
     mproc_imap *it;
-    CHECK_OK(mproc_imap_new(&it, p, fail_odd, gen_next, &g, NULL));
+    CHECK_OK(mproc_imap_new(&it, p, die_on_13, gen_next, &g, &(mproc_imap_opts){.chunksize = 5}));
     const void *data;
     size_t len, idx;
-    int ok = 0, bad = 0, r;
+    int r, ok = 0;
     while ((r = mproc_imap_next(it, &data, &len, &idx, MPROC_FOREVER)) != MPROC_ECLOSED) {
-        if (r == 0) {
-            ok++;
-            CHECK_EQ(idx % 2, 0);
-        } else {
-            CHECK_RC(r, -EDOM);
-            CHECK_EQ(idx % 2, 1);
+        if (idx >= 10 && idx < 15) { /* the chunk holding 13 */
+            CHECK_RC(r, MPROC_EWORKERLOST);
             mproc_error e;
             CHECK_OK(mproc_imap_error(it, &e));
-            CHECK(strstr(e.message, "odd") != NULL);
-            bad++;
+            CHECK_EQ(e.signal, SIGKILL);
+        } else {
+            CHECK_OK(r);
+            ok++;
         }
     }
-    CHECK_EQ(ok, 5);
-    CHECK_EQ(bad, 5);
+    CHECK_EQ(ok, 25);
     mproc_imap_free(it);
     mproc_pool_free(p);
 }

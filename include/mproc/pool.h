@@ -120,6 +120,11 @@ typedef int (*mproc_imap_input_fn)(const void **data, size_t *len, void *arg);
 typedef struct {
     bool unordered; /* yield results as they complete (imap_unordered) instead of in order */
     size_t window;  /* tasks in flight at most; 0: 4 * workers + 4 */
+    /* Items per task (Python's imap chunksize); 0 or 1: one task per item. A chunk's items are
+     * run one after the other on one worker and their results come back together: use it for
+     * many small items, where a task's own cost would dominate. If the worker dies, every item
+     * of its chunk fails with the same error. */
+    size_t chunksize;
 } mproc_imap_opts;
 int mproc_imap_new(mproc_imap **out, mproc_pool *p, mproc_task_fn fn, mproc_imap_input_fn input,
                    void *input_arg, const mproc_imap_opts *opts);
