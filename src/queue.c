@@ -5,9 +5,11 @@
  * moves the tail on, charges the byte budget, copies the message in (inline, or into an arena block
  * it hands over by reference) and publishes the slot. A get mirrors it at the head. Whoever finds
  * a position already claimed moves the shared index on for the claimer, so a claimer that died
- * before doing it stalls no one. Waiters spin briefly, then sleep on a futex; the side that makes
- * progress issues a wake only when a waiter is registered, so the fast path makes no syscall. */
+ * before doing it stalls no one. Waiters spin briefly, then yield the CPU between looks, then sleep
+ * on a futex; the side that makes progress issues a wake only when a waiter is registered, so the
+ * fast path makes no syscall. */
 #include <errno.h>
+#include <sched.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,7 +20,8 @@
 #include "platform.h"
 #include "queue_internal.h"
 
-#define SPIN_NS 100000    /* spin this long before sleeping */
+#define SPIN_NS 100000    /* look this long before sleeping */
+#define HARD_SPIN_NS 2000 /* but yield the CPU between looks after this: the peer may need it */
 #define IDLE_NS 100000000 /* sleep at most this long between looks (a waker may have died) */
 #define STALL_NS ((int64_t)MPROC_QUEUE_STALL_MS * 1000000)
 #define UNFENCED_NS 1000000 /* without a heavy fence a wake-up can be missed: look this often */
@@ -52,6 +55,7 @@ static int q_run(mproc_queue *q, q_try_fn attempt, void *ctx, double timeout, bo
     q_slot *stall_slot = NULL;
     uint64_t stall_w = 0;
     unsigned polls = 0;
+    bool yielding = false, handoff = false;
     for (bool again = false;; again = true) {
         q_block b = {.again = again};
         int r = attempt(q, ctx, &b);
@@ -59,7 +63,7 @@ static int q_run(mproc_queue *q, q_try_fn attempt, void *ctx, double timeout, bo
         if (r != Q_WAIT) return r;
         if (timeout == 0) return -EAGAIN;
         /* Read the clock on every 32nd poll only: it costs more than a look at the queue. */
-        if (deadline && (++polls & 31)) {
+        if (deadline && !yielding && (++polls & 31)) {
             mproc__cpu_relax();
             continue;
         }
@@ -67,6 +71,8 @@ static int q_run(mproc_queue *q, q_try_fn attempt, void *ctx, double timeout, bo
         if (!deadline) {
             deadline = mproc__deadline(timeout);
             spin_end = now + SPIN_NS;
+            handoff = mproc__queue_handoff;
+            mproc__queue_handoff = false;
         }
         if (!b.blocker) {
             stall_slot = NULL;
@@ -88,7 +94,12 @@ static int q_run(mproc_queue *q, q_try_fn attempt, void *ctx, double timeout, bo
         }
         if (now >= deadline) return -ETIMEDOUT;
         if (now < spin_end) {
-            mproc__cpu_relax();
+            /* Spin on the CPU only while the peer is likely on another one. */
+            yielding = handoff || now >= spin_end - SPIN_NS + HARD_SPIN_NS;
+            if (yielding)
+                sched_yield();
+            else
+                mproc__cpu_relax();
             continue;
         }
         /* Announce the sleep, then look once more: whoever makes progress after our look sees
@@ -102,7 +113,8 @@ static int q_run(mproc_queue *q, q_try_fn attempt, void *ctx, double timeout, bo
         r = attempt(q, ctx, &b);
         if (r == Q_WAIT) {
             int64_t until = now + (!fenced ? UNFENCED_NS : b.blocker || !get ? STALL_NS : IDLE_NS);
-            mproc__futex_wait(ev, e, until < deadline ? until : deadline);
+            if (mproc__futex_wait(ev, e, until < deadline ? until : deadline) == 0)
+                mproc__queue_handoff = true;
         }
         if (r != Q_WAIT && r != Q_RETRY) return r;
     }

@@ -1,4 +1,5 @@
 #include <limits.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -358,6 +359,7 @@ typedef struct {
     mproc_queue *q2;
     int id;
     int count;
+    int cpu;
     _Atomic int ready;
     _Atomic long total;
 } shared_args;
@@ -595,6 +597,67 @@ TEST(sleeping_peers_are_always_woken)
     CHECK_EQ(finish(p), 0);
     /* A few late rounds are the machine's noise; a lost wake-up in the protocol is many. */
     CHECK(late <= WAKE_ROUNDS / 50);
+    mproc_queue_free(q);
+    mproc_queue_free(back);
+    mproc_shared_free(a);
+}
+
+static int cmp_double(const void *x, const void *y)
+{
+    double a = *(const double *)x, b = *(const double *)y;
+    return (a > b) - (a < b);
+}
+
+/* Pins the calling thread to one CPU. */
+static void pin(int cpu)
+{
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    CHECK_OK(sched_setaffinity(0, sizeof set, &set));
+}
+
+static int pinned_echo(void *arg)
+{
+    pin(((shared_args *)arg)->cpu);
+    return echo(arg);
+}
+
+/* Two processes sharing one CPU bounce a message: a waiter that kept the CPU for its whole spin
+ * would make every hand-over wait out that spin (100 µs) or a time slice, where yielding lets the
+ * peer answer in a few context switches. */
+#define SHARED_CPU_ROUNDS 1000
+#define SHARED_CPU_ROUND_MAX 50e-6
+
+TEST(waiters_yield_a_cpu_they_share)
+{
+    cpu_set_t was;
+    CHECK_OK(sched_getaffinity(0, sizeof was, &was));
+    int cpu = 0;
+    while (!CPU_ISSET(cpu, &was))
+        cpu++;
+    mproc_queue *q, *back;
+    CHECK_OK(mproc_queue_new(&q, NULL));
+    CHECK_OK(mproc_queue_new(&back, NULL));
+    shared_args *a = new_args(q);
+    a->q2 = back;
+    a->cpu = cpu;
+    pin(cpu);
+    mproc_process *p = start(pinned_echo, a);
+    static double t[SHARED_CPU_ROUNDS];
+    for (int i = 0; i < SHARED_CPU_ROUNDS; i++) {
+        double t0 = harness_now();
+        char c;
+        CHECK_OK(mproc_queue_put(q, "p", 1, 5));
+        CHECK_OK(mproc_queue_get(back, &c, 1, NULL, 5));
+        t[i] = harness_now() - t0;
+    }
+    CHECK_OK(mproc_queue_close(q));
+    CHECK_EQ(finish(p), 0);
+    CHECK_OK(sched_setaffinity(0, sizeof was, &was));
+    /* The median: a round trip now and then waits for the machine, not for the protocol. */
+    qsort(t, SHARED_CPU_ROUNDS, sizeof *t, cmp_double);
+    CHECK(t[SHARED_CPU_ROUNDS / 2] < SHARED_CPU_ROUND_MAX * harness_slow());
     mproc_queue_free(q);
     mproc_queue_free(back);
     mproc_shared_free(a);
