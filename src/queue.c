@@ -22,6 +22,9 @@
 
 #define SPIN_NS 100000    /* look this long before sleeping */
 #define HARD_SPIN_NS 2000 /* but yield the CPU between looks after this: the peer may need it */
+#define DEFER_NS 10000    /* a put that found the ring full waits this long at most for ROOM */
+#define ROOM_SHIFT 4      /* ... for a sixteenth of the ring to be free, in rings ... */
+#define ROOM_MIN 8        /* ... of 128 slots or more */
 #define IDLE_NS 100000000 /* sleep at most this long between looks (a waker may have died) */
 #define STALL_NS ((int64_t)MPROC_QUEUE_STALL_MS * 1000000)
 #define UNFENCED_NS 1000000 /* without a heavy fence a wake-up can be missed: look this often */
@@ -35,6 +38,7 @@ typedef struct {
     q_slot *blocker;
     uint64_t blocker_w;
     bool again; /* set by q_run once the call waits: the attempt is a poll */
+    bool defer; /* a put that waits for room: take a slot only once the consumers got ahead */
 } q_block;
 
 typedef int (*q_try_fn)(mproc_queue *q, void *ctx, q_block *b);
@@ -51,13 +55,13 @@ static int valid(const mproc_queue *q)
 static int q_run(mproc_queue *q, q_try_fn attempt, void *ctx, double timeout, bool get)
 {
     _Atomic uint32_t *ev = get ? &q->not_empty : &q->not_full;
-    int64_t deadline = 0, spin_end = 0, stall_since = 0, swept = 0;
+    int64_t deadline = 0, spin_end = 0, defer_end = 0, stall_since = 0, swept = 0;
     q_slot *stall_slot = NULL;
     uint64_t stall_w = 0;
     unsigned polls = 0;
-    bool yielding = false, handoff = false;
+    bool yielding = false, handoff = false, deferring = false;
     for (bool again = false;; again = true) {
-        q_block b = {.again = again};
+        q_block b = {.again = again, .defer = deferring};
         int r = attempt(q, ctx, &b);
         if (r == Q_RETRY) continue;
         if (r != Q_WAIT) return r;
@@ -71,6 +75,7 @@ static int q_run(mproc_queue *q, q_try_fn attempt, void *ctx, double timeout, bo
         if (!deadline) {
             deadline = mproc__deadline(timeout);
             spin_end = now + SPIN_NS;
+            defer_end = now + DEFER_NS;
             handoff = mproc__queue_handoff;
             mproc__queue_handoff = false;
         }
@@ -93,6 +98,7 @@ static int q_run(mproc_queue *q, q_try_fn attempt, void *ctx, double timeout, bo
             stall_since = now; /* alive, just slow: look again later */
         }
         if (now >= deadline) return -ETIMEDOUT;
+        deferring = !get && now < defer_end;
         if (now < spin_end) {
             /* Spin on the CPU only while the peer is likely on another one. */
             yielding = handoff || now >= spin_end - SPIN_NS + HARD_SPIN_NS;
@@ -108,8 +114,7 @@ static int q_run(mproc_queue *q, q_try_fn attempt, void *ctx, double timeout, bo
         if (!(e & Q_SLEEPING) && !atomic_compare_exchange_strong(ev, &e, e | Q_SLEEPING)) continue;
         e |= Q_SLEEPING;
         bool fenced = mproc__fence_heavy();
-        b.blocker = NULL;
-        b.again = true;
+        b = (q_block){.again = true};
         r = attempt(q, ctx, &b);
         if (r == Q_WAIT) {
             int64_t until = now + (!fenced ? UNFENCED_NS : b.blocker || !get ? STALL_NS : IDLE_NS);
@@ -179,14 +184,17 @@ static inline void slot_prefetch(const q_block *b, const q_slot *s)
     mproc__prefetch_write(s->data);
 }
 
-#ifndef Q_AHEAD
-#define Q_AHEAD 8
-#endif
-static inline void slot_prefetch_ahead(mproc_queue *q, uint64_t pos)
+/* Whether a put that found the ring full should wait a little longer: a producer that takes each
+ * slot as soon as a consumer frees it polls the very slot header the consumer is writing, pulling
+ * the line away from it, and a consumer that cannot keep up is slowed down further. Waiting until
+ * a sixteenth of the ring is free (for DEFER_NS at most: consumers may have stopped) lets the
+ * consumers run ahead undisturbed, and the producer then fills slots they left long ago. */
+static bool room_pending(const mproc_queue *q, uint64_t pos)
 {
-    const q_slot *s = &q->slots[(pos + Q_AHEAD) & q->mask];
-    mproc__prefetch_write(s);
-    mproc__prefetch_write(s->data);
+    uint64_t room = (q->mask + 1) >> ROOM_SHIFT;
+    if (room < ROOM_MIN || q->max_items <= q->mask) return false;
+    const q_slot *ahead = &q->slots[(pos + room) & q->mask];
+    return w_diff(atomic_load_explicit(&ahead->word, memory_order_relaxed), pos + room) < 0;
 }
 
 /* Claim the slot of the next free position, or say why not (Q_WAIT, with the blocker if any). */
@@ -208,9 +216,9 @@ static int claim_put(mproc_queue *q, uint64_t *posp, q_slot **sp, q_block *b)
         uint64_t w = atomic_load(&s->word);
         int64_t d = w_diff(w, pos);
         if (d == 0 && w_state(w) == ST_FREE) {
+            if (b->defer && room_pending(q, pos)) return Q_WAIT;
             if (atomic_compare_exchange_weak(&s->word, &w, w_make(pos, ST_WRITING, me))) {
                 hint_advance(&q->tail, pos);
-                slot_prefetch_ahead(q, pos);
                 *posp = pos;
                 *sp = s;
                 return 0;
@@ -351,7 +359,6 @@ static int try_get(mproc_queue *q, void *c, q_block *b)
             }
             if (!atomic_compare_exchange_weak(&s->word, &w, w_make(pos, ST_READING, me))) continue;
             hint_advance(&q->head, pos);
-            slot_prefetch_ahead(q, pos);
             if (!take(q, s, pos, gc)) return 0;
             pos++;
             continue;

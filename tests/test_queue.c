@@ -10,6 +10,7 @@
 
 #include "arena.h"
 #include "harness.h"
+#include "queue_internal.h"
 
 /* ---- helpers ---- */
 
@@ -660,6 +661,38 @@ TEST(waiters_yield_a_cpu_they_share)
     CHECK(t[SHARED_CPU_ROUNDS / 2] < SHARED_CPU_ROUND_MAX * harness_slow());
     mproc_queue_free(q);
     mproc_queue_free(back);
+    mproc_shared_free(a);
+}
+
+/* Takes one message once the parent sleeps in a put on the full queue, then stops. */
+static int free_one_slot(void *arg)
+{
+    shared_args *a = arg;
+    while (!(atomic_load(&a->q->not_full) & Q_SLEEPING))
+        usleep(200);
+    char c;
+    return mproc_queue_get(a->q, &c, 1, NULL, 5) == 0 ? 0 : 1;
+}
+
+/* A put that finds a big ring full waits a little for the consumers to free more than one slot
+ * (they are slowed down by a producer polling the slot they free); that wait is bounded, so the
+ * put still takes a single freed slot when no other follows. */
+TEST(blocked_put_takes_a_single_freed_slot)
+{
+    mproc_queue *q;
+    CHECK_OK(mproc_queue_new(&q, NULL));
+    int n = 0;
+    while (mproc_queue_put(q, "x", 1, 0) == 0)
+        n++;
+    CHECK_EQ(n, MPROC_QUEUE_DEFAULT_ITEMS);
+    shared_args *a = new_args(q);
+    mproc_process *p = start(free_one_slot, a);
+    double t0 = harness_now();
+    CHECK_OK(mproc_queue_put(q, "y", 1, 10 * harness_slow()));
+    CHECK(harness_now() - t0 < 5 * harness_slow());
+    CHECK_EQ(finish(p), 0);
+    CHECK_EQ(mproc_queue_put(q, "z", 1, 0), -EAGAIN);
+    mproc_queue_free(q);
     mproc_shared_free(a);
 }
 
