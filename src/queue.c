@@ -25,6 +25,7 @@
 #define DEFER_NS 10000    /* a put that found the ring full waits this long at most for ROOM */
 #define ROOM_SHIFT 4      /* ... for a sixteenth of the ring to be free, in rings ... */
 #define ROOM_MIN 8        /* ... of 128 slots or more */
+#define PUT_AHEAD 16      /* a put prefetches the slot of the put this many positions later */
 #define IDLE_NS 100000000 /* sleep at most this long between looks (a waker may have died) */
 #define STALL_NS ((int64_t)MPROC_QUEUE_STALL_MS * 1000000)
 #define UNFENCED_NS 1000000 /* without a heavy fence a wake-up can be missed: look this often */
@@ -197,6 +198,19 @@ static bool room_pending(const mproc_queue *q, uint64_t pos)
     return w_diff(atomic_load_explicit(&ahead->word, memory_order_relaxed), pos + room) < 0;
 }
 
+/* Fetch, for writing, the slot this producer will fill PUT_AHEAD puts from now. Its lines were
+ * last written by the consumer that freed them, on another core: fetched only when the put comes,
+ * they are a wait on every message, while fetched now they arrive in the shadow of the puts in
+ * between. Only in rings large enough to wait for room (room_pending), where that slot is free by
+ * the time the producer gets to it and the prefetch takes nothing from a consumer still reading. */
+static inline void prefetch_ahead(const mproc_queue *q, uint64_t pos)
+{
+    if (((q->mask + 1) >> ROOM_SHIFT) < ROOM_MIN) return;
+    const q_slot *s = &q->slots[(pos + PUT_AHEAD) & q->mask];
+    mproc__prefetch_write(s);
+    mproc__prefetch_write(s->data);
+}
+
 /* Claim the slot of the next free position, or say why not (Q_WAIT, with the blocker if any). */
 static int claim_put(mproc_queue *q, uint64_t *posp, q_slot **sp, q_block *b)
 {
@@ -219,6 +233,7 @@ static int claim_put(mproc_queue *q, uint64_t *posp, q_slot **sp, q_block *b)
             if (b->defer && room_pending(q, pos)) return Q_WAIT;
             if (atomic_compare_exchange_weak(&s->word, &w, w_make(pos, ST_WRITING, me))) {
                 hint_advance(&q->tail, pos);
+                prefetch_ahead(q, pos);
                 *posp = pos;
                 *sp = s;
                 return 0;
