@@ -75,20 +75,28 @@ struct mproc_imap {
 
 /* ---- in the worker ---- */
 
+/* Make *buf hold at least need bytes, doubling. */
+static int reserve(unsigned char **buf, size_t *cap, size_t need)
+{
+    if (need <= *cap) return 0;
+    size_t c = *cap ? *cap : 256;
+    while (c < need)
+        c *= 2;
+    unsigned char *b = realloc(*buf, c);
+    if (!b) return -ENOMEM;
+    *buf = b;
+    *cap = c;
+    return 0;
+}
+
+/* Add n bytes at *len, zero-padded to 8 so the next record stays aligned. */
 static int append(unsigned char **buf, size_t *len, size_t *cap, const void *data, size_t n)
 {
     size_t need = *len + PAD8(n);
-    if (need > *cap) {
-        size_t c = *cap ? *cap : 256;
-        while (c < need)
-            c *= 2;
-        unsigned char *b = realloc(*buf, c);
-        if (!b) return -ENOMEM;
-        *buf = b;
-        *cap = c;
-    }
-    if (data && n) memcpy(*buf + *len, data, n);
-    memset(*buf + *len + (data ? n : 0), 0, PAD8(n) - (data ? n : 0));
+    int r = reserve(buf, cap, need);
+    if (r < 0) return r;
+    if (n) memcpy(*buf + *len, data, n);
+    memset(*buf + *len + n, 0, PAD8(n) - n);
     *len = need;
     return 0;
 }
@@ -118,7 +126,10 @@ static int imap_chunk(mproc_task *t)
             r = MPROC_ECANCELLED;
             break;
         }
-        mproc_task sub = *t;
+        /* The item's own task: the chunk's record and time limit, no inline argument copy. */
+        mproc_task sub;
+        sub.s = t->s;
+        sub.soft_deadline = t->soft_deadline;
         sub.arg = a + off;
         sub.arg_len = (size_t)ilen;
         sub.collect = &c;
@@ -170,10 +181,7 @@ int mproc_imap_new(mproc_imap **out, mproc_pool *p, mproc_task_fn fn, mproc_imap
 
 static int pack_add(mproc_imap *it, size_t *len, const void *data, size_t n)
 {
-    size_t cap = it->pack_cap;
-    int r = append(&it->pack, len, &cap, data, n);
-    it->pack_cap = cap;
-    return r;
+    return append(&it->pack, len, &it->pack_cap, data, n);
 }
 
 /* Pull up to chunksize items and pack them (room is kept for every length entry, and the items
@@ -182,12 +190,13 @@ static int pack_add(mproc_imap *it, size_t *len, const void *data, size_t n)
 static int pack_chunk(mproc_imap *it, uint32_t *count, size_t *plen)
 {
     size_t head = sizeof(chunk_hdr) + it->chunksize * sizeof(uint64_t);
-    size_t len = 0;
     *count = 0;
     *plen = 0;
-    int r = pack_add(it, &len, NULL, head); /* reserves the head; its bytes are set below */
+    int r = reserve(&it->pack, &it->pack_cap, head); /* the head is written below */
+    if (r < 0) return r;
+    size_t len = head;
     uint32_t n = 0;
-    if (r == 0) r = 1;
+    r = 1;
     while (r > 0 && n < it->chunksize) {
         const void *data = NULL;
         size_t dlen = 0;
