@@ -311,6 +311,10 @@ int mproc_queue_put(mproc_queue *q, const void *data, size_t len, double timeout
     if (!valid(q) || (!data && len)) return -EINVAL;
     if (len > q->max_bytes) return -EMSGSIZE;
     put_ctx pc = {.data = data, .len = len};
+    /* The first attempt outside q_run, where the compiler can inline it: most calls end here. */
+    q_block b = {0};
+    int r = try_put(q, &pc, &b);
+    if (r != Q_WAIT && r != Q_RETRY) return r;
     return q_run(q, try_put, &pc, timeout, false);
 }
 
@@ -394,7 +398,9 @@ int mproc_queue_get(mproc_queue *q, void *buf, size_t cap, size_t *len, double t
 {
     if (!valid(q) || (!buf && cap)) return -EINVAL;
     get_ctx gc = {.buf = buf, .cap = cap};
-    int r = q_run(q, try_get, &gc, timeout, true);
+    q_block b = {0};
+    int r = try_get(q, &gc, &b);
+    if (r == Q_WAIT || r == Q_RETRY) r = q_run(q, try_get, &gc, timeout, true);
     if (len && (r == 0 || r == -EMSGSIZE)) *len = gc.len;
     return r;
 }
