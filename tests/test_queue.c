@@ -456,10 +456,10 @@ static int consumer_body(void *arg)
     }
 }
 
-TEST(fifo_per_producer_two_producers_two_consumers)
+static void fifo_two_and_two(size_t items)
 {
     mproc_queue *q;
-    CHECK_OK(mproc_queue_new(&q, &(mproc_queue_opts){.max_items = 32}));
+    CHECK_OK(mproc_queue_new(&q, &(mproc_queue_opts){.max_items = items}));
     shared_args *pa[2], *ca = new_args(q);
     mproc_process *prod[2], *cons[2];
     for (int i = 0; i < 2; i++)
@@ -480,6 +480,18 @@ TEST(fifo_per_producer_two_producers_two_consumers)
     for (int i = 0; i < 2; i++)
         mproc_shared_free(pa[i]);
     mproc_shared_free(ca);
+}
+
+TEST(fifo_per_producer_two_producers_two_consumers)
+{
+    fifo_two_and_two(32);
+}
+
+/* A ring big enough that a put waiting for room waits for a sixteenth of it, and prefetches ahead.
+ */
+TEST(fifo_per_producer_big_ring)
+{
+    fifo_two_and_two(MPROC_QUEUE_DEFAULT_ITEMS);
 }
 
 static int blocked_get(void *arg)
@@ -987,14 +999,13 @@ static uint64_t seen_count(int id)
     return c;
 }
 
-TEST_T(sigkill_at_random_points, 120)
+static void kill_at_random_points(size_t items)
 {
-    SKIP_IN_THREAD_MODE("processes are threads: SIGKILL would end them all");
     ks = mproc_shared_alloc(sizeof *ks);
     CHECK(ks != NULL);
     size_t before = arena_in_use();
-    /* Small bounds, so processes die while blocked on a full queue as well as mid-copy. */
-    CHECK_OK(mproc_queue_new(&ks->q, &(mproc_queue_opts){.max_items = 64, .max_bytes = 128 << 10}));
+    CHECK_OK(
+        mproc_queue_new(&ks->q, &(mproc_queue_opts){.max_items = items, .max_bytes = 128 << 10}));
     atomic_store(&ks->next_id, KT_SURVIVORS);
     mproc_process *prod[KT_SURVIVORS], *cons[2];
     kt_arg *cons_arg = kt_new_arg(0), *prod_arg[KT_SURVIVORS];
@@ -1067,4 +1078,18 @@ TEST_T(sigkill_at_random_points, 120)
     size_t after = arena_in_use();
     printf("arena bytes leaked by killed processes: %zu\n", after - before);
     mproc_shared_free(ks);
+}
+
+/* Small bounds, so processes die while blocked on a full queue as well as mid-copy. */
+TEST_T(sigkill_at_random_points, 120)
+{
+    SKIP_IN_THREAD_MODE("processes are threads: SIGKILL would end them all");
+    kill_at_random_points(64);
+}
+
+/* A ring where puts wait for room in batches and prefetch slots ahead. */
+TEST_T(sigkill_at_random_points_big_ring, 120)
+{
+    SKIP_IN_THREAD_MODE("processes are threads: SIGKILL would end them all");
+    kill_at_random_points(256);
 }
