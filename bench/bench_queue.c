@@ -114,8 +114,9 @@ static double memcpy_gbs(void)
 /* ---- floor: the least a claim-based ring between 2 processes costs ----
  * One producer and one consumer on 1024 slots of a header line and a 64-byte data line, each side
  * claiming a slot with one CAS (what lets a queue have several producers and consumers) and
- * publishing it with a plain release store: no bounds, no wake-ups, no crash recovery. It moves
- * with the machine's core-to-core latency, so it says what the mproc row can hope for in that run.
+ * publishing it with a plain release store: no bounds, no wake-ups, no crash recovery, and no
+ * prefetching or waiting for room. It moves with the machine's core-to-core latency, so it puts the
+ * mproc row of the same run in proportion.
  */
 
 #define RING 1024
