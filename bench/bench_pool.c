@@ -10,7 +10,8 @@
 #include "bench.h"
 #include "mproc.h"
 
-enum { ONE_N = 100000, MANY_N = 100000, APPLY_N = 50000, MAP_N = 10000000 };
+enum { ONE_N = 100000, MANY_N = 100000, APPLY_N = 50000, MAP_N = 10000000, IDLE_N = 2000 };
+#define IDLE_PAUSE 200e-6 /* longer than any wait's spin: the workers are asleep */
 
 /* ---- mproc ---- */
 
@@ -73,6 +74,18 @@ static void mproc_rows(int *in, int *out)
         if ((r = mproc_pool_apply(p, trivial, &i, sizeof i, &y, sizeof y, NULL)) < 0)
             die("apply", r);
     bench_row("apply round trip", "mproc", (bench_now() - t0) / APPLY_N * 1e6, "us", "lower");
+
+    /* A sporadic apply: the pool has gone idle before each one. */
+    static double idle_t[IDLE_N];
+    for (int i = 0; i < IDLE_N; i++) {
+        nanosleep(&(struct timespec){.tv_nsec = (long)(IDLE_PAUSE * 1e9)}, NULL);
+        t0 = bench_now();
+        if ((r = mproc_pool_apply(p, trivial, &i, sizeof i, &y, sizeof y, NULL)) < 0)
+            die("apply", r);
+        idle_t[i] = bench_now() - t0;
+    }
+    bench_row("apply round trip, pool idle", "mproc", bench_median(idle_t, IDLE_N) * 1e6, "us",
+              "lower");
 
     /* once to warm the staging block, as a long-running program would be */
     if ((r = mproc_pool_map(p, twice, in, sizeof *in, out, sizeof *out, MAP_N, NULL)) < 0)
@@ -315,6 +328,8 @@ int main(void)
     memset(out, 0, MAP_N * sizeof *out);
     fork_floor_row(); /* in the same state as the pool's start below: 80 MB of arrays touched */
     mproc_rows(in, out);
+    bench_row("apply round trip, pool idle", "floor",
+              bench_futex_round_trip(IDLE_PAUSE, IDLE_N) * 1e6, "us", "lower");
     thread_rows(in, out);
     free(in);
     free(out);

@@ -1,11 +1,9 @@
 /* Queue: throughput with 64-byte and 1 MiB messages (1 producer, 1 consumer process; and 2 + 2),
  * and the round trip of a message bounced through two queues between 2 processes. Floors: memcpy
  * for 1 MiB messages, a raw futex round trip between 2 processes for the ping-pong. */
-#include <linux/futex.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "bench.h"
@@ -24,8 +22,7 @@ typedef struct {
     long count;
     _Atomic int ready;
     _Atomic int go;
-    _Atomic uint32_t word; /* futex floor */
-    _Atomic double end;    /* latest end time of a consumer */
+    _Atomic double end; /* latest end time of a consumer */
 } shared;
 
 static void note_end(shared *s, double t)
@@ -231,50 +228,6 @@ static double pingpong(double idle)
     return bench_median(t, count);
 }
 
-static void futex_wait_for(_Atomic uint32_t *w, uint32_t v)
-{
-    uint32_t c;
-    while ((c = atomic_load(w)) != v)
-        syscall(SYS_futex, w, FUTEX_WAIT, c, NULL, NULL, 0);
-}
-
-static int futex_ponger(void *arg)
-{
-    shared *s = arg;
-    for (uint32_t i = 1;; i += 2) {
-        futex_wait_for(&s->word, i);
-        if (atomic_load(&s->go)) return 0;
-        atomic_store(&s->word, i + 1);
-        syscall(SYS_futex, &s->word, FUTEX_WAKE, 1, NULL, NULL, 0);
-    }
-}
-
-/* The floor: a raw futex round trip between 2 processes, each sleeping until woken; with idle > 0
- * the pinger pauses that long before each ping, as the queue's peer-asleep row does, so both
- * vCPUs have gone idle when the ping is sent. */
-static double futex_pingpong(double idle)
-{
-    shared *s = mproc_shared_alloc(sizeof *s);
-    mproc_process *p = bench_start(futex_ponger, s);
-    static double t[PINGS];
-    uint32_t v = 0;
-    int count = idle > 0 ? PINGS / 10 : PINGS;
-    for (int i = -1000; i < count; i++) {
-        if (idle > 0) nanosleep(&(struct timespec){.tv_nsec = (long)(idle * 1e9)}, NULL);
-        double t0 = bench_now();
-        atomic_store(&s->word, ++v);
-        syscall(SYS_futex, &s->word, FUTEX_WAKE, 1, NULL, NULL, 0);
-        futex_wait_for(&s->word, ++v);
-        if (i >= 0) t[i] = bench_now() - t0;
-    }
-    atomic_store(&s->go, 1);
-    atomic_store(&s->word, ++v);
-    syscall(SYS_futex, &s->word, FUTEX_WAKE, 1, NULL, NULL, 0);
-    bench_join(p);
-    mproc_shared_free(s);
-    return bench_median(t, count);
-}
-
 int main(void)
 {
     double a[ROUNDS];
@@ -301,11 +254,11 @@ int main(void)
     bench_row("queue 1 MiB messages, 1 producer 1 consumer", "floor", bench_median(a, ROUNDS),
               "GB/s", "higher");
     bench_row("queue ping-pong round trip", "mproc", pingpong(0) * 1e6, "us", "lower");
-    double floor_us = futex_pingpong(0) * 1e6;
+    double floor_us = bench_futex_round_trip(0, PINGS) * 1e6;
     bench_row("queue ping-pong round trip", "floor", floor_us, "us", "lower");
     bench_row("queue ping-pong round trip, peer asleep", "mproc", pingpong(200e-6) * 1e6, "us",
               "lower");
-    bench_row("queue ping-pong round trip, peer asleep", "floor", futex_pingpong(200e-6) * 1e6,
-              "us", "lower");
+    bench_row("queue ping-pong round trip, peer asleep", "floor",
+              bench_futex_round_trip(200e-6, PINGS / 10) * 1e6, "us", "lower");
     return 0;
 }

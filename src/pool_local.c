@@ -24,6 +24,7 @@
 #include "mproc/process.h"
 #include "pool_backend.h"
 #include "pool_local.h"
+#include "spin.h"
 
 enum { KR_NONE, KR_TIMEOUT, KR_STOP };
 
@@ -487,7 +488,7 @@ static int local_send(mproc_pool *p, const uint32_t *idx, uint32_t n)
      * position up to t, so then head >= t. */
     if (n == 1 && atomic_load_explicit(&shm->head, memory_order_relaxed) < t) return 0;
     atomic_fetch_add(&shm->wake_seq, 1);
-    mproc__futex_wake(&shm->wake_seq, (int)(n < sl ? n : sl));
+    mproc__wake(&shm->wake_seq, (int)(n < sl ? n : sl));
     return 0;
 }
 

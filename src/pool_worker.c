@@ -28,8 +28,11 @@
 #include "mproc/common.h"
 #include "pool_local.h"
 #include "pool_task.h"
+#include "spin.h"
 
 #define SPIN_NS 50000
+#define HARD_SPIN_NS                                                                               \
+    10000 /* of which spin on the CPU this long: see WAIT_HARD_SPIN_NS in future.c */
 
 /* Thread-local: with start method "thread" every worker is a thread of one process. */
 static MPROC_TLS mproc__pool_shm *W;
@@ -138,7 +141,7 @@ static void run(uint32_t idx)
         }
         if (atomic_compare_exchange_weak(&s->state, &st, kind)) break;
     }
-    if (st & SS_WAITER) mproc__futex_wake(&s->state, INT_MAX);
+    if (st & SS_WAITER) mproc__wake(&s->state, INT_MAX);
     if (kind == SK_DONE_OK)
         atomic_store_explicit(&seat->ok, atomic_load_explicit(&seat->ok, memory_order_relaxed) + 1,
                               memory_order_relaxed);
@@ -153,7 +156,7 @@ static void chain_wake(void)
     if (atomic_load(&W->sleepers) && !atomic_load(&W->spinner) &&
         atomic_load(&W->tail) > atomic_load(&W->head)) {
         atomic_fetch_add(&W->wake_seq, 1);
-        mproc__futex_wake(&W->wake_seq, 1);
+        mproc__wake(&W->wake_seq, 1);
     }
 }
 
@@ -161,14 +164,19 @@ static void idle(void)
 {
     uint32_t none = 0;
     if (atomic_compare_exchange_strong(&W->spinner, &none, my_inc)) {
-        int64_t until = mproc__now_ns() + SPIN_NS;
+        int64_t now = mproc__now_ns(), until = now + SPIN_NS;
+        mproc__spin sp;
+        mproc__spin_start(&sp, now, HARD_SPIN_NS);
         for (unsigned i = 0;; i++) {
             if (queue_nonempty() || atomic_load_explicit(&W->shutdown, memory_order_relaxed)) {
                 atomic_store(&W->spinner, 0);
                 return;
             }
-            mproc__cpu_relax();
-            if ((i & 63) == 63 && mproc__now_ns() > until) break;
+            if (sp.yielding || (i & 63) == 63) {
+                now = mproc__now_ns();
+                if (now > until) break;
+            }
+            mproc__spin_pause(&sp, now);
         }
         atomic_store(&W->spinner, 0);
     }
@@ -178,8 +186,9 @@ static void idle(void)
     atomic_fetch_add(&W->sleepers, 1);
     atomic_store(&seat->asleep, 1);
     uint32_t seq = atomic_load(&W->wake_seq);
-    if (!queue_nonempty() && !atomic_load(&W->shutdown))
-        mproc__futex_wait(&W->wake_seq, seq, INT64_MAX);
+    if (!queue_nonempty() && !atomic_load(&W->shutdown) &&
+        mproc__futex_wait(&W->wake_seq, seq, INT64_MAX) == 0)
+        mproc__handoff_note();
     atomic_store(&seat->asleep, 0);
     atomic_fetch_sub(&W->sleepers, 1);
 }

@@ -9,7 +9,6 @@
  * on a futex; the side that makes progress issues a wake only when a waiter is registered, so the
  * fast path makes no syscall. */
 #include <errno.h>
-#include <sched.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,8 +19,10 @@
 #include "platform.h"
 #include "queue_internal.h"
 
-#define SPIN_NS 100000    /* look this long before sleeping */
-#define HARD_SPIN_NS 2000 /* but yield the CPU between looks after this: the peer may need it */
+#define SPIN_NS 100000 /* look this long before sleeping (how: spin.h) */
+#define HARD_SPIN_NS                                                                               \
+    2000                  /* of which spin on the CPU this long: a peer elsewhere answers sooner   \
+                           */
 #define DEFER_NS 10000    /* a put that found the ring full waits this long at most for ROOM */
 #define ROOM_SHIFT 4      /* ... for a sixteenth of the ring to be free, in rings ... */
 #define ROOM_MIN 8        /* ... of 128 slots or more */
@@ -60,7 +61,8 @@ static int q_run(mproc_queue *q, q_try_fn attempt, void *ctx, double timeout, bo
     q_slot *stall_slot = NULL;
     uint64_t stall_w = 0;
     unsigned polls = 0;
-    bool yielding = false, handoff = false, deferring = false;
+    mproc__spin sp = {0};
+    bool deferring = false;
     for (bool again = false;; again = true) {
         q_block b = {.again = again, .defer = deferring};
         int r = attempt(q, ctx, &b);
@@ -68,7 +70,7 @@ static int q_run(mproc_queue *q, q_try_fn attempt, void *ctx, double timeout, bo
         if (r != Q_WAIT) return r;
         if (timeout == 0) return -EAGAIN;
         /* Read the clock on every 32nd poll only: it costs more than a look at the queue. */
-        if (deadline && !yielding && (++polls & 31)) {
+        if (deadline && !sp.yielding && (++polls & 31)) {
             mproc__cpu_relax();
             continue;
         }
@@ -77,8 +79,7 @@ static int q_run(mproc_queue *q, q_try_fn attempt, void *ctx, double timeout, bo
             deadline = mproc__deadline(timeout);
             spin_end = now + SPIN_NS;
             defer_end = now + DEFER_NS;
-            handoff = mproc__queue_handoff;
-            mproc__queue_handoff = false;
+            mproc__spin_start(&sp, now, HARD_SPIN_NS);
         }
         if (!b.blocker) {
             stall_slot = NULL;
@@ -101,12 +102,7 @@ static int q_run(mproc_queue *q, q_try_fn attempt, void *ctx, double timeout, bo
         if (now >= deadline) return -ETIMEDOUT;
         deferring = !get && now < defer_end;
         if (now < spin_end) {
-            /* Spin on the CPU only while the peer is likely on another one. */
-            yielding = handoff || now >= spin_end - SPIN_NS + HARD_SPIN_NS;
-            if (yielding)
-                sched_yield();
-            else
-                mproc__cpu_relax();
+            mproc__spin_pause(&sp, now);
             continue;
         }
         /* Announce the sleep, then look once more: whoever makes progress after our look sees
@@ -120,7 +116,7 @@ static int q_run(mproc_queue *q, q_try_fn attempt, void *ctx, double timeout, bo
         if (r == Q_WAIT) {
             int64_t until = now + (!fenced ? UNFENCED_NS : b.blocker || !get ? STALL_NS : IDLE_NS);
             if (mproc__futex_wait(ev, e, until < deadline ? until : deadline) == 0)
-                mproc__queue_handoff = true;
+                mproc__handoff_note();
         }
         if (r != Q_WAIT && r != Q_RETRY) return r;
     }

@@ -6,13 +6,13 @@
 #define MPROC_QUEUE_INTERNAL_H
 
 #include <limits.h>
-#include <stdbool.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <sys/types.h>
 
 #include "mproc/queue.h"
 #include "platform.h"
+#include "spin.h"
 
 #define QUEUE_MAGIC 0x6d70726f63717565ULL /* "mprocque" */
 #define Q_LINE 64
@@ -128,11 +128,6 @@ int mproc__queue_block_get(mproc_queue *q, size_t len, void **out);
 void mproc__queue_block_put(mproc_queue *q, void *blk);
 /* Give back bytes to the budget, one unfinished task, and wake whoever waits for either. */
 void mproc__queue_refund(mproc_queue *q, uint64_t len, uint32_t flags);
-/* Set when this thread handed a message over through the kernel: it woke a sleeper or was woken.
- * The scheduler puts a wakee on or next to its waker's CPU, so on a busy machine the peer may now
- * be waiting for this very CPU: the thread's next wait yields it at once rather than spin first. */
-extern MPROC_TLS bool mproc__queue_handoff;
-
 #define Q_SLEEPING 0x80000000u
 /* Wake every sleeper of a side, if one announced itself. A sleeper sets Q_SLEEPING (an RMW) before
  * its last look at the queue, and the caller's last store to the state it waits for was seq_cst:
@@ -142,9 +137,8 @@ static inline void mproc__queue_wake(_Atomic uint32_t *ev)
 {
     uint32_t e = atomic_load(ev);
     if (__builtin_expect((e & Q_SLEEPING) != 0, 0) &&
-        atomic_compare_exchange_strong(ev, &e, (e + 1) & ~Q_SLEEPING) &&
-        mproc__futex_wake(ev, INT_MAX) > 0)
-        mproc__queue_handoff = true;
+        atomic_compare_exchange_strong(ev, &e, (e + 1) & ~Q_SLEEPING))
+        mproc__wake(ev, INT_MAX);
 }
 
 #endif

@@ -19,7 +19,6 @@
 #define STASH_MAX ((size_t)4 << 20)
 
 MPROC_TLS uint32_t mproc__queue_tid;
-MPROC_TLS bool mproc__queue_handoff;
 static pthread_once_t tid_once = PTHREAD_ONCE_INIT;
 
 /* Only the forking thread exists in the child: forget its parent's id. */

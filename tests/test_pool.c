@@ -1,5 +1,6 @@
 /* Pool: submit/apply/map/imap, futures, shutdown, bad input (CPython's test_pool, in C). */
 #include <poll.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -866,4 +867,46 @@ TEST_T(no_lost_wakeup_between_bursts_2_workers, 60)
 TEST_T(no_lost_wakeup_between_bursts_3_workers, 60)
 {
     wake_stress(3);
+}
+
+static int cmp_double(const void *x, const void *y)
+{
+    double a = *(const double *)x, b = *(const double *)y;
+    return (a > b) - (a < b);
+}
+
+/* An apply to an idle pool whose worker shares the caller's CPU (pinned: workers inherit the
+ * mask). The woken worker can only run once the caller lets go of the CPU, and the caller only
+ * once the worker does: a caller that spun its whole 20 µs and a worker that spun its 50 µs before
+ * sleeping made each apply cost about 90 µs; waits that yield the CPU after a hand-over through
+ * the kernel make it a few context switches. */
+#define IDLE_ROUNDS 300
+#define IDLE_PAUSE_US 300 /* longer than the worker's spin: it is asleep when the task comes */
+#define IDLE_APPLY_MAX 45e-6
+
+TEST(apply_to_an_idle_pool_sharing_one_cpu)
+{
+    cpu_set_t was, one;
+    CHECK_OK(sched_getaffinity(0, sizeof was, &was));
+    int cpu = 0;
+    while (!CPU_ISSET(cpu, &was))
+        cpu++;
+    CPU_ZERO(&one);
+    CPU_SET(cpu, &one);
+    CHECK_OK(sched_setaffinity(0, sizeof one, &one));
+    mproc_pool *p = make_pool(1);
+    static double t[IDLE_ROUNDS];
+    for (int i = 0; i < IDLE_ROUNDS; i++) {
+        usleep(IDLE_PAUSE_US);
+        int x = i;
+        long long y = 0;
+        double t0 = harness_now();
+        CHECK_OK(mproc_pool_apply(p, square, &x, sizeof x, &y, sizeof y, NULL));
+        t[i] = harness_now() - t0;
+        CHECK_EQ(y, (long long)i * i);
+    }
+    mproc_pool_free(p);
+    CHECK_OK(sched_setaffinity(0, sizeof was, &was));
+    qsort(t, IDLE_ROUNDS, sizeof *t, cmp_double);
+    CHECK(t[IDLE_ROUNDS / 2] < IDLE_APPLY_MAX * harness_slow());
 }

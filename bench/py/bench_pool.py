@@ -1,7 +1,9 @@
 """multiprocessing.Pool on the workloads of bench/bench_pool.c (same row names)."""
 import multiprocessing as mp
 import os
+import statistics
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchrow import now, row  # noqa: E402
@@ -10,6 +12,8 @@ ONE_N = 5000
 MANY_N = 100000
 APPLY_N = 2000
 MAP_N = 10_000_000
+IDLE_N = 500
+IDLE_PAUSE = 200e-6  # longer than any wait's spin: the workers are asleep
 
 
 def trivial(x):
@@ -42,6 +46,15 @@ def main():
     for i in range(APPLY_N):
         pool.apply(trivial, (i,))
     row("apply round trip", "python", (now() - t0) / APPLY_N * 1e6, "us", "lower")
+
+    # A sporadic apply: the pool has gone idle before each one (as in bench_pool.c).
+    idle_t = []
+    for i in range(IDLE_N):
+        time.sleep(IDLE_PAUSE)
+        t0 = now()
+        pool.apply(trivial, (i,))
+        idle_t.append(now() - t0)
+    row("apply round trip, pool idle", "python", statistics.median(idle_t) * 1e6, "us", "lower")
 
     data = range(MAP_N)
     t0 = now()

@@ -1,0 +1,66 @@
+/* How mproc's waits spend the time before they sleep.
+ *
+ * A wait first spins on the CPU: a peer running on another CPU answers within a microsecond or
+ * two, and a futex sleep and wake cost far more (tens of µs on virtual machines). After a few
+ * microseconds (each wait says how many) it yields the CPU between looks instead: a peer that shares this CPU (pinned
+ * there, or put there by the scheduler) can only answer once the waiter lets it run, and spinning
+ * on would make every hand-over between them cost the whole spin. After a hand-over through the
+ * kernel (this thread woke a sleeper, or a wake-up ended its own sleep) the next wait yields once
+ * at its first look: the scheduler runs a wakee on or next to its waker's CPU, so the peer may be
+ * waiting for this very CPU; if it is elsewhere, the yield returns at once and the wait spins as
+ * usual. Each wait decides when it stops looking and sleeps.
+ */
+#ifndef MPROC_SPIN_H
+#define MPROC_SPIN_H
+
+#include <sched.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "platform.h"
+
+/* Set by a hand-over through the kernel; taken by this thread's next wait. */
+extern MPROC_TLS bool mproc__handoff;
+
+/* Record that a futex sleep of this thread ended with a wake-up. */
+static inline void mproc__handoff_note(void)
+{
+    mproc__handoff = true;
+}
+
+/* futex_wake, recording a hand-over when it woke someone. */
+static inline int mproc__wake(_Atomic uint32_t *addr, int n)
+{
+    int r = mproc__futex_wake(addr, n);
+    if (r > 0) mproc__handoff = true;
+    return r;
+}
+
+typedef struct {
+    int64_t hard_end;
+    bool yielding;  /* past hard_end: yield between looks */
+    bool yield_now; /* after a hand-over: yield before the first look again */
+} mproc__spin;
+
+/* A wait begins at time now; it spins on the CPU for hard_ns at most. */
+static inline void mproc__spin_start(mproc__spin *sp, int64_t now, int64_t hard_ns)
+{
+    sp->yielding = false;
+    sp->yield_now = mproc__handoff;
+    mproc__handoff = false;
+    sp->hard_end = now + hard_ns;
+}
+/* Between two looks; now is the last clock reading (waits read it only every few looks while they
+ * spin, and on every look once they yield: see yielding). */
+static inline void mproc__spin_pause(mproc__spin *sp, int64_t now)
+{
+    if (!sp->yielding && now >= sp->hard_end) sp->yielding = true;
+    if (sp->yielding || sp->yield_now) {
+        sp->yield_now = false;
+        sched_yield();
+    }
+    else
+        mproc__cpu_relax();
+}
+
+#endif
