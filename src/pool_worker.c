@@ -31,8 +31,8 @@
 #include "spin.h"
 
 #define SPIN_NS 50000
-#define HARD_SPIN_NS                                                                               \
-    10000 /* of which spin on the CPU this long: see WAIT_HARD_SPIN_NS in future.c */
+/* Of that, spin on the CPU this long (spin.h); why not less: WAIT_HARD_SPIN_NS in future.c. */
+#define HARD_SPIN_NS 10000
 
 /* Thread-local: with start method "thread" every worker is a thread of one process. */
 static MPROC_TLS mproc__pool_shm *W;

@@ -19,10 +19,8 @@
 #include "platform.h"
 #include "queue_internal.h"
 
-#define SPIN_NS 100000 /* look this long before sleeping (how: spin.h) */
-#define HARD_SPIN_NS                                                                               \
-    2000                  /* of which spin on the CPU this long: a peer elsewhere answers sooner   \
-                           */
+#define SPIN_NS 100000    /* look this long before sleeping (how: spin.h) */
+#define HARD_SPIN_NS 2000 /* of which spin on the CPU this long: peers elsewhere answer sooner */
 #define DEFER_NS 10000    /* a put that found the ring full waits this long at most for ROOM */
 #define ROOM_SHIFT 4      /* ... for a sixteenth of the ring to be free, in rings ... */
 #define ROOM_MIN 8        /* ... of 128 slots or more */

@@ -2,13 +2,13 @@
  *
  * A wait first spins on the CPU: a peer running on another CPU answers within a microsecond or
  * two, and a futex sleep and wake cost far more (tens of µs on virtual machines). After a few
- * microseconds (each wait says how many) it yields the CPU between looks instead: a peer that shares this CPU (pinned
- * there, or put there by the scheduler) can only answer once the waiter lets it run, and spinning
- * on would make every hand-over between them cost the whole spin. After a hand-over through the
- * kernel (this thread woke a sleeper, or a wake-up ended its own sleep) the next wait yields once
- * at its first look: the scheduler runs a wakee on or next to its waker's CPU, so the peer may be
- * waiting for this very CPU; if it is elsewhere, the yield returns at once and the wait spins as
- * usual. Each wait decides when it stops looking and sleeps.
+ * microseconds (each wait says how many) it yields the CPU between looks instead: a peer that
+ * shares this CPU (pinned there, or put there by the scheduler) can only answer once the waiter
+ * lets it run, and spinning on would make every hand-over between them cost the whole spin. After a
+ * hand-over through the kernel (this thread woke a sleeper, or a wake-up ended its own sleep) the
+ * next wait yields once at its first look: the scheduler runs a wakee on or next to its waker's
+ * CPU, so the peer may be waiting for this very CPU; if it is elsewhere, the yield returns at once
+ * and the wait spins as usual. Each wait decides when it stops looking and sleeps.
  */
 #ifndef MPROC_SPIN_H
 #define MPROC_SPIN_H
@@ -58,8 +58,7 @@ static inline void mproc__spin_pause(mproc__spin *sp, int64_t now)
     if (sp->yielding || sp->yield_now) {
         sp->yield_now = false;
         sched_yield();
-    }
-    else
+    } else
         mproc__cpu_relax();
 }
 
