@@ -66,16 +66,13 @@ int mproc__slot_wait(mproc__slot *s, int64_t deadline)
 {
     if (slot_done(s)) return 0;
     if (deadline != INT64_MAX && deadline <= mproc__now_ns()) return -ETIMEDOUT;
-    int64_t now = mproc__now_ns(), spin_until = now + WAIT_SPIN_NS;
+    int64_t now = mproc__now_ns();
     mproc__spin sp;
-    mproc__spin_start(&sp, now, WAIT_HARD_SPIN_NS);
+    mproc__spin_start(&sp, now, WAIT_HARD_SPIN_NS, WAIT_SPIN_NS);
     for (unsigned i = 1;; i++) {
         if (slot_done(s)) return 0;
-        if (sp.yielding || (i & 63) == 0) {
-            now = mproc__now_ns();
-            if (now > spin_until) break;
-        }
-        mproc__spin_pause(&sp, now);
+        if (sp.yielding || (i & 63) == 0) now = mproc__now_ns();
+        if (!mproc__spin_pause(&sp, now)) break;
     }
     for (;;) {
         uint32_t st = atomic_load(&s->state);

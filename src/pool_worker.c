@@ -164,19 +164,16 @@ static void idle(void)
 {
     uint32_t none = 0;
     if (atomic_compare_exchange_strong(&W->spinner, &none, my_inc)) {
-        int64_t now = mproc__now_ns(), until = now + SPIN_NS;
+        int64_t now = mproc__now_ns();
         mproc__spin sp;
-        mproc__spin_start(&sp, now, HARD_SPIN_NS);
+        mproc__spin_start(&sp, now, HARD_SPIN_NS, SPIN_NS);
         for (unsigned i = 0;; i++) {
             if (queue_nonempty() || atomic_load_explicit(&W->shutdown, memory_order_relaxed)) {
                 atomic_store(&W->spinner, 0);
                 return;
             }
-            if (sp.yielding || (i & 63) == 63) {
-                now = mproc__now_ns();
-                if (now > until) break;
-            }
-            mproc__spin_pause(&sp, now);
+            if (sp.yielding || (i & 63) == 63) now = mproc__now_ns();
+            if (!mproc__spin_pause(&sp, now)) break;
         }
         atomic_store(&W->spinner, 0);
     }

@@ -77,7 +77,7 @@ static int q_run(mproc_queue *q, q_try_fn attempt, void *ctx, double timeout, bo
             deadline = mproc__deadline(timeout);
             spin_end = now + SPIN_NS;
             defer_end = now + DEFER_NS;
-            mproc__spin_start(&sp, now, HARD_SPIN_NS);
+            mproc__spin_start(&sp, now, HARD_SPIN_NS, SPIN_NS);
         }
         if (!b.blocker) {
             stall_slot = NULL;
@@ -99,10 +99,7 @@ static int q_run(mproc_queue *q, q_try_fn attempt, void *ctx, double timeout, bo
         }
         if (now >= deadline) return -ETIMEDOUT;
         deferring = !get && now < defer_end;
-        if (now < spin_end) {
-            mproc__spin_pause(&sp, now);
-            continue;
-        }
+        if (mproc__spin_pause(&sp, now)) continue;
         /* Announce the sleep, then look once more: whoever makes progress after our look sees
          * the flag and wakes us. */
         uint32_t e = atomic_load(ev);

@@ -37,29 +37,52 @@ static inline int mproc__wake(_Atomic uint32_t *addr, int n)
 }
 
 typedef struct {
-    int64_t hard_end;
+    int64_t hard_end, look_end;
     bool yielding;  /* past hard_end: yield between looks */
     bool yield_now; /* after a hand-over: yield before the first look again */
 } mproc__spin;
 
-/* A wait begins at time now; it spins on the CPU for hard_ns at most. */
-static inline void mproc__spin_start(mproc__spin *sp, int64_t now, int64_t hard_ns)
+/* A yield that kept this thread off its CPU this long means another program wanted that CPU for a
+ * time slice: yielding again would hand it over for a slice each time (milliseconds, where the
+ * peer answers in microseconds), so waits stop yielding and sleep after their spin instead, for a
+ * window that starts at MPROC__CONTENDED_MIN_NS and doubles while the contention lasts. */
+#define MPROC__YIELD_SLOW_NS 500000
+#define MPROC__CONTENDED_MIN_NS 10000000
+#define MPROC__CONTENDED_MAX_NS 1000000000
+extern MPROC_TLS int64_t mproc__contended_until;
+/* Open (or widen) the window after a slow yield that ended at now. */
+void mproc__spin_contended(int64_t now);
+
+/* A wait begins at time now: it looks for look_ns at most, spinning on the CPU for hard_ns. */
+static inline void mproc__spin_start(mproc__spin *sp, int64_t now, int64_t hard_ns, int64_t look_ns)
 {
     sp->yielding = false;
     sp->yield_now = mproc__handoff;
     mproc__handoff = false;
     sp->hard_end = now + hard_ns;
+    sp->look_end = now + look_ns;
 }
+
 /* Between two looks; now is the last clock reading (waits read it only every few looks while they
- * spin, and on every look once they yield: see yielding). */
-static inline void mproc__spin_pause(mproc__spin *sp, int64_t now)
+ * spin, and on every look once they yield: see yielding). False when the wait should stop looking
+ * and sleep. */
+static inline bool mproc__spin_pause(mproc__spin *sp, int64_t now)
 {
+    if (now >= sp->look_end) return false;
     if (!sp->yielding && now >= sp->hard_end) sp->yielding = true;
-    if (sp->yielding || sp->yield_now) {
-        sp->yield_now = false;
-        sched_yield();
-    } else
+    bool contended = now < mproc__contended_until;
+    if (contended) sp->yield_now = false;
+    if (!sp->yielding && !sp->yield_now) {
         mproc__cpu_relax();
+        return true;
+    }
+    if (contended) return false;
+    sp->yield_now = false;
+    sched_yield();
+    int64_t after = mproc__now_ns();
+    if (after - now < MPROC__YIELD_SLOW_NS) return true;
+    mproc__spin_contended(after);
+    return false;
 }
 
 #endif

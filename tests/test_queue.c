@@ -636,13 +636,25 @@ static int pinned_echo(void *arg)
     return echo(arg);
 }
 
+/* Spins on its CPU until told to stop: another program that wants the CPU. */
+static int cpu_hog(void *arg)
+{
+    shared_args *a = arg;
+    pin(a->cpu);
+    while (!atomic_load(&a->ready))
+        mproc__cpu_relax();
+    return 0;
+}
+
 /* Two processes sharing one CPU bounce a message: a waiter that kept the CPU for its whole spin
  * would make every hand-over wait out that spin (100 µs) or a time slice, where yielding lets the
- * peer answer in a few context switches. */
+ * peer answer in a few context switches. With a busy program on that CPU too, a yield would hand
+ * the CPU to it for a whole time slice (milliseconds) each time: waits notice and sleep instead,
+ * and the peer's wake-up gets the CPU back. */
 #define SHARED_CPU_ROUNDS 1000
 #define SHARED_CPU_ROUND_MAX 50e-6
 
-TEST(waiters_yield_a_cpu_they_share)
+static void ping_pong_on_one_cpu(bool with_hog)
 {
     cpu_set_t was;
     CHECK_OK(sched_getaffinity(0, sizeof was, &was));
@@ -652,10 +664,11 @@ TEST(waiters_yield_a_cpu_they_share)
     mproc_queue *q, *back;
     CHECK_OK(mproc_queue_new(&q, NULL));
     CHECK_OK(mproc_queue_new(&back, NULL));
-    shared_args *a = new_args(q);
+    shared_args *a = new_args(q), *h = new_args(NULL);
     a->q2 = back;
-    a->cpu = cpu;
+    a->cpu = h->cpu = cpu;
     pin(cpu);
+    mproc_process *hp = with_hog ? start(cpu_hog, h) : NULL;
     mproc_process *p = start(pinned_echo, a);
     static double t[SHARED_CPU_ROUNDS];
     for (int i = 0; i < SHARED_CPU_ROUNDS; i++) {
@@ -667,45 +680,27 @@ TEST(waiters_yield_a_cpu_they_share)
     }
     CHECK_OK(mproc_queue_close(q));
     CHECK_EQ(finish(p), 0);
+    atomic_store(&h->ready, 1);
+    if (hp) CHECK_EQ(finish(hp), 0);
     CHECK_OK(sched_setaffinity(0, sizeof was, &was));
-    /* The median: a round trip now and then waits for the machine, not for the protocol. */
+    /* Three in four: a round trip now and then waits for the machine, not for the protocol, but
+     * yielding to the busy program costs a time slice on most of them (p75 about 4 ms). */
     qsort(t, SHARED_CPU_ROUNDS, sizeof *t, cmp_double);
-    CHECK(t[SHARED_CPU_ROUNDS / 2] < SHARED_CPU_ROUND_MAX * harness_slow());
+    CHECK(t[SHARED_CPU_ROUNDS * 3 / 4] < SHARED_CPU_ROUND_MAX * harness_slow());
     mproc_queue_free(q);
     mproc_queue_free(back);
     mproc_shared_free(a);
+    mproc_shared_free(h);
 }
 
-/* Takes one message once the parent sleeps in a put on the full queue, then stops. */
-static int free_one_slot(void *arg)
+TEST(waiters_yield_a_cpu_they_share)
 {
-    shared_args *a = arg;
-    while (!(atomic_load(&a->q->not_full) & Q_SLEEPING))
-        usleep(200);
-    char c;
-    return mproc_queue_get(a->q, &c, 1, NULL, 5) == 0 ? 0 : 1;
+    ping_pong_on_one_cpu(false);
 }
 
-/* A put that finds a big ring full waits a little for the consumers to free more than one slot
- * (they are slowed down by a producer polling the slot they free); that wait is bounded, so the
- * put still takes a single freed slot when no other follows. */
-TEST(blocked_put_takes_a_single_freed_slot)
+TEST(waiters_do_not_yield_to_a_busy_program)
 {
-    mproc_queue *q;
-    CHECK_OK(mproc_queue_new(&q, NULL));
-    int n = 0;
-    while (mproc_queue_put(q, "x", 1, 0) == 0)
-        n++;
-    CHECK_EQ(n, MPROC_QUEUE_DEFAULT_ITEMS);
-    shared_args *a = new_args(q);
-    mproc_process *p = start(free_one_slot, a);
-    double t0 = harness_now();
-    CHECK_OK(mproc_queue_put(q, "y", 1, 10 * harness_slow()));
-    CHECK(harness_now() - t0 < 5 * harness_slow());
-    CHECK_EQ(finish(p), 0);
-    CHECK_EQ(mproc_queue_put(q, "z", 1, 0), -EAGAIN);
-    mproc_queue_free(q);
-    mproc_shared_free(a);
+    ping_pong_on_one_cpu(true);
 }
 
 TEST(close_wakes_blocked_getters_and_putters)
