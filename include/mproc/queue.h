@@ -19,7 +19,8 @@
  * sees each producer's messages in increasing order.
  *
  * Waiting: a blocked put or get spins for 2 µs, then yields the CPU between looks for the rest of
- * 100 µs, then sleeps on a futex (a wake-up costs a system call only when someone sleeps). A put
+ * 100 µs, then sleeps on a futex (a wake-up costs a system call only when someone sleeps). While
+ * another program keeps the CPU busy (a yield lost it for a time slice), it sleeps after the spin. A put
  * that finds a ring of 128 slots or more full takes a slot again only once a sixteenth of the ring
  * is free, or after 10 µs, so that it does not slow the consumers down (docs/queue.md, Waiting).
  *
