@@ -20,9 +20,10 @@
  *
  * Waiting: a blocked put or get spins for 2 µs, then yields the CPU between looks for the rest of
  * 100 µs, then sleeps on a futex (a wake-up costs a system call only when someone sleeps). While
- * another program keeps the CPU busy (a yield lost it for a time slice), it sleeps after the spin. A put
- * that finds a ring of 128 slots or more full takes a slot again only once a sixteenth of the ring
- * is free, or after 10 µs, so that it does not slow the consumers down (docs/queue.md, Waiting).
+ * another program keeps the CPU busy (a yield lost it for a time slice), it sleeps after the spin.
+ * A put that finds a ring of 128 slots or more full takes a slot again only once a sixteenth of the
+ * ring is free, or after 10 µs, so that it does not slow the consumers down (docs/queue.md,
+ * Waiting).
  *
  * Crash safety: a process killed at any instant (SIGKILL included), in the middle of a put or a
  * get, does not wedge the queue: the others notice the dead owner of a half-written or half-read
