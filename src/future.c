@@ -81,8 +81,7 @@ int mproc__slot_wait(mproc__slot *s, int64_t deadline)
             if (!atomic_compare_exchange_weak(&s->state, &st, st | SS_WAITER)) continue;
             st |= SS_WAITER;
         }
-        int r = mproc__futex_wait(&s->state, st, sleep_deadline(deadline));
-        if (r == 0) mproc__handoff_note();
+        int r = mproc__sleep(&s->state, st, sleep_deadline(deadline));
         if (r == -EINTR) return slot_done(s) ? 0 : -EINTR;
         if (r == -ETIMEDOUT && mproc__remaining_ns(deadline) <= 0)
             return slot_done(s) ? 0 : -ETIMEDOUT;

@@ -110,8 +110,7 @@ static int q_run(mproc_queue *q, q_try_fn attempt, void *ctx, double timeout, bo
         r = attempt(q, ctx, &b);
         if (r == Q_WAIT) {
             int64_t until = now + (!fenced ? UNFENCED_NS : b.blocker || !get ? STALL_NS : IDLE_NS);
-            if (mproc__futex_wait(ev, e, until < deadline ? until : deadline) == 0)
-                mproc__handoff_note();
+            mproc__sleep(ev, e, until < deadline ? until : deadline);
         }
         if (r != Q_WAIT && r != Q_RETRY) return r;
     }
@@ -183,10 +182,9 @@ static inline void slot_prefetch(const q_block *b, const q_slot *s)
  * consumers run ahead undisturbed, and the producer then fills slots they left long ago. */
 static bool room_pending(const mproc_queue *q, uint64_t pos)
 {
-    uint64_t room = (q->mask + 1) >> ROOM_SHIFT;
-    if (room < ROOM_MIN || q->max_items <= q->mask) return false;
-    const q_slot *ahead = &q->slots[(pos + room) & q->mask];
-    return w_diff(atomic_load_explicit(&ahead->word, memory_order_relaxed), pos + room) < 0;
+    if (!q->room) return false;
+    const q_slot *ahead = &q->slots[(pos + q->room) & q->mask];
+    return w_diff(atomic_load_explicit(&ahead->word, memory_order_relaxed), pos + q->room) < 0;
 }
 
 /* Fetch, for writing, the slot this producer will fill PUT_AHEAD puts from now. Its lines were
@@ -196,7 +194,7 @@ static bool room_pending(const mproc_queue *q, uint64_t pos)
  * the time the producer gets to it and the prefetch takes nothing from a consumer still reading. */
 static inline void prefetch_ahead(const mproc_queue *q, uint64_t pos)
 {
-    if (((q->mask + 1) >> ROOM_SHIFT) < ROOM_MIN) return;
+    if (!q->room) return;
     const q_slot *s = &q->slots[(pos + PUT_AHEAD) & q->mask];
     mproc__prefetch_write(s);
     mproc__prefetch_write(s->data);
@@ -448,6 +446,9 @@ int mproc_queue_new(mproc_queue **out, const mproc_queue_opts *opts)
         q->charge_from = MPROC_QUEUE_INLINE + 1;
     else
         q->charge_from = 1;
+    /* Only in rings big enough, and bounded by their slots: a smaller max_items is checked against
+     * the head, and waiting for slots past it would wait for nothing. */
+    q->room = n >> ROOM_SHIFT >= ROOM_MIN && items == n ? n >> ROOM_SHIFT : 0;
     q->joinable = opts && opts->joinable;
     for (uint64_t i = 0; i < n; i++)
         atomic_init(&q->slots[i].word, w_make(i, ST_FREE, 0));

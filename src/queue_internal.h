@@ -81,6 +81,7 @@ struct mproc_queue {
     uint64_t max_items;
     uint64_t max_bytes;   /* UINT64_MAX: no byte bound */
     uint64_t charge_from; /* messages of this many bytes or more count against max_bytes */
+    uint64_t room;        /* free slots a put that found the ring full waits for; 0: none */
     uint32_t joinable;
     /* producers */
     _Alignas(Q_LINE) _Atomic uint64_t tail;

@@ -22,10 +22,12 @@
 /* Set by a hand-over through the kernel; taken by this thread's next wait. */
 extern MPROC_TLS bool mproc__handoff;
 
-/* Record that a futex sleep of this thread ended with a wake-up. */
-static inline void mproc__handoff_note(void)
+/* futex_wait, recording a hand-over when the sleep ended with a wake-up. */
+static inline int mproc__sleep(_Atomic uint32_t *addr, uint32_t expected, int64_t deadline)
 {
-    mproc__handoff = true;
+    int r = mproc__futex_wait(addr, expected, deadline);
+    if (r == 0) mproc__handoff = true;
+    return r;
 }
 
 /* futex_wake, recording a hand-over when it woke someone. */
