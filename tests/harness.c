@@ -317,3 +317,16 @@ int main(int argc, char **argv)
     printf("%s: %d passed, %d failed, %d skipped\n", harness_method(), passed, failed, skipped);
     return failed ? 1 : 0;
 }
+
+static int cmp_double(const void *x, const void *y)
+{
+    double a = *(const double *)x, b = *(const double *)y;
+    return (a > b) - (a < b);
+}
+
+double harness_quantile(double *v, size_t n, double q)
+{
+    qsort(v, n, sizeof *v, cmp_double);
+    size_t i = (size_t)(q * (double)n);
+    return v[i < n ? i : n - 1];
+}

@@ -88,6 +88,9 @@ bool harness_pid_alive(pid_t pid);
 /* Wait up to timeout seconds for the process pid (not necessarily a child) to end: true if it did.
  */
 bool harness_wait_gone(pid_t pid, double timeout);
+/* The q-quantile (0..1) of v[0..n), which it sorts: timing asserts on a median or p75 stay
+ * meaningful on a machine that stalls a few samples. */
+double harness_quantile(double *v, size_t n, double q);
 /* Multiply timing bands by this under sanitizers and valgrind (env HARNESS_SLOW, default 1). */
 double harness_slow(void);
 

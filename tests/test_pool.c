@@ -869,12 +869,6 @@ TEST_T(no_lost_wakeup_between_bursts_3_workers, 60)
     wake_stress(3);
 }
 
-static int cmp_double(const void *x, const void *y)
-{
-    double a = *(const double *)x, b = *(const double *)y;
-    return (a > b) - (a < b);
-}
-
 /* Spins on its CPU until *stop: another program that wants the CPU. */
 static int cpu_hog(void *arg)
 {
@@ -931,8 +925,7 @@ static void idle_apply_on_one_cpu(bool with_hog)
     }
     mproc_shared_free((void *)stop);
     CHECK_OK(sched_setaffinity(0, sizeof was, &was));
-    qsort(t, IDLE_ROUNDS, sizeof *t, cmp_double);
-    CHECK(t[IDLE_ROUNDS / 2] < IDLE_APPLY_MAX * harness_slow());
+    CHECK(harness_quantile(t, IDLE_ROUNDS, 0.5) < IDLE_APPLY_MAX * harness_slow());
 }
 
 TEST(apply_to_an_idle_pool_sharing_one_cpu)

@@ -615,12 +615,6 @@ TEST(sleeping_peers_are_always_woken)
     mproc_shared_free(a);
 }
 
-static int cmp_double(const void *x, const void *y)
-{
-    double a = *(const double *)x, b = *(const double *)y;
-    return (a > b) - (a < b);
-}
-
 /* Pins the calling thread to one CPU. */
 static void pin(int cpu)
 {
@@ -685,8 +679,7 @@ static void ping_pong_on_one_cpu(bool with_hog)
     CHECK_OK(sched_setaffinity(0, sizeof was, &was));
     /* Three in four: a round trip now and then waits for the machine, not for the protocol, but
      * yielding to the busy program costs a time slice on most of them (p75 about 4 ms). */
-    qsort(t, SHARED_CPU_ROUNDS, sizeof *t, cmp_double);
-    CHECK(t[SHARED_CPU_ROUNDS * 3 / 4] < SHARED_CPU_ROUND_MAX * harness_slow());
+    CHECK(harness_quantile(t, SHARED_CPU_ROUNDS, 0.75) < SHARED_CPU_ROUND_MAX * harness_slow());
     mproc_queue_free(q);
     mproc_queue_free(back);
     mproc_shared_free(a);
