@@ -8,7 +8,7 @@
 
 #include "bench.h"
 #include "mproc.h"
-#include "platform.h"
+#include "platform/platform.h"
 
 #define ROUNDS 3
 #define SMALL 64

@@ -9,7 +9,7 @@
 
 #include "bench.h"
 #include "mproc.h"
-#include "sync_internal.h"
+#include "sync/sync.h"
 
 #define ROUNDS 11
 #define UNCONTENDED_OPS 2000000

@@ -13,7 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "process_internal.h"
+#include "process/process.h"
 
 #define MAX_CASES 256
 #define GRACE_S 2.0

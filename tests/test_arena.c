@@ -3,8 +3,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "arena.h"
-#include "platform.h"
+#include "arena/arena.h"
+#include "platform/platform.h"
 #include "harness.h"
 
 TEST(alloc_is_zeroed_aligned_and_reused)

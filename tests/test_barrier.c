@@ -5,7 +5,7 @@
 #include <unistd.h>
 
 #include "harness.h"
-#include "sync_internal.h"
+#include "sync/sync.h"
 
 #define PARTIES 5
 #define PASSES 1000

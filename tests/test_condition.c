@@ -2,7 +2,7 @@
 #include <stdlib.h>
 
 #include "harness.h"
-#include "sync_internal.h"
+#include "sync/sync.h"
 
 typedef struct {
     mproc_condition *cond;

@@ -9,7 +9,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "conn_internal.h"
+#include "channel/conn.h"
 #include "harness.h"
 
 /* ---- helpers ---- */

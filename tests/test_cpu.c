@@ -4,7 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "cpu.h"
+#include "platform/cpu.h"
 #include "harness.h"
 
 static char root[256];

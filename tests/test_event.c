@@ -4,7 +4,7 @@
 #include <unistd.h>
 
 #include "harness.h"
-#include "sync_internal.h"
+#include "sync/sync.h"
 
 /* Wait until someone sleeps in e's wait (past the spin), so a set exercises the wake path. */
 static void await_sleeper(mproc_event *e)

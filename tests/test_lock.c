@@ -6,7 +6,7 @@
 #include <unistd.h>
 
 #include "harness.h"
-#include "sync_internal.h"
+#include "sync/sync.h"
 
 /* A child's checks: the exit code names the first that failed. */
 #define EXPECT(n, cond)                                                                            \

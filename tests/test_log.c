@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "harness.h"
-#include "log_internal.h"
+#include "log/log.h"
 
 /* ---- helpers ---------------------------------------------------------------------------- */
 

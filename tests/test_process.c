@@ -6,7 +6,7 @@
 #include <unistd.h>
 
 #include "harness.h"
-#include "platform.h"
+#include "platform/platform.h"
 
 static int ret_arg(void *arg)
 {

@@ -8,9 +8,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "arena.h"
+#include "arena/arena.h"
 #include "harness.h"
-#include "queue_internal.h"
+#include "channel/queue.h"
 
 /* ---- helpers ---- */
 

@@ -3,7 +3,7 @@
 #include <stdlib.h>
 
 #include "harness.h"
-#include "sync_internal.h"
+#include "sync/sync.h"
 
 TEST(semaphore_counts)
 {

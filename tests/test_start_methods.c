@@ -6,8 +6,8 @@
 #include <unistd.h>
 
 #include "harness.h"
-#include "platform.h"
-#include "process_internal.h"
+#include "platform/platform.h"
+#include "process/process.h"
 
 static int join_code(mproc_process *p)
 {

@@ -1,0 +1,56 @@
+/* The family arena: one shared mapping, made before any child exists, at the same address in every
+ * process of the family, with a size-class allocator under a robust process-shared mutex. */
+#ifndef MPROC_ARENA_H
+#define MPROC_ARENA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Map the arena now with `size` bytes of address space (0: MPROC_ARENA_SIZE, else 4 GiB): for
+ * mproc_init. 0, -EALREADY when it exists already (the first allocation maps it by itself), or a
+ * negative code. */
+int mproc__arena_create(size_t size);
+/* Map the arena with the default size unless it exists: 0 or a negative code. Every allocation
+ * does it by itself; a forkserver helper must see the arena before it forks anyone. */
+int mproc__arena_ensure(void);
+/* Whether the arena exists in this process. */
+int mproc__arena_ready(void);
+
+/* Zeroed, 64-byte (cache line) aligned block; 0, -EINVAL (size 0) or -ENOMEM. Initialises the
+ * arena on first use. */
+int mproc__arena_alloc(void **out, size_t size);
+void mproc__arena_free(void *ptr);
+/* Usable bytes of a block. */
+size_t mproc__arena_usable(const void *ptr);
+/* Whether ptr points into the arena mapping (no arena: never). */
+extern const char *mproc__arena_lo;
+extern size_t mproc__arena_len;
+static inline int mproc__arena_contains(const void *ptr, size_t len)
+{
+    const char *p = ptr;
+    return mproc__arena_lo && p >= mproc__arena_lo && len <= mproc__arena_len &&
+           (size_t)(p - mproc__arena_lo) <= mproc__arena_len - len;
+}
+
+/* Family-wide roots: a module keeps its family state in slot `id`. On first use a zeroed block of
+ * `size` bytes is allocated, init(obj) prepares it, and it is published; if two processes race, one
+ * block wins and the other is freed, so init must have no effect outside the block.
+ * size 0 only looks. Returns the object or NULL. */
+enum {
+    MPROC__ROOT_LOG,
+    MPROC__ROOT_POOL,
+    MPROC__ROOT_SPARE1,
+    MPROC__ROOT_SPARE2,
+    MPROC__ROOT_COUNT
+};
+void *mproc__arena_root(int id, size_t size, void (*init)(void *obj));
+
+/* Statistics for tests and benchmarks. */
+typedef struct {
+    size_t mapped; /* address space of the arena */
+    size_t top;    /* bytes ever carved from it (high-water mark) */
+    size_t in_use; /* bytes in live blocks, headers included */
+} mproc__arena_stats;
+void mproc__arena_get_stats(mproc__arena_stats *st);
+
+#endif

@@ -1,0 +1,40 @@
+/* The seam between the pool (task records, futures, map/imap, shutdown policy) and the transport
+ * that runs tasks on workers. The local backend (pool_local.c) runs forked workers that read task
+ * records straight from the arena; an MPI backend would ship the same records to ranks and write
+ * their results back, without any change to the public API. */
+#ifndef MPROC_POOL_BACKEND_H
+#define MPROC_POOL_BACKEND_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "pool/pool.h"
+
+struct mproc__pool_backend {
+    const char *name;
+    /* Make the backend state (p->bs) and the chunk table (p->schunks), start p->nworkers workers
+     * and their supervision. 0 or a negative code (nothing left running). */
+    int (*start)(mproc_pool *p);
+    /* Publish a batch of queued task records (pool->mu held) and wake workers as needed.
+     * -EAGAIN when the transport is full (the caller waits and retries). */
+    int (*send)(mproc_pool *p, const uint32_t *idx, uint32_t n);
+    /* No more tasks will come: workers leave once the queue is empty. */
+    void (*close)(mproc_pool *p);
+    /* Wait until every worker has exited and been reaped (after close or terminate). */
+    int (*join)(mproc_pool *p, int64_t deadline);
+    /* Kill every worker now and fail queued and running tasks with `code` (MPROC_ECANCELLED for
+     * terminate, MPROC_EBROKEN for a broken pool); returns once they are reaped. */
+    void (*terminate)(mproc_pool *p, int code);
+    /* The watch list changed: make sure completions of SF_NOTIFY records are reported. */
+    void (*notify)(mproc_pool *p);
+    /* Visit every record still queued (not yet taken by a worker), with pool->mu held. */
+    void (*for_queued)(mproc_pool *p, void (*fn)(mproc_pool *, uint32_t idx, void *), void *arg);
+    /* Live worker pids. */
+    int (*worker_pids)(mproc_pool *p, pid_t *pids, int cap);
+    /* Release everything (workers already gone). */
+    void (*destroy)(mproc_pool *p);
+};
+
+extern const mproc__pool_backend mproc__pool_local_backend;
+
+#endif

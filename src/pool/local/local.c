@@ -1,0 +1,614 @@
+/* Local backend: forked workers reading task records from a shared queue in the arena, and the
+ * supervisor thread that watches them.
+ *
+ * The supervisor is one thread per pool in the parent, with every signal blocked (so signal
+ * handlers and the EINTR they cause always land in the program's own threads). It sleeps in
+ * poll() on: the workers' pidfds (a death), an eventfd the workers write when a watched task
+ * completes (callbacks, future fds, futures_wait), and a control eventfd (requests from the
+ * program's threads, and workers starting a task whose hard deadline is earlier than the next
+ * planned look). It fails the task of a dead worker, starts its replacement, enforces hard time
+ * limits, counts deaths for the crash-loop limit, and runs done-callbacks.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "arena/arena.h"
+#include "process/child_watch.h"
+#include "process/start_method.h"
+#include "mproc/process.h"
+#include "pool/backend.h"
+#include "pool/local/local.h"
+#include "platform/spin.h"
+
+enum { KR_NONE, KR_TIMEOUT, KR_STOP };
+
+typedef struct {
+    mproc_process *proc;
+    int pidfd;
+    pid_t pid;
+    uint32_t inc;
+    int kill_reason;
+    uint32_t quarantined; /* record failed for its time limit, released once the worker is gone */
+    bool alive;
+    char name[64];
+} seat_rt;
+
+typedef struct {
+    mproc__pool_shm *shm;
+    void *shm_block; /* the arena block holding shm (aligned up to 64 bytes inside it) */
+    seat_rt *seats;
+    pthread_t sup, relay;
+    bool sup_started, sup_exited, sup_joined, relay_started;
+    _Atomic bool relay_stop;
+    int stop_code; /* terminate/broken: code for the running tasks of killed workers */
+    bool stop_all; /* kill every worker, start no more */
+    bool req_exit; /* the supervisor may leave once no worker is alive */
+    int alive;
+    unsigned next_number;
+    uint32_t next_inc;
+    int64_t *deaths; /* ring of death times for the crash-loop limit */
+    unsigned ndeaths, dpos;
+    uint64_t ok_mark;
+} local_rt;
+
+static local_rt *RT(mproc_pool *p)
+{
+    return p->bs;
+}
+
+static void efd_write(int fd)
+{
+    uint64_t one = 1;
+    ssize_t r = write(fd, &one, sizeof one);
+    (void)r;
+}
+
+static void efd_drain(int fd)
+{
+    uint64_t v;
+    ssize_t r = read(fd, &v, sizeof v);
+    (void)r;
+}
+
+static void wake_all_workers(mproc__pool_shm *shm)
+{
+    atomic_fetch_add(&shm->wake_seq, 1);
+    mproc__futex_wake(&shm->wake_seq, INT32_MAX);
+}
+
+/* Start the worker of seat i (supervisor thread, or the creating thread before it exists). */
+static int spawn(mproc_pool *p, uint32_t i)
+{
+    local_rt *rt = RT(p);
+    mproc__pool_shm *shm = rt->shm;
+    mproc__seat *sh = &shm->seats[i];
+    seat_rt *w = &rt->seats[i];
+    uint32_t inc = ++rt->next_inc & 0xffffff;
+    if (inc == 0) inc = rt->next_inc = 1;
+    atomic_store(&sh->phase, WP_STARTING);
+    atomic_store(&sh->current, SLOT_NONE);
+    atomic_store(&sh->deadline_ns, 0);
+    atomic_store(&sh->crash_len, 0);
+    sh->crash_sig = 0;
+    sh->init_code = 0;
+    sh->init_msg[0] = '\0';
+    atomic_store(&sh->inc, inc);
+    snprintf(w->name, sizeof w->name, "%s-%u", p->name, ++rt->next_number);
+    mproc__worker_boot boot = {shm, i, inc, p->opts.initializer, p->opts.initarg};
+    mproc_process *proc;
+    /* arg_size: the boot block is copied into the arena, so a forkserver child can read it. */
+    int r = mproc_process_new(&proc, &(mproc_process_opts){.name = w->name,
+                                                           .run = mproc__worker_main,
+                                                           .arg = &boot,
+                                                           .arg_size = sizeof boot,
+                                                           .daemon = true,
+                                                           .start_method = p->method_name});
+    if (r < 0) return r;
+    r = mproc_process_start(proc);
+    if (r < 0) {
+        mproc_process_free(proc);
+        return r;
+    }
+    w->proc = proc;
+    w->pidfd = mproc_process_sentinel(proc);
+    w->pid = mproc_process_pid(proc);
+    w->inc = inc;
+    w->kill_reason = KR_NONE;
+    w->quarantined = SLOT_NONE;
+    pthread_mutex_lock(&p->mu);
+    w->alive = true;
+    rt->alive++;
+    pthread_mutex_unlock(&p->mu);
+    return 0;
+}
+
+static uint64_t total_ok(local_rt *rt)
+{
+    uint64_t n = 0;
+    for (uint32_t i = 0; i < rt->shm->nseats; i++)
+        n += atomic_load(&rt->shm->seats[i].ok);
+    return n;
+}
+
+/* Record a death; true when the crash-loop limit is exceeded. */
+static bool crash_loop(mproc_pool *p)
+{
+    local_rt *rt = RT(p);
+    uint64_t ok = total_ok(rt);
+    if (ok != rt->ok_mark) { /* a task succeeded since the last death: start counting again */
+        rt->ok_mark = ok;
+        rt->ndeaths = 0;
+    }
+    unsigned cap = p->opts.max_restarts + 1;
+    int64_t now = mproc__now_ns();
+    rt->deaths[rt->dpos] = now;
+    rt->dpos = (rt->dpos + 1) % cap;
+    if (rt->ndeaths < cap) rt->ndeaths++;
+    unsigned recent = 0;
+    int64_t window = (int64_t)(p->opts.restart_window * 1e9);
+    for (unsigned k = 0; k < rt->ndeaths; k++)
+        if (now - rt->deaths[k] <= window) recent++;
+    return recent > p->opts.max_restarts;
+}
+
+static void kill_all_locked(mproc_pool *p, int code)
+{
+    local_rt *rt = RT(p);
+    if (!rt->stop_all) {
+        rt->stop_all = true;
+        rt->stop_code = code;
+    }
+    atomic_store(&rt->shm->shutdown, 1);
+    for (uint32_t i = 0; i < rt->shm->nseats; i++) {
+        seat_rt *w = &rt->seats[i];
+        if (!w->alive || w->kill_reason == KR_STOP) continue;
+        w->kill_reason = KR_STOP;
+        /* Its task fails now; no record is reused before the worker is gone (the pool takes no
+         * more tasks). */
+        uint32_t cur = atomic_load(&rt->shm->seats[i].current);
+        if (cur != SLOT_NONE) {
+            atomic_fetch_or(&mproc__slot_at(p->schunks, cur)->flags, SF_CANCEL);
+            mproc__slot_fail(p, cur, SS_RUNNING(w->inc), rt->stop_code, 0, -1, w->pid, "%s",
+                             rt->stop_code == MPROC_EBROKEN ? p->broken_msg : "pool terminated");
+        }
+        if (!rt->shm->thread_mode) mproc__watch_signal(w->pid, w->pidfd, SIGKILL);
+    }
+    wake_all_workers(rt->shm);
+}
+
+static void unquarantine_locked(mproc_pool *p, uint32_t idx)
+{
+    if (idx == SLOT_NONE) return;
+    mproc_future *f = mproc__future_at(p, idx);
+    f->fl &= ~(uint32_t)FF_QUARANTINE;
+    if (f->fl & FF_ORPHAN) mproc__pool_release_locked(p, f);
+}
+
+static void describe_exit(char *buf, size_t cap, int code)
+{
+    if (code < 0) {
+        const char *abbr = sigabbrev_np(-code), *desc = sigdescr_np(-code);
+        snprintf(buf, cap, "was killed by signal %d (SIG%s: %s)", -code, abbr ? abbr : "?",
+                 desc ? desc : "?");
+    } else {
+        snprintf(buf, cap, "exited with status %d", code);
+    }
+}
+
+static void handle_death(mproc_pool *p, uint32_t i)
+{
+    local_rt *rt = RT(p);
+    seat_rt *w = &rt->seats[i];
+    mproc__seat *sh = &rt->shm->seats[i];
+    int code = 0;
+    /* Dead (its sentinel is readable); with a forkserver the status comes a moment later. */
+    mproc_process_join(w->proc, 5.0);
+    if (mproc_process_exitcode(w->proc, &code) < 0) code = -SIGKILL;
+    mproc_process_free(w->proc);
+    w->proc = NULL;
+    w->pidfd = -1;
+    /* A worker killed while idle leaves its mark in the counts the waking rule reads: a stuck
+     * spinner would stop every wake-up, a stuck sleeper only costs a spare one. And it may have
+     * died between claiming a record and waking the next sleeper (chain_wake): wake them all,
+     * they look at the queue and sleep again. */
+    uint32_t spin_inc = w->inc;
+    atomic_compare_exchange_strong(&rt->shm->spinner, &spin_inc, 0);
+    if (atomic_exchange(&sh->asleep, 0)) atomic_fetch_sub(&rt->shm->sleepers, 1);
+    wake_all_workers(rt->shm);
+    uint32_t phase = atomic_load(&sh->phase), cur = atomic_load(&sh->current);
+    int sig = code < 0 ? -code : 0, status = code >= 0 ? code : -1;
+    char how[160];
+    describe_exit(how, sizeof how, code);
+    bool normal = (phase == WP_RETIRED || phase == WP_EXITING) && code == 0;
+    char brk[512] = "";
+
+    pthread_mutex_lock(&p->mu);
+    w->alive = false;
+    rt->alive--;
+    if (w->kill_reason == KR_TIMEOUT) unquarantine_locked(p, w->quarantined);
+    w->quarantined = SLOT_NONE;
+    if (cur != SLOT_NONE) {
+        uint32_t owner = SS_RUNNING(w->inc);
+        if (w->kill_reason == KR_STOP) {
+            mproc__slot_fail(p, cur, owner, rt->stop_code, sig, status, w->pid, "%s",
+                             rt->stop_code == MPROC_EBROKEN ? p->broken_msg : "pool terminated");
+        } else {
+            uint32_t clen = atomic_load(&sh->crash_len);
+            mproc__slot_fail(p, cur, owner, MPROC_EWORKERLOST, sig, status, w->pid,
+                             "worker %s (pid %d) %s while running the task%s%.*s", w->name,
+                             (int)w->pid, how, clen ? "\nbacktrace:\n" : "", (int)clen, sh->crash);
+        }
+    }
+    if (!normal && w->kill_reason == KR_NONE && !rt->stop_all) {
+        if (phase == WP_INIT_FAILED)
+            snprintf(brk, sizeof brk, "worker initializer failed in %s (pid %d): %s", w->name,
+                     (int)w->pid, sh->init_msg);
+        else if (phase == WP_STARTING)
+            snprintf(brk, sizeof brk, "worker %s (pid %d) %s while starting (in its initializer)",
+                     w->name, (int)w->pid, how);
+        else if (crash_loop(p))
+            snprintf(brk, sizeof brk,
+                     "%u worker deaths within %g s with no task succeeding (last: %s %s)",
+                     p->opts.max_restarts + 1, p->opts.restart_window, w->name, how);
+    }
+    bool respawn = !rt->stop_all && !brk[0];
+    if (respawn && atomic_load(&rt->shm->shutdown))
+        respawn = atomic_load(&rt->shm->head) < atomic_load(&rt->shm->tail);
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+
+    if (brk[0]) {
+        mproc__pool_break(p, brk);
+        pthread_mutex_lock(&p->mu);
+        kill_all_locked(p, MPROC_EBROKEN);
+        pthread_mutex_unlock(&p->mu);
+        return;
+    }
+    if (respawn && spawn(p, i) < 0) {
+        /* Cannot fork any more: better a clear error than tasks waiting forever. */
+        char msg[128];
+        snprintf(msg, sizeof msg, "cannot start a replacement worker for %s", w->name);
+        mproc__pool_break(p, msg);
+        pthread_mutex_lock(&p->mu);
+        kill_all_locked(p, MPROC_EBROKEN);
+        pthread_mutex_unlock(&p->mu);
+    }
+}
+
+/* Kill workers whose task passed its hard deadline; returns the next deadline to look at. */
+static int64_t check_deadlines(mproc_pool *p)
+{
+    local_rt *rt = RT(p);
+    int64_t now = mproc__now_ns(), next = INT64_MAX;
+    for (uint32_t i = 0; i < rt->shm->nseats; i++) {
+        seat_rt *w = &rt->seats[i];
+        if (!w->alive || w->kill_reason != KR_NONE) continue;
+        mproc__seat *sh = &rt->shm->seats[i];
+        /* current before deadline: the worker clears a task's deadline before it takes the
+         * next record, so a deadline read after `current` is that record's or 0. */
+        uint32_t cur = atomic_load(&sh->current);
+        int64_t dl = atomic_load(&sh->deadline_ns);
+        if (!dl || cur == SLOT_NONE) continue;
+        if (dl > now) {
+            if (dl < next) next = dl;
+            continue;
+        }
+        mproc__slot *s = mproc__slot_at(p->schunks, cur);
+        if (rt->shm->thread_mode) {
+            /* A thread cannot be killed: the hard limit degrades to a cancel request. */
+            if (atomic_compare_exchange_strong(&sh->deadline_ns, &dl, 0))
+                atomic_fetch_or(&s->flags, SF_CANCEL);
+            continue;
+        }
+        double limit = (double)(s->timeout_ns ? s->timeout_ns : rt->shm->pool_timeout_ns) / 1e9;
+        pthread_mutex_lock(&p->mu);
+        if (mproc__slot_fail(p, cur, SS_RUNNING(w->inc), -ETIMEDOUT, SIGKILL, -1, w->pid,
+                             "task exceeded its time limit of %g s; worker %s (pid %d) killed",
+                             limit, w->name, (int)w->pid)) {
+            mproc__future_at(p, cur)->fl |= FF_QUARANTINE;
+            w->quarantined = cur;
+            w->kill_reason = KR_TIMEOUT;
+            mproc__watch_signal(w->pid, w->pidfd, SIGKILL);
+        } else if (atomic_load(&sh->deadline_ns) == dl) {
+            /* The record changed hands under us (the worker is between two tasks): look
+             * again shortly rather than sleep past a deadline. */
+            int64_t retry = now + 10000000;
+            if (retry < next) next = retry;
+        }
+        pthread_mutex_unlock(&p->mu);
+    }
+    return next;
+}
+
+/* Turns the workers' futex notifications into ctl_efd writes (see pool_local.h). */
+static void *relay(void *arg)
+{
+    mproc_pool *p = arg;
+    local_rt *rt = RT(p);
+    mproc__pool_shm *shm = rt->shm;
+    /* From 0, not from the current value: a worker may notify before this thread first runs. */
+    uint32_t seen = 0;
+    while (!atomic_load(&rt->relay_stop)) {
+        atomic_store(&shm->relay_sleeping, 1);
+        uint32_t s = atomic_load(&shm->notify_seq);
+        if (s == seen) mproc__futex_wait(&shm->notify_seq, s, INT64_MAX);
+        atomic_store(&shm->relay_sleeping, 0);
+        s = atomic_load(&shm->notify_seq);
+        if (s != seen) {
+            seen = s;
+            efd_write(shm->ctl_efd);
+        }
+    }
+    return NULL;
+}
+
+static void *supervise(void *arg)
+{
+    mproc_pool *p = arg;
+    local_rt *rt = RT(p);
+    mproc__pool_shm *shm = rt->shm;
+    uint32_t n = shm->nseats;
+    struct pollfd *pf = calloc(n + 1, sizeof *pf);
+    uint32_t *which = calloc(n, sizeof *which);
+    if (!pf || !which) abort();
+    for (;;) {
+        pthread_mutex_lock(&p->mu);
+        if (rt->stop_all) kill_all_locked(p, rt->stop_code);
+        if (rt->req_exit && rt->alive == 0) {
+            rt->sup_exited = true;
+            pthread_cond_broadcast(&p->cv);
+            pthread_mutex_unlock(&p->mu);
+            break;
+        }
+        pthread_mutex_unlock(&p->mu);
+
+        int64_t next = check_deadlines(p);
+        atomic_store(&shm->sup_wake_ns, next);
+        /* A worker may have started a timed task between the scan and the store above. */
+        int64_t again = check_deadlines(p);
+        if (again < next) next = again;
+        pf[0] = (struct pollfd){.fd = shm->ctl_efd, .events = POLLIN};
+        uint32_t k = 0;
+        for (uint32_t i = 0; i < n; i++) {
+            if (!rt->seats[i].alive) continue;
+            pf[1 + k] = (struct pollfd){.fd = rt->seats[i].pidfd, .events = POLLIN};
+            which[k++] = i;
+        }
+        int r = poll(pf, 1 + k, mproc__poll_ms(next));
+        atomic_store(&shm->sup_wake_ns, 0); /* awake: workers need not wake us */
+        if (r < 0) continue;
+        if (pf[0].revents) efd_drain(shm->ctl_efd);
+        for (uint32_t j = 0; j < k; j++)
+            if (pf[1 + j].revents) handle_death(p, which[j]);
+        pthread_mutex_lock(&p->mu);
+        mproc__future_scan_watch(p);
+        pthread_mutex_unlock(&p->mu);
+    }
+    free(pf);
+    free(which);
+    return NULL;
+}
+
+static void local_destroy(mproc_pool *p);
+
+static int local_start(mproc_pool *p)
+{
+    local_rt *rt = calloc(1, sizeof *rt);
+    if (!rt) return -ENOMEM;
+    p->bs = rt;
+    uint32_t n = (uint32_t)p->nworkers;
+    rt->seats = calloc(n, sizeof *rt->seats);
+    rt->deaths = calloc(p->opts.max_restarts + 1, sizeof *rt->deaths);
+    void *shm = NULL, *q = NULL;
+    int r = (!rt->seats || !rt->deaths) ? -ENOMEM : 0;
+    /* The arena gives 16-byte alignment; the shared block wants cache lines. */
+    if (r == 0)
+        r = mproc__arena_alloc(&shm, sizeof(mproc__pool_shm) + n * sizeof(mproc__seat) + 64);
+    if (r == 0) r = mproc__arena_alloc(&q, LOCAL_QCAP * sizeof(uint32_t));
+    if (r < 0) {
+        mproc__arena_free(shm);
+        free(rt->seats);
+        free(rt->deaths);
+        free(rt);
+        return r;
+    }
+    rt->shm_block = shm;
+    rt->shm = (mproc__pool_shm *)(((uintptr_t)shm + 63) & ~(uintptr_t)63);
+    rt->shm->q = q;
+    rt->shm->nseats = n;
+    rt->shm->max_tasks = p->opts.max_tasks_per_child;
+    rt->shm->pool_timeout_ns = (int64_t)(p->opts.task_timeout * 1e9);
+    rt->shm->ctl_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    rt->shm->thread_mode = p->method == MPROC__START_THREAD;
+    p->schunks = rt->shm->chunks;
+    for (uint32_t i = 0; i < n; i++)
+        rt->seats[i].pidfd = -1;
+    if (rt->shm->ctl_efd < 0) r = -errno;
+    if (!rt->shm->thread_mode) mproc__worker_prepare();
+    for (uint32_t i = 0; r == 0 && i < n; i++)
+        r = spawn(p, i);
+    if (r == 0) {
+        /* The supervisor never takes signals: they go to the program's threads. */
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old);
+        r = -pthread_create(&rt->relay, NULL, relay, p);
+        rt->relay_started = r == 0;
+        if (r == 0) r = -pthread_create(&rt->sup, NULL, supervise, p);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        rt->sup_started = r == 0;
+    }
+    if (r < 0) {
+        pthread_mutex_lock(&p->mu);
+        rt->stop_all = true;
+        for (uint32_t i = 0; i < n; i++)
+            if (rt->seats[i].alive && !rt->shm->thread_mode)
+                mproc__watch_signal(rt->seats[i].pid, rt->seats[i].pidfd, SIGKILL);
+        pthread_mutex_unlock(&p->mu);
+        for (uint32_t i = 0; i < n; i++) {
+            if (!rt->seats[i].proc) continue;
+            mproc_process_join(rt->seats[i].proc, MPROC_FOREVER);
+            mproc_process_free(rt->seats[i].proc);
+        }
+        local_destroy(p);
+        return r;
+    }
+    return 0;
+}
+
+static int local_send(mproc_pool *p, const uint32_t *idx, uint32_t n)
+{
+    mproc__pool_shm *shm = RT(p)->shm;
+    uint64_t t = atomic_load_explicit(&shm->tail, memory_order_relaxed);
+    uint64_t h = atomic_load_explicit(&shm->head, memory_order_acquire);
+    if (t + n - h > LOCAL_QCAP) return -EAGAIN;
+    for (uint32_t j = 0; j < n; j++)
+        atomic_store_explicit(&shm->q[(t + j) & (LOCAL_QCAP - 1)], idx[j], memory_order_relaxed);
+    atomic_store_explicit(&shm->tail, t + n, memory_order_release);
+    /* Dekker with the worker going to sleep (pool_worker.c idle: sleepers++, then a look at
+     * head and tail): after this fence either that look sees our records, or the loads below
+     * see its sleepers++ and the head it passed to. Everything the decision uses is read after
+     * the fence: a head read before it (as an "was the queue empty" test) may be stale by the
+     * time the tail is published, and was the cause of a lost wake-up (docs/pool.md). */
+    atomic_thread_fence(memory_order_seq_cst);
+    uint32_t sl = atomic_load_explicit(&shm->sleepers, memory_order_relaxed);
+    if (!sl) return 0;
+    /* A spinning worker will see the records (it looks at the queue again after it stops
+     * spinning and before it sleeps) and wakes the next sleeper itself (chain_wake). */
+    if (atomic_load_explicit(&shm->spinner, memory_order_relaxed)) return 0;
+    /* Positions before ours not yet passed: a worker will pass them, and one that claims a
+     * record while more are queued wakes a sleeper (chain_wake), so a busy pool makes no system
+     * call here. A worker that went to sleep without seeing our records had passed every
+     * position up to t, so then head >= t. */
+    if (n == 1 && atomic_load_explicit(&shm->head, memory_order_relaxed) < t) return 0;
+    atomic_fetch_add(&shm->wake_seq, 1);
+    mproc__wake(&shm->wake_seq, (int)(n < sl ? n : sl));
+    return 0;
+}
+
+static void local_close(mproc_pool *p)
+{
+    local_rt *rt = RT(p);
+    atomic_store(&rt->shm->shutdown, 1);
+    wake_all_workers(rt->shm);
+    efd_write(rt->shm->ctl_efd);
+}
+
+static void local_terminate(mproc_pool *p, int code)
+{
+    local_rt *rt = RT(p);
+    pthread_mutex_lock(&p->mu);
+    mproc__pool_fail_queued(p, code, code == MPROC_EBROKEN ? p->broken_msg : "pool terminated");
+    if (rt->sup_started && !rt->sup_exited) {
+        kill_all_locked(p, code);
+        efd_write(rt->shm->ctl_efd);
+        while (rt->alive > 0 && !rt->sup_exited)
+            pthread_cond_wait(&p->cv, &p->mu);
+    }
+    pthread_mutex_unlock(&p->mu);
+}
+
+static void stop_relay(local_rt *rt)
+{
+    if (!rt->relay_started) return;
+    rt->relay_started = false;
+    atomic_store(&rt->relay_stop, true);
+    atomic_fetch_add(&rt->shm->notify_seq, 1);
+    mproc__futex_wake(&rt->shm->notify_seq, 1);
+    pthread_join(rt->relay, NULL);
+}
+
+static int local_join(mproc_pool *p, int64_t deadline)
+{
+    local_rt *rt = RT(p);
+    pthread_mutex_lock(&p->mu);
+    rt->req_exit = true;
+    efd_write(rt->shm->ctl_efd);
+    while (rt->sup_started && !rt->sup_exited) {
+        if (deadline == INT64_MAX) {
+            pthread_cond_wait(&p->cv, &p->mu);
+        } else {
+            struct timespec ts = mproc__abs_timespec(deadline);
+            if (pthread_cond_timedwait(&p->cv, &p->mu, &ts) == ETIMEDOUT && !rt->sup_exited) {
+                pthread_mutex_unlock(&p->mu);
+                return -ETIMEDOUT;
+            }
+        }
+    }
+    bool need_join = rt->sup_started && !rt->sup_joined;
+    rt->sup_joined = true;
+    pthread_mutex_unlock(&p->mu);
+    if (need_join) {
+        pthread_join(rt->sup, NULL);
+        stop_relay(rt);
+    }
+    pthread_mutex_lock(&p->mu);
+    /* Every worker is gone: nothing can write a record any more. */
+    for (uint32_t i = 0; i < rt->shm->nseats; i++) {
+        unquarantine_locked(p, rt->seats[i].quarantined);
+        rt->seats[i].quarantined = SLOT_NONE;
+    }
+    mproc__future_scan_watch(p);
+    pthread_mutex_unlock(&p->mu);
+    return 0;
+}
+
+static void local_notify(mproc_pool *p)
+{
+    efd_write(RT(p)->shm->ctl_efd);
+}
+
+static void local_for_queued(mproc_pool *p, void (*fn)(mproc_pool *, uint32_t, void *), void *arg)
+{
+    mproc__pool_shm *shm = RT(p)->shm;
+    uint64_t t = atomic_load(&shm->tail);
+    for (uint64_t h = atomic_load(&shm->head); h < t; h++)
+        fn(p, atomic_load(&shm->q[h & (LOCAL_QCAP - 1)]), arg);
+}
+
+static int local_worker_pids(mproc_pool *p, pid_t *pids, int cap)
+{
+    local_rt *rt = RT(p);
+    int n = 0;
+    pthread_mutex_lock(&p->mu);
+    for (uint32_t i = 0; i < rt->shm->nseats; i++) {
+        if (!rt->seats[i].alive) continue;
+        if (n < cap) pids[n] = rt->seats[i].pid;
+        n++;
+    }
+    pthread_mutex_unlock(&p->mu);
+    return n;
+}
+
+static void local_destroy(mproc_pool *p)
+{
+    local_rt *rt = RT(p);
+    if (!rt) return;
+    stop_relay(rt);
+    if (rt->shm->ctl_efd >= 0) close(rt->shm->ctl_efd);
+    mproc__arena_free(rt->shm->q);
+    mproc__arena_free(rt->shm_block);
+    free(rt->seats);
+    free(rt->deaths);
+    free(rt);
+    p->bs = NULL;
+}
+
+const mproc__pool_backend mproc__pool_local_backend = {
+    .name = "local",
+    .start = local_start,
+    .send = local_send,
+    .close = local_close,
+    .join = local_join,
+    .terminate = local_terminate,
+    .notify = local_notify,
+    .for_queued = local_for_queued,
+    .worker_pids = local_worker_pids,
+    .destroy = local_destroy,
+};

@@ -1,0 +1,68 @@
+/* Local backend: the shared queue and worker seats in the arena, seen by the parent's supervisor
+ * and by the workers (pool_worker.c). */
+#ifndef MPROC_POOL_LOCAL_H
+#define MPROC_POOL_LOCAL_H
+
+#include <stdalign.h>
+
+#include "pool/pool.h"
+
+#define LOCAL_QCAP (1u << 20)
+#define CRASH_MAX 3072
+
+enum { WP_STARTING, WP_READY, WP_INIT_FAILED, WP_RETIRED, WP_EXITING };
+
+/* One worker seat; a replacement worker takes over the seat of the one it replaces. */
+typedef struct {
+    alignas(64) _Atomic uint32_t inc; /* incarnation of the worker in this seat (slot owner id) */
+    _Atomic uint32_t current;         /* record it is claiming or running, SLOT_NONE */
+    _Atomic uint32_t phase;           /* WP_* */
+    /* 1 while counted in shm->sleepers (set after the increment, cleared before the decrement),
+     * so the supervisor can take a killed sleeper out of the count. */
+    _Atomic uint32_t asleep;
+    int32_t init_code;
+    _Atomic int64_t deadline_ns; /* hard deadline of the running task, 0: none */
+    _Atomic uint64_t ok;         /* tasks that succeeded */
+    char init_msg[256];
+    _Atomic uint32_t crash_len; /* bytes of backtrace in crash[] */
+    int32_t crash_sig;
+    char crash[CRASH_MAX];
+} mproc__seat;
+
+struct mproc__pool_shm {
+    uint32_t magic;
+    uint32_t nseats;
+    _Atomic uint32_t *q; /* LOCAL_QCAP record indices, by position */
+    mproc__slot *chunks[SLOT_MAX_CHUNKS];
+    int ctl_efd;      /* wakes the supervisor (parent only: workers may not share our fds) */
+    bool thread_mode; /* workers are threads of the parent (start method "thread") */
+    unsigned max_tasks;
+    int64_t pool_timeout_ns;
+    alignas(64) _Atomic uint64_t tail; /* positions published (parent) */
+    alignas(64) _Atomic uint64_t head; /* positions passed (workers; a hint, see pool_worker.c) */
+    alignas(64) _Atomic uint32_t wake_seq; /* futex: workers sleep here */
+    _Atomic uint32_t sleepers;             /* workers that may be asleep on wake_seq */
+    _Atomic uint32_t spinner;    /* incarnation of the one worker spinning for work, 0: none */
+    _Atomic uint32_t shutdown;   /* 1: leave when the queue is empty */
+    _Atomic int64_t sup_wake_ns; /* when the supervisor next looks at deadlines */
+    /* Workers -> supervisor, without any fd (a forkserver child inherits none of ours): a
+     * futex word that a relay thread in the parent turns into a write of ctl_efd. */
+    alignas(64) _Atomic uint32_t notify_seq;
+    _Atomic uint32_t relay_sleeping;
+    alignas(64) mproc__seat seats[];
+};
+
+/* The worker process body (pool_worker.c). */
+typedef struct {
+    mproc__pool_shm *shm;
+    uint32_t seat;
+    uint32_t inc;
+    int (*initializer)(void *);
+    void *initarg;
+} mproc__worker_boot;
+int mproc__worker_main(void *boot);
+/* Run in the pool's process before its workers are forked: loads what every worker would
+ * otherwise load for itself (the unwinder behind backtrace()), once. */
+void mproc__worker_prepare(void);
+
+#endif

@@ -1,0 +1,288 @@
+/* The pool worker process: claim task records from the shared queue, run them, complete them in
+ * place; report crashes with a backtrace.
+ *
+ * Claiming. The queue is a ring of record indices by position; `head` is only a hint of the first
+ * position not yet passed. A worker takes a record by one CAS on the record's own state, QUEUED ->
+ * RUNNING(its incarnation), having first written the index to its seat (`current`). So ownership
+ * is decided atomically and is always visible to the supervisor: if the worker dies, the record
+ * still RUNNING(inc) at `current` is exactly the task it died on, and nothing else is lost. A
+ * worker reading a stale position may take a record out of order; the CAS still gives each queued
+ * record to exactly one worker, and positions are only passed over records already taken.
+ *
+ * Waiting. An idle worker spins briefly (only one at a time, the `spinner`, so spinning never
+ * starves the parent on a small machine) and then sleeps on a futex; the parent wakes a sleeper
+ * only when no worker is spinning and no earlier record is still waiting for a worker, so a busy
+ * pool takes no system call per task (the protocol and why no wake-up is lost: local_send in
+ * pool_local.c, and docs/pool.md).
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <execinfo.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "mproc/common.h"
+#include "pool/local/local.h"
+#include "pool/task.h"
+#include "platform/spin.h"
+
+#define SPIN_NS 50000
+/* Of that, spin on the CPU this long (spin.h); why not less: WAIT_HARD_SPIN_NS in future.c. */
+#define HARD_SPIN_NS 10000
+
+/* Thread-local: with start method "thread" every worker is a thread of one process. */
+static MPROC_TLS mproc__pool_shm *W;
+static MPROC_TLS mproc__seat *seat;
+static MPROC_TLS uint32_t my_inc;
+static MPROC_TLS pid_t my_pid;
+static int crash_fd = -1;
+
+static inline mproc__slot *slot_at(uint32_t idx)
+{
+    return mproc__slot_at(W->chunks, idx);
+}
+
+/* Chunks of task records this worker process has faulted in (one worker per process; in thread
+ * mode the parent's own prefault covered the shared address space). */
+static uint64_t faulted[SLOT_MAX_CHUNKS / 64];
+
+static inline void fault_in_chunk(uint32_t idx)
+{
+    uint32_t c = idx >> SLOT_CHUNK_SHIFT;
+    if (W->thread_mode || (faulted[c >> 6] >> (c & 63) & 1)) return;
+    faulted[c >> 6] |= (uint64_t)1 << (c & 63);
+    mproc__prefault(W->chunks[c], sizeof(mproc__slot) * SLOT_CHUNK);
+}
+
+/* seq_cst: the worker's half of the Dekker pairing with local_send (pool_local.c). */
+static bool queue_nonempty(void)
+{
+    return atomic_load(&W->head) < atomic_load(&W->tail);
+}
+
+/* Take one queued record, or SLOT_NONE when the queue is empty. */
+static uint32_t claim(void)
+{
+    for (;;) {
+        uint64_t h = atomic_load_explicit(&W->head, memory_order_acquire);
+        uint64_t t = atomic_load_explicit(&W->tail, memory_order_acquire);
+        if (h >= t) return SLOT_NONE;
+        uint32_t idx = atomic_load_explicit(&W->q[h & (LOCAL_QCAP - 1)], memory_order_acquire);
+        fault_in_chunk(idx);
+        mproc__slot *s = slot_at(idx);
+        uint32_t st = atomic_load_explicit(&s->state, memory_order_acquire);
+        if (SS_KIND(st) == SK_QUEUED) {
+            atomic_store_explicit(&seat->current, idx, memory_order_seq_cst);
+            if (atomic_compare_exchange_strong(&s->state, &st,
+                                               (st & SS_WAITER) | SS_RUNNING(my_inc))) {
+                atomic_compare_exchange_strong(&W->head, &h, h + 1);
+                return idx;
+            }
+            continue;
+        }
+        atomic_compare_exchange_strong(&W->head, &h, h + 1);
+    }
+}
+
+static void wake_supervisor(void)
+{
+    atomic_fetch_add(&W->notify_seq, 1);
+    if (atomic_load(&W->relay_sleeping)) mproc__futex_wake(&W->notify_seq, 1);
+}
+
+static void run(uint32_t idx)
+{
+    mproc__slot *s = slot_at(idx);
+    mproc_task t;
+    t.s = s;
+    t.code = 0;
+    t.failed = false;
+    t.collect = NULL;
+    t.arg_len = s->arg_len;
+    if (t.arg_len <= SLOT_INLINE) {
+        memcpy(t.argbuf, s->inl, t.arg_len);
+        t.arg = t.argbuf;
+    } else {
+        t.arg = s->arg_ext;
+    }
+    s->pid = my_pid;
+    s->res_len = 0;
+    int64_t hard = s->timeout_ns ? s->timeout_ns : W->pool_timeout_ns;
+    t.soft_deadline = 0;
+    if (hard || s->soft_timeout_ms) {
+        int64_t now = mproc__now_ns();
+        if (s->soft_timeout_ms) t.soft_deadline = now + (int64_t)s->soft_timeout_ms * 1000000;
+        if (hard) {
+            int64_t dl = now + hard;
+            atomic_store(&seat->deadline_ns, dl);
+            if (dl < atomic_load(&W->sup_wake_ns)) wake_supervisor();
+        }
+    }
+    int r = s->fn(&t);
+    if (hard) atomic_store_explicit(&seat->deadline_ns, 0, memory_order_relaxed);
+    uint32_t kind = SK_DONE_OK;
+    if (t.failed || r != 0) {
+        kind = SK_DONE_TASKERR;
+        s->err_code = t.failed ? t.code : (r < 0 ? r : MPROC_ETASKFAILED);
+    }
+    uint32_t st = atomic_load_explicit(&s->state, memory_order_relaxed);
+    for (;;) {
+        /* Failed from outside meanwhile (time limit, terminate): the supervisor is killing
+         * this worker; taking another task now would only lose it. A thread cannot be killed:
+         * it was asked to leave instead. */
+        if ((st & ~SS_WAITER) != SS_RUNNING(my_inc)) {
+            if (W->thread_mode) return;
+            for (;;)
+                pause();
+        }
+        if (atomic_compare_exchange_weak(&s->state, &st, kind)) break;
+    }
+    if (st & SS_WAITER) mproc__wake(&s->state, INT_MAX);
+    if (kind == SK_DONE_OK)
+        atomic_store_explicit(&seat->ok, atomic_load_explicit(&seat->ok, memory_order_relaxed) + 1,
+                              memory_order_relaxed);
+    if (atomic_load(&s->flags) & SF_NOTIFY) wake_supervisor();
+}
+
+/* Wake one sleeping worker when there is more queued work than this one will take. The loads
+ * come after the claim's seq_cst CAS on head: either they see a record the parent published
+ * meanwhile, or the parent's post-fence read of head sees our claim (see local_send). */
+static void chain_wake(void)
+{
+    if (atomic_load(&W->sleepers) && !atomic_load(&W->spinner) &&
+        atomic_load(&W->tail) > atomic_load(&W->head)) {
+        atomic_fetch_add(&W->wake_seq, 1);
+        mproc__wake(&W->wake_seq, 1);
+    }
+}
+
+static void idle(void)
+{
+    uint32_t none = 0;
+    if (atomic_compare_exchange_strong(&W->spinner, &none, my_inc)) {
+        int64_t now = mproc__now_ns();
+        mproc__spin sp;
+        mproc__spin_start(&sp, now, HARD_SPIN_NS, SPIN_NS);
+        for (unsigned i = 0;; i++) {
+            if (queue_nonempty() || atomic_load_explicit(&W->shutdown, memory_order_relaxed)) {
+                atomic_store(&W->spinner, 0);
+                return;
+            }
+            if (sp.yielding || (i & 63) == 63) now = mproc__now_ns();
+            if (!mproc__spin_pause(&sp, now)) break;
+        }
+        atomic_store(&W->spinner, 0);
+    }
+    /* Publish the intent to sleep, then look at the queue once more (seq_cst, pairs with the
+     * fence in local_send), then sleep on the sequence word the parent bumps before it wakes.
+     * No timeout: with this order a wake-up cannot be lost (docs/pool.md). */
+    atomic_fetch_add(&W->sleepers, 1);
+    atomic_store(&seat->asleep, 1);
+    uint32_t seq = atomic_load(&W->wake_seq);
+    if (!queue_nonempty() && !atomic_load(&W->shutdown)) mproc__sleep(&W->wake_seq, seq, INT64_MAX);
+    atomic_store(&seat->asleep, 0);
+    atomic_fetch_sub(&W->sleepers, 1);
+}
+
+/* Write "signal N (NAME) in PROCESS (pid P)" and the backtrace into the seat, then die of the
+ * same signal. Only async-signal-safe calls: the frames go through a memfd made at start-up. */
+static void crash_handler(int sig, siginfo_t *si, void *uc)
+{
+    (void)si;
+    (void)uc;
+    if (seat && crash_fd >= 0) {
+        void *frames[64];
+        int n = backtrace(frames, 64);
+        if (ftruncate(crash_fd, 0) == 0 && lseek(crash_fd, 0, SEEK_SET) == 0) {
+            backtrace_symbols_fd(frames, n, crash_fd);
+            ssize_t got = pread(crash_fd, seat->crash, CRASH_MAX - 1, 0);
+            if (got < 0) got = 0;
+            seat->crash[got] = '\0';
+            seat->crash_sig = sig;
+            atomic_store(&seat->crash_len, (uint32_t)got);
+        }
+    }
+    signal(sig, SIG_DFL);
+    raise(sig); /* blocked until we return; a hardware fault would re-fault anyway */
+}
+
+static void warm_backtrace(void)
+{
+    void *warm[2];
+    backtrace(warm, 2);
+}
+
+void mproc__worker_prepare(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, warm_backtrace);
+}
+
+static void install_crash_handlers(void)
+{
+    static char altstack[64 * 1024];
+    stack_t ss = {.ss_sp = altstack, .ss_size = sizeof altstack};
+    sigaltstack(&ss, NULL);
+    crash_fd = memfd_create("mproc-crash", MFD_CLOEXEC);
+    /* backtrace() loads libgcc on first use, which is not safe inside a signal handler. A fork
+     * child inherits it loaded from mproc__worker_prepare; a forkserver child loads it here. */
+    mproc__worker_prepare();
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = crash_handler;
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESETHAND;
+    sigemptyset(&sa.sa_mask);
+    const int sigs[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT};
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+        sigaction(sigs[i], &sa, NULL);
+}
+
+int mproc__worker_main(void *arg)
+{
+    mproc__worker_boot *b = arg;
+    W = b->shm;
+    seat = &W->seats[b->seat];
+    my_inc = b->inc;
+    if (!W->thread_mode) memset(faulted, 0, sizeof faulted);
+    if (W->thread_mode) {
+        my_pid = mproc__gettid();
+    } else {
+        my_pid = getpid();
+        /* Ctrl-C goes to the whole foreground group: the parent decides what happens to the
+         * pool. */
+        signal(SIGINT, SIG_IGN);
+        install_crash_handlers();
+    }
+    if (b->initializer) {
+        int r = b->initializer(b->initarg);
+        if (r != 0) {
+            seat->init_code = r;
+            snprintf(seat->init_msg, sizeof seat->init_msg, "initializer returned %d", r);
+            atomic_store(&seat->phase, WP_INIT_FAILED);
+            return 1;
+        }
+    }
+    atomic_store(&seat->phase, WP_READY);
+    unsigned done = 0, max = W->max_tasks;
+    for (;;) {
+        uint32_t idx = claim();
+        if (idx != SLOT_NONE) {
+            chain_wake();
+            run(idx);
+            if (max && ++done >= max) {
+                atomic_store(&seat->phase, WP_RETIRED);
+                return 0;
+            }
+            continue;
+        }
+        if (atomic_load(&W->shutdown)) {
+            atomic_store(&seat->phase, WP_EXITING);
+            return 0;
+        }
+        idle();
+    }
+}

@@ -1,0 +1,38 @@
+/* The child side of starting a process, whatever the method forked it (the caller for "fork",
+ * the helper for "forkserver"): tie its life to its parent, take its identity, run the body, and
+ * end the way a child of the library ends. */
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include "process/process.h"
+
+/* Before its identity: daemonic children die with their parent; the others are told to end
+ * (children never outlive a dead parent unnoticed). stdin is /dev/null, as in Python. */
+static void guard_and_detach_stdin(bool daemon, pid_t real_parent)
+{
+    prctl(PR_SET_PDEATHSIG, daemon ? SIGKILL : SIGTERM);
+    if (getppid() != real_parent) _exit(128 + (daemon ? SIGKILL : SIGTERM));
+    int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (null > STDIN_FILENO) {
+        dup2(null, STDIN_FILENO);
+        close(null);
+    }
+}
+
+_Noreturn void mproc__run_child(mproc_process *p, pid_t real_parent, pid_t logical_parent)
+{
+    guard_and_detach_stdin(p->daemon, real_parent);
+    mproc__child_setup(p, logical_parent);
+    mproc__child_exit(p->run(p->arg));
+}
+
+_Noreturn void mproc__child_exit(int code)
+{
+    fflush(stdout);
+    fflush(stderr);
+    mproc__registry_end_children();
+    _exit(code & 0xff);
+}
