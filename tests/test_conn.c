@@ -71,7 +71,7 @@ TEST(frame_bytes_on_the_wire)
 
 TEST(frame_header_encoding)
 {
-    unsigned char h[MPROC__FRAME_HEADER_MAX];
+    unsigned char h[MPROC__CONN_FRAME_HEADER_MAX];
     CHECK_EQ(mproc__frame_header(0x7fffffff, h), 4);
     CHECK(memcmp(h, "\x7f\xff\xff\xff", 4) == 0);
     /* above 0x7fffffff: -1, then the 8-byte length */
@@ -786,21 +786,21 @@ TEST(bad_addresses)
 
 TEST(address_parsing)
 {
-    mproc__addr a[MPROC__ADDR_MAX];
-    CHECK_EQ(mproc__address_resolve("unix:@abc", false, a, MPROC__ADDR_MAX), 1);
+    mproc__addr a[MPROC__ADDRESS_MAX];
+    CHECK_EQ(mproc__address_resolve("unix:@abc", false, a, MPROC__ADDRESS_MAX), 1);
     CHECK_EQ(a[0].family, AF_UNIX);
     /* abstract names are exactly their bytes after a NUL: what Python's "\0abc" binds */
     CHECK_EQ(a[0].len, offsetof(struct sockaddr_un, sun_path) + 4);
     CHECK_EQ(((struct sockaddr_un *)&a[0].sa)->sun_path[0], 0);
-    CHECK_EQ(mproc__address_resolve("unix:/tmp/x", false, a, MPROC__ADDR_MAX), 1);
+    CHECK_EQ(mproc__address_resolve("unix:/tmp/x", false, a, MPROC__ADDRESS_MAX), 1);
     CHECK(strcmp(((struct sockaddr_un *)&a[0].sa)->sun_path, "/tmp/x") == 0);
     /* numeric literals only: nothing here touches the network */
-    CHECK_EQ(mproc__address_resolve("tcp:[::1]:5", false, a, MPROC__ADDR_MAX), 1);
+    CHECK_EQ(mproc__address_resolve("tcp:[::1]:5", false, a, MPROC__ADDRESS_MAX), 1);
     CHECK_EQ(a[0].family, AF_INET6);
     CHECK_EQ(ntohs(((struct sockaddr_in6 *)&a[0].sa)->sin6_port), 5);
-    CHECK_EQ(mproc__address_resolve("tcp:::1:6", false, a, MPROC__ADDR_MAX), 1);
+    CHECK_EQ(mproc__address_resolve("tcp:::1:6", false, a, MPROC__ADDRESS_MAX), 1);
     CHECK_EQ(a[0].family, AF_INET6);
-    CHECK_EQ(mproc__address_resolve("tcp:127.0.0.1:7", false, a, MPROC__ADDR_MAX), 1);
+    CHECK_EQ(mproc__address_resolve("tcp:127.0.0.1:7", false, a, MPROC__ADDRESS_MAX), 1);
     CHECK_EQ(a[0].family, AF_INET);
     CHECK_EQ(ntohs(((struct sockaddr_in *)&a[0].sa)->sin_port), 7);
 }

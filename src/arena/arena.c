@@ -40,7 +40,7 @@ typedef struct {
     size_t top; /* offset of the first never-used byte */
     size_t in_use;
     uint64_t free_head[MAX_ORDER + 1];
-    void *roots[MPROC__ROOT_COUNT];
+    void *roots[MPROC__ARENA_ROOT_COUNT];
 } arena_hdr;
 
 static char *arena_base;
@@ -210,7 +210,7 @@ size_t mproc__arena_usable(const void *ptr)
 
 void *mproc__arena_root(int id, size_t size, void (*init)(void *obj))
 {
-    if (id < 0 || id >= MPROC__ROOT_COUNT || mproc__arena_ensure() < 0) return NULL;
+    if (id < 0 || id >= MPROC__ARENA_ROOT_COUNT || mproc__arena_ensure() < 0) return NULL;
     void *v = __atomic_load_n(&arena->roots[id], __ATOMIC_ACQUIRE);
     if (v || size == 0) return v;
     void *mine;

@@ -37,11 +37,11 @@ static inline int mproc__arena_contains(const void *ptr, size_t len)
  * block wins and the other is freed, so init must have no effect outside the block.
  * size 0 only looks. Returns the object or NULL. */
 enum {
-    MPROC__ROOT_LOG,
-    MPROC__ROOT_POOL,
-    MPROC__ROOT_SPARE1,
-    MPROC__ROOT_SPARE2,
-    MPROC__ROOT_COUNT
+    MPROC__ARENA_ROOT_LOG,
+    MPROC__ARENA_ROOT_POOL,
+    MPROC__ARENA_ROOT_SPARE1,
+    MPROC__ARENA_ROOT_SPARE2,
+    MPROC__ARENA_ROOT_COUNT
 };
 void *mproc__arena_root(int id, size_t size, void (*init)(void *obj));
 

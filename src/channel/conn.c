@@ -20,7 +20,7 @@ static bool conn_ok(const mproc_conn *c)
     return c && c->magic == MPROC__CONN_MAGIC;
 }
 
-size_t mproc__frame_header(uint64_t len, unsigned char out[MPROC__FRAME_HEADER_MAX])
+size_t mproc__frame_header(uint64_t len, unsigned char out[MPROC__CONN_FRAME_HEADER_MAX])
 {
     if (len <= 0x7fffffffu) {
         for (int i = 0; i < 4; i++)
@@ -163,7 +163,7 @@ int mproc_conn_send(mproc_conn *c, const void *data, size_t len)
 {
     if (!conn_ok(c) || (!data && len > 0)) return -EINVAL;
     if (!c->writable) return -EBADF;
-    unsigned char hdr[MPROC__FRAME_HEADER_MAX];
+    unsigned char hdr[MPROC__CONN_FRAME_HEADER_MAX];
     /* header and payload in one syscall: no Nagle delay on TCP, one wake-up for the reader */
     struct iovec iov[2] = {{hdr, mproc__frame_header(len, hdr)}, {(void *)data, len}};
     int cnt = len > 0 ? 2 : 1;

@@ -9,6 +9,9 @@
 
 #define MPROC__CONN_MAGIC 0x436f6e6eu /* "Conn" */
 
+/* Largest frame header: -1 then an 8-byte length. */
+#define MPROC__CONN_FRAME_HEADER_MAX 12
+
 struct mproc_conn {
     uint32_t magic;
     int fd;
@@ -17,7 +20,7 @@ struct mproc_conn {
     size_t max_message;
     /* The message being received, kept across calls that return early (timeout, -EMSGSIZE), so a
      * later call continues where the last one stopped. */
-    unsigned char hdr[12];
+    unsigned char hdr[MPROC__CONN_FRAME_HEADER_MAX];
     size_t hdr_have;
     bool have_len;
     uint64_t msg_len;
@@ -25,11 +28,8 @@ struct mproc_conn {
     size_t body_have;
 };
 
-/* Largest frame header: -1 then an 8-byte length. */
-#define MPROC__FRAME_HEADER_MAX 12
-
 /* Encode the frame header for a payload of len bytes; returns its size (4 or 12). */
-size_t mproc__frame_header(uint64_t len, unsigned char out[MPROC__FRAME_HEADER_MAX]);
+size_t mproc__frame_header(uint64_t len, unsigned char out[MPROC__CONN_FRAME_HEADER_MAX]);
 
 /* Wrap fd (ownership passes on success). */
 int mproc__conn_wrap(mproc_conn **out, int fd, bool readable, bool writable, bool is_socket);
@@ -52,7 +52,7 @@ typedef struct {
     struct sockaddr_storage sa;
 } mproc__addr;
 
-#define MPROC__ADDR_MAX 8
+#define MPROC__ADDRESS_MAX 8
 /* Resolve "unix:/p", "unix:@n" or "tcp:host:port" into up to max candidates; returns how many
  * (>= 1) or a negative code. passive: for bind (empty host = all interfaces). */
 int mproc__address_resolve(const char *address, bool passive, mproc__addr *out, int max);

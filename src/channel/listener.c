@@ -88,8 +88,8 @@ int mproc_listener_new_opts(mproc_listener **out, const char *address, const voi
 {
     if (!out || !address || check_key(authkey, keylen) < 0) return -EINVAL;
     int r;
-    mproc__addr addrs[MPROC__ADDR_MAX];
-    int n = mproc__address_resolve(address, true, addrs, MPROC__ADDR_MAX);
+    mproc__addr addrs[MPROC__ADDRESS_MAX];
+    int n = mproc__address_resolve(address, true, addrs, MPROC__ADDRESS_MAX);
     if (n < 0) return n;
     mproc_listener *l = calloc(1, sizeof *l);
     if (!l) return -ENOMEM;
@@ -230,8 +230,8 @@ int mproc_client_connect_opts(mproc_conn **out, const char *address, const void 
     if (!out || !address || check_key(authkey, keylen) < 0) return -EINVAL;
     mproc_conn_opts o = effective_opts(opts);
     int r;
-    mproc__addr addrs[MPROC__ADDR_MAX];
-    int n = mproc__address_resolve(address, false, addrs, MPROC__ADDR_MAX);
+    mproc__addr addrs[MPROC__ADDRESS_MAX];
+    int n = mproc__address_resolve(address, false, addrs, MPROC__ADDRESS_MAX);
     if (n < 0) return n;
     int64_t deadline = mproc__deadline(o.handshake_timeout);
     int fd = -ECONNREFUSED;

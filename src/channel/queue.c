@@ -45,8 +45,9 @@ typedef int (*q_try_fn)(mproc_queue *q, void *ctx, q_block *b);
 static int valid(const mproc_queue *q)
 {
     /* Queues are cache-line aligned, which also rejects most garbage before any load. */
-    return q && ((uintptr_t)q & (Q_LINE - 1)) == 0 && mproc__arena_contains(q, sizeof *q) &&
-           atomic_load_explicit(&q->magic, memory_order_relaxed) == QUEUE_MAGIC;
+    return q && ((uintptr_t)q & (MPROC__QUEUE_CACHE_LINE - 1)) == 0 &&
+           mproc__arena_contains(q, sizeof *q) &&
+           atomic_load_explicit(&q->magic, memory_order_relaxed) == MPROC__QUEUE_MAGIC;
 }
 
 /* Try, spin, then sleep, until the attempt gives a result or the timeout passes. While a slot with
@@ -102,8 +103,10 @@ static int q_run(mproc_queue *q, q_try_fn attempt, void *ctx, double timeout, bo
         /* Announce the sleep, then look once more: whoever makes progress after our look sees
          * the flag and wakes us. */
         uint32_t e = atomic_load(ev);
-        if (!(e & Q_SLEEPING) && !atomic_compare_exchange_strong(ev, &e, e | Q_SLEEPING)) continue;
-        e |= Q_SLEEPING;
+        if (!(e & MPROC__QUEUE_SLEEPING) &&
+            !atomic_compare_exchange_strong(ev, &e, e | MPROC__QUEUE_SLEEPING))
+            continue;
+        e |= MPROC__QUEUE_SLEEPING;
         bool fenced = mproc__fence_heavy();
         b = (q_block){.again = true};
         r = attempt(q, ctx, &b);
@@ -147,8 +150,8 @@ static bool bytes_fit(mproc_queue *q, uint64_t len, bool charge)
 /* Publish a claimed slot as "no message": its consumer drops it. */
 static void publish_skip(mproc_queue *q, q_slot *s, uint64_t pos)
 {
-    atomic_store_explicit(&s->flags, F_SKIP, memory_order_relaxed);
-    atomic_store(&s->word, w_make(pos, ST_FULL, 0));
+    atomic_store_explicit(&s->flags, MPROC__QUEUE_FLAG_SKIP, memory_order_relaxed);
+    atomic_store(&s->word, w_make(pos, MPROC__QUEUE_SLOT_FULL, 0));
     mproc__queue_wake(&q->not_empty);
 }
 
@@ -217,9 +220,10 @@ static int claim_put(mproc_queue *q, uint64_t *posp, q_slot **sp, q_block *b)
         slot_prefetch(b, s);
         uint64_t w = atomic_load(&s->word);
         int64_t d = w_diff(w, pos);
-        if (d == 0 && w_state(w) == ST_FREE) {
+        if (d == 0 && w_state(w) == MPROC__QUEUE_SLOT_FREE) {
             if (b->defer && room_pending(q, pos)) return Q_WAIT;
-            if (atomic_compare_exchange_weak(&s->word, &w, w_make(pos, ST_WRITING, me))) {
+            if (atomic_compare_exchange_weak(&s->word, &w,
+                                             w_make(pos, MPROC__QUEUE_SLOT_WRITING, me))) {
                 hint_advance(&q->tail, pos);
                 prefetch_ahead(q, pos);
                 *posp = pos;
@@ -230,7 +234,7 @@ static int claim_put(mproc_queue *q, uint64_t *posp, q_slot **sp, q_block *b)
         }
         if (d < 0) { /* the previous lap's message is still there: full */
             unsigned st = w_state(w);
-            if (st == ST_WRITING || st == ST_READING) {
+            if (st == MPROC__QUEUE_SLOT_WRITING || st == MPROC__QUEUE_SLOT_READING) {
                 b->blocker = s;
                 b->blocker_w = w;
             }
@@ -262,7 +266,7 @@ static int try_put(mproc_queue *q, void *c, q_block *b)
     uint32_t flags = 0;
     if (bounded) {
         /* Flag first: a recoverer in doubt refunds rather than leaks the budget. */
-        flags = F_CHARGED;
+        flags = MPROC__QUEUE_FLAG_CHARGED;
         atomic_store_explicit(&s->flags, flags, memory_order_relaxed);
         if (!bytes_fit(q, len, true)) { /* another producer took the room meanwhile */
             publish_skip(q, s, pos);
@@ -270,7 +274,7 @@ static int try_put(mproc_queue *q, void *c, q_block *b)
         }
     }
     if (q->joinable) {
-        flags |= F_COUNTED;
+        flags |= MPROC__QUEUE_FLAG_COUNTED;
         atomic_store_explicit(&s->flags, flags, memory_order_relaxed);
         atomic_fetch_add(&q->unfinished, 1);
     }
@@ -285,10 +289,10 @@ static int try_put(mproc_queue *q, void *c, q_block *b)
             mproc__queue_wake(&q->not_full);
             return r;
         }
-        atomic_store_explicit(&s->blk, (uint64_t)(uintptr_t)blk, memory_order_relaxed);
+        atomic_store_explicit(&s->block, (uint64_t)(uintptr_t)blk, memory_order_relaxed);
         memcpy(blk, pc->data, len);
     }
-    atomic_store_explicit(&s->word, w_make(pos, ST_FULL, 0), memory_order_release);
+    atomic_store_explicit(&s->word, w_make(pos, MPROC__QUEUE_SLOT_FULL, 0), memory_order_release);
     mproc__fence_light();
     mproc__queue_wake(&q->not_empty);
     return 0;
@@ -320,23 +324,24 @@ static int take(mproc_queue *q, q_slot *s, uint64_t pos, get_ctx *gc)
 {
     uint32_t f = atomic_load_explicit(&s->flags, memory_order_relaxed);
     uint64_t len = atomic_load_explicit(&s->len, memory_order_relaxed);
-    if (!(f & F_SKIP)) {
-        void *src = (void *)(uintptr_t)atomic_load_explicit(&s->blk, memory_order_relaxed);
+    if (!(f & MPROC__QUEUE_FLAG_SKIP)) {
+        void *src = (void *)(uintptr_t)atomic_load_explicit(&s->block, memory_order_relaxed);
         if (len) memcpy(gc->buf, src ? src : s->data, len);
         gc->len = len;
     }
     /* Only now off the slot: a recoverer frees a block that a reader dying mid-copy left. */
-    if (atomic_load_explicit(&s->blk, memory_order_relaxed)) {
-        void *blk = (void *)(uintptr_t)atomic_exchange(&s->blk, 0);
+    if (atomic_load_explicit(&s->block, memory_order_relaxed)) {
+        void *blk = (void *)(uintptr_t)atomic_exchange(&s->block, 0);
         if (blk) mproc__queue_block_put(q, blk);
     }
-    if (f & F_CHARGED) atomic_fetch_add(&q->bytes_out, len);
+    if (f & MPROC__QUEUE_FLAG_CHARGED) atomic_fetch_add(&q->bytes_out, len);
     /* An unfinished task now belongs to the caller's task_done. */
     atomic_store_explicit(&s->flags, 0, memory_order_relaxed);
-    atomic_store_explicit(&s->word, w_make(pos + q->mask + 1, ST_FREE, 0), memory_order_release);
+    atomic_store_explicit(&s->word, w_make(pos + q->mask + 1, MPROC__QUEUE_SLOT_FREE, 0),
+                          memory_order_release);
     mproc__fence_light();
     mproc__queue_wake(&q->not_full);
-    return (f & F_SKIP) != 0;
+    return (f & MPROC__QUEUE_FLAG_SKIP) != 0;
 }
 
 static int try_get(mproc_queue *q, void *c, q_block *b)
@@ -352,10 +357,10 @@ static int try_get(mproc_queue *q, void *c, q_block *b)
         uint64_t w = atomic_load(&s->word);
         int64_t d = w_diff(w, pos);
         unsigned st = w_state(w);
-        if (d == 0 && st == ST_FULL) {
+        if (d == 0 && st == MPROC__QUEUE_SLOT_FULL) {
             uint32_t f = atomic_load_explicit(&s->flags, memory_order_relaxed);
             uint64_t len = atomic_load_explicit(&s->len, memory_order_relaxed);
-            if (!(f & F_SKIP) && len > gc->cap) {
+            if (!(f & MPROC__QUEUE_FLAG_SKIP) && len > gc->cap) {
                 if (atomic_load(&s->word) != w) continue; /* gone meanwhile: len may be stale */
                 gc->len = len;
                 if (!gc->alloc) return -EMSGSIZE;
@@ -364,14 +369,17 @@ static int try_get(mproc_queue *q, void *c, q_block *b)
                 gc->cap = gc->buf ? len : 0;
                 return gc->buf ? Q_RETRY : -ENOMEM;
             }
-            if (!atomic_compare_exchange_weak(&s->word, &w, w_make(pos, ST_READING, me))) continue;
+            if (!atomic_compare_exchange_weak(&s->word, &w,
+                                              w_make(pos, MPROC__QUEUE_SLOT_READING, me)))
+                continue;
             hint_advance(&q->head, pos);
             if (!take(q, s, pos, gc)) return 0;
             pos++;
             continue;
         }
-        if (d < 0 || (d == 0 && st == ST_FREE)) return closed ? MPROC_ECLOSED : Q_WAIT;
-        if (d == 0 && st == ST_WRITING) {
+        if (d < 0 || (d == 0 && st == MPROC__QUEUE_SLOT_FREE))
+            return closed ? MPROC_ECLOSED : Q_WAIT;
+        if (d == 0 && st == MPROC__QUEUE_SLOT_WRITING) {
             b->blocker = s;
             b->blocker_w = w;
             return Q_WAIT;
@@ -426,9 +434,11 @@ int mproc_queue_new(mproc_queue **out, const mproc_queue_opts *opts)
     while (n < items)
         n <<= 1;
     void *raw;
-    int r = mproc__arena_alloc(&raw, sizeof(mproc_queue) + n * sizeof(q_slot) + Q_LINE);
+    int r = mproc__arena_alloc(&raw,
+                               sizeof(mproc_queue) + n * sizeof(q_slot) + MPROC__QUEUE_CACHE_LINE);
     if (r < 0) return r;
-    mproc_queue *q = (mproc_queue *)(((uintptr_t)raw + Q_LINE - 1) & ~(uintptr_t)(Q_LINE - 1));
+    mproc_queue *q = (mproc_queue *)(((uintptr_t)raw + MPROC__QUEUE_CACHE_LINE - 1) &
+                                     ~(uintptr_t)(MPROC__QUEUE_CACHE_LINE - 1));
     q->raw = raw;
     q->mask = n - 1;
     q->max_items = items;
@@ -448,8 +458,8 @@ int mproc_queue_new(mproc_queue **out, const mproc_queue_opts *opts)
     q->room = n >> ROOM_SHIFT >= ROOM_MIN && items == n ? n >> ROOM_SHIFT : 0;
     q->joinable = opts && opts->joinable;
     for (uint64_t i = 0; i < n; i++)
-        atomic_init(&q->slots[i].word, w_make(i, ST_FREE, 0));
-    atomic_store(&q->magic, QUEUE_MAGIC);
+        atomic_init(&q->slots[i].word, w_make(i, MPROC__QUEUE_SLOT_FREE, 0));
+    atomic_store(&q->magic, MPROC__QUEUE_MAGIC);
     *out = q;
     return 0;
 }
@@ -525,13 +535,13 @@ int mproc_queue_join(mproc_queue *q, double timeout)
 void mproc_queue_free(mproc_queue *q)
 {
     if (!valid(q)) return;
-    uint64_t m = QUEUE_MAGIC;
+    uint64_t m = MPROC__QUEUE_MAGIC;
     if (!atomic_compare_exchange_strong(&q->magic, &m, 0)) return;
     for (uint64_t i = 0; i <= q->mask; i++) {
-        uint64_t b = atomic_exchange(&q->slots[i].blk, 0);
+        uint64_t b = atomic_exchange(&q->slots[i].block, 0);
         if (b) mproc__arena_free((void *)(uintptr_t)b);
     }
-    for (int i = 0; i < Q_STASH; i++) {
+    for (int i = 0; i < MPROC__QUEUE_STASH_ENTRIES; i++) {
         uint64_t b = atomic_exchange(&q->stash[i], 0);
         if (b) mproc__arena_free((void *)(uintptr_t)b);
     }

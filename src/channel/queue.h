@@ -14,68 +14,75 @@
 #include "platform/platform.h"
 #include "platform/spin.h"
 
-#define QUEUE_MAGIC 0x6d70726f63717565ULL /* "mprocque" */
-#define Q_LINE 64
+#define MPROC__QUEUE_MAGIC 0x6d70726f63717565ULL /* "mprocque" */
+#define MPROC__QUEUE_CACHE_LINE 64
 
 /* Slot states. FREE(seq): a producer may claim position seq. WRITING(seq, tid): tid is writing it.
  * FULL(seq): a message (or a skip marker) waits for the consumer of position seq.
  * READING(seq, tid): tid is copying it out; the slot then becomes FREE(seq + nslots). */
-enum { ST_FREE = 0, ST_WRITING = 1, ST_FULL = 2, ST_READING = 3 };
+enum {
+    MPROC__QUEUE_SLOT_FREE = 0,
+    MPROC__QUEUE_SLOT_WRITING = 1,
+    MPROC__QUEUE_SLOT_FULL = 2,
+    MPROC__QUEUE_SLOT_READING = 3
+};
 
 /* word = seq (40 bits, positions modulo 2^40) | state (2 bits) | tid (22 bits: pid_max <= 2^22). */
-#define W_TID_MASK ((1u << 22) - 1)
-#define W_STATE_SHIFT 22
-#define W_SEQ_SHIFT 24
+#define MPROC__QUEUE_WORD_TID_MASK ((1u << 22) - 1)
+#define MPROC__QUEUE_WORD_STATE_SHIFT 22
+#define MPROC__QUEUE_WORD_SEQ_SHIFT 24
 
 static inline uint64_t w_make(uint64_t seq, unsigned state, uint32_t tid)
 {
-    return (seq << W_SEQ_SHIFT) | ((uint64_t)state << W_STATE_SHIFT) | (tid & W_TID_MASK);
+    return (seq << MPROC__QUEUE_WORD_SEQ_SHIFT) |
+           ((uint64_t)state << MPROC__QUEUE_WORD_STATE_SHIFT) | (tid & MPROC__QUEUE_WORD_TID_MASK);
 }
 static inline unsigned w_state(uint64_t w)
 {
-    return (unsigned)(w >> W_STATE_SHIFT) & 3u;
+    return (unsigned)(w >> MPROC__QUEUE_WORD_STATE_SHIFT) & 3u;
 }
 static inline pid_t w_tid(uint64_t w)
 {
-    return (pid_t)(w & W_TID_MASK);
+    return (pid_t)(w & MPROC__QUEUE_WORD_TID_MASK);
 }
 static inline uint64_t w_seq(uint64_t w)
 {
-    return w >> W_SEQ_SHIFT;
+    return w >> MPROC__QUEUE_WORD_SEQ_SHIFT;
 }
 /* Signed distance from position pos to the slot's sequence, modulo 2^40. */
 static inline int64_t w_diff(uint64_t w, uint64_t pos)
 {
-    uint64_t d = ((w >> W_SEQ_SHIFT) - pos) << W_SEQ_SHIFT;
-    return (int64_t)d >> W_SEQ_SHIFT;
+    uint64_t d = ((w >> MPROC__QUEUE_WORD_SEQ_SHIFT) - pos) << MPROC__QUEUE_WORD_SEQ_SHIFT;
+    return (int64_t)d >> MPROC__QUEUE_WORD_SEQ_SHIFT;
 }
 
 /* Slot flags, written by the owner before it publishes; they tell a recoverer what to undo. */
 enum {
-    F_CHARGED = 1, /* len is counted in the byte budget */
-    F_COUNTED = 2, /* counted in the joinable queue's unfinished tasks */
-    F_SKIP = 4,    /* no message: consumers drop the slot */
+    MPROC__QUEUE_FLAG_CHARGED = 1, /* len is counted in the byte budget */
+    MPROC__QUEUE_FLAG_COUNTED = 2, /* counted in the joinable queue's unfinished tasks */
+    MPROC__QUEUE_FLAG_SKIP = 4,    /* no message: consumers drop the slot */
 };
 
 /* The header has a cache line to itself: a process polling the word for the slot's next state
  * then never pulls away the line the message is being copied into or out of, and each side moves
  * the header line only when it claims and when it publishes. */
 typedef struct {
-    _Alignas(Q_LINE) _Atomic uint64_t word;
+    _Alignas(MPROC__QUEUE_CACHE_LINE) _Atomic uint64_t word;
     _Atomic uint64_t len;
-    _Atomic uint64_t blk; /* arena block holding a message larger than the inline area, or 0 */
+    _Atomic uint64_t block; /* arena block holding a message larger than the inline area, or 0 */
     _Atomic uint32_t flags;
-    _Alignas(Q_LINE) unsigned char data[MPROC_QUEUE_INLINE];
+    _Alignas(MPROC__QUEUE_CACHE_LINE) unsigned char data[MPROC_QUEUE_INLINE];
 } q_slot;
-_Static_assert(sizeof(q_slot) == Q_LINE + MPROC_QUEUE_INLINE, "a header line, then the data");
+_Static_assert(sizeof(q_slot) == MPROC__QUEUE_CACHE_LINE + MPROC_QUEUE_INLINE,
+               "a header line, then the data");
 
-#define Q_STASH 4
+#define MPROC__QUEUE_STASH_ENTRIES 4
 
 /* Producer and consumer counters sit on separate cache lines, so with one of each the fast path
  * touches only its own line plus the slot it hands over. */
 struct mproc_queue {
     /* constant after creation */
-    _Alignas(Q_LINE) _Atomic uint64_t magic;
+    _Alignas(MPROC__QUEUE_CACHE_LINE) _Atomic uint64_t magic;
     void *raw; /* the arena block (this struct is aligned inside it) */
     uint64_t mask;
     uint64_t max_items;
@@ -84,23 +91,23 @@ struct mproc_queue {
     uint64_t room;        /* free slots a put that found the ring full waits for; 0: none */
     uint32_t joinable;
     /* producers */
-    _Alignas(Q_LINE) _Atomic uint64_t tail;
+    _Alignas(MPROC__QUEUE_CACHE_LINE) _Atomic uint64_t tail;
     _Atomic uint64_t bytes_in;   /* bytes ever charged */
     _Atomic uint64_t head_cache; /* recent head, so a put rarely reads the consumers' line */
     _Atomic uint64_t out_cache;  /* recent bytes_out */
     /* consumers */
-    _Alignas(Q_LINE) _Atomic uint64_t head;
+    _Alignas(MPROC__QUEUE_CACHE_LINE) _Atomic uint64_t head;
     _Atomic uint64_t bytes_out; /* bytes ever released; bytes queued = bytes_in - bytes_out */
     /* rarely written, read on every call */
-    _Alignas(Q_LINE) _Atomic uint32_t closed;
-    /* Futex words, one per side: an epoch, with Q_SLEEPING set while someone sleeps on it. */
+    _Alignas(MPROC__QUEUE_CACHE_LINE) _Atomic uint32_t closed;
+    /* Futex words, one per side: an epoch, with MPROC__QUEUE_SLEEPING set while one sleeps. */
     _Atomic uint32_t not_empty, not_full;
     /* joinable */
-    _Alignas(Q_LINE) _Atomic uint32_t unfinished;
+    _Alignas(MPROC__QUEUE_CACHE_LINE) _Atomic uint32_t unfinished;
     _Atomic uint32_t join_waiters;
     /* blocks of large messages kept for reuse (0 = empty entry) */
-    _Alignas(Q_LINE) _Atomic uint64_t stash[Q_STASH];
-    _Alignas(Q_LINE) q_slot slots[];
+    _Alignas(MPROC__QUEUE_CACHE_LINE) _Atomic uint64_t stash[MPROC__QUEUE_STASH_ENTRIES];
+    _Alignas(MPROC__QUEUE_CACHE_LINE) q_slot slots[];
 };
 
 /* This thread's id, cached (reset in a forked child). */
@@ -129,16 +136,16 @@ int mproc__queue_block_get(mproc_queue *q, size_t len, void **out);
 void mproc__queue_block_put(mproc_queue *q, void *blk);
 /* Give back bytes to the budget, one unfinished task, and wake whoever waits for either. */
 void mproc__queue_refund(mproc_queue *q, uint64_t len, uint32_t flags);
-#define Q_SLEEPING 0x80000000u
-/* Wake every sleeper of a side, if one announced itself. A sleeper sets Q_SLEEPING (an RMW) before
- * its last look at the queue, and the caller's last store to the state it waits for was seq_cst:
- * so either the sleeper sees that store or we see its flag. Clearing the flag with the wake makes
- * the next wakes free until someone sleeps again, even if the sleepers are slow to run. */
+#define MPROC__QUEUE_SLEEPING 0x80000000u
+/* Wake every sleeper of a side, if one announced itself. A sleeper sets MPROC__QUEUE_SLEEPING (an
+ * RMW) before its last look at the queue, and the caller's last store to the state it waits for was
+ * seq_cst: so either the sleeper sees that store or we see its flag. Clearing the flag with the
+ * wake makes the next wakes free until someone sleeps again, even if sleepers are slow to run. */
 static inline void mproc__queue_wake(_Atomic uint32_t *ev)
 {
     uint32_t e = atomic_load(ev);
-    if (__builtin_expect((e & Q_SLEEPING) != 0, 0) &&
-        atomic_compare_exchange_strong(ev, &e, (e + 1) & ~Q_SLEEPING))
+    if (__builtin_expect((e & MPROC__QUEUE_SLEEPING) != 0, 0) &&
+        atomic_compare_exchange_strong(ev, &e, (e + 1) & ~MPROC__QUEUE_SLEEPING))
         mproc__wake(ev, INT_MAX);
 }
 

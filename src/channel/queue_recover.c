@@ -81,31 +81,31 @@ static void uncount(mproc_queue *q)
 
 void mproc__queue_refund(mproc_queue *q, uint64_t len, uint32_t flags)
 {
-    if (flags & F_CHARGED) atomic_fetch_add(&q->bytes_out, len);
-    if (flags & F_COUNTED) uncount(q);
+    if (flags & MPROC__QUEUE_FLAG_CHARGED) atomic_fetch_add(&q->bytes_out, len);
+    if (flags & MPROC__QUEUE_FLAG_COUNTED) uncount(q);
 }
 
 int mproc__queue_recover(mproc_queue *q, q_slot *s, uint64_t w)
 {
     unsigned st = w_state(w);
-    if (st != ST_WRITING && st != ST_READING) return 1;
+    if (st != MPROC__QUEUE_SLOT_WRITING && st != MPROC__QUEUE_SLOT_READING) return 1;
     if (!mproc__queue_tid_dead(w_tid(w))) return 0;
     /* Take the slot over with a CAS: of several waiters noticing the same corpse, one recycles it.
      */
     uint64_t mine = w_make(w_seq(w), st, mproc__queue_self_tid());
     if (!atomic_compare_exchange_strong(&s->word, &w, mine)) return 1;
     /* The dead owner's stores are all visible: it stopped. */
-    void *blk = (void *)(uintptr_t)atomic_exchange(&s->blk, 0);
+    void *blk = (void *)(uintptr_t)atomic_exchange(&s->block, 0);
     if (blk) mproc__queue_block_put(q, blk);
     uint32_t f = atomic_load(&s->flags);
     mproc__queue_refund(q, atomic_load(&s->len), f);
-    if (st == ST_WRITING) {
+    if (st == MPROC__QUEUE_SLOT_WRITING) {
         /* Its consumer drops it; nothing half-written is ever delivered. */
-        atomic_store(&s->flags, F_SKIP);
-        atomic_store(&s->word, w_make(w_seq(w), ST_FULL, 0));
+        atomic_store(&s->flags, MPROC__QUEUE_FLAG_SKIP);
+        atomic_store(&s->word, w_make(w_seq(w), MPROC__QUEUE_SLOT_FULL, 0));
     } else {
         atomic_store(&s->flags, 0);
-        atomic_store(&s->word, w_make(w_seq(w) + q->mask + 1, ST_FREE, 0));
+        atomic_store(&s->word, w_make(w_seq(w) + q->mask + 1, MPROC__QUEUE_SLOT_FREE, 0));
     }
     mproc__queue_wake(&q->not_empty);
     mproc__queue_wake(&q->not_full);
@@ -118,14 +118,15 @@ void mproc__queue_sweep(mproc_queue *q)
         q_slot *s = &q->slots[i];
         uint64_t w = atomic_load(&s->word);
         unsigned st = w_state(w);
-        if (st == ST_WRITING || st == ST_READING) mproc__queue_recover(q, s, w);
+        if (st == MPROC__QUEUE_SLOT_WRITING || st == MPROC__QUEUE_SLOT_READING)
+            mproc__queue_recover(q, s, w);
     }
 }
 
 int mproc__queue_block_get(mproc_queue *q, size_t len, void **out)
 {
     if (len <= STASH_MAX) {
-        for (int i = 0; i < Q_STASH; i++) {
+        for (int i = 0; i < MPROC__QUEUE_STASH_ENTRIES; i++) {
             uint64_t b = atomic_load(&q->stash[i]);
             if (!b || !atomic_compare_exchange_strong(&q->stash[i], &b, 0)) continue;
             void *blk = (void *)(uintptr_t)b;
@@ -145,7 +146,7 @@ int mproc__queue_block_get(mproc_queue *q, size_t len, void **out)
 void mproc__queue_block_put(mproc_queue *q, void *blk)
 {
     if (mproc__arena_usable(blk) <= STASH_MAX) {
-        for (int i = 0; i < Q_STASH; i++) {
+        for (int i = 0; i < MPROC__QUEUE_STASH_ENTRIES; i++) {
             uint64_t z = 0;
             if (atomic_compare_exchange_strong(&q->stash[i], &z, (uint64_t)(uintptr_t)blk)) return;
         }

@@ -51,7 +51,7 @@ static void release_state(void)
 
 void mproc_log_shutdown(void)
 {
-    mproc__log_family *f = mproc__log.fam ? mproc__log.fam : mproc__log_family_peek();
+    mproc__log_family *f = mproc__log.family ? mproc__log.family : mproc__log_family_peek();
     release_state();
     /* Not the family's set-up either, until the family publishes a new one. */
     if (f) mproc__log.cfg_gen = atomic_load(&f->cfg_gen);
@@ -135,7 +135,7 @@ enum { BY_INIT, BY_ENV, BY_ADOPT };
 static void publish(const char *enc)
 {
     mproc__log_state *S = &mproc__log;
-    mproc__log_family *f = S->fam;
+    mproc__log_family *f = S->family;
     if (f == mproc__log_family_peek() && strlen(enc) < sizeof f->cfg) {
         mproc__log_family_lock(f);
         strcpy(f->cfg, enc);
@@ -187,7 +187,7 @@ static int init_common(const mproc_log_config *cfg, int by, uint64_t cfg_gen)
     S->ring = ring;
     S->on_error = by == BY_INIT ? cfg->on_error : NULL;
     S->arg = cfg->arg;
-    S->fam = fam;
+    S->family = fam;
     S->fd = -1;
     S->cfg_gen = cfg_gen;
     int r = 0;
@@ -234,18 +234,18 @@ static void follow_family(void)
 {
     static atomic_flag busy = ATOMIC_FLAG_INIT;
     mproc__log_state *S = &mproc__log;
-    mproc__log_family *f = S->fam ? S->fam : mproc__log_family_peek();
+    mproc__log_family *f = S->family ? S->family : mproc__log_family_peek();
     if (!f) return;
     uint64_t g = atomic_load_explicit(&f->cfg_gen, memory_order_acquire);
     if (g == 0 || g == S->cfg_gen) return;
     /* Another thread of this process is at it: this record goes by the old set-up. */
     if (atomic_flag_test_and_set(&busy)) return;
     mproc__log_env_cfg *e = malloc(sizeof *e);
-    char *enc = malloc(MPROC__LOG_CFG_MAX);
+    char *enc = malloc(MPROC__LOG_CONFIG_MAX);
     if (e && enc) {
         mproc__log_family_lock(f);
         g = atomic_load(&f->cfg_gen);
-        memcpy(enc, f->cfg, MPROC__LOG_CFG_MAX);
+        memcpy(enc, f->cfg, MPROC__LOG_CONFIG_MAX);
         pthread_mutex_unlock(&f->mu);
         if (mproc__log_env_decode(enc, e) == 0) init_common(&e->cfg, BY_ADOPT, g);
         S->cfg_gen = g; /* even if it failed: do not retry every record */

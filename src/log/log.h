@@ -19,9 +19,9 @@
  * counter tells at once. */
 #define MPROC__LOG_RECHECK_NS 200000000LL
 /* Longest published set-up (MPROC_LOG_CONFIG text). */
-#define MPROC__LOG_CFG_MAX 16384
+#define MPROC__LOG_CONFIG_MAX 16384
 
-/* Family-wide file state, in the arena (one per family: MPROC__ROOT_LOG). */
+/* Family-wide file state, in the arena (one per family: MPROC__ARENA_ROOT_LOG). */
 typedef struct {
     uint32_t magic;
     pthread_mutex_t mu;            /* robust, process-shared: serialises rotation */
@@ -33,7 +33,7 @@ typedef struct {
      * their next record. cfg (MPROC_LOG_CONFIG format) is written and read under mu. */
     _Atomic uint64_t cfg_gen; /* 0: nothing published */
     struct mproc__log_ring *_Atomic ring;
-    char cfg[MPROC__LOG_CFG_MAX];
+    char cfg[MPROC__LOG_CONFIG_MAX];
 } mproc__log_family;
 
 typedef struct mproc__log_ring mproc__log_ring;
@@ -55,7 +55,7 @@ typedef struct {
     _Atomic uint64_t gen; /* file generation of our fd */
     uint64_t cfg_gen;     /* published set-up we follow */
     _Atomic int64_t next_check_ns;
-    mproc__log_family *fam;
+    mproc__log_family *family;
     mproc__log_ring *ring;
 } mproc__log_state;
 

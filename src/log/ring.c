@@ -22,7 +22,7 @@ typedef struct {
 
 struct mproc__log_ring {
     uint32_t magic;
-    size_t n;
+    size_t lines;
     _Atomic uint64_t head; /* next sequence number */
     ring_slot slots[];
 };
@@ -34,7 +34,7 @@ int mproc__log_ring_new(mproc__log_ring **out, size_t lines)
     int r = mproc__arena_alloc(&p, sizeof(mproc__log_ring) + lines * sizeof(ring_slot));
     if (r < 0) return r;
     mproc__log_ring *ring = p;
-    ring->n = lines;
+    ring->lines = lines;
     ring->magic = RING_MAGIC;
     *out = ring;
     return 0;
@@ -43,7 +43,7 @@ int mproc__log_ring_new(mproc__log_ring **out, size_t lines)
 void mproc__log_ring_push(mproc__log_ring *r, const char *line, size_t len)
 {
     uint64_t s = atomic_fetch_add(&r->head, 1);
-    ring_slot *sl = &r->slots[s % r->n];
+    ring_slot *sl = &r->slots[s % r->lines];
     uint64_t cur = atomic_load(&sl->state);
     if ((cur & 1) || cur > 2 * s) return;
     if (!atomic_compare_exchange_strong(&sl->state, &cur, 2 * s + 1)) return;
@@ -59,7 +59,7 @@ int mproc_log_ring_get(char ***lines, size_t *n)
     *lines = NULL;
     *n = 0;
     mproc__log_ring *r = mproc__log.ring;
-    size_t cap = r && r->magic == RING_MAGIC ? r->n : 0;
+    size_t cap = r && r->magic == RING_MAGIC ? r->lines : 0;
     /* One block: the pointer array, then the texts. */
     char *block = malloc(cap * (sizeof(char *) + MPROC_LOG_RING_LINE_MAX) + sizeof(char *));
     if (!block) return -ENOMEM;

@@ -42,7 +42,7 @@ static void family_init(void *obj)
 
 mproc__log_family *mproc__log_family_get(void)
 {
-    mproc__log_family *f = mproc__arena_root(MPROC__ROOT_LOG, sizeof *f, family_init);
+    mproc__log_family *f = mproc__arena_root(MPROC__ARENA_ROOT_LOG, sizeof *f, family_init);
     if (f && f->magic == FAMILY_MAGIC) return f;
     if (local_family.magic != FAMILY_MAGIC) family_init(&local_family);
     return &local_family;
@@ -51,7 +51,7 @@ mproc__log_family *mproc__log_family_get(void)
 mproc__log_family *mproc__log_family_peek(void)
 {
     if (!mproc__arena_ready()) return NULL;
-    mproc__log_family *f = mproc__arena_root(MPROC__ROOT_LOG, 0, NULL);
+    mproc__log_family *f = mproc__arena_root(MPROC__ARENA_ROOT_LOG, 0, NULL);
     return f && f->magic == FAMILY_MAGIC ? f : NULL;
 }
 
@@ -103,7 +103,7 @@ static int reopen(uint64_t gen)
 int mproc__log_open_file(void)
 {
     mproc__log_state *S = &mproc__log;
-    mproc__log_family *f = S->fam;
+    mproc__log_family *f = S->family;
     int r = reopen(atomic_load(&f->gen));
     if (r < 0) return r;
     struct stat st;
@@ -147,7 +147,7 @@ static void rename_chain(void)
 static void rotate(size_t need)
 {
     mproc__log_state *S = &mproc__log;
-    mproc__log_family *f = S->fam;
+    mproc__log_family *f = S->family;
     mproc__log_family_lock(f);
     uint64_t g = atomic_load(&f->gen);
     struct stat mine;
@@ -177,7 +177,7 @@ static void rotate(size_t need)
 
 static void report_write_error(int e)
 {
-    mproc__log_family *f = mproc__log.fam;
+    mproc__log_family *f = mproc__log.family;
     if (atomic_exchange(&f->err_reported, 1)) return;
     MPROC__LOG_SELF(MPROC_LOG_ERROR,
                     "cannot write the log file %s: %s (not reported again until a write "
@@ -188,7 +188,7 @@ static void report_write_error(int e)
 void mproc__log_file_write(const char *buf, size_t n, int64_t now_ns)
 {
     mproc__log_state *S = &mproc__log;
-    mproc__log_family *f = S->fam;
+    mproc__log_family *f = S->family;
     uint64_t g = atomic_load_explicit(&f->gen, memory_order_acquire);
     if (g != atomic_load_explicit(&S->gen, memory_order_relaxed)) reopen(g);
     if (now_ns >= atomic_load_explicit(&S->next_check_ns, memory_order_relaxed)) {

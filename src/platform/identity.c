@@ -7,8 +7,9 @@
 
 #include "mproc/common.h"
 
-static char current_name[MPROC__NAME_MAX] = "MainProcess";
-static char current_identity[MPROC__NAME_MAX]; /* "" in the main process, "1:3" in a grandchild */
+static char current_name[MPROC__IDENTITY_NAME_MAX] = "MainProcess";
+/* "" in the main process, "1:3" in a grandchild */
+static char current_identity[MPROC__IDENTITY_NAME_MAX];
 static pid_t parent_pid;
 /* A process run as a thread (start method "thread") has its identity per thread. */
 static _Thread_local const char *thread_name, *thread_identity;

@@ -6,7 +6,7 @@
 
 #include <sys/types.h>
 
-#define MPROC__NAME_MAX 64
+#define MPROC__IDENTITY_NAME_MAX 64
 
 /* Called in a new child process, before its body, to take on its identity: its name, the identity
  * its own children are numbered under ("1:3"), and its logical parent. */

@@ -9,7 +9,7 @@ void mproc__spin_contended(int64_t now)
 {
     /* Contention that outlived the last window doubles it; a new episode starts small. */
     bool again = now - mproc__contended_until < contended_for;
-    int64_t w = again ? contended_for * 2 : MPROC__CONTENDED_MIN_NS;
-    contended_for = w < MPROC__CONTENDED_MAX_NS ? w : MPROC__CONTENDED_MAX_NS;
+    int64_t w = again ? contended_for * 2 : MPROC__SPIN_CONTENDED_MIN_NS;
+    contended_for = w < MPROC__SPIN_CONTENDED_MAX_NS ? w : MPROC__SPIN_CONTENDED_MAX_NS;
     mproc__contended_until = now + contended_for;
 }

@@ -47,10 +47,10 @@ typedef struct {
 /* A yield that kept this thread off its CPU this long means another program wanted that CPU for a
  * time slice: yielding again would hand it over for a slice each time (milliseconds, where the
  * peer answers in microseconds), so waits stop yielding and sleep after their spin instead, for a
- * window that starts at MPROC__CONTENDED_MIN_NS and doubles while the contention lasts. */
-#define MPROC__YIELD_SLOW_NS 500000
-#define MPROC__CONTENDED_MIN_NS 10000000
-#define MPROC__CONTENDED_MAX_NS 1000000000
+ * window that starts at MPROC__SPIN_CONTENDED_MIN_NS and doubles while the contention lasts. */
+#define MPROC__SPIN_YIELD_SLOW_NS 500000
+#define MPROC__SPIN_CONTENDED_MIN_NS 10000000
+#define MPROC__SPIN_CONTENDED_MAX_NS 1000000000
 extern MPROC_TLS int64_t mproc__contended_until;
 /* Open (or widen) the window after a slow yield that ended at now. */
 void mproc__spin_contended(int64_t now);
@@ -82,7 +82,7 @@ static inline bool mproc__spin_pause(mproc__spin *sp, int64_t now)
     sp->yield_now = false;
     sched_yield();
     int64_t after = mproc__now_ns();
-    if (after - now < MPROC__YIELD_SLOW_NS) return true;
+    if (after - now < MPROC__SPIN_YIELD_SLOW_NS) return true;
     mproc__spin_contended(after);
     return false;
 }

@@ -61,7 +61,7 @@ static void release(mproc_process *p)
 static void mark_ended(mproc_process *p, int code)
 {
     p->exitcode = code;
-    p->state = MPROC__ST_ENDED;
+    p->state = MPROC__PROCESS_ENDED;
     reg_remove(p);
     /* The child has ended, so nobody reads its copy of the argument any more. */
     mproc__arena_free(p->arg_copy);
@@ -71,7 +71,7 @@ static void mark_ended(mproc_process *p, int code)
 /* Collect the exit status if the process has ended. Called with reg_mu held. */
 static bool try_reap_locked(mproc_process *p)
 {
-    if (p->state != MPROC__ST_STARTED) return p->state == MPROC__ST_ENDED;
+    if (p->state != MPROC__PROCESS_STARTED) return p->state == MPROC__PROCESS_ENDED;
     int code = 0;
     int r = p->ops->reap(p, &code);
     /* -ECHILD: the status is gone (the host program reaped it behind our back with waitpid(-1),
@@ -162,7 +162,7 @@ int mproc_process_new(mproc_process **out, const mproc_process_opts *opts)
     if (!out) return -EINVAL;
     *out = NULL;
     if (!opts || !opts->run) return -EINVAL;
-    if (opts->name && strlen(opts->name) >= MPROC__NAME_MAX) return -EINVAL;
+    if (opts->name && strlen(opts->name) >= MPROC__IDENTITY_NAME_MAX) return -EINVAL;
     if (opts->arg_size && !opts->arg) return -EINVAL;
     mproc__start_method method;
     int r = mproc__start_method_for(opts->start_method, &method);
@@ -183,13 +183,13 @@ int mproc_process_new(mproc_process **out, const mproc_process_opts *opts)
     p->arg = p->arg_copy ? p->arg_copy : opts->arg;
     p->daemon = opts->daemon;
     p->fd = -1;
-    p->n =
-        __atomic_add_fetch(thread_self ? &thread_self->kids : &child_counter, 1, __ATOMIC_RELAXED);
+    p->number = __atomic_add_fetch(thread_self ? &thread_self->children_made : &child_counter, 1,
+                                   __ATOMIC_RELAXED);
     const char *parent_id = mproc__identity();
     if (parent_id[0])
-        snprintf(p->identity, sizeof p->identity, "%s:%u", parent_id, p->n);
+        snprintf(p->identity, sizeof p->identity, "%s:%u", parent_id, p->number);
     else
-        snprintf(p->identity, sizeof p->identity, "%u", p->n);
+        snprintf(p->identity, sizeof p->identity, "%u", p->number);
     if (opts->name)
         snprintf(p->name, sizeof p->name, "%s", opts->name);
     else
@@ -205,7 +205,7 @@ static bool valid(const mproc_process *p)
 
 int mproc_process_start(mproc_process *p)
 {
-    if (!valid(p) || p->state != MPROC__ST_NEW) return -EINVAL;
+    if (!valid(p) || p->state != MPROC__PROCESS_NEW) return -EINVAL;
     fflush(stdout);
     fflush(stderr);
     pthread_mutex_lock(&reg_mu);
@@ -213,7 +213,7 @@ int mproc_process_start(mproc_process *p)
     int r = p->ops->start(p);
     if (r == 0) {
         p->owner = getpid();
-        p->state = MPROC__ST_STARTED;
+        p->state = MPROC__PROCESS_STARTED;
         reg_add(p);
     }
     pthread_mutex_unlock(&reg_mu);
@@ -228,7 +228,7 @@ int mproc_process_run(mproc_process *p)
 
 static int check_started(const mproc_process *p)
 {
-    if (!valid(p) || p->state == MPROC__ST_NEW) return -EINVAL;
+    if (!valid(p) || p->state == MPROC__PROCESS_NEW) return -EINVAL;
     if (p->owner != getpid()) return -ECHILD;
     return 0;
 }
@@ -264,7 +264,7 @@ bool mproc_process_is_alive(mproc_process *p)
 int mproc_process_exitcode(mproc_process *p, int *code)
 {
     if (!valid(p) || !code) return -EINVAL;
-    if (p->state == MPROC__ST_NEW) return -EAGAIN;
+    if (p->state == MPROC__PROCESS_NEW) return -EAGAIN;
     if (p->owner != getpid()) return -ECHILD;
     if (!reap(p)) return -EAGAIN;
     if (p->exitcode == -ECHILD) return -ECHILD;
@@ -315,12 +315,12 @@ void mproc_process_free(mproc_process *p)
 {
     if (!valid(p)) return;
     pthread_mutex_lock(&reg_mu);
-    if (p->state == MPROC__ST_STARTED && p->owner == getpid() && !try_reap_locked(p)) {
+    if (p->state == MPROC__PROCESS_STARTED && p->owner == getpid() && !try_reap_locked(p)) {
         p->detached = true;
         pthread_mutex_unlock(&reg_mu);
         return;
     }
-    if (p->state == MPROC__ST_STARTED) reg_remove(p); /* a handle inherited by a child */
+    if (p->state == MPROC__PROCESS_STARTED) reg_remove(p); /* a handle inherited by a child */
     pthread_mutex_unlock(&reg_mu);
     release(p);
 }

@@ -12,7 +12,7 @@
 #include "platform/identity.h"
 #include "process/start_method.h"
 
-enum { MPROC__ST_NEW, MPROC__ST_STARTED, MPROC__ST_ENDED };
+enum { MPROC__PROCESS_NEW, MPROC__PROCESS_STARTED, MPROC__PROCESS_ENDED };
 
 struct mproc_process {
     uint32_t magic;
@@ -23,19 +23,21 @@ struct mproc_process {
     bool detached; /* freed by the user while running: reaped and freed by the registry */
     mproc_run_fn run;
     void *arg;
-    void *arg_copy;   /* arena copy of arg when opts.arg_size was given; freed once it has ended */
-    pid_t pid;        /* the process, or in thread mode the thread's kernel id */
-    pid_t owner;      /* the process that started it: only it may wait for it */
-    int fd;           /* pidfd (fork, forkserver) or eventfd (thread): readable once it has ended */
-    int exitcode;     /* N or -SIGNAL; -ECHILD when the status was lost */
-    unsigned n;       /* the N of its identity */
-    unsigned kids;    /* thread mode: how many processes this one has made (numbers its children) */
-    uint64_t fs_id;   /* forkserver: the helper's id for it (pids can be reused, ids are not) */
-    pthread_t thread; /* thread mode */
+    void *arg_copy;  /* arena copy of arg when opts.arg_size was given; freed once it has ended */
+    pid_t pid;       /* the process, or in thread mode the thread's kernel id */
+    pid_t owner;     /* the process that started it: only it may wait for it */
+    int fd;          /* pidfd (fork, forkserver) or eventfd (thread): readable once it has ended */
+    int exitcode;    /* N or -SIGNAL; -ECHILD when the status was lost */
+    unsigned number; /* the N of its identity */
+    /* thread mode: how many processes this one has made (numbers its children) */
+    unsigned children_made;
+    /* forkserver: the helper's id for it (pids can be reused, ids are not) */
+    uint64_t forkserver_id;
+    pthread_t thread;          /* thread mode */
     _Atomic uint32_t finished; /* thread mode: set when the body has returned */
     mproc_process *prev, *next;
-    char name[MPROC__NAME_MAX];
-    char identity[MPROC__NAME_MAX]; /* what the child's own children are numbered under */
+    char name[MPROC__IDENTITY_NAME_MAX];
+    char identity[MPROC__IDENTITY_NAME_MAX]; /* what the child's own children are numbered under */
 };
 
 /* ---- registry (process.c) ---- */

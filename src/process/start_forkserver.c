@@ -33,8 +33,8 @@ typedef struct {
     void *arg;
     bool daemon;
     pid_t logical_parent;
-    char name[MPROC__NAME_MAX];
-    char identity[MPROC__NAME_MAX];
+    char name[MPROC__IDENTITY_NAME_MAX];
+    char identity[MPROC__IDENTITY_NAME_MAX];
 } request;
 
 enum { REPLY_STARTED = 1, REPLY_EXITED = 2 };
@@ -283,7 +283,7 @@ static int ask_locked(mproc_process *p)
         }
         p->pid = rp.pid;
         p->fd = fd;
-        p->fs_id = rq.id;
+        p->forkserver_id = rq.id;
         return 0;
     }
 }
@@ -349,7 +349,7 @@ static int status_of(uint64_t id, int *code, int64_t deadline)
 /* Forget a status once its handle is freed. */
 static void forkserver_release(mproc_process *p)
 {
-    uint64_t id = p->fs_id;
+    uint64_t id = p->forkserver_id;
     if (!id) return;
     pthread_mutex_lock(&fs_mu);
     for (size_t i = 0; i < nstatus; i++)
@@ -398,7 +398,7 @@ static void forkserver_forget(void)
 
 static int forkserver_reap(mproc_process *p, int *code)
 {
-    int r = status_of(p->fs_id, code, 0);
+    int r = status_of(p->forkserver_id, code, 0);
     if (r >= 0) return r;
     /* The helper that was its parent died: the status is gone once the process is. */
     return mproc__pidfd_wait(p->fd, 0) == 1 ? -ECHILD : 0;
@@ -407,7 +407,7 @@ static int forkserver_reap(mproc_process *p, int *code)
 static void forkserver_await(mproc_process *p, int64_t deadline)
 {
     int code;
-    status_of(p->fs_id, &code, deadline);
+    status_of(p->forkserver_id, &code, deadline);
 }
 
 static int forkserver_signal(mproc_process *p, int sig)

@@ -22,30 +22,34 @@ struct mproc_barrier {
     pthread_mutex_t m; /* robust, process-shared, error-checking */
 };
 
+typedef struct {
+    unsigned parties;
+    int (*action)(void *arg);
+    void *arg;
+} barrier_args;
+
+static int barrier_init(void *obj, void *arg)
+{
+    mproc_barrier *b = obj;
+    const barrier_args *a = arg;
+    int r = mproc__robust_mutex_init(&b->m, PTHREAD_MUTEX_ERRORCHECK);
+    if (r < 0) return r;
+    b->parties = a->parties;
+    b->action = a->action;
+    b->arg = a->arg;
+    return 0;
+}
+
 int mproc_barrier_new(mproc_barrier **out, unsigned parties, int (*action)(void *arg), void *arg)
 {
-    if (!out) return -EINVAL;
-    *out = NULL;
-    if (parties == 0 || parties > INT_MAX) return -EINVAL;
-    mproc_barrier *b;
-    int r = mproc__arena_alloc((void **)&b, sizeof *b);
-    if (r < 0) return r;
-    r = mproc__robust_mutex_init(&b->m, PTHREAD_MUTEX_ERRORCHECK);
-    if (r < 0) {
-        mproc__arena_free(b);
-        return r;
-    }
-    b->parties = parties;
-    b->action = action;
-    b->arg = arg;
-    __atomic_store_n(&b->magic, MPROC__BARR_MAGIC, __ATOMIC_RELEASE);
-    *out = b;
-    return 0;
+    return mproc__sync_new((void **)out, parties > 0 && parties <= INT_MAX, sizeof **out,
+                           MPROC__BARRIER_MAGIC, barrier_init,
+                           &(barrier_args){parties, action, arg});
 }
 
 static bool valid(mproc_barrier *b)
 {
-    return mproc__sync_valid(b, sizeof *b, MPROC__BARR_MAGIC);
+    return mproc__sync_valid(b, sizeof *b, MPROC__BARRIER_MAGIC);
 }
 
 static void notify_all(mproc_barrier *b)
@@ -191,7 +195,7 @@ int mproc_barrier_parties(mproc_barrier *b)
 void mproc_barrier_free(mproc_barrier *b)
 {
     if (!valid(b)) return;
-    __atomic_store_n(&b->magic, MPROC__DEAD_MAGIC, __ATOMIC_RELEASE);
+    __atomic_store_n(&b->magic, MPROC__SYNC_DEAD_MAGIC, __ATOMIC_RELEASE);
     pthread_mutex_destroy(&b->m);
     mproc__arena_free(b);
 }

@@ -26,31 +26,29 @@ struct mproc_condition {
 #define TICKETS(c) ((uint32_t)(c))
 #define WAITERS(c) ((uint32_t)((c) >> 32))
 
-int mproc_condition_new(mproc_condition **out, mproc_lock *lock)
+static int condition_init(void *obj, void *arg)
 {
-    if (!out) return -EINVAL;
-    *out = NULL;
-    if (lock && !mproc__sync_valid(lock, sizeof *lock, MPROC__LOCK_MAGIC)) return -EINVAL;
-    mproc_condition *c;
-    int r = mproc__arena_alloc((void **)&c, sizeof *c);
-    if (r < 0) return r;
+    mproc_condition *c = obj;
+    mproc_lock *lock = arg;
     if (!lock) {
-        r = mproc_lock_new(&lock);
-        if (r < 0) {
-            mproc__arena_free(c);
-            return r;
-        }
+        int r = mproc_lock_new(&lock);
+        if (r < 0) return r;
         c->own_lock = true;
     }
     c->lock = lock;
-    __atomic_store_n(&c->magic, MPROC__COND_MAGIC, __ATOMIC_RELEASE);
-    *out = c;
     return 0;
+}
+
+int mproc_condition_new(mproc_condition **out, mproc_lock *lock)
+{
+    bool ok = !lock || mproc__sync_valid(lock, sizeof *lock, MPROC__LOCK_MAGIC);
+    return mproc__sync_new((void **)out, ok, sizeof **out, MPROC__CONDITION_MAGIC, condition_init,
+                           lock);
 }
 
 static bool valid(mproc_condition *c)
 {
-    return mproc__sync_valid(c, sizeof *c, MPROC__COND_MAGIC) &&
+    return mproc__sync_valid(c, sizeof *c, MPROC__CONDITION_MAGIC) &&
            mproc__sync_valid(c->lock, sizeof *c->lock, MPROC__LOCK_MAGIC);
 }
 
@@ -148,7 +146,7 @@ int mproc_condition_notify_all(mproc_condition *c)
 void mproc_condition_free(mproc_condition *c)
 {
     if (!valid(c)) return;
-    __atomic_store_n(&c->magic, MPROC__DEAD_MAGIC, __ATOMIC_RELEASE);
+    __atomic_store_n(&c->magic, MPROC__SYNC_DEAD_MAGIC, __ATOMIC_RELEASE);
     if (c->own_lock) mproc_lock_free(c->lock);
     mproc__arena_free(c);
 }

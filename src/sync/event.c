@@ -15,14 +15,8 @@ struct mproc_event {
 
 int mproc_event_new(mproc_event **out)
 {
-    if (!out) return -EINVAL;
-    *out = NULL;
-    mproc_event *e;
-    int r = mproc__arena_alloc((void **)&e, sizeof *e);
-    if (r < 0) return r;
-    __atomic_store_n(&e->magic, MPROC__EVENT_MAGIC, __ATOMIC_RELEASE);
-    *out = e;
-    return 0;
+    /* The zeroed block is a clear event nobody waits for. */
+    return mproc__sync_new((void **)out, true, sizeof **out, MPROC__EVENT_MAGIC, NULL, NULL);
 }
 
 int mproc_event_set(mproc_event *e)
@@ -88,7 +82,7 @@ int mproc_event_wait(mproc_event *e, double timeout)
 void mproc_event_free(mproc_event *e)
 {
     if (!mproc__sync_valid(e, sizeof *e, MPROC__EVENT_MAGIC)) return;
-    __atomic_store_n(&e->magic, MPROC__DEAD_MAGIC, __ATOMIC_RELEASE);
+    __atomic_store_n(&e->magic, MPROC__SYNC_DEAD_MAGIC, __ATOMIC_RELEASE);
     mproc__arena_free(e);
 }
 

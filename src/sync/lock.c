@@ -44,21 +44,15 @@ int mproc__robust_mutex_lock(pthread_mutex_t *m, double timeout)
     return mutex_result(m, pthread_mutex_clocklock(m, CLOCK_MONOTONIC, &ts));
 }
 
+static int lock_init(void *obj, void *arg)
+{
+    (void)arg;
+    return mproc__robust_mutex_init(&((mproc_lock *)obj)->m, PTHREAD_MUTEX_ERRORCHECK);
+}
+
 int mproc_lock_new(mproc_lock **out)
 {
-    if (!out) return -EINVAL;
-    *out = NULL;
-    mproc_lock *l;
-    int r = mproc__arena_alloc((void **)&l, sizeof *l);
-    if (r < 0) return r;
-    r = mproc__robust_mutex_init(&l->m, PTHREAD_MUTEX_ERRORCHECK);
-    if (r < 0) {
-        mproc__arena_free(l);
-        return r;
-    }
-    __atomic_store_n(&l->magic, MPROC__LOCK_MAGIC, __ATOMIC_RELEASE);
-    *out = l;
-    return 0;
+    return mproc__sync_new((void **)out, true, sizeof **out, MPROC__LOCK_MAGIC, lock_init, NULL);
 }
 
 int mproc_lock_acquire(mproc_lock *l, double timeout)
@@ -85,7 +79,7 @@ void mproc_lock_free(mproc_lock *l)
     /* A mutex still held by this thread is on its robust list: unlink it before the memory is
      * reused, or the kernel would write into whatever lives there when the thread exits. */
     if (mproc__mutex_owner(&l->m) == mproc__gettid()) pthread_mutex_unlock(&l->m);
-    __atomic_store_n(&l->magic, MPROC__DEAD_MAGIC, __ATOMIC_RELEASE);
+    __atomic_store_n(&l->magic, MPROC__SYNC_DEAD_MAGIC, __ATOMIC_RELEASE);
     pthread_mutex_destroy(&l->m);
     mproc__arena_free(l);
 }

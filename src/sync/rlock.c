@@ -5,21 +5,15 @@
 
 #include "sync/sync.h"
 
+static int rlock_init(void *obj, void *arg)
+{
+    (void)arg;
+    return mproc__robust_mutex_init(&((mproc_rlock *)obj)->m, PTHREAD_MUTEX_RECURSIVE);
+}
+
 int mproc_rlock_new(mproc_rlock **out)
 {
-    if (!out) return -EINVAL;
-    *out = NULL;
-    mproc_rlock *l;
-    int r = mproc__arena_alloc((void **)&l, sizeof *l);
-    if (r < 0) return r;
-    r = mproc__robust_mutex_init(&l->m, PTHREAD_MUTEX_RECURSIVE);
-    if (r < 0) {
-        mproc__arena_free(l);
-        return r;
-    }
-    __atomic_store_n(&l->magic, MPROC__RLOCK_MAGIC, __ATOMIC_RELEASE);
-    *out = l;
-    return 0;
+    return mproc__sync_new((void **)out, true, sizeof **out, MPROC__RLOCK_MAGIC, rlock_init, NULL);
 }
 
 int mproc_rlock_acquire(mproc_rlock *l, double timeout)
@@ -55,7 +49,7 @@ void mproc_rlock_free(mproc_rlock *l)
     if (mproc__mutex_owner(&l->m) == mproc__gettid())
         while (pthread_mutex_unlock(&l->m) == 0 && mproc__mutex_owner(&l->m) != 0) {
         }
-    __atomic_store_n(&l->magic, MPROC__DEAD_MAGIC, __ATOMIC_RELEASE);
+    __atomic_store_n(&l->magic, MPROC__SYNC_DEAD_MAGIC, __ATOMIC_RELEASE);
     pthread_mutex_destroy(&l->m);
     mproc__arena_free(l);
 }

@@ -14,19 +14,24 @@ struct mproc_semaphore {
     uint32_t max; /* highest value release may reach */
 };
 
+typedef struct {
+    unsigned value;
+    bool bounded;
+} semaphore_args;
+
+static int semaphore_init(void *obj, void *arg)
+{
+    mproc_semaphore *s = obj;
+    const semaphore_args *a = arg;
+    atomic_init(&s->value, a->value);
+    s->max = a->bounded ? a->value : INT_MAX;
+    return 0;
+}
+
 int mproc_semaphore_new(mproc_semaphore **out, unsigned value, bool bounded)
 {
-    if (!out) return -EINVAL;
-    *out = NULL;
-    if (value > INT_MAX) return -EINVAL;
-    mproc_semaphore *s;
-    int r = mproc__arena_alloc((void **)&s, sizeof *s);
-    if (r < 0) return r;
-    atomic_init(&s->value, value);
-    s->max = bounded ? value : INT_MAX;
-    __atomic_store_n(&s->magic, MPROC__SEM_MAGIC, __ATOMIC_RELEASE);
-    *out = s;
-    return 0;
+    return mproc__sync_new((void **)out, value <= INT_MAX, sizeof **out, MPROC__SEMAPHORE_MAGIC,
+                           semaphore_init, &(semaphore_args){value, bounded});
 }
 
 static bool try_take(mproc_semaphore *s)
@@ -41,7 +46,7 @@ static bool try_take(mproc_semaphore *s)
 
 int mproc_semaphore_acquire(mproc_semaphore *s, double timeout)
 {
-    if (!mproc__sync_valid(s, sizeof *s, MPROC__SEM_MAGIC)) return -EINVAL;
+    if (!mproc__sync_valid(s, sizeof *s, MPROC__SEMAPHORE_MAGIC)) return -EINVAL;
     if (try_take(s)) return 0;
     if (timeout == 0) return -EAGAIN;
     int64_t deadline = mproc__deadline(timeout);
@@ -66,7 +71,7 @@ int mproc_semaphore_acquire(mproc_semaphore *s, double timeout)
 
 int mproc_semaphore_release(mproc_semaphore *s)
 {
-    if (!mproc__sync_valid(s, sizeof *s, MPROC__SEM_MAGIC)) return -EINVAL;
+    if (!mproc__sync_valid(s, sizeof *s, MPROC__SEMAPHORE_MAGIC)) return -EINVAL;
     uint32_t v = atomic_load(&s->value);
     do {
         if (v >= s->max) return -EOVERFLOW;
@@ -78,18 +83,18 @@ int mproc_semaphore_release(mproc_semaphore *s)
 
 int mproc_semaphore_value(mproc_semaphore *s)
 {
-    if (!mproc__sync_valid(s, sizeof *s, MPROC__SEM_MAGIC)) return -EINVAL;
+    if (!mproc__sync_valid(s, sizeof *s, MPROC__SEMAPHORE_MAGIC)) return -EINVAL;
     return (int)atomic_load(&s->value);
 }
 
 void mproc_semaphore_free(mproc_semaphore *s)
 {
-    if (!mproc__sync_valid(s, sizeof *s, MPROC__SEM_MAGIC)) return;
-    __atomic_store_n(&s->magic, MPROC__DEAD_MAGIC, __ATOMIC_RELEASE);
+    if (!mproc__sync_valid(s, sizeof *s, MPROC__SEMAPHORE_MAGIC)) return;
+    __atomic_store_n(&s->magic, MPROC__SYNC_DEAD_MAGIC, __ATOMIC_RELEASE);
     mproc__arena_free(s);
 }
 
 unsigned mproc__semaphore_sleepers(mproc_semaphore *s)
 {
-    return mproc__sync_valid(s, sizeof *s, MPROC__SEM_MAGIC) ? atomic_load(&s->sleepers) : 0;
+    return mproc__sync_valid(s, sizeof *s, MPROC__SEMAPHORE_MAGIC) ? atomic_load(&s->sleepers) : 0;
 }

@@ -15,13 +15,13 @@
 #include "platform/robust.h"
 
 /* Magic words: a handle whose first word does not match is refused with -EINVAL. */
-#define MPROC__LOCK_MAGIC 0x6c6f636bU  /* "lock" */
-#define MPROC__RLOCK_MAGIC 0x726c636bU /* "rlck" */
-#define MPROC__SEM_MAGIC 0x73656d61U   /* "sema" */
-#define MPROC__EVENT_MAGIC 0x6576656eU /* "even" */
-#define MPROC__COND_MAGIC 0x636f6e64U  /* "cond" */
-#define MPROC__BARR_MAGIC 0x62617272U  /* "barr" */
-#define MPROC__DEAD_MAGIC 0x64656164U  /* "dead": written by _free */
+#define MPROC__LOCK_MAGIC 0x6c6f636bU      /* "lock" */
+#define MPROC__RLOCK_MAGIC 0x726c636bU     /* "rlck" */
+#define MPROC__SEMAPHORE_MAGIC 0x73656d61U /* "sema" */
+#define MPROC__EVENT_MAGIC 0x6576656eU     /* "even" */
+#define MPROC__CONDITION_MAGIC 0x636f6e64U /* "cond" */
+#define MPROC__BARRIER_MAGIC 0x62617272U   /* "barr" */
+#define MPROC__SYNC_DEAD_MAGIC 0x64656164U /* "dead": written by _free */
 
 struct mproc_lock {
     uint32_t magic;
@@ -41,6 +41,14 @@ static inline bool mproc__sync_valid(const void *h, size_t size, uint32_t magic)
            __atomic_load_n((const uint32_t *)h, __ATOMIC_RELAXED) == magic;
 }
 
+/* The constructor every primitive shares: with out valid, *out is cleared; unless args_ok (the
+ * primitive's own arguments checked out) -EINVAL; then a zeroed arena block of size bytes, which
+ * init(obj, arg) prepares (init may be NULL; on its error the block is freed and its code
+ * returned). The magic word goes in last with a release store, so a process that sees it valid
+ * sees the object prepared. obj must start with its uint32_t magic word. */
+int mproc__sync_new(void **out, bool args_ok, size_t size, uint32_t magic,
+                    int (*init)(void *obj, void *arg), void *arg);
+
 /* For tests: how many processes are past their spin and asleep (or about to be) in wait. */
 unsigned mproc__event_sleepers(mproc_event *e);
 unsigned mproc__semaphore_sleepers(mproc_semaphore *s);
@@ -53,7 +61,7 @@ int mproc__robust_mutex_lock(pthread_mutex_t *m, double timeout);
 /* Spin briefly while *w == v: true when it changed. Waking a sleeper costs a syscall on each side
  * and a cross-CPU wake-up (tens of µs on virtual machines), so a short wait is cheaper spent here.
  * Bounded by time, not iterations: PAUSE costs from 1 to 40 ns depending on the CPU. */
-#define MPROC__SPIN_NS 4000
+#define MPROC__SYNC_SPIN_NS 4000
 static inline bool mproc__spin_while_eq(_Atomic uint32_t *w, uint32_t v)
 {
     int64_t until = 0;
@@ -62,7 +70,7 @@ static inline bool mproc__spin_while_eq(_Atomic uint32_t *w, uint32_t v)
         if ((i & 15) == 15) {
             int64_t now = mproc__now_ns();
             if (!until)
-                until = now + MPROC__SPIN_NS;
+                until = now + MPROC__SYNC_SPIN_NS;
             else if (now >= until)
                 return false;
         }
