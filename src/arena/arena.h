@@ -1,7 +1,7 @@
 /* The family arena: one shared mapping, made before any child exists, at the same address in every
  * process of the family, with a size-class allocator under a robust process-shared mutex. */
-#ifndef MPROC_ARENA_H
-#define MPROC_ARENA_H
+#ifndef MPROC_ARENA_ARENA_H
+#define MPROC_ARENA_ARENA_H
 
 #include <stddef.h>
 #include <stdint.h>

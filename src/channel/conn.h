@@ -1,6 +1,6 @@
 /* Internals shared by the connection, handshake and listener files. */
-#ifndef MPROC_CONN_INTERNAL_H
-#define MPROC_CONN_INTERNAL_H
+#ifndef MPROC_CHANNEL_CONN_H
+#define MPROC_CHANNEL_CONN_H
 
 #include <stdint.h>
 #include <sys/socket.h>

@@ -1,5 +1,5 @@
 /* mproc_queue: put, get, close, join. The layout and the slot state machine are described in
- * queue_internal.h; what happens when a process dies holding a slot is in queue_recover.c.
+ * channel/queue.h; what happens when a process dies holding a slot is in queue_recover.c.
  *
  * A put claims the slot at the tail with one CAS on the slot's own word (recording its thread id),
  * moves the tail on, charges the byte budget, copies the message in (inline, or into an arena block

@@ -2,8 +2,8 @@
  * slot's state word carries its lap (sequence), its state and the thread id of the process that
  * owns it while a message is being written or read, so a dead owner can be found and its slot
  * recycled (queue_recover.c). */
-#ifndef MPROC_QUEUE_INTERNAL_H
-#define MPROC_QUEUE_INTERNAL_H
+#ifndef MPROC_CHANNEL_QUEUE_H
+#define MPROC_CHANNEL_QUEUE_H
 
 #include <limits.h>
 #include <stdatomic.h>

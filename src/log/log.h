@@ -1,8 +1,8 @@
-/* Logging internals shared by log.c (records and sinks), log_format.c (text and JSON lines),
- * log_rotate.c (the file and its rotation), log_ring.c (the family ring), log_env.c
+/* Logging internals shared by log.c (records and sinks), format.c (text and JSON lines),
+ * rotate.c (the file and its rotation), ring.c (the family ring), env.c
  * (MPROC_LOG_CONFIG). */
-#ifndef MPROC_LOG_INTERNAL_H
-#define MPROC_LOG_INTERNAL_H
+#ifndef MPROC_LOG_LOG_H
+#define MPROC_LOG_LOG_H
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -67,7 +67,7 @@ typedef struct {
     size_t len, cap;
 } mproc__log_buf;
 
-/* log_format.c */
+/* format.c */
 typedef struct {
     struct timespec ts;
     char time_text[40];
@@ -83,7 +83,7 @@ void mproc__log_time_text(const struct timespec *ts, char *out, size_t cap);
 size_t mproc__log_format_text(const mproc__log_fields *f, char *out, size_t cap);
 size_t mproc__log_format_json(const mproc__log_fields *f, char *out, size_t cap);
 
-/* log_rotate.c */
+/* rotate.c */
 mproc__log_family *mproc__log_family_get(void);
 /* The family's state if the arena exists and it was made; never initialises anything. */
 mproc__log_family *mproc__log_family_peek(void);
@@ -95,11 +95,11 @@ void mproc__log_file_write(const char *buf, size_t n, int64_t now_ns);
 /* mkdir -p; 0 or -errno. */
 int mproc__log_mkdirs(const char *dir);
 
-/* log_ring.c */
+/* ring.c */
 int mproc__log_ring_new(mproc__log_ring **out, size_t lines);
 void mproc__log_ring_push(mproc__log_ring *r, const char *line, size_t len);
 
-/* log_env.c */
+/* env.c */
 /* Serialise the current set-up for MPROC_LOG_CONFIG; malloc'd, or NULL. */
 char *mproc__log_env_encode(void);
 /* MPROC_LOG_CONFIG parsed: a config whose strings point into the buffers beside it. */

@@ -7,8 +7,8 @@
  * its load, or both can miss each other and the waiter sleeps through a wake-up. The heavy fence
  * stands in for the fast side's fence, whichever instant it lands at. Where membarrier is missing
  * (old kernels, seccomp, valgrind) both sides fall back to full fences. */
-#ifndef MPROC_FENCE_H
-#define MPROC_FENCE_H
+#ifndef MPROC_PLATFORM_FENCE_H
+#define MPROC_PLATFORM_FENCE_H
 
 #include <stdatomic.h>
 #include <stdbool.h>

@@ -1,6 +1,6 @@
 /* Thin wrappers over Linux primitives: futex, pidfd, clocks, deadlines. No policy here. */
-#ifndef MPROC_PLATFORM_H
-#define MPROC_PLATFORM_H
+#ifndef MPROC_PLATFORM_PLATFORM_H
+#define MPROC_PLATFORM_PLATFORM_H
 
 #include <signal.h>
 #include <stdatomic.h>

@@ -10,8 +10,8 @@
  * CPU, so the peer may be waiting for this very CPU; if it is elsewhere, the yield returns at once
  * and the wait spins as usual. Each wait decides when it stops looking and sleeps.
  */
-#ifndef MPROC_SPIN_H
-#define MPROC_SPIN_H
+#ifndef MPROC_PLATFORM_SPIN_H
+#define MPROC_PLATFORM_SPIN_H
 
 #include <sched.h>
 #include <stdbool.h>

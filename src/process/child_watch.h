@@ -2,8 +2,8 @@
  * that cannot hit a recycled pid, and reaping it by its own identity. A pidfd does all three; where
  * pidfds are missing (see mproc__pidfd_supported) a sentinel pipe stands in for the fd, and
  * waitpid(pid)/kill(pid) are safe because the child is not reaped before we are done with it. */
-#ifndef MPROC_CHILD_WATCH_H
-#define MPROC_CHILD_WATCH_H
+#ifndef MPROC_PROCESS_CHILD_WATCH_H
+#define MPROC_PROCESS_CHILD_WATCH_H
 
 #include <stdbool.h>
 #include <sys/types.h>
