@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "arena/arena.h"
 #include "process/process.h"
 
 static const mproc__start_ops *const methods[MPROC__START_METHOD_COUNT] = {
@@ -65,6 +66,10 @@ bool mproc__process_layer_started(void)
 
 int mproc__start_method_for(const char *requested, mproc__start_method *m)
 {
+    /* Every child must inherit the family arena, or an object made after it started would not be
+     * shared with it: map it before the first child exists. */
+    int r = mproc__arena_ensure();
+    if (r < 0) return r;
     mproc__process_layer_setup();
     const char *env = getenv("MPROC_START");
     if (env && *env) return mproc__parse_start_method(env, m);
