@@ -18,8 +18,8 @@
  * sees each producer's messages in increasing order.
  *
  * Blocking: a get blocks while the queue is empty, a put while a bound would be exceeded, each up
- * to its timeout; close wakes both. A call that does not sleep makes no system call. How a wait
- * spins, yields and sleeps, and what it costs: docs/queue.md (Waiting, Performance).
+ * to its timeout; close wakes both. A call on small messages makes no system call unless it sleeps
+ * or wakes a sleeper. How a wait spins, yields and sleeps, and what it costs: docs/queue.md.
  *
  * Crash safety: a process killed at any instant (SIGKILL included), in the middle of a put or a
  * get, does not wedge the queue: the others notice the dead owner of a half-written or half-read
