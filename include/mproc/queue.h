@@ -10,20 +10,16 @@
  * blocks (up to its timeout) while either bound would be exceeded. When max_bytes is at least what
  * the ring's slots hold (max_items rounded up to a power of two, times MPROC_QUEUE_INLINE), only
  * messages larger than MPROC_QUEUE_INLINE count against it: the others take no memory beyond the
- * ring, and skipping their accounting makes small messages cheaper. Messages of up to
- * MPROC_QUEUE_INLINE bytes are stored inside their ring slot; larger ones are allocated in the
- * arena and handed to the consumer by reference, so their size is limited only by max_bytes and
- * by the arena (a 64 MiB message needs no special handling).
+ * ring. Messages of up to MPROC_QUEUE_INLINE bytes are stored inside their ring slot; larger ones
+ * are allocated in the arena and handed to the consumer by reference, so their size is limited
+ * only by max_bytes and by the arena (a 64 MiB message needs no special handling).
  *
  * Order: messages of one producer (thread) are delivered in the order it put them; every consumer
  * sees each producer's messages in increasing order.
  *
- * Waiting: a blocked put or get spins for 2 µs, then yields the CPU between looks for the rest of
- * 100 µs, then sleeps on a futex (a wake-up costs a system call only when someone sleeps). While
- * another program keeps the CPU busy (a yield lost it for a time slice), it sleeps after the spin.
- * A put that finds a ring of 128 slots or more full takes a slot again only once a sixteenth of the
- * ring is free, or after 10 µs, so that it does not slow the consumers down (docs/queue.md,
- * Waiting).
+ * Blocking: a get blocks while the queue is empty, a put while a bound would be exceeded, each up
+ * to its timeout; close wakes both. A call on small messages makes no system call unless it sleeps
+ * or wakes a sleeper. How a wait spins, yields and sleeps, and what it costs: docs/queue.md.
  *
  * Crash safety: a process killed at any instant (SIGKILL included), in the middle of a put or a
  * get, does not wedge the queue: the others notice the dead owner of a half-written or half-read
