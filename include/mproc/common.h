@@ -49,9 +49,11 @@ typedef struct {
     const mproc_log_config *log; /* logging set-up; NULL: defaults */
 } mproc_config;
 
-/* Initialise the library. Optional: the first call that needs it initialises with defaults.
- * Call it before starting threads or children if you pass a config. Returns -EALREADY (with
- * no change) when the library is already initialised, -EINVAL for a bad config. */
+/* Configure the library. Optional: each part sets itself up with defaults on first use (the
+ * arena on the first allocation or process, the forkserver helper on the first process or pool).
+ * Call it early in main, before starting threads, to pass a config or to fork the forkserver
+ * helper while the program is single-threaded. Returns -EALREADY (with no change) once the arena
+ * is mapped or a process or pool was made, -EINVAL for a bad config. */
 int mproc_init(const mproc_config *cfg);
 
 /* Do now what normal exit does (it is also done then): join the non-daemonic children of this

@@ -60,9 +60,10 @@ typedef struct {
                               pool; 0: max(8, 2 * workers) */
     double restart_window; /* 0: 10 s */
     const char *start_method; /* how workers start: NULL: the library's ("fork"), "forkserver"
-                                 (then initarg must point into the arena or to data as it was at
-                                 mproc_init), "thread" (a thread pool: no crash isolation; hard
-                                 time limits become cancel requests). Env MPROC_START wins. */
+                                 (then initarg must point into the arena or to data as it was
+                                 when the helper was forked: docs/start-methods.md), "thread" (a
+                                 thread pool: no crash isolation; hard time limits become cancel
+                                 requests). Env MPROC_START wins. */
 } mproc_pool_opts;
 
 /* -EINVAL (workers < 0, bad name), -ENOTSUP (backend "mpi"), -ENOMEM, or a fork error. */

@@ -11,9 +11,10 @@
  * A handle is used by the process that made it; from another process its calls return -ECHILD.
  *
  * Start methods (docs/start-methods.md): "fork" (default); "forkserver", where a helper forked at
- * mproc_init forks every child (safe for threaded and large parents; the helper is reached through
- * an unnamed socketpair, so no handshake is needed, and the child sees the program as it was at
- * init: pass arg in the arena or with arg_size); "thread", where the process is a thread (for
+ * mproc_init (or, without it, at the first process or pool) forks every child (safe for threaded
+ * and large parents; the helper is reached through an unnamed socketpair, so no handshake is
+ * needed, and the child sees the program as it was when the helper was forked: pass arg in the
+ * arena or with arg_size); "thread", where the process is a thread (for
  * debuggers; terminate/kill/interrupt of a running one return -ENOTSUP). Without pidfds (Linux <
  * 5.3, valgrind) children are watched through sentinel pipes instead.
  */
