@@ -19,7 +19,8 @@ extern "C" {
  * larger than it). Constructors of shared objects return -ENOMEM in that case. */
 void *mproc_shared_alloc(size_t size);
 void mproc_shared_free(void *ptr);
-/* Usable size of a block from mproc_shared_alloc (>= the size asked for). */
+/* Usable size of a live block from mproc_shared_alloc (>= the size asked for); 0 with errno
+ * EINVAL for NULL, a freed block, or a pointer that is not the start of an arena block. */
 size_t mproc_shared_size(const void *ptr);
 
 typedef struct mproc_value mproc_value;

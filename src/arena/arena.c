@@ -251,5 +251,13 @@ void mproc_shared_free(void *ptr)
 
 size_t mproc_shared_size(const void *ptr)
 {
-    return ptr ? mproc__arena_usable(ptr) : 0;
+    /* The header is read only once it is known to lie inside the mapping: a stack or heap
+     * pointer, or one into the middle of a block, must not fault or read garbage. */
+    const block_hdr *b = (const block_hdr *)ptr - 1;
+    if (!ptr || !mproc__arena_contains(b, sizeof *b) || ((uintptr_t)ptr & 63) ||
+        __atomic_load_n(&b->magic, __ATOMIC_RELAXED) != BLOCK_MAGIC) {
+        errno = EINVAL;
+        return 0;
+    }
+    return mproc__arena_usable(ptr);
 }

@@ -51,6 +51,20 @@ static int gai_code(int e)
     }
 }
 
+/* A decimal port 0-65535 (0: any free port, for a listener). getaddrinfo would take a service
+ * name and wrap numbers past 65535 silently ("65536" listened on a random port), so it sees only
+ * what passed here. */
+static int parse_port(const char *s)
+{
+    if (!*s || strlen(s) > 5) return -EINVAL;
+    unsigned v = 0;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9') return -EINVAL;
+        v = v * 10 + (unsigned)(*s - '0');
+    }
+    return v <= 65535 ? (int)v : -EINVAL;
+}
+
 static int resolve_tcp(const char *spec, bool passive, mproc__addr *out, int max)
 {
     const char *colon = strrchr(spec, ':');
@@ -61,7 +75,7 @@ static int resolve_tcp(const char *spec, bool passive, mproc__addr *out, int max
         spec++;
         hl -= 2;
     }
-    if (hl >= sizeof host || strlen(colon + 1) >= sizeof port) return -EINVAL;
+    if (hl >= sizeof host || parse_port(colon + 1) < 0) return -EINVAL;
     memcpy(host, spec, hl);
     host[hl] = '\0';
     snprintf(port, sizeof port, "%s", colon + 1);
