@@ -9,24 +9,6 @@
 #include "platform/platform.h"
 #include "process/process.h"
 
-static int join_code(mproc_process *p)
-{
-    int code = -1;
-    CHECK_OK(mproc_process_join(p, 30));
-    CHECK_OK(mproc_process_exitcode(p, &code));
-    return code;
-}
-
-static mproc_process *run_with(const char *method, mproc_run_fn fn, void *arg, size_t arg_size)
-{
-    mproc_process *p;
-    CHECK_OK(mproc_process_new(
-        &p, &(mproc_process_opts){
-                .run = fn, .arg = arg, .arg_size = arg_size, .start_method = method}));
-    CHECK_OK(mproc_process_start(p));
-    return p;
-}
-
 /* ---- forkserver: safe for a parent whose threads hold locks ---- */
 
 static pthread_mutex_t busy_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -63,9 +45,7 @@ TEST_T(forkserver_children_of_a_threaded_parent_do_not_inherit_held_locks, 120)
     for (int i = 0; i < 8; i++)
         CHECK_EQ(pthread_create(&th[i], NULL, busy, NULL), 0);
     for (int i = 0; i < 100; i++) {
-        mproc_process *p = run_with(NULL, take_busy_lock, NULL, 0);
-        CHECK_EQ(join_code(p), 0);
-        mproc_process_free(p);
+        CHECK_EQ(harness_join(harness_start(take_busy_lock, NULL)), 0);
     }
     atomic_store(&stop_busy, true);
     for (int i = 0; i < 8; i++)
@@ -81,16 +61,13 @@ static int ret7(void *arg)
 TEST(forkserver_restarts_after_its_helper_dies)
 {
     unsetenv("MPROC_START");
-    mproc_process *p = run_with("forkserver", ret7, NULL, 0);
-    CHECK_EQ(join_code(p), 7);
-    mproc_process_free(p);
+    mproc_process_opts fs = {.run = ret7, .start_method = "forkserver"};
+    CHECK_EQ(harness_join(harness_start_opts(&fs)), 7);
     pid_t helper = mproc__forkserver_pid();
     CHECK(helper > 0);
     CHECK_EQ(kill(helper, SIGKILL), 0);
     CHECK(harness_wait_gone(helper, 5));
-    p = run_with("forkserver", ret7, NULL, 0);
-    CHECK_EQ(join_code(p), 7);
-    mproc_process_free(p);
+    CHECK_EQ(harness_join(harness_start_opts(&fs)), 7);
     CHECK(mproc__forkserver_pid() != helper);
 }
 
@@ -105,10 +82,12 @@ TEST(arg_size_copies_the_argument_for_every_method)
     const char *methods[] = {"fork", "forkserver", "thread"};
     for (int i = 0; i < 3; i++) {
         char *heap = strdup("copied for the child");
-        mproc_process *p = run_with(methods[i], check_copy, heap, strlen(heap) + 1);
+        mproc_process *p = harness_start_opts(&(mproc_process_opts){.run = check_copy,
+                                                                    .arg = heap,
+                                                                    .arg_size = strlen(heap) + 1,
+                                                                    .start_method = methods[i]});
         free(heap); /* the child has its own copy */
-        CHECK_EQ(join_code(p), 0);
-        mproc_process_free(p);
+        CHECK_EQ(harness_join(p), 0);
     }
 }
 
@@ -122,10 +101,11 @@ TEST(env_overrides_the_requested_method)
 {
     setenv("MPROC_START", "thread", 1);
     char *name = mproc_shared_alloc(64);
-    mproc_process *p = run_with("fork", report_name, name, 0);
+    mproc_process *p = harness_start_opts(
+        &(mproc_process_opts){.run = report_name, .arg = name, .start_method = "fork"});
     /* A thread runs in this process: its pid is ours. */
     CHECK_EQ(mproc_process_pid(p), getpid());
-    CHECK_EQ(join_code(p), 0);
+    CHECK_EQ(harness_wait(p), 0);
     CHECK(strcmp(name, mproc_process_name(p)) == 0);
     CHECK(strcmp(mproc_current_name(), "MainProcess") == 0);
     mproc_process_free(p);
@@ -144,13 +124,14 @@ TEST(thread_mode_refuses_signals)
 {
     unsetenv("MPROC_START");
     _Atomic uint32_t *flag = mproc_shared_alloc(sizeof *flag);
-    mproc_process *p = run_with("thread", wait_forever, (void *)flag, 0);
+    mproc_process *p = harness_start_opts(
+        &(mproc_process_opts){.run = wait_forever, .arg = (void *)flag, .start_method = "thread"});
     CHECK_RC(mproc_process_terminate(p), -ENOTSUP);
     CHECK_RC(mproc_process_kill(p), -ENOTSUP);
     CHECK_RC(mproc_process_interrupt(p), -ENOTSUP);
     atomic_store(flag, 1);
     mproc__futex_wake(flag, 1);
-    CHECK_EQ(join_code(p), 0);
+    CHECK_EQ(harness_wait(p), 0);
     CHECK_OK(mproc_process_terminate(p)); /* ended: nothing to do, as for a process */
     mproc_process_free(p);
     mproc_shared_free((void *)flag);
