@@ -5,9 +5,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "arena/arena.h"
 #include "harness.h"
 #include "platform/platform.h"
 #include "process/process.h"
+#include "process/start_method.h"
 
 /* ---- forkserver: safe for a parent whose threads hold locks ---- */
 
@@ -145,4 +147,59 @@ TEST(unknown_method_is_refused)
              -EINVAL);
     setenv("MPROC_START", "bogus", 1);
     CHECK_RC(mproc_process_new(&p, &(mproc_process_opts){.run = ret7}), -EINVAL);
+}
+
+/* ---- without mproc_init: when the forkserver helper is forked ---- */
+
+/* arg is a copy (arg_size) of the write end's handle, a pointer into the heap of the program as
+ * it was when the helper was forked. */
+static int send_on_inherited_pipe(void *arg)
+{
+    mproc_conn *w = *(mproc_conn **)arg;
+    return mproc_conn_send(w, "inherited", 9) == 0 ? 7 : 1;
+}
+
+/* Without mproc_init the process layer sets itself up at the first process or pool, not at the
+ * first use of the arena: the helper is forked then, so a pipe made before the first process, and
+ * after the arena is in use, is in the helper and so in its children. A helper forked at the
+ * arena's first use would show as a pid before any process exists, and its children would not
+ * have the pipe (neither its fd nor its handle in the heap): the send fails or faults. */
+TEST(forkserver_helper_is_forked_at_the_first_process_not_the_first_arena_use)
+{
+    /* A fresh library: each case is a fork of the harness, which never uses it. */
+    CHECK(!mproc__arena_ready());
+    CHECK(!mproc__process_layer_started());
+    setenv("MPROC_START", "forkserver", 1);
+    mproc_event *e;
+    CHECK_OK(mproc_event_new(&e));
+    CHECK_OK(mproc_event_set(e));
+    CHECK(mproc_event_is_set(e));
+    mproc_queue *q;
+    CHECK_OK(mproc_queue_new(&q, NULL));
+    CHECK_OK(mproc_queue_put(q, "q", 1, 0));
+    char c;
+    CHECK_OK(mproc_queue_get(q, &c, 1, NULL, 0));
+    mproc_conn *r, *w;
+    CHECK_OK(mproc_pipe(&r, &w, false));
+    CHECK(mproc__arena_ready());
+    CHECK_EQ(mproc__forkserver_pid(), 0);
+    CHECK(!mproc__process_layer_started());
+
+    mproc_process *p;
+    CHECK_OK(mproc_process_new(
+        &p, &(mproc_process_opts){.run = send_on_inherited_pipe, .arg = &w, .arg_size = sizeof w}));
+    pid_t helper = mproc__forkserver_pid();
+    CHECK(helper > 0); /* forked by the creation, before the start */
+    CHECK_OK(mproc_process_start(p));
+    CHECK_EQ(harness_join(p), 7);
+    CHECK_EQ(mproc__forkserver_pid(), helper);
+    char buf[16];
+    size_t n = 0;
+    CHECK_OK(mproc_conn_recv(r, buf, sizeof buf, &n, 0)); /* sent before the child ended */
+    CHECK_EQ(n, 9);
+    CHECK(memcmp(buf, "inherited", 9) == 0);
+    mproc_conn_close(r);
+    mproc_conn_close(w);
+    mproc_queue_free(q);
+    mproc_event_free(e);
 }
