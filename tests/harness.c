@@ -63,19 +63,30 @@ const char *harness_method(void)
     return m && *m ? m : "fork";
 }
 
-mproc_process *harness_start(mproc_run_fn fn, void *arg)
+mproc_process *harness_start_opts(const mproc_process_opts *opts)
 {
     mproc_process *p;
-    CHECK_OK(mproc_process_new(&p, &(mproc_process_opts){.run = fn, .arg = arg}));
+    CHECK_OK(mproc_process_new(&p, opts));
     CHECK_OK(mproc_process_start(p));
     return p;
 }
 
-int harness_join(mproc_process *p)
+mproc_process *harness_start(mproc_run_fn fn, void *arg)
+{
+    return harness_start_opts(&(mproc_process_opts){.run = fn, .arg = arg});
+}
+
+int harness_wait(mproc_process *p)
 {
     int code = 12345;
     CHECK_OK(mproc_process_join(p, 60 * harness_slow()));
     CHECK_OK(mproc_process_exitcode(p, &code));
+    return code;
+}
+
+int harness_join(mproc_process *p)
+{
+    int code = harness_wait(p);
     mproc_process_free(p);
     return code;
 }

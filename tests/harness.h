@@ -74,8 +74,13 @@ const char *harness_method(void);
 /* Start a process running fn(arg) (the start method from MPROC_START), failing the case on error.
  */
 mproc_process *harness_start(mproc_run_fn fn, void *arg);
+/* The same with every option (name, daemon, arg_size, start_method): opts->run is required. */
+mproc_process *harness_start_opts(const mproc_process_opts *opts);
 /* Join it (60 s, scaled by harness_slow()), free it, and return its exit code (N or -SIGNAL). */
 int harness_join(mproc_process *p);
+/* Join it and return its exit code as harness_join does, but leave it to the caller (to look at
+ * its name, signal it after its end...; mproc_process_free it then). */
+int harness_wait(mproc_process *p);
 
 /* Monotonic seconds. */
 double harness_now(void);

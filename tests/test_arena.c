@@ -75,19 +75,13 @@ static int fill_child(void *arg)
 TEST(block_made_after_child_started_is_shared)
 {
     struct handoff *h = mproc_shared_alloc(sizeof *h);
-    mproc_process *p;
-    CHECK_OK(mproc_process_new(&p, &(mproc_process_opts){.run = fill_child, .arg = h}));
-    CHECK_OK(mproc_process_start(p));
+    mproc_process *p = harness_start(fill_child, h);
     int *late = mproc_shared_alloc(sizeof *late);
     h->late = late;
     atomic_store(&h->ready, 1);
     mproc__futex_wake(&h->ready, 1);
-    CHECK_OK(mproc_process_join(p, 10));
-    int code;
-    CHECK_OK(mproc_process_exitcode(p, &code));
-    CHECK_EQ(code, 0);
+    CHECK_EQ(harness_join(p), 0);
     CHECK_EQ(*late, 1234);
-    mproc_process_free(p);
     mproc_shared_free(late);
     mproc_shared_free(h);
 }

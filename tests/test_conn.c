@@ -30,23 +30,6 @@ static mproc_conn *raw_pair(int *raw)
     return c;
 }
 
-static mproc_process *start(mproc_run_fn fn, void *arg)
-{
-    mproc_process *p;
-    CHECK_OK(mproc_process_new(&p, &(mproc_process_opts){.run = fn, .arg = arg}));
-    CHECK_OK(mproc_process_start(p));
-    return p;
-}
-
-static int join_code(mproc_process *p)
-{
-    int code = 12345;
-    CHECK_OK(mproc_process_join(p, MPROC_FOREVER));
-    CHECK_OK(mproc_process_exitcode(p, &code));
-    mproc_process_free(p);
-    return code;
-}
-
 static void fill(unsigned char *p, size_t n, unsigned seed)
 {
     for (size_t i = 0; i < n; i++)
@@ -142,7 +125,7 @@ TEST(one_mib_message_across_processes)
     mproc_conn *a, *b;
     CHECK_OK(mproc_pipe(&a, &b, true));
     g_end = b;
-    mproc_process *p = start(send_mib, NULL);
+    mproc_process *p = harness_start(send_mib, NULL);
     void *d;
     size_t len;
     CHECK_OK(mproc_conn_recv_alloc(a, &d, &len, 30));
@@ -152,7 +135,7 @@ TEST(one_mib_message_across_processes)
     CHECK(memcmp(d, want, MIB) == 0);
     free(want);
     free(d);
-    CHECK_EQ(join_code(p), 0);
+    CHECK_EQ(harness_join(p), 0);
     mproc_conn_close(a);
     mproc_conn_close(b);
 }
@@ -172,7 +155,7 @@ TEST(child_sends_on_inherited_pipe_end)
     mproc_conn *r, *w;
     CHECK_OK(mproc_pipe(&r, &w, false));
     g_end = w;
-    mproc_process *p = start(send_three, NULL);
+    mproc_process *p = harness_start(send_three, NULL);
     mproc_conn_close(w); /* so the reader sees end of file once the child is done */
     char buf[8];
     size_t len;
@@ -183,7 +166,7 @@ TEST(child_sends_on_inherited_pipe_end)
     CHECK_OK(mproc_conn_recv(r, buf, sizeof buf, &len, 30));
     CHECK(len == 5 && memcmp(buf, "three", 5) == 0);
     CHECK_RC(mproc_conn_recv(r, buf, sizeof buf, &len, 30), MPROC_ECLOSED);
-    CHECK_EQ(join_code(p), 0);
+    CHECK_EQ(harness_join(p), 0);
     mproc_conn_close(r);
 }
 
@@ -485,7 +468,7 @@ TEST(wait_over_connections_fds_and_a_sentinel)
     mproc_conn *go_r, *go_w;
     CHECK_OK(mproc_pipe(&go_r, &go_w, false));
     g_end = go_r;
-    mproc_process *p = start(exit_after_signal, NULL);
+    mproc_process *p = harness_start(exit_after_signal, NULL);
     int evfd[2];
     CHECK_OK(pipe2(evfd, O_CLOEXEC)); /* any fd, not a connection */
     int fds[5] = {mproc_conn_fd(b[0]), mproc_conn_fd(b[1]), mproc_conn_fd(b[2]), evfd[0],
@@ -508,7 +491,7 @@ TEST(wait_over_connections_fds_and_a_sentinel)
     CHECK(ready[4]);
     CHECK_EQ(mproc_wait(fds, 5, ready, MPROC_FOREVER), 4);
     CHECK(ready[0] && !ready[1] && ready[2] && ready[3] && ready[4]);
-    CHECK_EQ(join_code(p), 0);
+    CHECK_EQ(harness_join(p), 0);
     for (int i = 0; i < 3; i++) {
         mproc_conn_close(a[i]);
         mproc_conn_close(b[i]);
@@ -592,7 +575,7 @@ static int serve_one(const char *address, const void *skey, size_t sklen, const 
     g_addr = bound;
     g_key = ckey;
     g_keylen = cklen;
-    mproc_process *p = start(client_echo, NULL);
+    mproc_process *p = harness_start(client_echo, NULL);
     mproc_conn *c;
     int r = mproc_listener_accept(l, &c, 30);
     if (r == 0) {
@@ -602,9 +585,9 @@ static int serve_one(const char *address, const void *skey, size_t sklen, const 
         CHECK_OK(mproc_conn_recv(c, buf, sizeof buf, &len, 30));
         CHECK(len == 8 && memcmp(buf, "desserts", 8) == 0);
         mproc_conn_close(c);
-        CHECK_EQ(join_code(p), 0);
+        CHECK_EQ(harness_join(p), 0);
     } else {
-        CHECK_EQ(join_code(p), r == MPROC_EAUTH ? 3 : -1);
+        CHECK_EQ(harness_join(p), r == MPROC_EAUTH ? 3 : -1);
     }
     mproc_listener_free(l);
     return r;
@@ -640,7 +623,7 @@ TEST(listener_unix_path_unlinks_on_free)
     CHECK(stat(addr + 5, &st) == 0 && S_ISSOCK(st.st_mode));
     CHECK_RC(mproc_listener_new(&l2, addr, NULL, 0), -EADDRINUSE);
     g_listener = l;
-    CHECK_EQ(join_code(start(free_listener_copy, NULL)), 0);
+    CHECK_EQ(harness_join(harness_start(free_listener_copy, NULL)), 0);
     CHECK(stat(addr + 5, &st) == 0);
     mproc_listener_free(l);
     CHECK(stat(addr + 5, &st) < 0);
@@ -706,10 +689,10 @@ TEST(auth_handshake_reads_are_capped)
     CHECK_OK(mproc_listener_new(&l, "tcp:127.0.0.1:0", "k", 1));
     g_addr = mproc_listener_address(l);
     for (int big = 0; big < 2; big++) {
-        mproc_process *p = start(raw_client, big ? (void *)1 : NULL);
+        mproc_process *p = harness_start(raw_client, big ? (void *)1 : NULL);
         mproc_conn *c;
         CHECK_RC(mproc_listener_accept(l, &c, 30), MPROC_EAUTH);
-        CHECK_EQ(join_code(p), 0);
+        CHECK_EQ(harness_join(p), 0);
     }
     mproc_listener_free(l);
 }
@@ -736,12 +719,12 @@ TEST(handshake_timeout)
     CHECK_OK(
         mproc_listener_new_opts(&l, addr, "k", 1, &(mproc_conn_opts){.handshake_timeout = 0.3}));
     g_addr = mproc_listener_address(l);
-    mproc_process *p = start(silent_client, NULL);
+    mproc_process *p = harness_start(silent_client, NULL);
     mproc_conn *c;
     double t0 = harness_now();
     CHECK_RC(mproc_listener_accept(l, &c, 30), -ETIMEDOUT);
     CHECK_BETWEEN(harness_now() - t0, 0.29, 0.3 + 2.0 * harness_slow());
-    CHECK_EQ(join_code(p), 0);
+    CHECK_EQ(harness_join(p), 0);
     mproc_listener_free(l);
 }
 

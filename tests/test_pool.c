@@ -901,11 +901,7 @@ static void idle_apply_on_one_cpu(bool with_hog)
     _Atomic int *stop = mproc_shared_alloc(sizeof *stop);
     CHECK(stop != NULL);
     mproc_process *hog = NULL;
-    if (with_hog) {
-        CHECK_OK(
-            mproc_process_new(&hog, &(mproc_process_opts){.run = cpu_hog, .arg = (void *)stop}));
-        CHECK_OK(mproc_process_start(hog));
-    }
+    if (with_hog) hog = harness_start(cpu_hog, (void *)stop);
     mproc_pool *p = make_pool(1);
     static double t[IDLE_ROUNDS];
     for (int i = 0; i < IDLE_ROUNDS; i++) {
@@ -919,10 +915,7 @@ static void idle_apply_on_one_cpu(bool with_hog)
     }
     mproc_pool_free(p);
     atomic_store(stop, 1);
-    if (hog) {
-        CHECK_OK(mproc_process_join(hog, 10 * harness_slow()));
-        mproc_process_free(hog);
-    }
+    if (hog) CHECK_EQ(harness_join(hog), 0);
     mproc_shared_free((void *)stop);
     CHECK_OK(sched_setaffinity(0, sizeof was, &was));
     CHECK(harness_quantile(t, IDLE_ROUNDS, 0.5) < IDLE_APPLY_MAX * harness_slow());

@@ -52,45 +52,27 @@ static int segfault(void *arg)
     return *p;
 }
 
-static mproc_process *start(mproc_run_fn fn, void *arg, bool daemon)
-{
-    mproc_process *p;
-    CHECK_OK(mproc_process_new(&p, &(mproc_process_opts){.run = fn, .arg = arg, .daemon = daemon}));
-    CHECK_OK(mproc_process_start(p));
-    return p;
-}
-
-static int exit_code_of(mproc_process *p)
-{
-    int code = 12345;
-    CHECK_OK(mproc_process_join(p, MPROC_FOREVER));
-    CHECK_OK(mproc_process_exitcode(p, &code));
-    return code;
-}
-
 TEST(exit_codes_from_return)
 {
-    mproc_process *a = start(ret_arg, (void *)0, false), *b = start(ret_arg, (void *)8, false);
-    CHECK_EQ(exit_code_of(a), 0);
-    CHECK_EQ(exit_code_of(b), 8);
-    mproc_process_free(a);
-    mproc_process_free(b);
+    mproc_process *a = harness_start(ret_arg, (void *)0), *b = harness_start(ret_arg, (void *)8);
+    CHECK_EQ(harness_join(a), 0);
+    CHECK_EQ(harness_join(b), 8);
 }
 
 TEST(exit_codes_from_signals)
 {
     SKIP_IN_THREAD_MODE("a thread cannot be signalled or crash on its own");
-    mproc_process *t = start(sleep_forever, NULL, false);
-    mproc_process *k = start(sleep_forever, NULL, false);
-    mproc_process *i = start(sleep_forever, NULL, false);
-    mproc_process *s = start(segfault, NULL, false);
+    mproc_process *t = harness_start(sleep_forever, NULL);
+    mproc_process *k = harness_start(sleep_forever, NULL);
+    mproc_process *i = harness_start(sleep_forever, NULL);
+    mproc_process *s = harness_start(segfault, NULL);
     CHECK_OK(mproc_process_terminate(t));
     CHECK_OK(mproc_process_kill(k));
     CHECK_OK(mproc_process_interrupt(i));
-    CHECK_EQ(exit_code_of(t), -SIGTERM);
-    CHECK_EQ(exit_code_of(k), -SIGKILL);
-    CHECK_EQ(exit_code_of(i), -SIGINT);
-    CHECK_EQ(exit_code_of(s), -SIGSEGV);
+    CHECK_EQ(harness_wait(t), -SIGTERM);
+    CHECK_EQ(harness_wait(k), -SIGKILL);
+    CHECK_EQ(harness_wait(i), -SIGINT);
+    CHECK_EQ(harness_wait(s), -SIGSEGV);
     /* Signalling a process that has ended is not an error, as in Python. */
     CHECK_OK(mproc_process_terminate(t));
     mproc_process_free(t);
@@ -102,7 +84,7 @@ TEST(exit_codes_from_signals)
 TEST(join_timeout_and_exitcode_while_running)
 {
     _Atomic uint32_t *flag = new_flag();
-    mproc_process *p = start(until_flag, (void *)flag, false);
+    mproc_process *p = harness_start(until_flag, (void *)flag);
     int code;
     double t0 = harness_now();
     CHECK_RC(mproc_process_join(p, 0), -ETIMEDOUT);
@@ -124,7 +106,7 @@ TEST(join_timeout_and_exitcode_while_running)
 TEST(sentinel_readable_after_exit)
 {
     _Atomic uint32_t *flag = new_flag();
-    mproc_process *p = start(until_flag, (void *)flag, false);
+    mproc_process *p = harness_start(until_flag, (void *)flag);
     int fd = mproc_process_sentinel(p);
     CHECK(fd >= 0);
     struct pollfd pfd = {.fd = fd, .events = POLLIN};
@@ -165,7 +147,7 @@ TEST(names_and_identity)
     CHECK(strncmp(mproc_process_name(a), "Process-", 8) == 0);
     CHECK(strcmp(mproc_process_name(b), "worker") == 0);
     CHECK_OK(mproc_process_start(a));
-    CHECK_EQ(exit_code_of(a), 0);
+    CHECK_EQ(harness_wait(a), 0);
     char expect[80];
     snprintf(expect, sizeof expect, "%s|1", mproc_process_name(a));
     CHECK(strcmp(shared->text, expect) == 0);
@@ -188,8 +170,8 @@ static int grandchild_name(void *arg)
 TEST(child_names_nest_like_python)
 {
     struct report *shared = mproc_shared_alloc(sizeof *shared);
-    mproc_process *a = start(grandchild_name, shared, false);
-    CHECK_EQ(exit_code_of(a), 0);
+    mproc_process *a = harness_start(grandchild_name, shared);
+    CHECK_EQ(harness_wait(a), 0);
     char expect[80];
     snprintf(expect, sizeof expect, "Process-%s:1|1", mproc_process_name(a) + 8);
     CHECK(strcmp(shared->text, expect) == 0);
@@ -210,16 +192,13 @@ TEST(hundred_children)
 {
     enum { N = 100 };
     mproc_process *ps[N];
-    mproc_process *warm = start(ret_arg, NULL, false); /* the library's own fds exist from here */
-    CHECK_EQ(exit_code_of(warm), 0);
-    mproc_process_free(warm);
+    mproc_process *warm = harness_start(ret_arg, NULL); /* the library's own fds exist from here */
+    CHECK_EQ(harness_join(warm), 0);
     int fds = harness_fd_count();
     for (int i = 0; i < N; i++)
-        ps[i] = start(ret_arg, (void *)(intptr_t)(i % 50), false);
+        ps[i] = harness_start(ret_arg, (void *)(intptr_t)(i % 50));
     for (int i = 0; i < N; i++)
-        CHECK_EQ(exit_code_of(ps[i]), i % 50);
-    for (int i = 0; i < N; i++)
-        mproc_process_free(ps[i]);
+        CHECK_EQ(harness_join(ps[i]), i % 50);
     CHECK_EQ(harness_fd_count(), fds);
     CHECK_OK(mproc_shutdown());
     CHECK_EQ(harness_child_count(getpid()), 0);
@@ -231,13 +210,11 @@ TEST(hundred_children_terminated)
     enum { N = 100 };
     mproc_process *ps[N];
     for (int i = 0; i < N; i++)
-        ps[i] = start(sleep_forever, NULL, false);
+        ps[i] = harness_start(sleep_forever, NULL);
     for (int i = 0; i < N; i++)
         CHECK_OK(mproc_process_terminate(ps[i]));
     for (int i = 0; i < N; i++)
-        CHECK_EQ(exit_code_of(ps[i]), -SIGTERM);
-    for (int i = 0; i < N; i++)
-        mproc_process_free(ps[i]);
+        CHECK_EQ(harness_join(ps[i]), -SIGTERM);
     CHECK_OK(mproc_shutdown());
     CHECK_EQ(harness_child_count(getpid()), 0);
 }
@@ -251,9 +228,8 @@ static int stdin_is_devnull(void *arg)
 TEST(child_stdin_is_dev_null)
 {
     SKIP_IN_THREAD_MODE("a thread shares its process's stdin");
-    mproc_process *p = start(stdin_is_devnull, NULL, false);
-    CHECK_EQ(exit_code_of(p), 0);
-    mproc_process_free(p);
+    mproc_process *p = harness_start(stdin_is_devnull, NULL);
+    CHECK_EQ(harness_join(p), 0);
 }
 
 /* A middle process starts daemonic and non-daemonic children, reports their pids, then dies by
@@ -261,8 +237,9 @@ TEST(child_stdin_is_dev_null)
 static int spawn_and_wait(void *arg)
 {
     pid_t *pids = arg;
-    mproc_process *d = start(sleep_forever, NULL, true);
-    mproc_process *n = start(sleep_forever, NULL, false);
+    mproc_process *d =
+        harness_start_opts(&(mproc_process_opts){.run = sleep_forever, .daemon = true});
+    mproc_process *n = harness_start(sleep_forever, NULL);
     pids[0] = mproc_process_pid(d);
     __atomic_store_n(&pids[1], mproc_process_pid(n), __ATOMIC_RELEASE);
     for (;;)
@@ -274,14 +251,14 @@ TEST(parent_killed_children_follow)
 {
     SKIP_IN_THREAD_MODE("a thread cannot be killed");
     pid_t *pids = mproc_shared_alloc(2 * sizeof(pid_t));
-    mproc_process *mid = start(spawn_and_wait, pids, false);
+    mproc_process *mid = harness_start(spawn_and_wait, pids);
     double until = harness_now() + 10;
     while (!__atomic_load_n(&pids[1], __ATOMIC_ACQUIRE) && harness_now() < until)
         usleep(1000);
     CHECK(pids[0] > 0 && pids[1] > 0);
     CHECK(harness_pid_alive(pids[0]) && harness_pid_alive(pids[1]));
     CHECK_OK(mproc_process_kill(mid));
-    CHECK_EQ(exit_code_of(mid), -SIGKILL);
+    CHECK_EQ(harness_wait(mid), -SIGKILL);
     CHECK(harness_wait_gone(pids[0], 1.0 * harness_slow()));
     CHECK(harness_wait_gone(pids[1], 1.0 * harness_slow()));
     mproc_process_free(mid);
@@ -304,8 +281,9 @@ mproc_process *left_running[2];
 static int exit_with_children(void *arg)
 {
     int *flag = arg;
-    left_running[0] = start(short_child, flag, false);
-    left_running[1] = start(sleep_forever, NULL, true);
+    left_running[0] = harness_start(short_child, flag);
+    left_running[1] =
+        harness_start_opts(&(mproc_process_opts){.run = sleep_forever, .daemon = true});
     return 5;
 }
 
@@ -313,25 +291,23 @@ TEST(exit_joins_non_daemons_and_ends_daemons)
 {
     SKIP_IN_THREAD_MODE("a process run as a thread leaves its children to the program's exit");
     int *flag = mproc_shared_alloc(sizeof(int));
-    mproc_process *p = start(exit_with_children, flag, false);
-    CHECK_EQ(exit_code_of(p), 5);
+    mproc_process *p = harness_start(exit_with_children, flag);
+    CHECK_EQ(harness_join(p), 5);
     CHECK_EQ(*flag, 42);
-    mproc_process_free(p);
     mproc_shared_free(flag);
 }
 
 TEST(free_running_process_detaches)
 {
     SKIP_IN_THREAD_MODE("a thread cannot be killed");
-    mproc_process *p = start(sleep_forever, NULL, false);
+    mproc_process *p = harness_start(sleep_forever, NULL);
     pid_t pid = mproc_process_pid(p);
     kill(pid, SIGKILL);
     mproc_process_free(p);
     /* The detached child is reaped by the next start. */
     CHECK(harness_wait_gone(pid, 5));
-    mproc_process *q = start(ret_arg, NULL, false);
-    CHECK_EQ(exit_code_of(q), 0);
-    mproc_process_free(q);
+    mproc_process *q = harness_start(ret_arg, NULL);
+    CHECK_EQ(harness_join(q), 0);
     CHECK_OK(mproc_shutdown());
     CHECK_EQ(harness_child_count(getpid()), 0);
 }
@@ -341,9 +317,8 @@ TEST(host_children_are_not_stolen)
     /* The library must not reap children it did not start. */
     pid_t host = fork();
     if (host == 0) _exit(9);
-    mproc_process *p = start(ret_arg, (void *)1, false);
-    CHECK_EQ(exit_code_of(p), 1);
-    mproc_process_free(p);
+    mproc_process *p = harness_start(ret_arg, (void *)1);
+    CHECK_EQ(harness_join(p), 1);
     int status;
     CHECK_EQ(waitpid(host, &status, 0), host);
     CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 9);

@@ -1,75 +1,15 @@
 #include <limits.h>
 #include <sched.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "arena/arena.h"
 #include "harness.h"
 #include "channel/queue.h"
+#include "queue_util.h"
 
-/* ---- helpers ---- */
-
-static mproc_process *start(mproc_run_fn fn, void *arg)
-{
-    mproc_process *p;
-    CHECK_OK(mproc_process_new(&p, &(mproc_process_opts){.run = fn, .arg = arg}));
-    CHECK_OK(mproc_process_start(p));
-    return p;
-}
-
-static int finish(mproc_process *p)
-{
-    int code = 12345;
-    CHECK_OK(mproc_process_join(p, 60 * harness_slow()));
-    CHECK_OK(mproc_process_exitcode(p, &code));
-    mproc_process_free(p);
-    return code;
-}
-
-static size_t arena_in_use(void)
-{
-    mproc__arena_stats st;
-    mproc__arena_get_stats(&st);
-    return st.in_use;
-}
-
-static uint64_t fnv(const void *p, size_t n, uint64_t h)
-{
-    const unsigned char *b = p;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ b[i]) * 0x100000001b3ULL;
-    return h;
-}
-
-static void fill(unsigned char *b, size_t n, uint64_t seed)
-{
-    uint64_t x = seed * 0x9e3779b97f4a7c15ULL + 1;
-    for (size_t i = 0; i < n; i++) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        b[i] = (unsigned char)x;
-    }
-}
-
-/* Die by SIGKILL on a fault, whoever handles SIGSEGV (sanitizers do): a death mid-copy. */
-static void on_fault(int sig)
-{
-    (void)sig;
-    kill(getpid(), SIGKILL);
-}
-
-static void die_on_fault(void)
-{
-    struct sigaction sa = {.sa_handler = on_fault};
-    sigaction(SIGSEGV, &sa, NULL);
-    sigaction(SIGBUS, &sa, NULL);
-}
+/* ---- helpers (the ones the recovery suite needs too are in queue_util.c) ---- */
 
 /* Sleep until *flag is set by another process (polled: it lives in the arena). */
 static void await_flag(_Atomic int *flag)
@@ -353,8 +293,6 @@ TEST(no_arena_memory_leaked)
     CHECK_EQ(arena_in_use(), before);
 }
 
-/* ---- across processes ---- */
-
 typedef struct {
     mproc_queue *q;
     mproc_queue *q2;
@@ -371,34 +309,6 @@ static shared_args *new_args(mproc_queue *q)
     CHECK(a != NULL);
     a->q = q;
     return a;
-}
-
-typedef struct {
-    uint32_t producer;
-    uint32_t len;
-    uint64_t seq;
-    uint64_t sum;
-} msg_hdr;
-
-/* A message: header, then payload bytes from the seed (producer, seq); sum covers both. */
-static size_t make_msg(unsigned char *buf, uint32_t producer, uint64_t seq, size_t payload)
-{
-    msg_hdr h = {.producer = producer, .len = (uint32_t)payload, .seq = seq};
-    fill(buf + sizeof h, payload, ((uint64_t)producer << 40) ^ seq);
-    h.sum = fnv(buf + sizeof h, payload, fnv(&h, offsetof(msg_hdr, sum), 0xcbf29ce484222325ULL));
-    memcpy(buf, &h, sizeof h);
-    return sizeof h + payload;
-}
-
-/* 0 if intact, and then *h is its header. */
-static int check_msg(const unsigned char *buf, size_t len, msg_hdr *h)
-{
-    if (len < sizeof *h) return 1;
-    memcpy(h, buf, sizeof *h);
-    if (h->len != len - sizeof *h) return 2;
-    uint64_t s =
-        fnv(buf + sizeof *h, h->len, fnv(h, offsetof(msg_hdr, sum), 0xcbf29ce484222325ULL));
-    return s == h->sum ? 0 : 3;
 }
 
 static int producer_body(void *arg)
@@ -419,7 +329,7 @@ TEST(put_get_across_processes)
     shared_args *a = new_args(q);
     a->id = 5;
     a->count = 5000;
-    mproc_process *p = start(producer_body, a);
+    mproc_process *p = harness_start(producer_body, a);
     static unsigned char buf[4096];
     for (int i = 0; i < a->count; i++) {
         size_t n;
@@ -429,7 +339,7 @@ TEST(put_get_across_processes)
         CHECK_EQ(h.producer, 5);
         CHECK_EQ(h.seq, (uint64_t)i);
     }
-    CHECK_EQ(finish(p), 0);
+    CHECK_EQ(harness_join(p), 0);
     CHECK(mproc_queue_empty(q));
     mproc_queue_free(q);
     mproc_shared_free(a);
@@ -463,18 +373,18 @@ static void fifo_two_and_two(size_t items)
     shared_args *pa[2], *ca = new_args(q);
     mproc_process *prod[2], *cons[2];
     for (int i = 0; i < 2; i++)
-        cons[i] = start(consumer_body, ca);
+        cons[i] = harness_start(consumer_body, ca);
     for (int i = 0; i < 2; i++) {
         pa[i] = new_args(q);
         pa[i]->id = i;
         pa[i]->count = 20000;
-        prod[i] = start(producer_body, pa[i]);
+        prod[i] = harness_start(producer_body, pa[i]);
     }
     for (int i = 0; i < 2; i++)
-        CHECK_EQ(finish(prod[i]), 0);
+        CHECK_EQ(harness_join(prod[i]), 0);
     CHECK_OK(mproc_queue_close(q));
     for (int i = 0; i < 2; i++)
-        CHECK_EQ(finish(cons[i]), 0);
+        CHECK_EQ(harness_join(cons[i]), 0);
     CHECK_EQ(atomic_load(&ca->total), 40000);
     mproc_queue_free(q);
     for (int i = 0; i < 2; i++)
@@ -518,23 +428,23 @@ TEST(blocked_get_and_put_wake_across_processes)
     mproc_queue *q;
     CHECK_OK(mproc_queue_new(&q, &(mproc_queue_opts){.max_items = 1}));
     shared_args *a = new_args(q);
-    mproc_process *g = start(blocked_get, a);
+    mproc_process *g = harness_start(blocked_get, a);
     await_flag(&a->ready);
     usleep(50000); /* let it get past its spin into the futex sleep */
     CHECK(mproc_process_is_alive(g));
     CHECK_OK(mproc_queue_put(q, "w", 1, 0));
-    CHECK_EQ(finish(g), 0);
+    CHECK_EQ(harness_join(g), 0);
 
     CHECK_OK(mproc_queue_put(q, "x", 1, 0)); /* full now */
     atomic_store(&a->ready, 0);
-    mproc_process *p = start(blocked_put, a);
+    mproc_process *p = harness_start(blocked_put, a);
     await_flag(&a->ready);
     usleep(50000);
     CHECK(mproc_process_is_alive(p));
     char c;
     CHECK_OK(mproc_queue_get(q, &c, 1, NULL, 0));
     CHECK_EQ(c, 'x');
-    CHECK_EQ(finish(p), 0);
+    CHECK_EQ(harness_join(p), 0);
     CHECK_OK(mproc_queue_get(q, &c, 1, NULL, 0));
     CHECK_EQ(c, 'w');
     mproc_queue_free(q);
@@ -580,7 +490,7 @@ TEST(sleeping_peers_are_always_woken)
     a->count = WAKE_ROUNDS;
     int late = 0;
     /* gets asleep on an empty queue */
-    mproc_process *p = start(echo, a);
+    mproc_process *p = harness_start(echo, a);
     for (int i = 0; i < WAKE_ROUNDS; i++) {
         usleep(WAKE_PAUSE_US);
         double t0 = harness_now();
@@ -590,12 +500,12 @@ TEST(sleeping_peers_are_always_woken)
         late += harness_now() - t0 > WAKE_LATE * harness_slow();
     }
     CHECK_OK(mproc_queue_close(q));
-    CHECK_EQ(finish(p), 0);
+    CHECK_EQ(harness_join(p), 0);
     /* puts asleep on a full queue */
     mproc_queue_free(back);
     CHECK_OK(mproc_queue_new(&back, &(mproc_queue_opts){.max_items = 1}));
     a->q2 = back;
-    p = start(flood, a);
+    p = harness_start(flood, a);
     char c;
     int got = 0;
     for (; got + 2 <= WAKE_ROUNDS; got += 2) {
@@ -607,7 +517,7 @@ TEST(sleeping_peers_are_always_woken)
     }
     for (; got < WAKE_ROUNDS; got++)
         CHECK_OK(mproc_queue_get(back, &c, 1, NULL, 5));
-    CHECK_EQ(finish(p), 0);
+    CHECK_EQ(harness_join(p), 0);
     /* A few late rounds are the machine's noise; a lost wake-up in the protocol is many. */
     CHECK(late <= WAKE_ROUNDS / 50);
     mproc_queue_free(q);
@@ -662,8 +572,8 @@ static void ping_pong_on_one_cpu(bool with_hog)
     a->q2 = back;
     a->cpu = h->cpu = cpu;
     pin(cpu);
-    mproc_process *hp = with_hog ? start(cpu_hog, h) : NULL;
-    mproc_process *p = start(pinned_echo, a);
+    mproc_process *hp = with_hog ? harness_start(cpu_hog, h) : NULL;
+    mproc_process *p = harness_start(pinned_echo, a);
     static double t[SHARED_CPU_ROUNDS];
     for (int i = 0; i < SHARED_CPU_ROUNDS; i++) {
         double t0 = harness_now();
@@ -673,9 +583,9 @@ static void ping_pong_on_one_cpu(bool with_hog)
         t[i] = harness_now() - t0;
     }
     CHECK_OK(mproc_queue_close(q));
-    CHECK_EQ(finish(p), 0);
+    CHECK_EQ(harness_join(p), 0);
     atomic_store(&h->ready, 1);
-    if (hp) CHECK_EQ(finish(hp), 0);
+    if (hp) CHECK_EQ(harness_join(hp), 0);
     CHECK_OK(sched_setaffinity(0, sizeof was, &was));
     /* Three in four: a round trip now and then waits for the machine, not for the protocol, but
      * yielding to the busy program costs a time slice on most of them (p75 about 4 ms). */
@@ -703,15 +613,15 @@ TEST(close_wakes_blocked_getters_and_putters)
     CHECK_OK(mproc_queue_new(&full, &(mproc_queue_opts){.max_items = 1}));
     CHECK_OK(mproc_queue_put(full, "f", 1, 0));
     shared_args *ga = new_args(empty), *pa = new_args(full);
-    mproc_process *g = start(blocked_get, ga), *p = start(blocked_put, pa);
+    mproc_process *g = harness_start(blocked_get, ga), *p = harness_start(blocked_put, pa);
     await_flag(&ga->ready);
     await_flag(&pa->ready);
     usleep(50000);
     double t0 = harness_now();
     CHECK_OK(mproc_queue_close(empty));
     CHECK_OK(mproc_queue_close(full));
-    CHECK_EQ(finish(g), 10);
-    CHECK_EQ(finish(p), 10);
+    CHECK_EQ(harness_join(g), 10);
+    CHECK_EQ(harness_join(p), 10);
     CHECK(harness_now() - t0 < 1.0 * harness_slow());
     /* The message queued before close still drains. */
     char c;
@@ -743,10 +653,10 @@ TEST(joinable_across_processes)
     a->count = 20;
     for (int i = 0; i < a->count; i++)
         CHECK_OK(mproc_queue_put(q, "j", 1, 0));
-    mproc_process *w = start(joinable_worker, a);
+    mproc_process *w = harness_start(joinable_worker, a);
     CHECK_OK(mproc_queue_join(q, 30));
     CHECK(mproc_queue_empty(q));
-    CHECK_EQ(finish(w), 0);
+    CHECK_EQ(harness_join(w), 0);
     CHECK_RC(mproc_queue_task_done(q), -EINVAL);
     mproc_queue_free(q);
     mproc_shared_free(a);
@@ -771,11 +681,11 @@ TEST(message_of_64_mib)
     mproc_queue *q;
     CHECK_OK(mproc_queue_new(&q, NULL));
     shared_args *a = new_args(q);
-    mproc_process *p = start(big_producer, a);
+    mproc_process *p = harness_start(big_producer, a);
     void *got;
     size_t n;
     CHECK_OK(mproc_queue_get_alloc(q, &got, &n, 30));
-    CHECK_EQ(finish(p), 0);
+    CHECK_EQ(harness_join(p), 0);
     CHECK_EQ(n, BIG);
     unsigned char *want = malloc(BIG);
     CHECK(want != NULL);
@@ -791,293 +701,4 @@ TEST(message_of_64_mib)
     mproc_shared_free(a);
     mproc_queue_free(q);
     CHECK_EQ(arena_in_use(), before);
-}
-
-/* ---- processes that die inside a put or a get ---- */
-
-/* Dies in the middle of copying a large message in: its slot stays claimed. */
-static int die_mid_put(void *arg)
-{
-    shared_args *a = arg;
-    if (mproc_queue_put(a->q, "A", 1, 5) != 0) return 1;
-    long pg = sysconf(_SC_PAGESIZE);
-    unsigned char *m =
-        mmap(NULL, 8 * (size_t)pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (m == MAP_FAILED) return 2;
-    memset(m, 7, 4 * (size_t)pg);
-    mprotect(m + 4 * pg, 4 * (size_t)pg, PROT_NONE);
-    die_on_fault();
-    mproc_queue_put(a->q, m, 8 * (size_t)pg, 5);
-    return 3;
-}
-
-TEST(producer_dying_mid_put_does_not_wedge)
-{
-    SKIP_IN_THREAD_MODE("processes are threads: a fault would end them all");
-    size_t before = arena_in_use();
-    mproc_queue *q;
-    CHECK_OK(mproc_queue_new(&q, &(mproc_queue_opts){.max_items = 4, .max_bytes = 1 << 20}));
-    shared_args *a = new_args(q);
-    mproc_process *p = start(die_mid_put, a);
-    CHECK_EQ(finish(p), -SIGKILL);
-    CHECK_OK(mproc_queue_put(q, "B", 1, 0));
-    char c;
-    CHECK_OK(mproc_queue_get(q, &c, 1, NULL, 5));
-    CHECK_EQ(c, 'A');
-    double t0 = harness_now();
-    CHECK_OK(mproc_queue_get(q, &c, 1, NULL, 5)); /* the torn message is skipped, never seen */
-    CHECK_EQ(c, 'B');
-    CHECK(harness_now() - t0 < 1.0 * harness_slow());
-    CHECK_RC(mproc_queue_get(q, &c, 1, NULL, 0), -EAGAIN);
-    /* Its byte charge was refunded: the whole budget is usable. */
-    static unsigned char big[1 << 20];
-    CHECK_OK(mproc_queue_put(q, big, sizeof big, 0));
-    mproc_queue_free(q);
-    mproc_shared_free(a);
-    CHECK_EQ(arena_in_use(), before); /* its block was recovered */
-}
-
-/* Dies in the middle of copying a message out into a read-only buffer. */
-static int die_mid_get(void *arg)
-{
-    shared_args *a = arg;
-    long pg = sysconf(_SC_PAGESIZE);
-    void *m = mmap(NULL, 4 * (size_t)pg, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (m == MAP_FAILED) return 2;
-    die_on_fault();
-    size_t n;
-    mproc_queue_get(a->q, m, 4 * (size_t)pg, &n, 5);
-    return 3;
-}
-
-TEST(consumer_dying_mid_get_does_not_wedge)
-{
-    SKIP_IN_THREAD_MODE("processes are threads: a fault would end them all");
-    size_t before = arena_in_use();
-    mproc_queue *q;
-    CHECK_OK(mproc_queue_new(&q, &(mproc_queue_opts){.max_items = 1, .max_bytes = 8192}));
-    shared_args *a = new_args(q);
-    unsigned char msg[8192];
-    fill(msg, sizeof msg, 3);
-    CHECK_OK(mproc_queue_put(q, msg, sizeof msg, 0));
-    mproc_process *p = start(die_mid_get, a);
-    CHECK_EQ(finish(p), -SIGKILL);
-    /* The one slot is left half-read: the next put finds its owner dead and recycles it. */
-    double t0 = harness_now();
-    CHECK_OK(mproc_queue_put(q, msg, sizeof msg, 5));
-    CHECK(harness_now() - t0 < 1.0 * harness_slow());
-    unsigned char out[8192];
-    size_t n;
-    CHECK_OK(mproc_queue_get(q, out, sizeof out, &n, 0));
-    CHECK_EQ(n, sizeof msg);
-    CHECK(memcmp(out, msg, n) == 0);
-    mproc_queue_free(q);
-    mproc_shared_free(a);
-    CHECK_EQ(arena_in_use(), before);
-}
-
-/* ---- SIGKILL at random points ---- */
-
-enum { KT_SURVIVORS = 2, KT_MAX_MSGS = 1 << 22, KT_STOP_ID = 0xffffffffu };
-
-typedef struct {
-    mproc_queue *q;
-    _Atomic int stop;
-    _Atomic int errors;
-    _Atomic uint32_t next_id;
-    _Atomic uint64_t sent[KT_SURVIVORS];
-    _Atomic uint64_t got;
-    _Atomic unsigned char seen[KT_SURVIVORS][KT_MAX_MSGS / 8];
-} kill_state;
-
-/* Set from the argument in each child: a forkserver child does not inherit what the case set. */
-static kill_state *ks;
-
-typedef struct {
-    kill_state *ks;
-    uint32_t id;
-} kt_arg;
-
-static kt_arg *kt_new_arg(uint32_t id)
-{
-    kt_arg *a = mproc_shared_alloc(sizeof *a);
-    CHECK(a != NULL);
-    a->ks = ks;
-    a->id = id;
-    return a;
-}
-
-static size_t kt_payload(uint64_t seq, uint32_t id)
-{
-    uint64_t x = (seq * 2654435761u) ^ id;
-    if (x % 16 == 0) return 100 + x % 20000; /* by reference */
-    return x % 72;                           /* inline */
-}
-
-/* Survivors (id < KT_SURVIVORS) put until told to stop; victims put until killed. */
-static int kt_producer(void *arg)
-{
-    const kt_arg *a = arg;
-    ks = a->ks;
-    uint32_t id = a->id;
-    unsigned char *buf = malloc(sizeof(msg_hdr) + 20200);
-    if (!buf) return 5;
-    for (uint64_t seq = 0; seq < KT_MAX_MSGS; seq++) {
-        if (id < KT_SURVIVORS && atomic_load(&ks->stop)) break;
-        size_t len = make_msg(buf, id, seq, kt_payload(seq, id));
-        if (mproc_queue_put(ks->q, buf, len, 60) != 0) {
-            atomic_fetch_add(&ks->errors, 1);
-            return 1;
-        }
-        if (id < KT_SURVIVORS) atomic_store(&ks->sent[id], seq + 1);
-    }
-    free(buf);
-    return 0;
-}
-
-/* Every consumer checks each message's checksum and the order of each producer's messages. */
-static int kt_consumer(void *arg)
-{
-    const kt_arg *a = arg;
-    ks = a->ks;
-    int64_t *last = malloc(4096 * sizeof *last);
-    if (!last) return 5;
-    for (int i = 0; i < 4096; i++)
-        last[i] = -1;
-    for (;;) {
-        void *m;
-        size_t n;
-        int r = mproc_queue_get_alloc(ks->q, &m, &n, 60);
-        if (r != 0) {
-            atomic_fetch_add(&ks->errors, 1);
-            return 1;
-        }
-        msg_hdr h;
-        int bad = check_msg(m, n, &h);
-        free(m);
-        if (bad) {
-            atomic_fetch_add(&ks->errors, 1);
-            return 2;
-        }
-        if (h.producer == KT_STOP_ID) {
-            free(last);
-            return 0;
-        }
-        if (h.producer >= 4096 || (int64_t)h.seq <= last[h.producer]) {
-            atomic_fetch_add(&ks->errors, 1);
-            return 3;
-        }
-        last[h.producer] = (int64_t)h.seq;
-        if (h.producer < KT_SURVIVORS) {
-            unsigned char bit = (unsigned char)(1u << (h.seq % 8));
-            if (atomic_fetch_or(&ks->seen[h.producer][h.seq / 8], bit) & bit) {
-                atomic_fetch_add(&ks->errors, 1); /* delivered twice */
-                return 4;
-            }
-        }
-        atomic_fetch_add(&ks->got, 1);
-    }
-}
-
-static uint64_t seen_count(int id)
-{
-    uint64_t c = 0;
-    for (size_t i = 0; i < KT_MAX_MSGS / 8; i++)
-        c += (uint64_t)__builtin_popcount(ks->seen[id][i]);
-    return c;
-}
-
-static void kill_at_random_points(size_t items)
-{
-    ks = mproc_shared_alloc(sizeof *ks);
-    CHECK(ks != NULL);
-    size_t before = arena_in_use();
-    CHECK_OK(
-        mproc_queue_new(&ks->q, &(mproc_queue_opts){.max_items = items, .max_bytes = 128 << 10}));
-    atomic_store(&ks->next_id, KT_SURVIVORS);
-    mproc_process *prod[KT_SURVIVORS], *cons[2];
-    kt_arg *cons_arg = kt_new_arg(0), *prod_arg[KT_SURVIVORS];
-    for (int i = 0; i < 2; i++)
-        cons[i] = start(kt_consumer, cons_arg);
-    for (uint32_t i = 0; i < KT_SURVIVORS; i++)
-        prod[i] = start(kt_producer, prod_arg[i] = kt_new_arg(i));
-
-    unsigned seed = (unsigned)time(NULL) ^ (unsigned)getpid();
-    printf("seed %u\n", seed);
-    srand(seed);
-    int consumer_kills = 0, kills = 100;
-    for (int k = 0; k < kills; k++) {
-        bool consumer = rand() % 2;
-        uint32_t id = atomic_fetch_add(&ks->next_id, 1);
-        kt_arg *va = kt_new_arg(id);
-        mproc_process *v = start(consumer ? kt_consumer : kt_producer, va);
-        uint64_t got = atomic_load(&ks->got);
-        /* Die at a random instant once busy: mid-put, mid-get, blocked, or between calls. */
-        usleep((useconds_t)(rand() % 3000));
-        CHECK_OK(mproc_process_kill(v));
-        int code = finish(v);
-        if (code != -SIGKILL) {
-            printf("victim %u (%s) exited %d\n", id, consumer ? "consumer" : "producer", code);
-            CHECK_EQ(code, -SIGKILL);
-        }
-        mproc_shared_free(va);
-        consumer_kills += consumer;
-        (void)got;
-    }
-    /* The survivors keep going after the massacre. */
-    uint64_t sent_mid = atomic_load(&ks->sent[0]) + atomic_load(&ks->sent[1]);
-    double t0 = harness_now();
-    while (atomic_load(&ks->sent[0]) + atomic_load(&ks->sent[1]) < sent_mid + 2000) {
-        CHECK(harness_now() - t0 < 30 * harness_slow());
-        usleep(1000);
-    }
-    atomic_store(&ks->stop, 1);
-    for (int i = 0; i < KT_SURVIVORS; i++)
-        CHECK_EQ(finish(prod[i]), 0);
-    /* The queue still works for a newcomer: stop the consumers through it. */
-    unsigned char stop[sizeof(msg_hdr)];
-    size_t sl = make_msg(stop, KT_STOP_ID, 0, 0);
-    for (int i = 0; i < 2; i++)
-        CHECK_OK(mproc_queue_put(ks->q, stop, sl, 30));
-    for (int i = 0; i < 2; i++)
-        CHECK_EQ(finish(cons[i]), 0);
-    CHECK_EQ(atomic_load(&ks->errors), 0);
-
-    uint64_t sent = 0, seen = 0;
-    for (int i = 0; i < KT_SURVIVORS; i++) {
-        sent += atomic_load(&ks->sent[i]);
-        seen += seen_count(i);
-    }
-    printf("survivors sent %llu, delivered %llu, %d consumer kills; %d kills\n",
-           (unsigned long long)sent, (unsigned long long)seen, consumer_kills, kills);
-    /* Each killed consumer loses at most the one message it was handling. */
-    CHECK(seen <= sent);
-    CHECK(seen + (uint64_t)consumer_kills >= sent);
-    CHECK(mproc_queue_empty(ks->q));
-    /* Nothing of the byte budget leaked: a message of the whole budget still fits. */
-    static unsigned char whole[128 << 10];
-    CHECK_OK(mproc_queue_put(ks->q, whole, sizeof whole, 0));
-    size_t n;
-    CHECK_OK(mproc_queue_get(ks->q, whole, sizeof whole, &n, 0));
-    mproc_queue_free(ks->q);
-    mproc_shared_free(cons_arg);
-    for (int i = 0; i < KT_SURVIVORS; i++)
-        mproc_shared_free(prod_arg[i]);
-    size_t after = arena_in_use();
-    printf("arena bytes leaked by killed processes: %zu\n", after - before);
-    mproc_shared_free(ks);
-}
-
-/* Small bounds, so processes die while blocked on a full queue as well as mid-copy. */
-TEST_T(sigkill_at_random_points, 120)
-{
-    SKIP_IN_THREAD_MODE("processes are threads: SIGKILL would end them all");
-    kill_at_random_points(64);
-}
-
-/* A ring where puts wait for room in batches and prefetch slots ahead. */
-TEST_T(sigkill_at_random_points_big_ring, 120)
-{
-    SKIP_IN_THREAD_MODE("processes are threads: SIGKILL would end them all");
-    kill_at_random_points(256);
 }

@@ -25,17 +25,10 @@ TEST(value_with_lock_across_processes)
     for (int i = 0; i < 16; i++)
         CHECK_EQ(arr[i], 0);
     mproc_process *ps[3];
-    for (int i = 0; i < 3; i++) {
-        CHECK_OK(mproc_process_new(&ps[i], &(mproc_process_opts){.run = add_under_lock, .arg = v}));
-        CHECK_OK(mproc_process_start(ps[i]));
-    }
-    for (int i = 0; i < 3; i++) {
-        int code;
-        CHECK_OK(mproc_process_join(ps[i], 60));
-        CHECK_OK(mproc_process_exitcode(ps[i], &code));
-        CHECK_EQ(code, 0);
-        mproc_process_free(ps[i]);
-    }
+    for (int i = 0; i < 3; i++)
+        ps[i] = harness_start(add_under_lock, v);
+    for (int i = 0; i < 3; i++)
+        CHECK_EQ(harness_join(ps[i]), 0);
     CHECK_EQ(arr[0], 30000);
     mproc_value_free(v);
 }
@@ -94,15 +87,8 @@ TEST(shm_between_processes)
     shm_name(name, sizeof name);
     mproc_shm *a;
     CHECK_OK(mproc_shm_create(&a, name, 100));
-    mproc_process *p;
-    CHECK_OK(mproc_process_new(&p, &(mproc_process_opts){.run = shm_child, .arg = name}));
-    CHECK_OK(mproc_process_start(p));
-    CHECK_OK(mproc_process_join(p, 10));
-    int code;
-    CHECK_OK(mproc_process_exitcode(p, &code));
-    CHECK_EQ(code, 0);
+    CHECK_EQ(harness_join(harness_start(shm_child, name)), 0);
     CHECK(strcmp(mproc_shm_ptr(a), "from child") == 0);
-    mproc_process_free(p);
     CHECK_OK(mproc_shm_unlink(a));
     mproc_shm_close(a);
 }
