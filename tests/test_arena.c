@@ -131,6 +131,27 @@ TEST(bad_input)
     CHECK_RC(mproc_init(NULL), -EALREADY);
 }
 
+TEST(shared_size_refuses_what_is_not_a_live_block)
+{
+    char *p = mproc_shared_alloc(100);
+    CHECK(p != NULL);
+    CHECK(mproc_shared_size(p) >= 100);
+    int local;
+    static char data[256];
+    char *heap = malloc(64);
+    const void *bad[] = {NULL, &local, data + 64, heap, p + 8, p + 64};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        errno = 0;
+        CHECK_EQ(mproc_shared_size(bad[i]), 0);
+        CHECK_EQ(errno, EINVAL);
+    }
+    free(heap);
+    mproc_shared_free(p);
+    errno = 0;
+    CHECK_EQ(mproc_shared_size(p), 0); /* freed */
+    CHECK_EQ(errno, EINVAL);
+}
+
 TEST(init_rejects_bad_config)
 {
     unsetenv("MPROC_START"); /* the environment would win over the config */

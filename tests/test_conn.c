@@ -754,6 +754,13 @@ TEST(bad_addresses)
     CHECK_RC(mproc_listener_new(&l, "unix:@", NULL, 0), -EINVAL);
     CHECK_RC(mproc_listener_new(&l, "tcp:127.0.0.1", NULL, 0), -EINVAL);
     CHECK_RC(mproc_listener_new(&l, "tcp:127.0.0.1:", NULL, 0), -EINVAL);
+    /* Ports out of range or not numbers: getaddrinfo alone would wrap them (65536 listened on a
+     * random port, 4294967297 on port 1) or look a service name up. */
+    CHECK_RC(mproc_listener_new(&l, "tcp:127.0.0.1:65536", NULL, 0), -EINVAL);
+    CHECK_RC(mproc_listener_new(&l, "tcp:127.0.0.1:4294967297", NULL, 0), -EINVAL);
+    CHECK_RC(mproc_listener_new(&l, "tcp:127.0.0.1:-1", NULL, 0), -EINVAL);
+    CHECK_RC(mproc_listener_new(&l, "tcp:127.0.0.1:http", NULL, 0), -EINVAL);
+    CHECK_RC(mproc_client_connect(&c, "tcp:127.0.0.1:65536", NULL, 0), -EINVAL);
     CHECK_RC(mproc_listener_new(&l, NULL, NULL, 0), -EINVAL);
     CHECK_RC(mproc_listener_new(&l, "unix:@x", NULL, 3), -EINVAL); /* keylen without key */
     char longp[200];
@@ -786,6 +793,9 @@ TEST(address_parsing)
     CHECK_EQ(mproc__address_resolve("tcp:127.0.0.1:7", false, a, MPROC__ADDRESS_MAX), 1);
     CHECK_EQ(a[0].family, AF_INET);
     CHECK_EQ(ntohs(((struct sockaddr_in *)&a[0].sa)->sin_port), 7);
+    CHECK_EQ(mproc__address_resolve("tcp:127.0.0.1:65535", false, a, MPROC__ADDRESS_MAX), 1);
+    CHECK_EQ(ntohs(((struct sockaddr_in *)&a[0].sa)->sin_port), 65535);
+    CHECK_RC(mproc__address_resolve("tcp:127.0.0.1:65536", false, a, MPROC__ADDRESS_MAX), -EINVAL);
 }
 
 TEST(listener_max_message_applies_to_accepted_connections)

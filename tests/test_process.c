@@ -6,7 +6,36 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "arena/arena.h"
 #include "platform/platform.h"
+
+static int early_fds[2];
+
+/* Waits on an event the parent makes only after this child started. */
+static int wait_for_later_event(void *arg)
+{
+    (void)arg;
+    mproc_event *e;
+    if (read(early_fds[0], &e, sizeof e) != (ssize_t)sizeof e) return 2;
+    return mproc_event_wait(e, 30.0) == 0 ? 7 : 1;
+}
+
+/* The first thing the program does is start a child: the arena must already exist in it, or the
+ * objects made afterwards would live in a mapping the child does not share. */
+TEST(child_started_before_the_first_allocation_shares_later_objects)
+{
+    CHECK(!mproc__arena_ready());
+    CHECK_EQ(pipe(early_fds), 0);
+    mproc_process *p = harness_start(wait_for_later_event, NULL);
+    mproc_event *e;
+    CHECK_OK(mproc_event_new(&e));
+    CHECK_OK(mproc_event_set(e));
+    CHECK_EQ(write(early_fds[1], &e, sizeof e), (ssize_t)sizeof e);
+    CHECK_EQ(harness_join(p), 7);
+    mproc_event_free(e);
+    close(early_fds[0]);
+    close(early_fds[1]);
+}
 
 static int ret_arg(void *arg)
 {
