@@ -8,11 +8,11 @@
  */
 #include <errno.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "arena/arena.h"
+#include "platform/interrupt.h"
 #include "pool/pool.h"
 
 #define STAGE_CACHE_MAX ((size_t)512 << 20)
@@ -86,55 +86,11 @@ static int stage_get(mproc_pool *p, size_t size, mproc__stage **out)
     return 0;
 }
 
-/* ---- Ctrl-C during a map ----
- * A handler that runs while the caller is copying chunks in or out, not asleep in a wait, would
- * interrupt nothing: the map would go on to the end. So the map keeps asynchronous signals blocked
- * in its thread, sleeps in bounded steps, and between steps looks for a pending signal the program
- * handles (or dies of): then it restores the mask, which delivers the signal, and returns -EINTR.
- * Signals the program ignores stay pending and are dropped when the mask comes back. */
-
-#define INTR_POLL_NS 10000000 /* a pending signal is seen within this long */
-
-static void block_async_signals(sigset_t *old)
+/* Wait for a chunk; -EINTR as soon as a signal is pending for the caller (platform/interrupt.h:
+ * while chunks are copied in or out a handler would interrupt nothing, so signals stay blocked). */
+static int wait_slot(void *s, int64_t step)
 {
-    sigset_t set;
-    sigfillset(&set);
-    const int sync_sigs[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS, SIGABRT};
-    for (size_t i = 0; i < sizeof sync_sigs / sizeof sync_sigs[0]; i++)
-        sigdelset(&set, sync_sigs[i]);
-    pthread_sigmask(SIG_BLOCK, &set, old);
-}
-
-static bool default_ignored(int sig)
-{
-    return sig == SIGCHLD || sig == SIGURG || sig == SIGWINCH || sig == SIGCONT;
-}
-
-/* Whether a signal is pending that was not blocked before the map and that does something. */
-static bool interrupt_pending(const sigset_t *old)
-{
-    sigset_t pending;
-    if (sigpending(&pending) < 0) return false;
-    for (int sig = 1; sig < NSIG; sig++) {
-        if (!sigismember(&pending, sig) || sigismember(old, sig)) continue;
-        struct sigaction sa;
-        if (sigaction(sig, NULL, &sa) < 0) continue;
-        if (!(sa.sa_flags & SA_SIGINFO) &&
-            (sa.sa_handler == SIG_IGN || (sa.sa_handler == SIG_DFL && default_ignored(sig))))
-            continue;
-        return true;
-    }
-    return false;
-}
-
-/* Wait for a chunk; -EINTR as soon as a signal is pending for the caller. */
-static int wait_chunk(mproc__slot *s, const sigset_t *old)
-{
-    for (;;) {
-        if (interrupt_pending(old)) return -EINTR;
-        int r = mproc__slot_wait(s, mproc__now_ns() + INTR_POLL_NS);
-        if (r != -ETIMEDOUT) return r;
-    }
+    return mproc__slot_wait(s, step);
 }
 
 static size_t auto_chunksize(size_t n, int workers)
@@ -188,8 +144,8 @@ int mproc_pool_map(mproc_pool *p, mproc_map_fn fn, const void *in, size_t in_siz
     d->in_size = in_size;
     d->out_size = out_size;
 
-    sigset_t old_mask;
-    block_async_signals(&old_mask);
+    mproc__intr intr;
+    mproc__intr_block(&intr);
     size_t queued = 0;
     for (size_t c = 0; c < nchunks && r == 0; c++) {
         size_t first = c * cs, count = n - first < cs ? n - first : cs;
@@ -217,7 +173,7 @@ int mproc_pool_map(mproc_pool *p, mproc_map_fn fn, const void *in, size_t in_siz
     if (r < 0) abandon(p, fs, 0, queued);
     for (size_t c = 0; c < queued; c++) {
         mproc__slot *s = mproc__slot_at(p->schunks, fs[c]->idx);
-        r = wait_chunk(s, &old_mask);
+        r = mproc__intr_wait(&intr, wait_slot, s, INT64_MAX);
         if (r == -EINTR) {
             abandon(p, fs, c, queued);
             first_err = -EINTR;
@@ -241,7 +197,7 @@ int mproc_pool_map(mproc_pool *p, mproc_map_fn fn, const void *in, size_t in_siz
         mproc_future_free(fs[c]);
     free(fs);
     /* A signal that came meanwhile is delivered now, its handler running before we return. */
-    pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
+    mproc__intr_restore(&intr);
     pthread_mutex_lock(&p->mu);
     mproc__stage_unref(p, st);
     pthread_mutex_unlock(&p->mu);
