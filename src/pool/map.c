@@ -15,7 +15,6 @@
 #include "platform/interrupt.h"
 #include "pool/pool.h"
 
-#define STAGE_CACHE_MAX ((size_t)512 << 20)
 #define CHUNKS_PER_WORKER 4
 
 typedef struct {
@@ -51,41 +50,6 @@ static int map_chunk(mproc_task *t)
     return 0;
 }
 
-/* mu held */
-void mproc__stage_unref(mproc_pool *p, mproc__stage *st)
-{
-    if (atomic_fetch_sub(&st->refs, 1) != 1) return;
-    if (st->size <= STAGE_CACHE_MAX && (!p->stage_cache || p->stage_cache->size < st->size)) {
-        mproc__stage *old = p->stage_cache;
-        p->stage_cache = st;
-        st = old;
-        if (!st) return;
-    }
-    mproc__arena_free(st->mem);
-    free(st);
-}
-
-/* mu held */
-static int stage_get(mproc_pool *p, size_t size, mproc__stage **out)
-{
-    mproc__stage *st = p->stage_cache;
-    if (st && st->size >= size) {
-        p->stage_cache = NULL;
-    } else {
-        st = malloc(sizeof *st);
-        if (!st) return -ENOMEM;
-        int r = mproc__arena_alloc(&st->mem, size);
-        if (r < 0) {
-            free(st);
-            return r;
-        }
-        st->size = size;
-    }
-    atomic_store(&st->refs, 1);
-    *out = st;
-    return 0;
-}
-
 /* Wait for a chunk; -EINTR as soon as a signal is pending for the caller (platform/interrupt.h:
  * while chunks are copied in or out a handler would interrupt nothing, so signals stay blocked). */
 static int wait_slot(void *s, int64_t step)
@@ -110,11 +74,11 @@ static void abandon(mproc_pool *p, mproc_future **fs, size_t from, size_t to)
 int mproc_pool_map(mproc_pool *p, mproc_map_fn fn, const void *in, size_t in_size, void *out,
                    size_t out_size, size_t n, const mproc_map_opts *opts)
 {
-    if (!p || p->magic != POOL_MAGIC || p->freed || !fn) return -EINVAL;
+    if (!mproc__pool_valid(p) || !fn) return -EINVAL;
     if (n && ((in_size && !in) || (out_size && !out))) return -EINVAL;
     if (n && (in_size > SIZE_MAX / n || out_size > SIZE_MAX / n)) return -EINVAL;
     pthread_mutex_lock(&p->mu);
-    int r = p->state != PS_OPEN ? MPROC_ECLOSED : atomic_load(&p->broken);
+    int r = mproc__pool_state_check_locked(p);
     pthread_mutex_unlock(&p->mu);
     if (r < 0 || n == 0) return r;
 
@@ -129,7 +93,7 @@ int mproc_pool_map(mproc_pool *p, mproc_map_fn fn, const void *in, size_t in_siz
     if (!fs) return -ENOMEM;
     mproc__stage *st;
     pthread_mutex_lock(&p->mu);
-    r = stage_get(p, total, &st);
+    r = mproc__stage_get(p, total, &st);
     pthread_mutex_unlock(&p->mu);
     if (r < 0) {
         free(fs);
@@ -154,7 +118,7 @@ int mproc_pool_map(mproc_pool *p, mproc_map_fn fn, const void *in, size_t in_siz
                    count * in_size);
         chunk_arg a = {d, first, count};
         pthread_mutex_lock(&p->mu);
-        r = p->state != PS_OPEN ? MPROC_ECLOSED : atomic_load(&p->broken);
+        r = mproc__pool_state_check_locked(p);
         if (r == 0) r = mproc__pool_alloc_locked(p, &fs[c]);
         if (r == 0) {
             mproc_future *f = fs[c];

@@ -23,6 +23,7 @@
 #include "process/start_method.h"
 #include "mproc/process.h"
 #include "pool/backend.h"
+#include "pool/future.h"
 #include "pool/local/local.h"
 #include "platform/spin.h"
 

@@ -31,7 +31,7 @@
 #include "platform/spin.h"
 
 #define SPIN_NS 50000
-/* Of that, spin on the CPU this long (spin.h); why not less: WAIT_HARD_SPIN_NS in future.c. */
+/* Of that, spin on the CPU this long (spin.h); why not less: WAIT_HARD_SPIN_NS in pool/slots.c. */
 #define HARD_SPIN_NS 10000
 
 /* Thread-local: with start method "thread" every worker is a thread of one process. */
