@@ -1,11 +1,12 @@
 /* Futures: process-local handles on task records.
  *
- * Waiting on one future needs no help from anyone: the waiter spins briefly on the record's
- * state, then sets the WAITER bit and sleeps on the state word itself (a shared futex), and
- * whoever completes the record wakes it. Everything that must react to a completion without a
- * waiter — done-callbacks, a future's eventfd, futures_wait(FIRST_COMPLETED), records whose
- * future was freed early — goes through the pool's watch list: the record is flagged SF_NOTIFY,
- * its worker then writes the pool's notify eventfd, and the supervisor thread "fires" it.
+ * Waiting on one future needs no help from anyone (mproc__slot_wait, slots.c): the waiter spins
+ * briefly on the record's state, then sets the WAITER bit and sleeps on the state word itself (a
+ * shared futex), and whoever completes the record wakes it. Everything that must react to a
+ * completion without a waiter — done-callbacks, a future's eventfd, futures_wait(FIRST_COMPLETED),
+ * records whose future was freed early — goes through the pool's watch list: the record is flagged
+ * MPROC__SLOT_NOTIFY, its worker then tells the supervisor (the local backend: a futex word that
+ * a relay thread turns into an eventfd write), and the supervisor thread "fires" it.
  */
 #include <errno.h>
 #include <limits.h>
@@ -21,12 +22,13 @@
 
 static bool future_valid(const mproc_future *f)
 {
-    return f && f->magic == FUTURE_MAGIC && (f->fl & FF_LIVE) && !(f->fl & FF_ORPHAN);
+    return f && f->magic == MPROC__FUTURE_MAGIC && (f->flags & MPROC__FUTURE_LIVE) &&
+           !(f->flags & MPROC__FUTURE_ORPHAN);
 }
 
 static mproc__slot *slot_of(const mproc_future *f)
 {
-    return mproc__slot_at(f->pool->schunks, f->idx);
+    return mproc__slot_at(f->pool->slot_chunks, f->idx);
 }
 
 int mproc_future_wait(mproc_future *f, double timeout)
@@ -52,7 +54,7 @@ int mproc_future_get(mproc_future *f, void *buf, size_t cap, size_t *len, double
     size_t n = s->res_len;
     if (len) *len = n;
     if (n > cap) return -EMSGSIZE;
-    if (n) memcpy(buf, n <= SLOT_INLINE ? (const void *)s->inl : s->res_ext, n);
+    if (n) memcpy(buf, n <= MPROC__SLOT_INLINE ? (const void *)s->inline_buf : s->res_ext, n);
     return 0;
 }
 
@@ -63,7 +65,7 @@ int mproc_future_result(mproc_future *f, const void **data, size_t *len)
     if (!mproc__slot_done(s)) return -EAGAIN;
     int r = mproc__slot_code(s);
     if (r != 0) return r;
-    *data = s->res_len <= SLOT_INLINE ? (const void *)s->inl : s->res_ext;
+    *data = s->res_len <= MPROC__SLOT_INLINE ? (const void *)s->inline_buf : s->res_ext;
     if (len) *len = s->res_len;
     return 0;
 }
@@ -75,10 +77,10 @@ int mproc_future_error(mproc_future *f, mproc_error *out)
     if (!mproc__slot_done(s)) return -EAGAIN;
     memset(out, 0, sizeof *out);
     out->exit_status = -1;
-    uint32_t kind = SS_KIND(atomic_load(&s->state));
-    if (kind == SK_DONE_OK) return 1;
+    uint32_t kind = MPROC__SLOT_KIND(atomic_load(&s->state));
+    if (kind == MPROC__SLOT_DONE_OK) return 1;
     out->worker = s->pid;
-    if (kind == SK_DONE_TASKERR) {
+    if (kind == MPROC__SLOT_DONE_TASK_ERROR) {
         out->code = s->err_code;
         if (s->err_msg)
             snprintf(out->message, sizeof out->message, "%s", s->err_msg);
@@ -102,12 +104,12 @@ int mproc_future_cancel(mproc_future *f)
     mproc__slot *s = slot_of(f);
     pthread_mutex_lock(&p->mu);
     int r;
-    if (mproc__slot_fail(p, f->idx, SK_QUEUED, MPROC_ECANCELLED, 0, -1, 0, "cancelled")) {
+    if (mproc__slot_fail(p, f->idx, MPROC__SLOT_QUEUED, MPROC_ECANCELLED, 0, -1, 0, "cancelled")) {
         r = 0;
     } else if (mproc__slot_done(s)) {
         r = -EALREADY;
     } else {
-        atomic_fetch_or(&s->flags, SF_CANCEL);
+        atomic_fetch_or(&s->flags, MPROC__SLOT_CANCEL);
         r = -EBUSY;
     }
     pthread_mutex_unlock(&p->mu);
@@ -116,44 +118,44 @@ int mproc_future_cancel(mproc_future *f)
 
 static void unlink_watch(mproc_pool *p, mproc_future *f)
 {
-    if (!(f->fl & FF_WATCHED)) return;
-    if (f->wprev)
-        f->wprev->wnext = f->wnext;
+    if (!(f->flags & MPROC__FUTURE_WATCHED)) return;
+    if (f->watch_prev)
+        f->watch_prev->watch_next = f->watch_next;
     else
-        p->watch = f->wnext;
-    if (f->wnext) f->wnext->wprev = f->wprev;
-    f->wnext = f->wprev = NULL;
-    f->fl &= ~(uint32_t)FF_WATCHED;
+        p->watch = f->watch_next;
+    if (f->watch_next) f->watch_next->watch_prev = f->watch_prev;
+    f->watch_next = f->watch_prev = NULL;
+    f->flags &= ~(uint32_t)MPROC__FUTURE_WATCHED;
 }
 
 /* Put a future on the watch list (mu held): the backend will signal its completion. */
 static void watch_locked(mproc_future *f)
 {
     mproc_pool *p = f->pool;
-    if (f->fl & FF_WATCHED) return;
-    f->fl |= FF_WATCHED;
-    f->wprev = NULL;
-    f->wnext = p->watch;
-    if (p->watch) p->watch->wprev = f;
+    if (f->flags & MPROC__FUTURE_WATCHED) return;
+    f->flags |= MPROC__FUTURE_WATCHED;
+    f->watch_prev = NULL;
+    f->watch_next = p->watch;
+    if (p->watch) p->watch->watch_prev = f;
     p->watch = f;
     mproc__slot *s = slot_of(f);
     /* Pairs with the worker's completion CAS and its load of the flags. */
-    atomic_fetch_or(&s->flags, SF_NOTIFY);
-    if (mproc__slot_done(s)) p->be->notify(p);
+    atomic_fetch_or(&s->flags, MPROC__SLOT_NOTIFY);
+    if (mproc__slot_done(s)) p->backend->notify(p);
 }
 
 /* Done-processing of one finished watched record (mu held; dropped to run callbacks). */
 static void fire_locked(mproc_pool *p, mproc_future *f)
 {
     unlink_watch(p, f);
-    if (f->fl & FF_ORPHAN) {
-        if (!(f->fl & FF_QUARANTINE)) mproc__pool_release_locked(p, f);
+    if (f->flags & MPROC__FUTURE_ORPHAN) {
+        if (!(f->flags & MPROC__FUTURE_QUARANTINE)) mproc__pool_release_locked(p, f);
         return;
     }
-    if (f->fl & FF_FIRED) return;
-    f->fl |= FF_FIRED | FF_FIRING;
-    mproc__cb *cbs = f->cbs;
-    f->cbs = NULL;
+    if (f->flags & MPROC__FUTURE_FIRED) return;
+    f->flags |= MPROC__FUTURE_FIRED | MPROC__FUTURE_FIRING;
+    mproc__cb *cbs = f->callbacks;
+    f->callbacks = NULL;
     if (cbs) {
         pthread_mutex_unlock(&p->mu);
         for (mproc__cb *c = cbs, *n; c; c = n) {
@@ -168,7 +170,7 @@ static void fire_locked(mproc_pool *p, mproc_future *f)
         ssize_t w = write(f->efd, &one, sizeof one);
         (void)w;
     }
-    f->fl &= ~(uint32_t)FF_FIRING;
+    f->flags &= ~(uint32_t)MPROC__FUTURE_FIRING;
     pthread_cond_broadcast(&p->cv);
     mproc__completion_bump();
 }
@@ -178,7 +180,7 @@ void mproc__future_scan_watch(mproc_pool *p)
     for (;;) {
         mproc_future *f = p->watch;
         while (f && !mproc__slot_done(slot_of(f)))
-            f = f->wnext;
+            f = f->watch_next;
         if (!f) return;
         fire_locked(p, f);
     }
@@ -196,7 +198,7 @@ int mproc_future_fd(mproc_future *f)
             r = -errno;
         } else {
             f->efd = r;
-            if (mproc__slot_done(slot_of(f)) && !(f->fl & FF_FIRING)) {
+            if (mproc__slot_done(slot_of(f)) && !(f->flags & MPROC__FUTURE_FIRING)) {
                 uint64_t one = 1;
                 ssize_t w = write(r, &one, sizeof one);
                 (void)w;
@@ -214,7 +216,7 @@ int mproc_future_on_done(mproc_future *f, void (*cb)(mproc_future *, void *), vo
     if (!future_valid(f) || !cb) return -EINVAL;
     mproc_pool *p = f->pool;
     pthread_mutex_lock(&p->mu);
-    while (f->fl & FF_FIRING)
+    while (f->flags & MPROC__FUTURE_FIRING)
         pthread_cond_wait(&p->cv, &p->mu);
     if (mproc__slot_done(slot_of(f))) {
         pthread_mutex_unlock(&p->mu);
@@ -229,7 +231,7 @@ int mproc_future_on_done(mproc_future *f, void (*cb)(mproc_future *, void *), vo
     c->fn = cb;
     c->arg = arg;
     c->next = NULL;
-    mproc__cb **tail = &f->cbs;
+    mproc__cb **tail = &f->callbacks;
     while (*tail)
         tail = &(*tail)->next;
     *tail = c;
@@ -279,16 +281,16 @@ void mproc_future_free(mproc_future *f)
     if (!future_valid(f)) return;
     mproc_pool *p = f->pool;
     pthread_mutex_lock(&p->mu);
-    while (f->fl & FF_FIRING)
+    while (f->flags & MPROC__FUTURE_FIRING)
         pthread_cond_wait(&p->cv, &p->mu);
     unlink_watch(p, f);
-    mproc__slot_fail(p, f->idx, SK_QUEUED, MPROC_ECANCELLED, 0, -1, 0, "cancelled");
+    mproc__slot_fail(p, f->idx, MPROC__SLOT_QUEUED, MPROC_ECANCELLED, 0, -1, 0, "cancelled");
     if (!mproc__slot_done(slot_of(f))) {
         /* Still running: the supervisor releases the record when it completes. */
-        f->fl |= FF_ORPHAN;
+        f->flags |= MPROC__FUTURE_ORPHAN;
         watch_locked(f);
-    } else if (f->fl & FF_QUARANTINE) {
-        f->fl |= FF_ORPHAN;
+    } else if (f->flags & MPROC__FUTURE_QUARANTINE) {
+        f->flags |= MPROC__FUTURE_ORPHAN;
     } else {
         mproc__pool_release_locked(p, f);
     }

@@ -29,7 +29,7 @@ typedef struct {
     const map_desc *d;
     size_t first, count;
 } chunk_arg;
-_Static_assert(sizeof(chunk_arg) <= SLOT_INLINE, "chunk descriptor travels inline");
+_Static_assert(sizeof(chunk_arg) <= MPROC__SLOT_INLINE, "chunk descriptor travels inline");
 
 static int map_chunk(mproc_task *t)
 {
@@ -122,7 +122,7 @@ int mproc_pool_map(mproc_pool *p, mproc_map_fn fn, const void *in, size_t in_siz
         if (r == 0) r = mproc__pool_alloc_locked(p, &fs[c]);
         if (r == 0) {
             mproc_future *f = fs[c];
-            mproc__slot_fill(mproc__slot_at(p->schunks, f->idx), map_chunk, &a, sizeof a, NULL);
+            mproc__slot_fill(mproc__slot_at(p->slot_chunks, f->idx), map_chunk, &a, sizeof a, NULL);
             atomic_fetch_add(&st->refs, 1);
             f->stage = st;
             r = mproc__pool_queue_locked(p, &f, 1);
@@ -136,7 +136,7 @@ int mproc_pool_map(mproc_pool *p, mproc_map_fn fn, const void *in, size_t in_siz
     int first_err = r;
     if (r < 0) abandon(p, fs, 0, queued);
     for (size_t c = 0; c < queued; c++) {
-        mproc__slot *s = mproc__slot_at(p->schunks, fs[c]->idx);
+        mproc__slot *s = mproc__slot_at(p->slot_chunks, fs[c]->idx);
         r = mproc__intr_wait(&intr, wait_slot, s, INT64_MAX);
         if (r == -EINTR) {
             abandon(p, fs, c, queued);

@@ -22,13 +22,13 @@ static void pools_at_exit(void)
 {
     pid_t self = getpid();
     pthread_mutex_lock(&pools_mu);
-    for (mproc_pool *p = pools; p; p = p->gnext) {
+    for (mproc_pool *p = pools; p; p = p->next_pool) {
         if (p->owner != self || p->joined) continue;
         pthread_mutex_lock(&p->mu);
-        p->state = PS_TERMINATED;
+        p->state = MPROC__POOL_TERMINATED;
         pthread_mutex_unlock(&p->mu);
-        p->be->terminate(p, MPROC_ECANCELLED);
-        p->be->join(p, INT64_MAX);
+        p->backend->terminate(p, MPROC_ECANCELLED);
+        p->backend->join(p, INT64_MAX);
         p->joined = true;
     }
     pthread_mutex_unlock(&pools_mu);
@@ -42,7 +42,7 @@ static void pools_add(mproc_pool *p)
         pthread_atfork(NULL, NULL, mproc__pool_forget_pid);
         atexit_done = true;
     }
-    p->gnext = pools;
+    p->next_pool = pools;
     pools = p;
     pthread_mutex_unlock(&pools_mu);
 }
@@ -50,9 +50,9 @@ static void pools_add(mproc_pool *p)
 static void pools_remove(mproc_pool *p)
 {
     pthread_mutex_lock(&pools_mu);
-    for (mproc_pool **pp = &pools; *pp; pp = &(*pp)->gnext) {
+    for (mproc_pool **pp = &pools; *pp; pp = &(*pp)->next_pool) {
         if (*pp == p) {
-            *pp = p->gnext;
+            *pp = p->next_pool;
             break;
         }
     }
@@ -66,11 +66,11 @@ int mproc_pool_new(mproc_pool **out, const mproc_pool_opts *opts)
     mproc_pool_opts o = opts ? *opts : (mproc_pool_opts){0};
     if (o.workers < 0 || o.task_timeout < 0 || o.restart_window < 0) return -EINVAL;
     if (o.name && (strlen(o.name) == 0 || strlen(o.name) > 48)) return -EINVAL;
-    const char *be_name = getenv("MPROC_POOL_BACKEND");
-    if (!be_name || !*be_name) be_name = o.backend;
-    const mproc__pool_backend *be = &mproc__pool_local_backend;
-    if (be_name && strcmp(be_name, "local") != 0) {
-        if (strcmp(be_name, "mpi") == 0) return -ENOTSUP;
+    const char *backend_name = getenv("MPROC_POOL_BACKEND");
+    if (!backend_name || !*backend_name) backend_name = o.backend;
+    const mproc__pool_backend *backend = &mproc__pool_local_backend;
+    if (backend_name && strcmp(backend_name, "local") != 0) {
+        if (strcmp(backend_name, "mpi") == 0) return -ENOTSUP;
         return -EINVAL;
     }
     mproc__start_method method;
@@ -79,7 +79,7 @@ int mproc_pool_new(mproc_pool **out, const mproc_pool_opts *opts)
     static const char *const method_names[] = {"fork", "forkserver", "thread"};
     mproc_pool *p = calloc(1, sizeof *p);
     if (!p) return -ENOMEM;
-    p->magic = POOL_MAGIC;
+    p->magic = MPROC__POOL_MAGIC;
     p->owner = getpid();
     pthread_mutex_init(&p->mu, NULL);
     pthread_condattr_t ca;
@@ -89,18 +89,18 @@ int mproc_pool_new(mproc_pool **out, const mproc_pool_opts *opts)
     pthread_condattr_destroy(&ca);
     snprintf(p->name, sizeof p->name, "%s", o.name ? o.name : "PoolWorker");
     o.name = p->name;
-    o.backend = be->name;
+    o.backend = backend->name;
     p->nworkers = o.workers ? o.workers : mproc_cpu_count();
     if (!o.max_restarts) o.max_restarts = (unsigned)(p->nworkers * 2 > 8 ? p->nworkers * 2 : 8);
     if (o.restart_window == 0) o.restart_window = 10.0;
     p->opts = o;
-    p->free_head = SLOT_NONE;
-    p->be = be;
+    p->free_head = MPROC__SLOT_NONE;
+    p->backend = backend;
     p->method = (int)method;
     p->method_name = method_names[method];
     o.start_method = p->method_name;
-    p->state = PS_OPEN;
-    r = be->start(p);
+    p->state = MPROC__POOL_OPEN;
+    r = backend->start(p);
     if (r < 0) {
         pthread_mutex_destroy(&p->mu);
         pthread_cond_destroy(&p->cv);
@@ -120,7 +120,7 @@ int mproc_pool_size(mproc_pool *p)
 int mproc_pool_worker_pids(mproc_pool *p, pid_t *pids, int cap)
 {
     if (!mproc__pool_valid(p) || (cap > 0 && !pids) || cap < 0) return -EINVAL;
-    return p->be->worker_pids(p, pids, cap);
+    return p->backend->worker_pids(p, pids, cap);
 }
 
 int mproc_pool_submit_opts(mproc_pool *p, mproc_task_fn fn, const void *arg, size_t len,
@@ -134,7 +134,7 @@ int mproc_pool_submit_opts(mproc_pool *p, mproc_task_fn fn, const void *arg, siz
     mproc_future *f = NULL;
     if (r == 0) r = mproc__pool_alloc_locked(p, &f);
     if (r == 0) {
-        r = mproc__slot_fill(mproc__slot_at(p->schunks, f->idx), fn, arg, len, o);
+        r = mproc__slot_fill(mproc__slot_at(p->slot_chunks, f->idx), fn, arg, len, o);
         if (r == 0) r = mproc__pool_queue_locked(p, &f, 1);
         if (r < 0) mproc__pool_release_locked(p, f);
     }
@@ -166,10 +166,10 @@ int mproc_pool_close(mproc_pool *p)
 {
     if (!mproc__pool_valid(p)) return -EINVAL;
     pthread_mutex_lock(&p->mu);
-    bool was_open = p->state == PS_OPEN;
-    if (was_open) p->state = PS_CLOSED;
+    bool was_open = p->state == MPROC__POOL_OPEN;
+    if (was_open) p->state = MPROC__POOL_CLOSED;
     pthread_mutex_unlock(&p->mu);
-    if (was_open) p->be->close(p);
+    if (was_open) p->backend->close(p);
     return 0;
 }
 
@@ -177,9 +177,9 @@ int mproc_pool_terminate(mproc_pool *p)
 {
     if (!mproc__pool_valid(p)) return -EINVAL;
     pthread_mutex_lock(&p->mu);
-    p->state = PS_TERMINATED;
+    p->state = MPROC__POOL_TERMINATED;
     pthread_mutex_unlock(&p->mu);
-    p->be->terminate(p, MPROC_ECANCELLED);
+    p->backend->terminate(p, MPROC_ECANCELLED);
     return 0;
 }
 
@@ -190,9 +190,9 @@ int mproc_pool_join(mproc_pool *p, double timeout)
     int st = p->state;
     bool joined = p->joined;
     pthread_mutex_unlock(&p->mu);
-    if (st == PS_OPEN) return -EINVAL;
+    if (st == MPROC__POOL_OPEN) return -EINVAL;
     if (joined) return 0;
-    int r = p->be->join(p, mproc__deadline(timeout));
+    int r = p->backend->join(p, mproc__deadline(timeout));
     if (r == 0) {
         pthread_mutex_lock(&p->mu);
         p->joined = true;

@@ -13,8 +13,8 @@
 #include "mproc/pool.h"
 #include "pool/slots.h"
 
-#define POOL_MAGIC 0x706f6f6cU   /* "pool" */
-#define FUTURE_MAGIC 0x66757475U /* "futu" */
+#define MPROC__POOL_MAGIC 0x706f6f6cU   /* "pool" */
+#define MPROC__FUTURE_MAGIC 0x66757475U /* "futu" */
 
 /* Pool-wide state in the arena, seen by the parent and every worker. */
 typedef struct mproc__pool_shm mproc__pool_shm;
@@ -31,25 +31,26 @@ struct mproc_future {
     uint32_t magic;
     uint32_t idx;
     mproc_pool *pool;
-    uint32_t fl; /* FF_* guarded by pool->mu */
-    int efd;     /* -1 until mproc_future_fd */
-    mproc__cb *cbs;
-    struct mproc__stage *stage;  /* map staging block this task references */
-    mproc_future *wnext, *wprev; /* watch list (pool->watch) */
+    uint32_t flags; /* MPROC__FUTURE_*, guarded by pool->mu */
+    int efd;        /* -1 until mproc_future_fd */
+    mproc__cb *callbacks;
+    struct mproc__stage *stage;            /* map staging block this task references */
+    mproc_future *watch_next, *watch_prev; /* watch list (pool->watch) */
     uint32_t next_free;
 };
 enum {
-    FF_LIVE = 1,        /* handed to the user */
-    FF_WATCHED = 2,     /* on the watch list */
-    FF_ORPHAN = 4,      /* freed by the user before done: release the slot when done */
-    FF_FIRED = 8,       /* done-processing ran */
-    FF_QUARANTINE = 16, /* its worker may still write the slot: release only once it is reaped */
-    FF_FIRING = 32      /* callbacks running (mu dropped) */
+    MPROC__FUTURE_LIVE = 1,    /* handed to the user */
+    MPROC__FUTURE_WATCHED = 2, /* on the watch list */
+    MPROC__FUTURE_ORPHAN = 4,  /* freed by the user before done: release the slot when done */
+    MPROC__FUTURE_FIRED = 8,   /* done-processing ran */
+    MPROC__FUTURE_QUARANTINE =
+        16, /* its worker may still write the slot: release only once it is reaped */
+    MPROC__FUTURE_FIRING = 32 /* callbacks running (mu dropped) */
 };
 
 typedef struct mproc__pool_backend mproc__pool_backend;
 
-enum { PS_OPEN, PS_CLOSED, PS_TERMINATED };
+enum { MPROC__POOL_OPEN, MPROC__POOL_CLOSED, MPROC__POOL_TERMINATED };
 
 struct mproc_pool {
     uint32_t magic;
@@ -61,13 +62,14 @@ struct mproc_pool {
     int nworkers;
     int method; /* mproc__start_method */
     const char *method_name;
-    const mproc__pool_backend *be;
-    void *bs; /* backend state */
+    const mproc__pool_backend *backend;
+    void *backend_state;
 
     /* Task records: arena chunks (their addresses also in shm for workers) and futures. */
-    mproc__slot **schunks;       /* == shm chunk table */
-    void *sraw[SLOT_MAX_CHUNKS]; /* the arena blocks holding them (chunks are 64-aligned inside) */
-    mproc_future *fchunks[SLOT_MAX_CHUNKS];
+    mproc__slot **slot_chunks; /* == shm chunk table */
+    /* the arena blocks holding them (chunks are 64-aligned inside) */
+    void *slot_blocks[MPROC__SLOT_MAX_CHUNKS];
+    mproc_future *future_chunks[MPROC__SLOT_MAX_CHUNKS];
     uint32_t nchunks;
     uint32_t free_head;
     uint32_t nlive; /* futures not yet released (slots in use) */
@@ -77,25 +79,25 @@ struct mproc_pool {
     bool freed;         /* user freed the pool; release memory with the last future */
     _Atomic int broken; /* 0 or MPROC_EBROKEN */
     char broken_msg[512];
-    mproc_future *watch; /* futures with SF_NOTIFY, not yet fired */
+    mproc_future *watch; /* futures with MPROC__SLOT_NOTIFY, not yet fired */
     struct mproc__stage *stage_cache;
-    mproc_pool *gnext; /* all pools of this process, for exit */
+    mproc_pool *next_pool; /* all pools of this process, for exit */
 };
 
 static inline mproc_future *mproc__future_at(mproc_pool *p, uint32_t idx)
 {
-    return &p->fchunks[idx >> SLOT_CHUNK_SHIFT][idx & (SLOT_CHUNK - 1)];
+    return &p->future_chunks[idx >> MPROC__SLOT_CHUNK_SHIFT][idx & (MPROC__SLOT_CHUNK - 1)];
 }
 
 static inline bool mproc__pool_valid(const mproc_pool *p)
 {
-    return p && p->magic == POOL_MAGIC && !p->freed;
+    return p && p->magic == MPROC__POOL_MAGIC && !p->freed;
 }
 
 /* Whether the pool takes tasks (mu held): 0, MPROC_ECLOSED or the broken code. */
 static inline int mproc__pool_state_check_locked(mproc_pool *p)
 {
-    return p->state != PS_OPEN ? MPROC_ECLOSED : atomic_load(&p->broken);
+    return p->state != MPROC__POOL_OPEN ? MPROC_ECLOSED : atomic_load(&p->broken);
 }
 
 /* The owner check and the state check before queueing (mu held). Inline: submit is a hot path. */

@@ -34,33 +34,33 @@ void mproc__pool_forget_pid(void)
     mproc__pool_pid = 0;
 }
 
-/* A chunk of SLOT_CHUNK records: an arena block (the records 64-aligned inside it, so each is
- * exactly two cache lines) and the matching futures, both faulted in at once here rather than
+/* A chunk of MPROC__SLOT_CHUNK records: an arena block (the records 64-aligned inside it, so each
+ * is exactly two cache lines) and the matching futures, both faulted in at once here rather than
  * page by page on the submit path. */
 static int grow_locked(mproc_pool *p)
 {
-    if (p->nchunks == SLOT_MAX_CHUNKS) return -ENOMEM;
-    size_t bytes = sizeof(mproc__slot) * SLOT_CHUNK;
+    if (p->nchunks == MPROC__SLOT_MAX_CHUNKS) return -ENOMEM;
+    size_t bytes = sizeof(mproc__slot) * MPROC__SLOT_CHUNK;
     void *raw;
     int r = mproc__arena_alloc(&raw, bytes + 64);
     if (r < 0) return r;
     mproc__slot *sc = (mproc__slot *)(((uintptr_t)raw + 63) & ~(uintptr_t)63);
-    mproc_future *fc = calloc(SLOT_CHUNK, sizeof *fc);
+    mproc_future *fc = calloc(MPROC__SLOT_CHUNK, sizeof *fc);
     if (!fc) {
         mproc__arena_free(raw);
         return -ENOMEM;
     }
     mproc__prefault(sc, bytes);
-    mproc__prefault(fc, SLOT_CHUNK * sizeof *fc);
+    mproc__prefault(fc, MPROC__SLOT_CHUNK * sizeof *fc);
     uint32_t c = p->nchunks;
-    p->fchunks[c] = fc;
-    p->sraw[c] = raw;
+    p->future_chunks[c] = fc;
+    p->slot_blocks[c] = raw;
     /* Published before any index in it is queued (the queue's release store orders it). */
-    p->schunks[c] = sc;
+    p->slot_chunks[c] = sc;
     p->nchunks = c + 1;
-    for (uint32_t i = SLOT_CHUNK; i-- > 0;) {
-        fc[i].magic = FUTURE_MAGIC;
-        fc[i].idx = (c << SLOT_CHUNK_SHIFT) | i;
+    for (uint32_t i = MPROC__SLOT_CHUNK; i-- > 0;) {
+        fc[i].magic = MPROC__FUTURE_MAGIC;
+        fc[i].idx = (c << MPROC__SLOT_CHUNK_SHIFT) | i;
         fc[i].pool = p;
         fc[i].efd = -1;
         fc[i].next_free = p->free_head;
@@ -71,16 +71,16 @@ static int grow_locked(mproc_pool *p)
 
 int mproc__pool_alloc_locked(mproc_pool *p, mproc_future **out)
 {
-    if (p->free_head == SLOT_NONE) {
+    if (p->free_head == MPROC__SLOT_NONE) {
         int r = grow_locked(p);
         if (r < 0) return r;
     }
     mproc_future *f = mproc__future_at(p, p->free_head);
     p->free_head = f->next_free;
-    f->fl = FF_LIVE;
-    f->cbs = NULL;
+    f->flags = MPROC__FUTURE_LIVE;
+    f->callbacks = NULL;
     f->stage = NULL;
-    f->wnext = f->wprev = NULL;
+    f->watch_next = f->watch_prev = NULL;
     p->nlive++;
     *out = f;
     return 0;
@@ -92,8 +92,8 @@ int mproc__slot_fill(mproc__slot *s, mproc_task_fn fn, const void *arg, size_t l
     if (len > UINT32_MAX) return -EMSGSIZE;
     s->fn = fn;
     s->arg_len = (uint32_t)len;
-    if (len <= SLOT_INLINE) {
-        if (len) memcpy(s->inl, arg, len);
+    if (len <= MPROC__SLOT_INLINE) {
+        if (len) memcpy(s->inline_buf, arg, len);
     } else {
         int r = mproc__arena_alloc(&s->arg_ext, len);
         if (r < 0) return r;
@@ -111,13 +111,13 @@ int mproc__slot_fill(mproc__slot *s, mproc_task_fn fn, const void *arg, size_t l
     }
     s->pid = 0;
     s->sup_status = -1;
-    atomic_store_explicit(&s->state, SK_QUEUED, memory_order_release);
+    atomic_store_explicit(&s->state, MPROC__SLOT_QUEUED, memory_order_release);
     return 0;
 }
 
 void mproc__pool_release_locked(mproc_pool *p, mproc_future *f)
 {
-    mproc__slot *s = mproc__slot_at(p->schunks, f->idx);
+    mproc__slot *s = mproc__slot_at(p->slot_chunks, f->idx);
     if (s->arg_ext) mproc__arena_free(s->arg_ext);
     if (s->res_ext) mproc__arena_free(s->res_ext);
     if (s->err_msg) mproc__arena_free(s->err_msg);
@@ -126,17 +126,17 @@ void mproc__pool_release_locked(mproc_pool *p, mproc_future *f)
     s->err_msg = s->sup_msg = NULL;
     s->sup_code = s->sup_sig = 0;
     s->err_code = 0;
-    atomic_store_explicit(&s->state, SK_FREE, memory_order_relaxed);
+    atomic_store_explicit(&s->state, MPROC__SLOT_FREE, memory_order_relaxed);
     if (f->efd >= 0) close(f->efd);
     f->efd = -1;
-    for (mproc__cb *c = f->cbs, *n; c; c = n) {
+    for (mproc__cb *c = f->callbacks, *n; c; c = n) {
         n = c->next;
         free(c);
     }
-    f->cbs = NULL;
+    f->callbacks = NULL;
     if (f->stage) mproc__stage_unref(p, f->stage);
     f->stage = NULL;
-    f->fl = 0;
+    f->flags = 0;
     f->next_free = p->free_head;
     p->free_head = f->idx;
     p->nlive--;
@@ -145,9 +145,9 @@ void mproc__pool_release_locked(mproc_pool *p, mproc_future *f)
 bool mproc__slot_fail(mproc_pool *p, uint32_t idx, uint32_t expect, int code, int sig, int status,
                       pid_t pid, const char *fmt, ...)
 {
-    mproc__slot *s = mproc__slot_at(p->schunks, idx);
+    mproc__slot *s = mproc__slot_at(p->slot_chunks, idx);
     uint32_t st = atomic_load(&s->state);
-    if ((st & ~SS_WAITER) != expect) return false;
+    if ((st & ~MPROC__SLOT_WAITER) != expect) return false;
     char *msg = NULL;
     if (fmt) {
         va_list ap;
@@ -162,16 +162,16 @@ bool mproc__slot_fail(mproc_pool *p, uint32_t idx, uint32_t expect, int code, in
     free(s->sup_msg);
     s->sup_msg = msg;
     for (;;) {
-        if ((st & ~SS_WAITER) != expect) {
+        if ((st & ~MPROC__SLOT_WAITER) != expect) {
             free(s->sup_msg);
             s->sup_msg = NULL;
             return false;
         }
-        if (atomic_compare_exchange_weak(&s->state, &st, SK_DONE_SUPERR)) break;
+        if (atomic_compare_exchange_weak(&s->state, &st, MPROC__SLOT_DONE_OUTSIDE_ERROR)) break;
     }
-    if (st & SS_WAITER) mproc__futex_wake(&s->state, INT32_MAX);
+    if (st & MPROC__SLOT_WAITER) mproc__futex_wake(&s->state, INT32_MAX);
     mproc_future *f = mproc__future_at(p, idx);
-    if (f->fl & FF_WATCHED) p->be->notify(p);
+    if (f->flags & MPROC__FUTURE_WATCHED) p->backend->notify(p);
     return true;
 }
 
@@ -183,13 +183,13 @@ struct fail_arg {
 static void fail_one(mproc_pool *p, uint32_t idx, void *arg)
 {
     struct fail_arg *a = arg;
-    mproc__slot_fail(p, idx, SK_QUEUED, a->code, 0, -1, 0, "%s", a->msg);
+    mproc__slot_fail(p, idx, MPROC__SLOT_QUEUED, a->code, 0, -1, 0, "%s", a->msg);
 }
 
 void mproc__pool_fail_queued(mproc_pool *p, int code, const char *msg)
 {
     struct fail_arg a = {code, msg};
-    p->be->for_queued(p, fail_one, &a);
+    p->backend->for_queued(p, fail_one, &a);
 }
 
 void mproc__pool_break(mproc_pool *p, const char *msg)
@@ -212,7 +212,7 @@ int mproc__pool_queue_locked(mproc_pool *p, mproc_future **fs, uint32_t n)
         uint32_t k = n - i < 64 ? n - i : 64;
         for (uint32_t j = 0; j < k; j++)
             idx[j] = fs[i + j]->idx;
-        int r = p->be->send(p, idx, k);
+        int r = p->backend->send(p, idx, k);
         if (r == -EAGAIN) {
             pthread_mutex_unlock(&p->mu);
             nanosleep(&(struct timespec){0, 200000}, NULL);
@@ -231,12 +231,12 @@ int mproc__pool_queue_locked(mproc_pool *p, mproc_future **fs, uint32_t n)
 
 int mproc__slot_code(const mproc__slot *s)
 {
-    switch (SS_KIND(atomic_load_explicit(&s->state, memory_order_acquire))) {
-    case SK_DONE_OK:
+    switch (MPROC__SLOT_KIND(atomic_load_explicit(&s->state, memory_order_acquire))) {
+    case MPROC__SLOT_DONE_OK:
         return 0;
-    case SK_DONE_TASKERR:
+    case MPROC__SLOT_DONE_TASK_ERROR:
         return s->err_code;
-    case SK_DONE_SUPERR:
+    case MPROC__SLOT_DONE_OUTSIDE_ERROR:
         return s->sup_code;
     default:
         return -EAGAIN;
@@ -257,10 +257,10 @@ int mproc__slot_wait(mproc__slot *s, int64_t deadline)
     }
     for (;;) {
         uint32_t st = atomic_load(&s->state);
-        if (SK_IS_DONE(SS_KIND(st))) return 0;
-        if (!(st & SS_WAITER)) {
-            if (!atomic_compare_exchange_weak(&s->state, &st, st | SS_WAITER)) continue;
-            st |= SS_WAITER;
+        if (MPROC__SLOT_IS_DONE(MPROC__SLOT_KIND(st))) return 0;
+        if (!(st & MPROC__SLOT_WAITER)) {
+            if (!atomic_compare_exchange_weak(&s->state, &st, st | MPROC__SLOT_WAITER)) continue;
+            st |= MPROC__SLOT_WAITER;
         }
         int r = mproc__sleep(&s->state, st, mproc__intr_sleep_deadline(deadline));
         if (r == -EINTR) return mproc__slot_done(s) ? 0 : -EINTR;
@@ -310,10 +310,10 @@ int mproc__stage_get(mproc_pool *p, size_t size, mproc__stage **out)
 void mproc__pool_destroy(mproc_pool *p)
 {
     for (uint32_t c = 0; c < p->nchunks; c++) {
-        mproc__arena_free(p->sraw[c]);
-        free(p->fchunks[c]);
+        mproc__arena_free(p->slot_blocks[c]);
+        free(p->future_chunks[c]);
     }
-    p->be->destroy(p);
+    p->backend->destroy(p);
     if (p->stage_cache) {
         mproc__arena_free(p->stage_cache->mem);
         free(p->stage_cache);

@@ -4,9 +4,9 @@
  *
  * Task records live in arena chunks of 4096 and are recycled through a free list, so submitting
  * allocates nothing once the pool has warmed up. Every record goes QUEUED -> RUNNING(owner) ->
- * DONE_* (or straight to DONE_SUPERR when cancelled); the parent decides failures from outside
- * (death, time limit, cancel, broken pool) only under pool->mu, and a CAS on the state settles
- * any race with the worker finishing at the same moment.
+ * DONE_* (or straight to DONE_OUTSIDE_ERROR when cancelled); the parent decides failures from
+ * outside (death, time limit, cancel, broken pool) only under pool->mu, and a CAS on the state
+ * settles any race with the worker finishing at the same moment.
  */
 #ifndef MPROC_POOL_SLOTS_H
 #define MPROC_POOL_SLOTS_H
@@ -31,55 +31,55 @@
 /* A task record. It lives in the family arena so that a worker reads the task and writes its
  * result in place: no copy through a pipe, no per-task allocation. Two cache lines: the first
  * is all a trivial task touches. */
-#define SLOT_INLINE 40
+#define MPROC__SLOT_INLINE 40
 typedef struct {
     /* line 1 */
     _Atomic uint32_t state; /* kind | WAITER | owner incarnation << 8; a futex word */
-    _Atomic uint32_t flags; /* SF_* */
+    _Atomic uint32_t flags; /* MPROC__SLOT_CANCEL | MPROC__SLOT_NOTIFY */
     mproc_task_fn fn;
     uint32_t arg_len;
     uint32_t res_len;
     /* Argument on the way in; the worker copies it out first, and then the result on the way
      * out, when they are small. */
-    unsigned char inl[SLOT_INLINE];
+    unsigned char inline_buf[MPROC__SLOT_INLINE];
     /* line 2 */
-    void *arg_ext;           /* arena block when arg_len > SLOT_INLINE */
-    void *res_ext;           /* arena block when res_len > SLOT_INLINE (made by the worker) */
-    char *err_msg;           /* arena string from mproc_task_fail (made by the worker) */
-    char *sup_msg;           /* parent heap string: why the supervisor failed the task */
-    int32_t err_code;        /* the task's own failure (worker-written) */
-    int32_t pid;             /* the worker that took it */
-    int32_t sup_code;        /* a failure decided in the parent (death, time limit, cancel) */
-    int32_t sup_sig;         /* the killing signal, or 0 */
-    int64_t timeout_ns;      /* hard limit from start; 0: none */
+    void *arg_ext;      /* arena block when arg_len > MPROC__SLOT_INLINE */
+    void *res_ext;      /* arena block when res_len > MPROC__SLOT_INLINE (made by the worker) */
+    char *err_msg;      /* arena string from mproc_task_fail (made by the worker) */
+    char *sup_msg;      /* parent heap string: why the supervisor failed the task */
+    int32_t err_code;   /* the task's own failure (worker-written) */
+    int32_t pid;        /* the worker that took it */
+    int32_t sup_code;   /* a failure decided in the parent (death, time limit, cancel) */
+    int32_t sup_sig;    /* the killing signal, or 0 */
+    int64_t timeout_ns; /* hard limit from start; 0: none */
     int32_t soft_timeout_ms; /* soft limit from start; 0: none */
     int32_t sup_status;      /* exit status for a worker that exited, else -1 */
 } mproc__slot;
 _Static_assert(sizeof(mproc__slot) == 128, "slot is two cache lines");
 
 enum {
-    SK_FREE = 0,
-    SK_QUEUED = 1,
-    SK_RUNNING = 2,
-    SK_DONE_OK = 3,
-    SK_DONE_TASKERR = 4, /* the task failed by itself: err_code/err_msg */
-    SK_DONE_SUPERR = 5,  /* failed from outside: sup_code/sup_msg */
+    MPROC__SLOT_FREE = 0,
+    MPROC__SLOT_QUEUED = 1,
+    MPROC__SLOT_RUNNING = 2,
+    MPROC__SLOT_DONE_OK = 3,
+    MPROC__SLOT_DONE_TASK_ERROR = 4,    /* the task failed by itself: err_code/err_msg */
+    MPROC__SLOT_DONE_OUTSIDE_ERROR = 5, /* failed from outside: sup_code/sup_msg */
 };
-#define SS_KIND(s) ((s)&7u)
-#define SS_WAITER 8u
-#define SS_OWNER(s) ((s) >> 8)
-#define SS_RUNNING(inc) (SK_RUNNING | ((uint32_t)(inc) << 8))
-#define SK_IS_DONE(k) ((k) >= SK_DONE_OK)
+#define MPROC__SLOT_KIND(s) ((s)&7u)
+#define MPROC__SLOT_WAITER 8u
+#define MPROC__SLOT_OWNER(s) ((s) >> 8)
+#define MPROC__SLOT_RUNNING_BY(inc) (MPROC__SLOT_RUNNING | ((uint32_t)(inc) << 8))
+#define MPROC__SLOT_IS_DONE(k) ((k) >= MPROC__SLOT_DONE_OK)
 
 enum {
-    SF_CANCEL = 1, /* cooperative cancel requested */
-    SF_NOTIFY = 2, /* tell the supervisor when done (callbacks, fd, futures_wait) */
+    MPROC__SLOT_CANCEL = 1, /* cooperative cancel requested */
+    MPROC__SLOT_NOTIFY = 2, /* tell the supervisor when done (callbacks, fd, futures_wait) */
 };
 
-#define SLOT_CHUNK_SHIFT 12
-#define SLOT_CHUNK (1u << SLOT_CHUNK_SHIFT)
-#define SLOT_MAX_CHUNKS 4096 /* 16 M task records */
-#define SLOT_NONE UINT32_MAX
+#define MPROC__SLOT_CHUNK_SHIFT 12
+#define MPROC__SLOT_CHUNK (1u << MPROC__SLOT_CHUNK_SHIFT)
+#define MPROC__SLOT_MAX_CHUNKS 4096 /* 16 M task records */
+#define MPROC__SLOT_NONE UINT32_MAX
 
 /* Fault in [addr, addr + len) for writing with one system call instead of one page fault per
  * page (fresh task records are touched by the parent and by every worker process). Best
@@ -94,12 +94,13 @@ static inline void mproc__prefault(void *addr, size_t len)
 /* Slot address from its index (parent or worker). */
 static inline mproc__slot *mproc__slot_at(mproc__slot *const *chunks, uint32_t idx)
 {
-    return &chunks[idx >> SLOT_CHUNK_SHIFT][idx & (SLOT_CHUNK - 1)];
+    return &chunks[idx >> MPROC__SLOT_CHUNK_SHIFT][idx & (MPROC__SLOT_CHUNK - 1)];
 }
 
 static inline bool mproc__slot_done(mproc__slot *s)
 {
-    return SK_IS_DONE(SS_KIND(atomic_load_explicit(&s->state, memory_order_acquire)));
+    return MPROC__SLOT_IS_DONE(
+        MPROC__SLOT_KIND(atomic_load_explicit(&s->state, memory_order_acquire)));
 }
 
 /* The staging block of one map: refcounted by its chunk tasks so an interrupted map can return
