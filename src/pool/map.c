@@ -65,10 +65,125 @@ static size_t auto_chunksize(size_t n, int workers)
 }
 
 /* Stop what is left of a map: queued chunks are cancelled, running ones asked to stop. */
-static void abandon(mproc_pool *p, mproc_future **fs, size_t from, size_t to)
+static void abandon(mproc_future **fs, size_t from, size_t to)
 {
     for (size_t i = from; i < to; i++)
         mproc_future_cancel(fs[i]);
+}
+
+/* One map call: its chunks, their staging block and their futures. */
+typedef struct {
+    mproc_pool *p;
+    const char *in;
+    char *out;
+    size_t in_size, out_size, n;
+    size_t cs, nchunks, queued;
+    bool direct; /* both buffers are in the arena: the workers use them in place, no staging */
+    size_t in_off, out_off;
+    mproc__stage *st;
+    char *base; /* st->mem: the map_desc, then the staged inputs, then the staged outputs */
+    mproc_future **fs;
+} map_call;
+
+static void chunk_span(const map_call *m, size_t c, size_t *first, size_t *count)
+{
+    *first = c * m->cs;
+    *count = m->n - *first < m->cs ? m->n - *first : m->cs;
+}
+
+/* Lay out the staging block and write the map's descriptor at its start. */
+static int stage_in(map_call *m, mproc_map_fn fn, void *arg)
+{
+    size_t in_bytes = m->n * m->in_size, out_bytes = m->n * m->out_size;
+    m->direct = (!in_bytes || mproc__arena_contains(m->in, in_bytes)) &&
+                (!out_bytes || mproc__arena_contains(m->out, out_bytes));
+    m->in_off = 64;
+    m->out_off = m->in_off + (m->direct ? 0 : (in_bytes + 63) & ~(size_t)63);
+    size_t total = m->out_off + (m->direct ? 0 : out_bytes);
+    m->fs = malloc(m->nchunks * sizeof *m->fs);
+    if (!m->fs) return -ENOMEM;
+    pthread_mutex_lock(&m->p->mu);
+    int r = mproc__stage_get(m->p, total, &m->st);
+    pthread_mutex_unlock(&m->p->mu);
+    if (r < 0) {
+        free(m->fs);
+        return r;
+    }
+    m->base = m->st->mem;
+    map_desc *d = (map_desc *)m->base;
+    d->fn = fn;
+    d->arg = arg;
+    d->in = m->direct ? m->in : m->base + m->in_off;
+    d->out = m->direct ? m->out : m->base + m->out_off;
+    d->in_size = m->in_size;
+    d->out_size = m->out_size;
+    return 0;
+}
+
+/* Copy chunk c's inputs in and queue it: workers compute the earlier chunks meanwhile. */
+static int queue_chunk(map_call *m, size_t c)
+{
+    mproc_pool *p = m->p;
+    size_t first, count;
+    chunk_span(m, c, &first, &count);
+    if (!m->direct && m->in_size)
+        memcpy(m->base + m->in_off + first * m->in_size, m->in + first * m->in_size,
+               count * m->in_size);
+    chunk_arg a = {(const map_desc *)m->base, first, count};
+    pthread_mutex_lock(&p->mu);
+    int r = mproc__pool_state_check_locked(p);
+    if (r == 0) r = mproc__pool_alloc_locked(p, &m->fs[c]);
+    if (r == 0) {
+        mproc_future *f = m->fs[c];
+        mproc__slot_fill(mproc__slot_at(p->slot_chunks, f->idx), map_chunk, &a, sizeof a, NULL);
+        atomic_fetch_add(&m->st->refs, 1);
+        f->stage = m->st;
+        r = mproc__pool_queue_locked(p, &f, 1);
+        if (r < 0)
+            mproc__pool_release_locked(p, f);
+        else
+            m->queued++;
+    }
+    pthread_mutex_unlock(&p->mu);
+    return r;
+}
+
+static int dispatch(map_call *m)
+{
+    int r = 0;
+    for (size_t c = 0; c < m->nchunks && r == 0; c++)
+        r = queue_chunk(m, c);
+    if (r < 0) abandon(m->fs, 0, m->queued);
+    return r;
+}
+
+/* Wait for the queued chunks in order and copy their results out; the map's outcome, given the
+ * outcome of dispatching it. */
+static int collect(map_call *m, const mproc__intr *intr, int first_err)
+{
+    for (size_t c = 0; c < m->queued; c++) {
+        mproc__slot *s = mproc__slot_at(m->p->slot_chunks, m->fs[c]->idx);
+        int r = mproc__intr_wait(intr, wait_slot, s, INT64_MAX);
+        if (r == -EINTR) {
+            abandon(m->fs, c, m->queued);
+            return -EINTR;
+        }
+        int code = mproc__slot_code(s);
+        if (code != 0 && first_err == 0) {
+            first_err = code;
+            abandon(m->fs, c + 1, m->queued);
+            /* Chunks still running write only to the staging block, which they keep alive:
+             * no need to wait for them. With arena buffers they write to `out`: wait. */
+            if (!m->direct) break;
+        }
+        if (code == 0 && first_err == 0 && !m->direct && m->out_size) {
+            size_t first, count;
+            chunk_span(m, c, &first, &count);
+            memcpy(m->out + first * m->out_size, m->base + m->out_off + first * m->out_size,
+                   count * m->out_size);
+        }
+    }
+    return first_err;
 }
 
 int mproc_pool_map(mproc_pool *p, mproc_map_fn fn, const void *in, size_t in_size, void *out,
@@ -82,88 +197,21 @@ int mproc_pool_map(mproc_pool *p, mproc_map_fn fn, const void *in, size_t in_siz
     pthread_mutex_unlock(&p->mu);
     if (r < 0 || n == 0) return r;
 
-    size_t cs = opts && opts->chunksize ? opts->chunksize : auto_chunksize(n, p->nworkers);
-    size_t nchunks = (n + cs - 1) / cs;
-    size_t in_bytes = n * in_size, out_bytes = n * out_size;
-    bool direct = (!in_bytes || mproc__arena_contains(in, in_bytes)) &&
-                  (!out_bytes || mproc__arena_contains(out, out_bytes));
-    size_t in_off = 64, out_off = in_off + (direct ? 0 : (in_bytes + 63) & ~(size_t)63);
-    size_t total = out_off + (direct ? 0 : out_bytes);
-    mproc_future **fs = malloc(nchunks * sizeof *fs);
-    if (!fs) return -ENOMEM;
-    mproc__stage *st;
-    pthread_mutex_lock(&p->mu);
-    r = mproc__stage_get(p, total, &st);
-    pthread_mutex_unlock(&p->mu);
-    if (r < 0) {
-        free(fs);
-        return r;
-    }
-    char *base = st->mem;
-    map_desc *d = (map_desc *)base;
-    d->fn = fn;
-    d->arg = opts ? opts->arg : NULL;
-    d->in = direct ? in : base + in_off;
-    d->out = direct ? out : base + out_off;
-    d->in_size = in_size;
-    d->out_size = out_size;
-
+    map_call m = {.p = p, .in = in, .out = out, .in_size = in_size, .out_size = out_size, .n = n};
+    m.cs = opts && opts->chunksize ? opts->chunksize : auto_chunksize(n, p->nworkers);
+    m.nchunks = (n + m.cs - 1) / m.cs;
+    r = stage_in(&m, fn, opts ? opts->arg : NULL);
+    if (r < 0) return r;
     mproc__intr intr;
     mproc__intr_block(&intr);
-    size_t queued = 0;
-    for (size_t c = 0; c < nchunks && r == 0; c++) {
-        size_t first = c * cs, count = n - first < cs ? n - first : cs;
-        if (!direct && in_size)
-            memcpy(base + in_off + first * in_size, (const char *)in + first * in_size,
-                   count * in_size);
-        chunk_arg a = {d, first, count};
-        pthread_mutex_lock(&p->mu);
-        r = mproc__pool_state_check_locked(p);
-        if (r == 0) r = mproc__pool_alloc_locked(p, &fs[c]);
-        if (r == 0) {
-            mproc_future *f = fs[c];
-            mproc__slot_fill(mproc__slot_at(p->slot_chunks, f->idx), map_chunk, &a, sizeof a, NULL);
-            atomic_fetch_add(&st->refs, 1);
-            f->stage = st;
-            r = mproc__pool_queue_locked(p, &f, 1);
-            if (r < 0)
-                mproc__pool_release_locked(p, f);
-            else
-                queued++;
-        }
-        pthread_mutex_unlock(&p->mu);
-    }
-    int first_err = r;
-    if (r < 0) abandon(p, fs, 0, queued);
-    for (size_t c = 0; c < queued; c++) {
-        mproc__slot *s = mproc__slot_at(p->slot_chunks, fs[c]->idx);
-        r = mproc__intr_wait(&intr, wait_slot, s, INT64_MAX);
-        if (r == -EINTR) {
-            abandon(p, fs, c, queued);
-            first_err = -EINTR;
-            break;
-        }
-        int code = mproc__slot_code(s);
-        if (code != 0 && first_err == 0) {
-            first_err = code;
-            abandon(p, fs, c + 1, queued);
-            /* Chunks still running write only to the staging block, which they keep alive:
-             * no need to wait for them. With arena buffers they write to `out`: wait. */
-            if (!direct) break;
-        }
-        if (code == 0 && first_err == 0 && !direct && out_size) {
-            size_t first = c * cs, count = n - first < cs ? n - first : cs;
-            memcpy((char *)out + first * out_size, base + out_off + first * out_size,
-                   count * out_size);
-        }
-    }
-    for (size_t c = 0; c < queued; c++)
-        mproc_future_free(fs[c]);
-    free(fs);
+    r = collect(&m, &intr, dispatch(&m));
+    for (size_t c = 0; c < m.queued; c++)
+        mproc_future_free(m.fs[c]);
+    free(m.fs);
     /* A signal that came meanwhile is delivered now, its handler running before we return. */
     mproc__intr_restore(&intr);
     pthread_mutex_lock(&p->mu);
-    mproc__stage_unref(p, st);
+    mproc__stage_unref(p, m.st);
     pthread_mutex_unlock(&p->mu);
-    return first_err;
+    return r;
 }

@@ -203,15 +203,25 @@ static void describe_exit(char *buf, size_t cap, int code)
     }
 }
 
-static void handle_death(mproc_pool *p, uint32_t i)
+/* How a worker ended, read once it is reaped. */
+typedef struct {
+    int code; /* exit status, or -signal */
+    int sig, status;
+    uint32_t phase, cur;
+    bool normal; /* left by itself (max tasks, shutdown) with status 0 */
+    char how[160];
+} death;
+
+/* Reap the worker of seat i and undo what it may have left half done. */
+static void reap(mproc_pool *p, uint32_t i, death *d)
 {
     local_rt *rt = RT(p);
     seat_rt *w = &rt->seats[i];
     mproc__seat *sh = &rt->shm->seats[i];
-    int code = 0;
+    d->code = 0;
     /* Dead (its sentinel is readable); with a forkserver the status comes a moment later. */
     mproc_process_join(w->proc, 5.0);
-    if (mproc_process_exitcode(w->proc, &code) < 0) code = -SIGKILL;
+    if (mproc_process_exitcode(w->proc, &d->code) < 0) d->code = -SIGKILL;
     mproc_process_free(w->proc);
     w->proc = NULL;
     w->pidfd = -1;
@@ -223,11 +233,57 @@ static void handle_death(mproc_pool *p, uint32_t i)
     atomic_compare_exchange_strong(&rt->shm->spinner, &spin_inc, 0);
     if (atomic_exchange(&sh->asleep, 0)) atomic_fetch_sub(&rt->shm->sleepers, 1);
     wake_all_workers(rt->shm);
-    uint32_t phase = atomic_load(&sh->phase), cur = atomic_load(&sh->current);
-    int sig = code < 0 ? -code : 0, status = code >= 0 ? code : -1;
-    char how[160];
-    describe_exit(how, sizeof how, code);
-    bool normal = (phase == MPROC__WORKER_RETIRED || phase == MPROC__WORKER_EXITING) && code == 0;
+    d->phase = atomic_load(&sh->phase);
+    d->cur = atomic_load(&sh->current);
+    d->sig = d->code < 0 ? -d->code : 0;
+    d->status = d->code >= 0 ? d->code : -1;
+    describe_exit(d->how, sizeof d->how, d->code);
+    d->normal =
+        (d->phase == MPROC__WORKER_RETIRED || d->phase == MPROC__WORKER_EXITING) && d->code == 0;
+}
+
+/* Fail the task the worker died on, if any (mu held). */
+static void fail_running_locked(mproc_pool *p, uint32_t i, const death *d)
+{
+    local_rt *rt = RT(p);
+    seat_rt *w = &rt->seats[i];
+    mproc__seat *sh = &rt->shm->seats[i];
+    if (d->cur == MPROC__SLOT_NONE) return;
+    uint32_t owner = MPROC__SLOT_RUNNING_BY(w->inc);
+    if (w->kill_reason == KILL_STOP) {
+        mproc__slot_fail(p, d->cur, owner, rt->stop_code, d->sig, d->status, w->pid, "%s",
+                         rt->stop_code == MPROC_EBROKEN ? p->broken_msg : "pool terminated");
+    } else {
+        uint32_t clen = atomic_load(&sh->crash_len);
+        mproc__slot_fail(p, d->cur, owner, MPROC_EWORKERLOST, d->sig, d->status, w->pid,
+                         "worker %s (pid %d) %s while running the task%s%.*s", w->name, (int)w->pid,
+                         d->how, clen ? "\nbacktrace:\n" : "", (int)clen, sh->crash);
+    }
+}
+
+/* Whether this death breaks the pool: writes why into brk, or leaves it empty (mu held). */
+static void why_broken_locked(mproc_pool *p, uint32_t i, const death *d, char *brk, size_t cap)
+{
+    local_rt *rt = RT(p);
+    seat_rt *w = &rt->seats[i];
+    if (d->normal || w->kill_reason != KILL_NONE || rt->stop_all) return;
+    if (d->phase == MPROC__WORKER_INIT_FAILED)
+        snprintf(brk, cap, "worker initializer failed in %s (pid %d): %s", w->name, (int)w->pid,
+                 rt->shm->seats[i].init_msg);
+    else if (d->phase == MPROC__WORKER_STARTING)
+        snprintf(brk, cap, "worker %s (pid %d) %s while starting (in its initializer)", w->name,
+                 (int)w->pid, d->how);
+    else if (crash_loop(p))
+        snprintf(brk, cap, "%u worker deaths within %g s with no task succeeding (last: %s %s)",
+                 p->opts.max_restarts + 1, p->opts.restart_window, w->name, d->how);
+}
+
+static void handle_death(mproc_pool *p, uint32_t i)
+{
+    local_rt *rt = RT(p);
+    seat_rt *w = &rt->seats[i];
+    death d;
+    reap(p, i, &d);
     char brk[512] = "";
 
     pthread_mutex_lock(&p->mu);
@@ -235,48 +291,19 @@ static void handle_death(mproc_pool *p, uint32_t i)
     rt->alive--;
     if (w->kill_reason == KILL_TIMEOUT) unquarantine_locked(p, w->quarantined);
     w->quarantined = MPROC__SLOT_NONE;
-    if (cur != MPROC__SLOT_NONE) {
-        uint32_t owner = MPROC__SLOT_RUNNING_BY(w->inc);
-        if (w->kill_reason == KILL_STOP) {
-            mproc__slot_fail(p, cur, owner, rt->stop_code, sig, status, w->pid, "%s",
-                             rt->stop_code == MPROC_EBROKEN ? p->broken_msg : "pool terminated");
-        } else {
-            uint32_t clen = atomic_load(&sh->crash_len);
-            mproc__slot_fail(p, cur, owner, MPROC_EWORKERLOST, sig, status, w->pid,
-                             "worker %s (pid %d) %s while running the task%s%.*s", w->name,
-                             (int)w->pid, how, clen ? "\nbacktrace:\n" : "", (int)clen, sh->crash);
-        }
-    }
-    if (!normal && w->kill_reason == KILL_NONE && !rt->stop_all) {
-        if (phase == MPROC__WORKER_INIT_FAILED)
-            snprintf(brk, sizeof brk, "worker initializer failed in %s (pid %d): %s", w->name,
-                     (int)w->pid, sh->init_msg);
-        else if (phase == MPROC__WORKER_STARTING)
-            snprintf(brk, sizeof brk, "worker %s (pid %d) %s while starting (in its initializer)",
-                     w->name, (int)w->pid, how);
-        else if (crash_loop(p))
-            snprintf(brk, sizeof brk,
-                     "%u worker deaths within %g s with no task succeeding (last: %s %s)",
-                     p->opts.max_restarts + 1, p->opts.restart_window, w->name, how);
-    }
+    fail_running_locked(p, i, &d);
+    why_broken_locked(p, i, &d, brk, sizeof brk);
     bool respawn = !rt->stop_all && !brk[0];
     if (respawn && atomic_load(&rt->shm->shutdown))
         respawn = atomic_load(&rt->shm->head) < atomic_load(&rt->shm->tail);
     pthread_cond_broadcast(&p->cv);
     pthread_mutex_unlock(&p->mu);
 
+    /* Cannot fork any more: better a clear error than tasks waiting forever. */
+    if (respawn && spawn(p, i) < 0)
+        snprintf(brk, sizeof brk, "cannot start a replacement worker for %s", w->name);
     if (brk[0]) {
         mproc__pool_break(p, brk);
-        pthread_mutex_lock(&p->mu);
-        kill_all_locked(p, MPROC_EBROKEN);
-        pthread_mutex_unlock(&p->mu);
-        return;
-    }
-    if (respawn && spawn(p, i) < 0) {
-        /* Cannot fork any more: better a clear error than tasks waiting forever. */
-        char msg[128];
-        snprintf(msg, sizeof msg, "cannot start a replacement worker for %s", w->name);
-        mproc__pool_break(p, msg);
         pthread_mutex_lock(&p->mu);
         kill_all_locked(p, MPROC_EBROKEN);
         pthread_mutex_unlock(&p->mu);
