@@ -1,5 +1,5 @@
 /* The seam between the pool (task records, futures, map/imap, shutdown policy) and the transport
- * that runs tasks on workers. The local backend (pool_local.c) runs forked workers that read task
+ * that runs tasks on workers. The local backend (local/local.c) runs forked workers that read task
  * records straight from the arena; an MPI backend would ship the same records to ranks and write
  * their results back, without any change to the public API. */
 #ifndef MPROC_POOL_BACKEND_H
@@ -12,8 +12,8 @@
 
 struct mproc__pool_backend {
     const char *name;
-    /* Make the backend state (p->bs) and the chunk table (p->schunks), start p->nworkers workers
-     * and their supervision. 0 or a negative code (nothing left running). */
+    /* Make the backend state (p->backend_state) and the chunk table (p->slot_chunks), start
+     * p->nworkers workers and their supervision. 0 or a negative code (nothing left running). */
     int (*start)(mproc_pool *p);
     /* Publish a batch of queued task records (pool->mu held) and wake workers as needed.
      * -EAGAIN when the transport is full (the caller waits and retries). */
@@ -25,7 +25,7 @@ struct mproc__pool_backend {
     /* Kill every worker now and fail queued and running tasks with `code` (MPROC_ECANCELLED for
      * terminate, MPROC_EBROKEN for a broken pool); returns once they are reaped. */
     void (*terminate)(mproc_pool *p, int code);
-    /* The watch list changed: make sure completions of SF_NOTIFY records are reported. */
+    /* The watch list changed: make sure completions of MPROC__SLOT_NOTIFY records are reported. */
     void (*notify)(mproc_pool *p);
     /* Visit every record still queued (not yet taken by a worker), with pool->mu held. */
     void (*for_queued)(mproc_pool *p, void (*fn)(mproc_pool *, uint32_t idx, void *), void *arg);

@@ -1,11 +1,12 @@
 /* Futures: process-local handles on task records.
  *
- * Waiting on one future needs no help from anyone: the waiter spins briefly on the record's
- * state, then sets the WAITER bit and sleeps on the state word itself (a shared futex), and
- * whoever completes the record wakes it. Everything that must react to a completion without a
- * waiter — done-callbacks, a future's eventfd, futures_wait(FIRST_COMPLETED), records whose
- * future was freed early — goes through the pool's watch list: the record is flagged SF_NOTIFY,
- * its worker then writes the pool's notify eventfd, and the supervisor thread "fires" it.
+ * Waiting on one future needs no help from anyone (mproc__slot_wait, slots.c): the waiter spins
+ * briefly on the record's state, then sets the WAITER bit and sleeps on the state word itself (a
+ * shared futex), and whoever completes the record wakes it. Everything that must react to a
+ * completion without a waiter — done-callbacks, a future's eventfd, futures_wait(FIRST_COMPLETED),
+ * records whose future was freed early — goes through the pool's watch list: the record is flagged
+ * MPROC__SLOT_NOTIFY, its worker then tells the supervisor (the local backend: a futex word that
+ * a relay thread turns into an eventfd write), and the supervisor thread "fires" it.
  */
 #include <errno.h>
 #include <limits.h>
@@ -15,94 +16,36 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "platform/interrupt.h"
 #include "pool/backend.h"
-#include "platform/spin.h"
+#include "pool/future.h"
 
-#define WAIT_SPIN_NS 20000
-/* Of that, spin on the CPU this long (spin.h). Not the queue's 2 µs: with 2 µs the caller and the
- * worker that spins for the next task sometimes settled on one CPU of a 2-CPU machine and handed
- * it back and forth, 10-12 µs per apply instead of 0.4 µs, in 2 runs of 8; with 10 µs, 0 of 16. */
-#define WAIT_HARD_SPIN_NS 10000
-/* Sleep with a finite timeout even when waiting forever: the kernel then returns EINTR after a
- * signal handler ran, even one installed with SA_RESTART, so Ctrl-C reaches the caller. */
-#define MAX_SLEEP_NS 3600000000000LL
-
-bool mproc__future_valid(const mproc_future *f)
+static bool future_valid(const mproc_future *f)
 {
-    return f && f->magic == FUTURE_MAGIC && (f->fl & FF_LIVE) && !(f->fl & FF_ORPHAN);
+    return f && f->magic == MPROC__FUTURE_MAGIC && (f->flags & MPROC__FUTURE_LIVE) &&
+           !(f->flags & MPROC__FUTURE_ORPHAN);
 }
 
 static mproc__slot *slot_of(const mproc_future *f)
 {
-    return mproc__slot_at(f->pool->schunks, f->idx);
-}
-
-static bool slot_done(mproc__slot *s)
-{
-    return SK_IS_DONE(SS_KIND(atomic_load_explicit(&s->state, memory_order_acquire)));
-}
-
-int mproc__slot_code(const mproc__slot *s)
-{
-    switch (SS_KIND(atomic_load_explicit(&s->state, memory_order_acquire))) {
-    case SK_DONE_OK:
-        return 0;
-    case SK_DONE_TASKERR:
-        return s->err_code;
-    case SK_DONE_SUPERR:
-        return s->sup_code;
-    default:
-        return -EAGAIN;
-    }
-}
-
-static int64_t sleep_deadline(int64_t deadline)
-{
-    int64_t cap = mproc__now_ns() + MAX_SLEEP_NS;
-    return deadline < cap ? deadline : cap;
-}
-
-int mproc__slot_wait(mproc__slot *s, int64_t deadline)
-{
-    if (slot_done(s)) return 0;
-    if (deadline != INT64_MAX && deadline <= mproc__now_ns()) return -ETIMEDOUT;
-    int64_t now = mproc__now_ns();
-    mproc__spin sp;
-    mproc__spin_start(&sp, now, WAIT_HARD_SPIN_NS, WAIT_SPIN_NS);
-    for (unsigned i = 1;; i++) {
-        if (slot_done(s)) return 0;
-        if (sp.yielding || (i & 63) == 0) now = mproc__now_ns();
-        if (!mproc__spin_pause(&sp, now)) break;
-    }
-    for (;;) {
-        uint32_t st = atomic_load(&s->state);
-        if (SK_IS_DONE(SS_KIND(st))) return 0;
-        if (!(st & SS_WAITER)) {
-            if (!atomic_compare_exchange_weak(&s->state, &st, st | SS_WAITER)) continue;
-            st |= SS_WAITER;
-        }
-        int r = mproc__sleep(&s->state, st, sleep_deadline(deadline));
-        if (r == -EINTR) return slot_done(s) ? 0 : -EINTR;
-        if (r == -ETIMEDOUT && mproc__remaining_ns(deadline) <= 0)
-            return slot_done(s) ? 0 : -ETIMEDOUT;
-    }
+    return mproc__slot_at(f->pool->slot_chunks, f->idx);
 }
 
 int mproc_future_wait(mproc_future *f, double timeout)
 {
-    if (!mproc__future_valid(f)) return -EINVAL;
+    if (!future_valid(f)) return -EINVAL;
     return mproc__slot_wait(slot_of(f), mproc__deadline(timeout));
 }
 
 bool mproc_future_done(mproc_future *f)
 {
-    return mproc__future_valid(f) && slot_done(slot_of(f));
+    return future_valid(f) && mproc__slot_done(slot_of(f));
 }
 
 int mproc_future_get(mproc_future *f, void *buf, size_t cap, size_t *len, double timeout)
 {
     if (len) *len = 0;
-    if (!mproc__future_valid(f) || (!buf && cap)) return -EINVAL;
+    if (!future_valid(f) || (!buf && cap)) return -EINVAL;
     mproc__slot *s = slot_of(f);
     int r = mproc__slot_wait(s, mproc__deadline(timeout));
     if (r < 0) return r;
@@ -111,33 +54,33 @@ int mproc_future_get(mproc_future *f, void *buf, size_t cap, size_t *len, double
     size_t n = s->res_len;
     if (len) *len = n;
     if (n > cap) return -EMSGSIZE;
-    if (n) memcpy(buf, n <= SLOT_INLINE ? (const void *)s->inl : s->res_ext, n);
+    if (n) memcpy(buf, n <= MPROC__SLOT_INLINE ? (const void *)s->inline_buf : s->res_ext, n);
     return 0;
 }
 
 int mproc_future_result(mproc_future *f, const void **data, size_t *len)
 {
-    if (!mproc__future_valid(f) || !data) return -EINVAL;
+    if (!future_valid(f) || !data) return -EINVAL;
     mproc__slot *s = slot_of(f);
-    if (!slot_done(s)) return -EAGAIN;
+    if (!mproc__slot_done(s)) return -EAGAIN;
     int r = mproc__slot_code(s);
     if (r != 0) return r;
-    *data = s->res_len <= SLOT_INLINE ? (const void *)s->inl : s->res_ext;
+    *data = s->res_len <= MPROC__SLOT_INLINE ? (const void *)s->inline_buf : s->res_ext;
     if (len) *len = s->res_len;
     return 0;
 }
 
 int mproc_future_error(mproc_future *f, mproc_error *out)
 {
-    if (!mproc__future_valid(f) || !out) return -EINVAL;
+    if (!future_valid(f) || !out) return -EINVAL;
     mproc__slot *s = slot_of(f);
-    if (!slot_done(s)) return -EAGAIN;
+    if (!mproc__slot_done(s)) return -EAGAIN;
     memset(out, 0, sizeof *out);
     out->exit_status = -1;
-    uint32_t kind = SS_KIND(atomic_load(&s->state));
-    if (kind == SK_DONE_OK) return 1;
+    uint32_t kind = MPROC__SLOT_KIND(atomic_load(&s->state));
+    if (kind == MPROC__SLOT_DONE_OK) return 1;
     out->worker = s->pid;
-    if (kind == SK_DONE_TASKERR) {
+    if (kind == MPROC__SLOT_DONE_TASK_ERROR) {
         out->code = s->err_code;
         if (s->err_msg)
             snprintf(out->message, sizeof out->message, "%s", s->err_msg);
@@ -156,17 +99,17 @@ int mproc_future_error(mproc_future *f, mproc_error *out)
 
 int mproc_future_cancel(mproc_future *f)
 {
-    if (!mproc__future_valid(f)) return -EINVAL;
+    if (!future_valid(f)) return -EINVAL;
     mproc_pool *p = f->pool;
     mproc__slot *s = slot_of(f);
     pthread_mutex_lock(&p->mu);
     int r;
-    if (mproc__slot_fail(p, f->idx, SK_QUEUED, MPROC_ECANCELLED, 0, -1, 0, "cancelled")) {
+    if (mproc__slot_fail(p, f->idx, MPROC__SLOT_QUEUED, MPROC_ECANCELLED, 0, -1, 0, "cancelled")) {
         r = 0;
-    } else if (slot_done(s)) {
+    } else if (mproc__slot_done(s)) {
         r = -EALREADY;
     } else {
-        atomic_fetch_or(&s->flags, SF_CANCEL);
+        atomic_fetch_or(&s->flags, MPROC__SLOT_CANCEL);
         r = -EBUSY;
     }
     pthread_mutex_unlock(&p->mu);
@@ -175,43 +118,44 @@ int mproc_future_cancel(mproc_future *f)
 
 static void unlink_watch(mproc_pool *p, mproc_future *f)
 {
-    if (!(f->fl & FF_WATCHED)) return;
-    if (f->wprev)
-        f->wprev->wnext = f->wnext;
+    if (!(f->flags & MPROC__FUTURE_WATCHED)) return;
+    if (f->watch_prev)
+        f->watch_prev->watch_next = f->watch_next;
     else
-        p->watch = f->wnext;
-    if (f->wnext) f->wnext->wprev = f->wprev;
-    f->wnext = f->wprev = NULL;
-    f->fl &= ~(uint32_t)FF_WATCHED;
+        p->watch = f->watch_next;
+    if (f->watch_next) f->watch_next->watch_prev = f->watch_prev;
+    f->watch_next = f->watch_prev = NULL;
+    f->flags &= ~(uint32_t)MPROC__FUTURE_WATCHED;
 }
 
-void mproc__future_watch_locked(mproc_future *f)
+/* Put a future on the watch list (mu held): the backend will signal its completion. */
+static void watch_locked(mproc_future *f)
 {
     mproc_pool *p = f->pool;
-    if (f->fl & FF_WATCHED) return;
-    f->fl |= FF_WATCHED;
-    f->wprev = NULL;
-    f->wnext = p->watch;
-    if (p->watch) p->watch->wprev = f;
+    if (f->flags & MPROC__FUTURE_WATCHED) return;
+    f->flags |= MPROC__FUTURE_WATCHED;
+    f->watch_prev = NULL;
+    f->watch_next = p->watch;
+    if (p->watch) p->watch->watch_prev = f;
     p->watch = f;
     mproc__slot *s = slot_of(f);
     /* Pairs with the worker's completion CAS and its load of the flags. */
-    atomic_fetch_or(&s->flags, SF_NOTIFY);
-    if (slot_done(s)) p->be->notify(p);
+    atomic_fetch_or(&s->flags, MPROC__SLOT_NOTIFY);
+    if (mproc__slot_done(s)) p->backend->notify(p);
 }
 
 /* Done-processing of one finished watched record (mu held; dropped to run callbacks). */
 static void fire_locked(mproc_pool *p, mproc_future *f)
 {
     unlink_watch(p, f);
-    if (f->fl & FF_ORPHAN) {
-        if (!(f->fl & FF_QUARANTINE)) mproc__pool_release_locked(p, f);
+    if (f->flags & MPROC__FUTURE_ORPHAN) {
+        if (!(f->flags & MPROC__FUTURE_QUARANTINE)) mproc__pool_release_locked(p, f);
         return;
     }
-    if (f->fl & FF_FIRED) return;
-    f->fl |= FF_FIRED | FF_FIRING;
-    mproc__cb *cbs = f->cbs;
-    f->cbs = NULL;
+    if (f->flags & MPROC__FUTURE_FIRED) return;
+    f->flags |= MPROC__FUTURE_FIRED | MPROC__FUTURE_FIRING;
+    mproc__cb *cbs = f->callbacks;
+    f->callbacks = NULL;
     if (cbs) {
         pthread_mutex_unlock(&p->mu);
         for (mproc__cb *c = cbs, *n; c; c = n) {
@@ -226,7 +170,7 @@ static void fire_locked(mproc_pool *p, mproc_future *f)
         ssize_t w = write(f->efd, &one, sizeof one);
         (void)w;
     }
-    f->fl &= ~(uint32_t)FF_FIRING;
+    f->flags &= ~(uint32_t)MPROC__FUTURE_FIRING;
     pthread_cond_broadcast(&p->cv);
     mproc__completion_bump();
 }
@@ -235,8 +179,8 @@ void mproc__future_scan_watch(mproc_pool *p)
 {
     for (;;) {
         mproc_future *f = p->watch;
-        while (f && !slot_done(slot_of(f)))
-            f = f->wnext;
+        while (f && !mproc__slot_done(slot_of(f)))
+            f = f->watch_next;
         if (!f) return;
         fire_locked(p, f);
     }
@@ -244,7 +188,7 @@ void mproc__future_scan_watch(mproc_pool *p)
 
 int mproc_future_fd(mproc_future *f)
 {
-    if (!mproc__future_valid(f)) return -EINVAL;
+    if (!future_valid(f)) return -EINVAL;
     mproc_pool *p = f->pool;
     pthread_mutex_lock(&p->mu);
     int r = f->efd;
@@ -254,12 +198,12 @@ int mproc_future_fd(mproc_future *f)
             r = -errno;
         } else {
             f->efd = r;
-            if (slot_done(slot_of(f)) && !(f->fl & FF_FIRING)) {
+            if (mproc__slot_done(slot_of(f)) && !(f->flags & MPROC__FUTURE_FIRING)) {
                 uint64_t one = 1;
                 ssize_t w = write(r, &one, sizeof one);
                 (void)w;
             } else {
-                mproc__future_watch_locked(f);
+                watch_locked(f);
             }
         }
     }
@@ -269,12 +213,12 @@ int mproc_future_fd(mproc_future *f)
 
 int mproc_future_on_done(mproc_future *f, void (*cb)(mproc_future *, void *), void *arg)
 {
-    if (!mproc__future_valid(f) || !cb) return -EINVAL;
+    if (!future_valid(f) || !cb) return -EINVAL;
     mproc_pool *p = f->pool;
     pthread_mutex_lock(&p->mu);
-    while (f->fl & FF_FIRING)
+    while (f->flags & MPROC__FUTURE_FIRING)
         pthread_cond_wait(&p->cv, &p->mu);
-    if (slot_done(slot_of(f))) {
+    if (mproc__slot_done(slot_of(f))) {
         pthread_mutex_unlock(&p->mu);
         cb(f, arg);
         return 0;
@@ -287,11 +231,11 @@ int mproc_future_on_done(mproc_future *f, void (*cb)(mproc_future *, void *), vo
     c->fn = cb;
     c->arg = arg;
     c->next = NULL;
-    mproc__cb **tail = &f->cbs;
+    mproc__cb **tail = &f->callbacks;
     while (*tail)
         tail = &(*tail)->next;
     *tail = c;
-    mproc__future_watch_locked(f);
+    watch_locked(f);
     pthread_mutex_unlock(&p->mu);
     return 0;
 }
@@ -301,7 +245,7 @@ int mproc_futures_wait(mproc_future **fs, size_t n, int mode, double timeout)
     if ((n && !fs) || (mode != MPROC_FIRST_COMPLETED && mode != MPROC_ALL_COMPLETED))
         return -EINVAL;
     for (size_t i = 0; i < n; i++)
-        if (!mproc__future_valid(fs[i])) return -EINVAL;
+        if (!future_valid(fs[i])) return -EINVAL;
     if (n == 0) return 0;
     int64_t deadline = mproc__deadline(timeout);
     if (mode == MPROC_ALL_COMPLETED) {
@@ -312,21 +256,21 @@ int mproc_futures_wait(mproc_future **fs, size_t n, int mode, double timeout)
         return 0;
     }
     for (size_t i = 0; i < n; i++)
-        if (slot_done(slot_of(fs[i]))) return 0;
+        if (mproc__slot_done(slot_of(fs[i]))) return 0;
     for (size_t i = 0; i < n; i++) {
         pthread_mutex_lock(&fs[i]->pool->mu);
-        mproc__future_watch_locked(fs[i]);
+        watch_locked(fs[i]);
         pthread_mutex_unlock(&fs[i]->pool->mu);
     }
     for (;;) {
         uint32_t g = atomic_load(&mproc__completion_gen);
         for (size_t i = 0; i < n; i++)
-            if (slot_done(slot_of(fs[i]))) return 0;
-        int r = mproc__futex_wait(&mproc__completion_gen, g, sleep_deadline(deadline));
+            if (mproc__slot_done(slot_of(fs[i]))) return 0;
+        int r = mproc__futex_wait(&mproc__completion_gen, g, mproc__intr_sleep_deadline(deadline));
         if (r == -EINTR) return -EINTR;
         if (r == -ETIMEDOUT && mproc__remaining_ns(deadline) <= 0) {
             for (size_t i = 0; i < n; i++)
-                if (slot_done(slot_of(fs[i]))) return 0;
+                if (mproc__slot_done(slot_of(fs[i]))) return 0;
             return -ETIMEDOUT;
         }
     }
@@ -334,19 +278,19 @@ int mproc_futures_wait(mproc_future **fs, size_t n, int mode, double timeout)
 
 void mproc_future_free(mproc_future *f)
 {
-    if (!mproc__future_valid(f)) return;
+    if (!future_valid(f)) return;
     mproc_pool *p = f->pool;
     pthread_mutex_lock(&p->mu);
-    while (f->fl & FF_FIRING)
+    while (f->flags & MPROC__FUTURE_FIRING)
         pthread_cond_wait(&p->cv, &p->mu);
     unlink_watch(p, f);
-    mproc__slot_fail(p, f->idx, SK_QUEUED, MPROC_ECANCELLED, 0, -1, 0, "cancelled");
-    if (!slot_done(slot_of(f))) {
+    mproc__slot_fail(p, f->idx, MPROC__SLOT_QUEUED, MPROC_ECANCELLED, 0, -1, 0, "cancelled");
+    if (!mproc__slot_done(slot_of(f))) {
         /* Still running: the supervisor releases the record when it completes. */
-        f->fl |= FF_ORPHAN;
-        mproc__future_watch_locked(f);
-    } else if (f->fl & FF_QUARANTINE) {
-        f->fl |= FF_ORPHAN;
+        f->flags |= MPROC__FUTURE_ORPHAN;
+        watch_locked(f);
+    } else if (f->flags & MPROC__FUTURE_QUARANTINE) {
+        f->flags |= MPROC__FUTURE_ORPHAN;
     } else {
         mproc__pool_release_locked(p, f);
     }

@@ -157,7 +157,7 @@ int mproc_imap_new(mproc_imap **out, mproc_pool *p, mproc_task_fn fn, mproc_imap
 {
     if (!out) return -EINVAL;
     *out = NULL;
-    if (!p || p->magic != POOL_MAGIC || p->freed || !fn || !input) return -EINVAL;
+    if (!mproc__pool_valid(p) || !fn || !input) return -EINVAL;
     if (opts && opts->chunksize > UINT32_MAX) return -EINVAL;
     mproc_imap *it = calloc(1, sizeof *it);
     if (!it) return -ENOMEM;

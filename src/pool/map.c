@@ -8,14 +8,13 @@
  */
 #include <errno.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "arena/arena.h"
+#include "platform/interrupt.h"
 #include "pool/pool.h"
 
-#define STAGE_CACHE_MAX ((size_t)512 << 20)
 #define CHUNKS_PER_WORKER 4
 
 typedef struct {
@@ -30,7 +29,7 @@ typedef struct {
     const map_desc *d;
     size_t first, count;
 } chunk_arg;
-_Static_assert(sizeof(chunk_arg) <= SLOT_INLINE, "chunk descriptor travels inline");
+_Static_assert(sizeof(chunk_arg) <= MPROC__SLOT_INLINE, "chunk descriptor travels inline");
 
 static int map_chunk(mproc_task *t)
 {
@@ -51,90 +50,11 @@ static int map_chunk(mproc_task *t)
     return 0;
 }
 
-/* mu held */
-void mproc__stage_unref(mproc_pool *p, mproc__stage *st)
+/* Wait for a chunk; -EINTR as soon as a signal is pending for the caller (platform/interrupt.h:
+ * while chunks are copied in or out a handler would interrupt nothing, so signals stay blocked). */
+static int wait_slot(void *s, int64_t step)
 {
-    if (atomic_fetch_sub(&st->refs, 1) != 1) return;
-    if (st->size <= STAGE_CACHE_MAX && (!p->stage_cache || p->stage_cache->size < st->size)) {
-        mproc__stage *old = p->stage_cache;
-        p->stage_cache = st;
-        st = old;
-        if (!st) return;
-    }
-    mproc__arena_free(st->mem);
-    free(st);
-}
-
-/* mu held */
-static int stage_get(mproc_pool *p, size_t size, mproc__stage **out)
-{
-    mproc__stage *st = p->stage_cache;
-    if (st && st->size >= size) {
-        p->stage_cache = NULL;
-    } else {
-        st = malloc(sizeof *st);
-        if (!st) return -ENOMEM;
-        int r = mproc__arena_alloc(&st->mem, size);
-        if (r < 0) {
-            free(st);
-            return r;
-        }
-        st->size = size;
-    }
-    atomic_store(&st->refs, 1);
-    *out = st;
-    return 0;
-}
-
-/* ---- Ctrl-C during a map ----
- * A handler that runs while the caller is copying chunks in or out, not asleep in a wait, would
- * interrupt nothing: the map would go on to the end. So the map keeps asynchronous signals blocked
- * in its thread, sleeps in bounded steps, and between steps looks for a pending signal the program
- * handles (or dies of): then it restores the mask, which delivers the signal, and returns -EINTR.
- * Signals the program ignores stay pending and are dropped when the mask comes back. */
-
-#define INTR_POLL_NS 10000000 /* a pending signal is seen within this long */
-
-static void block_async_signals(sigset_t *old)
-{
-    sigset_t set;
-    sigfillset(&set);
-    const int sync_sigs[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS, SIGABRT};
-    for (size_t i = 0; i < sizeof sync_sigs / sizeof sync_sigs[0]; i++)
-        sigdelset(&set, sync_sigs[i]);
-    pthread_sigmask(SIG_BLOCK, &set, old);
-}
-
-static bool default_ignored(int sig)
-{
-    return sig == SIGCHLD || sig == SIGURG || sig == SIGWINCH || sig == SIGCONT;
-}
-
-/* Whether a signal is pending that was not blocked before the map and that does something. */
-static bool interrupt_pending(const sigset_t *old)
-{
-    sigset_t pending;
-    if (sigpending(&pending) < 0) return false;
-    for (int sig = 1; sig < NSIG; sig++) {
-        if (!sigismember(&pending, sig) || sigismember(old, sig)) continue;
-        struct sigaction sa;
-        if (sigaction(sig, NULL, &sa) < 0) continue;
-        if (!(sa.sa_flags & SA_SIGINFO) &&
-            (sa.sa_handler == SIG_IGN || (sa.sa_handler == SIG_DFL && default_ignored(sig))))
-            continue;
-        return true;
-    }
-    return false;
-}
-
-/* Wait for a chunk; -EINTR as soon as a signal is pending for the caller. */
-static int wait_chunk(mproc__slot *s, const sigset_t *old)
-{
-    for (;;) {
-        if (interrupt_pending(old)) return -EINTR;
-        int r = mproc__slot_wait(s, mproc__now_ns() + INTR_POLL_NS);
-        if (r != -ETIMEDOUT) return r;
-    }
+    return mproc__slot_wait(s, step);
 }
 
 static size_t auto_chunksize(size_t n, int workers)
@@ -145,105 +65,153 @@ static size_t auto_chunksize(size_t n, int workers)
 }
 
 /* Stop what is left of a map: queued chunks are cancelled, running ones asked to stop. */
-static void abandon(mproc_pool *p, mproc_future **fs, size_t from, size_t to)
+static void abandon(mproc_future **fs, size_t from, size_t to)
 {
     for (size_t i = from; i < to; i++)
         mproc_future_cancel(fs[i]);
 }
 
-int mproc_pool_map(mproc_pool *p, mproc_map_fn fn, const void *in, size_t in_size, void *out,
-                   size_t out_size, size_t n, const mproc_map_opts *opts)
-{
-    if (!p || p->magic != POOL_MAGIC || p->freed || !fn) return -EINVAL;
-    if (n && ((in_size && !in) || (out_size && !out))) return -EINVAL;
-    if (n && (in_size > SIZE_MAX / n || out_size > SIZE_MAX / n)) return -EINVAL;
-    pthread_mutex_lock(&p->mu);
-    int r = p->state != PS_OPEN ? MPROC_ECLOSED : atomic_load(&p->broken);
-    pthread_mutex_unlock(&p->mu);
-    if (r < 0 || n == 0) return r;
-
-    size_t cs = opts && opts->chunksize ? opts->chunksize : auto_chunksize(n, p->nworkers);
-    size_t nchunks = (n + cs - 1) / cs;
-    size_t in_bytes = n * in_size, out_bytes = n * out_size;
-    bool direct = (!in_bytes || mproc__arena_contains(in, in_bytes)) &&
-                  (!out_bytes || mproc__arena_contains(out, out_bytes));
-    size_t in_off = 64, out_off = in_off + (direct ? 0 : (in_bytes + 63) & ~(size_t)63);
-    size_t total = out_off + (direct ? 0 : out_bytes);
-    mproc_future **fs = malloc(nchunks * sizeof *fs);
-    if (!fs) return -ENOMEM;
+/* One map call: its chunks, their staging block and their futures. */
+typedef struct {
+    mproc_pool *p;
+    const char *in;
+    char *out;
+    size_t in_size, out_size, n;
+    size_t cs, nchunks, queued;
+    bool direct; /* both buffers are in the arena: the workers use them in place, no staging */
+    size_t in_off, out_off;
     mproc__stage *st;
-    pthread_mutex_lock(&p->mu);
-    r = stage_get(p, total, &st);
-    pthread_mutex_unlock(&p->mu);
+    char *base; /* st->mem: the map_desc, then the staged inputs, then the staged outputs */
+    mproc_future **fs;
+} map_call;
+
+static void chunk_span(const map_call *m, size_t c, size_t *first, size_t *count)
+{
+    *first = c * m->cs;
+    *count = m->n - *first < m->cs ? m->n - *first : m->cs;
+}
+
+/* Lay out the staging block and write the map's descriptor at its start. */
+static int stage_in(map_call *m, mproc_map_fn fn, void *arg)
+{
+    size_t in_bytes = m->n * m->in_size, out_bytes = m->n * m->out_size;
+    m->direct = (!in_bytes || mproc__arena_contains(m->in, in_bytes)) &&
+                (!out_bytes || mproc__arena_contains(m->out, out_bytes));
+    m->in_off = 64;
+    m->out_off = m->in_off + (m->direct ? 0 : (in_bytes + 63) & ~(size_t)63);
+    size_t total = m->out_off + (m->direct ? 0 : out_bytes);
+    m->fs = malloc(m->nchunks * sizeof *m->fs);
+    if (!m->fs) return -ENOMEM;
+    pthread_mutex_lock(&m->p->mu);
+    int r = mproc__stage_get(m->p, total, &m->st);
+    pthread_mutex_unlock(&m->p->mu);
     if (r < 0) {
-        free(fs);
+        free(m->fs);
         return r;
     }
-    char *base = st->mem;
-    map_desc *d = (map_desc *)base;
+    m->base = m->st->mem;
+    map_desc *d = (map_desc *)m->base;
     d->fn = fn;
-    d->arg = opts ? opts->arg : NULL;
-    d->in = direct ? in : base + in_off;
-    d->out = direct ? out : base + out_off;
-    d->in_size = in_size;
-    d->out_size = out_size;
+    d->arg = arg;
+    d->in = m->direct ? m->in : m->base + m->in_off;
+    d->out = m->direct ? m->out : m->base + m->out_off;
+    d->in_size = m->in_size;
+    d->out_size = m->out_size;
+    return 0;
+}
 
-    sigset_t old_mask;
-    block_async_signals(&old_mask);
-    size_t queued = 0;
-    for (size_t c = 0; c < nchunks && r == 0; c++) {
-        size_t first = c * cs, count = n - first < cs ? n - first : cs;
-        if (!direct && in_size)
-            memcpy(base + in_off + first * in_size, (const char *)in + first * in_size,
-                   count * in_size);
-        chunk_arg a = {d, first, count};
-        pthread_mutex_lock(&p->mu);
-        r = p->state != PS_OPEN ? MPROC_ECLOSED : atomic_load(&p->broken);
-        if (r == 0) r = mproc__pool_alloc_locked(p, &fs[c]);
-        if (r == 0) {
-            mproc_future *f = fs[c];
-            mproc__slot_fill(mproc__slot_at(p->schunks, f->idx), map_chunk, &a, sizeof a, NULL);
-            atomic_fetch_add(&st->refs, 1);
-            f->stage = st;
-            r = mproc__pool_queue_locked(p, &f, 1);
-            if (r < 0)
-                mproc__pool_release_locked(p, f);
-            else
-                queued++;
-        }
-        pthread_mutex_unlock(&p->mu);
+/* Copy chunk c's inputs in and queue it: workers compute the earlier chunks meanwhile. */
+static int queue_chunk(map_call *m, size_t c)
+{
+    mproc_pool *p = m->p;
+    size_t first, count;
+    chunk_span(m, c, &first, &count);
+    if (!m->direct && m->in_size)
+        memcpy(m->base + m->in_off + first * m->in_size, m->in + first * m->in_size,
+               count * m->in_size);
+    chunk_arg a = {(const map_desc *)m->base, first, count};
+    pthread_mutex_lock(&p->mu);
+    int r = mproc__pool_state_check_locked(p);
+    if (r == 0) r = mproc__pool_alloc_locked(p, &m->fs[c]);
+    if (r == 0) {
+        mproc_future *f = m->fs[c];
+        mproc__slot_fill(mproc__slot_at(p->slot_chunks, f->idx), map_chunk, &a, sizeof a, NULL);
+        atomic_fetch_add(&m->st->refs, 1);
+        f->stage = m->st;
+        r = mproc__pool_queue_locked(p, &f, 1);
+        if (r < 0)
+            mproc__pool_release_locked(p, f);
+        else
+            m->queued++;
     }
-    int first_err = r;
-    if (r < 0) abandon(p, fs, 0, queued);
-    for (size_t c = 0; c < queued; c++) {
-        mproc__slot *s = mproc__slot_at(p->schunks, fs[c]->idx);
-        r = wait_chunk(s, &old_mask);
+    pthread_mutex_unlock(&p->mu);
+    return r;
+}
+
+static int dispatch(map_call *m)
+{
+    int r = 0;
+    for (size_t c = 0; c < m->nchunks && r == 0; c++)
+        r = queue_chunk(m, c);
+    if (r < 0) abandon(m->fs, 0, m->queued);
+    return r;
+}
+
+/* Wait for the queued chunks in order and copy their results out; the map's outcome, given the
+ * outcome of dispatching it. */
+static int collect(map_call *m, const mproc__intr *intr, int first_err)
+{
+    for (size_t c = 0; c < m->queued; c++) {
+        mproc__slot *s = mproc__slot_at(m->p->slot_chunks, m->fs[c]->idx);
+        int r = mproc__intr_wait(intr, wait_slot, s, INT64_MAX);
         if (r == -EINTR) {
-            abandon(p, fs, c, queued);
-            first_err = -EINTR;
-            break;
+            abandon(m->fs, c, m->queued);
+            return -EINTR;
         }
         int code = mproc__slot_code(s);
         if (code != 0 && first_err == 0) {
             first_err = code;
-            abandon(p, fs, c + 1, queued);
+            abandon(m->fs, c + 1, m->queued);
             /* Chunks still running write only to the staging block, which they keep alive:
              * no need to wait for them. With arena buffers they write to `out`: wait. */
-            if (!direct) break;
+            if (!m->direct) break;
         }
-        if (code == 0 && first_err == 0 && !direct && out_size) {
-            size_t first = c * cs, count = n - first < cs ? n - first : cs;
-            memcpy((char *)out + first * out_size, base + out_off + first * out_size,
-                   count * out_size);
+        if (code == 0 && first_err == 0 && !m->direct && m->out_size) {
+            size_t first, count;
+            chunk_span(m, c, &first, &count);
+            memcpy(m->out + first * m->out_size, m->base + m->out_off + first * m->out_size,
+                   count * m->out_size);
         }
     }
-    for (size_t c = 0; c < queued; c++)
-        mproc_future_free(fs[c]);
-    free(fs);
-    /* A signal that came meanwhile is delivered now, its handler running before we return. */
-    pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
-    pthread_mutex_lock(&p->mu);
-    mproc__stage_unref(p, st);
-    pthread_mutex_unlock(&p->mu);
     return first_err;
+}
+
+int mproc_pool_map(mproc_pool *p, mproc_map_fn fn, const void *in, size_t in_size, void *out,
+                   size_t out_size, size_t n, const mproc_map_opts *opts)
+{
+    if (!mproc__pool_valid(p) || !fn) return -EINVAL;
+    if (n && ((in_size && !in) || (out_size && !out))) return -EINVAL;
+    if (n && (in_size > SIZE_MAX / n || out_size > SIZE_MAX / n)) return -EINVAL;
+    pthread_mutex_lock(&p->mu);
+    int r = mproc__pool_state_check_locked(p);
+    pthread_mutex_unlock(&p->mu);
+    if (r < 0 || n == 0) return r;
+
+    map_call m = {.p = p, .in = in, .out = out, .in_size = in_size, .out_size = out_size, .n = n};
+    m.cs = opts && opts->chunksize ? opts->chunksize : auto_chunksize(n, p->nworkers);
+    m.nchunks = (n + m.cs - 1) / m.cs;
+    r = stage_in(&m, fn, opts ? opts->arg : NULL);
+    if (r < 0) return r;
+    mproc__intr intr;
+    mproc__intr_block(&intr);
+    r = collect(&m, &intr, dispatch(&m));
+    for (size_t c = 0; c < m.queued; c++)
+        mproc_future_free(m.fs[c]);
+    free(m.fs);
+    /* A signal that came meanwhile is delivered now, its handler running before we return. */
+    mproc__intr_restore(&intr);
+    pthread_mutex_lock(&p->mu);
+    mproc__stage_unref(p, m.st);
+    pthread_mutex_unlock(&p->mu);
+    return r;
 }

@@ -38,12 +38,12 @@ int mproc_task_return(mproc_task *t, const void *data, size_t len)
     if (len > UINT32_MAX) return -EMSGSIZE;
     if (t->collect) return collect(t->collect, data, len);
     mproc__slot *s = t->s;
-    if (len <= SLOT_INLINE) {
+    if (len <= MPROC__SLOT_INLINE) {
         if (s->res_ext) {
             mproc__arena_free(s->res_ext);
             s->res_ext = NULL;
         }
-        if (len) memcpy(s->inl, data, len);
+        if (len) memcpy(s->inline_buf, data, len);
     } else {
         if (!s->res_ext || mproc__arena_usable(s->res_ext) < len) {
             void *b;
@@ -90,6 +90,6 @@ int mproc_task_fail(mproc_task *t, int code, const char *fmt, ...)
 bool mproc_task_cancelled(mproc_task *t)
 {
     if (!t) return false;
-    if (atomic_load_explicit(&t->s->flags, memory_order_relaxed) & SF_CANCEL) return true;
+    if (atomic_load_explicit(&t->s->flags, memory_order_relaxed) & MPROC__SLOT_CANCEL) return true;
     return t->soft_deadline && mproc__now_ns() >= t->soft_deadline;
 }

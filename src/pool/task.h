@@ -19,8 +19,8 @@ struct mproc_task {
     int64_t soft_deadline; /* absolute ns, 0: none */
     int code;              /* set by mproc_task_fail */
     bool failed;
-    _Alignas(16) unsigned char argbuf[SLOT_INLINE]; /* the inline argument, copied out of the slot
-                                          so the result can take its place */
+    _Alignas(16) unsigned char argbuf[MPROC__SLOT_INLINE]; /* the inline argument, copied out of the
+                                          slot so the result can take its place */
 };
 
 #endif

@@ -23,10 +23,11 @@
 #include "process/start_method.h"
 #include "mproc/process.h"
 #include "pool/backend.h"
+#include "pool/future.h"
 #include "pool/local/local.h"
 #include "platform/spin.h"
 
-enum { KR_NONE, KR_TIMEOUT, KR_STOP };
+enum { KILL_NONE, KILL_TIMEOUT, KILL_STOP };
 
 typedef struct {
     mproc_process *proc;
@@ -59,7 +60,7 @@ typedef struct {
 
 static local_rt *RT(mproc_pool *p)
 {
-    return p->bs;
+    return p->backend_state;
 }
 
 static void efd_write(int fd)
@@ -91,8 +92,8 @@ static int spawn(mproc_pool *p, uint32_t i)
     seat_rt *w = &rt->seats[i];
     uint32_t inc = ++rt->next_inc & 0xffffff;
     if (inc == 0) inc = rt->next_inc = 1;
-    atomic_store(&sh->phase, WP_STARTING);
-    atomic_store(&sh->current, SLOT_NONE);
+    atomic_store(&sh->phase, MPROC__WORKER_STARTING);
+    atomic_store(&sh->current, MPROC__SLOT_NONE);
     atomic_store(&sh->deadline_ns, 0);
     atomic_store(&sh->crash_len, 0);
     sh->crash_sig = 0;
@@ -119,8 +120,8 @@ static int spawn(mproc_pool *p, uint32_t i)
     w->pidfd = mproc_process_sentinel(proc);
     w->pid = mproc_process_pid(proc);
     w->inc = inc;
-    w->kill_reason = KR_NONE;
-    w->quarantined = SLOT_NONE;
+    w->kill_reason = KILL_NONE;
+    w->quarantined = MPROC__SLOT_NONE;
     pthread_mutex_lock(&p->mu);
     w->alive = true;
     rt->alive++;
@@ -167,14 +168,15 @@ static void kill_all_locked(mproc_pool *p, int code)
     atomic_store(&rt->shm->shutdown, 1);
     for (uint32_t i = 0; i < rt->shm->nseats; i++) {
         seat_rt *w = &rt->seats[i];
-        if (!w->alive || w->kill_reason == KR_STOP) continue;
-        w->kill_reason = KR_STOP;
+        if (!w->alive || w->kill_reason == KILL_STOP) continue;
+        w->kill_reason = KILL_STOP;
         /* Its task fails now; no record is reused before the worker is gone (the pool takes no
          * more tasks). */
         uint32_t cur = atomic_load(&rt->shm->seats[i].current);
-        if (cur != SLOT_NONE) {
-            atomic_fetch_or(&mproc__slot_at(p->schunks, cur)->flags, SF_CANCEL);
-            mproc__slot_fail(p, cur, SS_RUNNING(w->inc), rt->stop_code, 0, -1, w->pid, "%s",
+        if (cur != MPROC__SLOT_NONE) {
+            atomic_fetch_or(&mproc__slot_at(p->slot_chunks, cur)->flags, MPROC__SLOT_CANCEL);
+            mproc__slot_fail(p, cur, MPROC__SLOT_RUNNING_BY(w->inc), rt->stop_code, 0, -1, w->pid,
+                             "%s",
                              rt->stop_code == MPROC_EBROKEN ? p->broken_msg : "pool terminated");
         }
         if (!rt->shm->thread_mode) mproc__watch_signal(w->pid, w->pidfd, SIGKILL);
@@ -184,10 +186,10 @@ static void kill_all_locked(mproc_pool *p, int code)
 
 static void unquarantine_locked(mproc_pool *p, uint32_t idx)
 {
-    if (idx == SLOT_NONE) return;
+    if (idx == MPROC__SLOT_NONE) return;
     mproc_future *f = mproc__future_at(p, idx);
-    f->fl &= ~(uint32_t)FF_QUARANTINE;
-    if (f->fl & FF_ORPHAN) mproc__pool_release_locked(p, f);
+    f->flags &= ~(uint32_t)MPROC__FUTURE_QUARANTINE;
+    if (f->flags & MPROC__FUTURE_ORPHAN) mproc__pool_release_locked(p, f);
 }
 
 static void describe_exit(char *buf, size_t cap, int code)
@@ -201,15 +203,25 @@ static void describe_exit(char *buf, size_t cap, int code)
     }
 }
 
-static void handle_death(mproc_pool *p, uint32_t i)
+/* How a worker ended, read once it is reaped. */
+typedef struct {
+    int code; /* exit status, or -signal */
+    int sig, status;
+    uint32_t phase, cur;
+    bool normal; /* left by itself (max tasks, shutdown) with status 0 */
+    char how[160];
+} death;
+
+/* Reap the worker of seat i and undo what it may have left half done. */
+static void reap(mproc_pool *p, uint32_t i, death *d)
 {
     local_rt *rt = RT(p);
     seat_rt *w = &rt->seats[i];
     mproc__seat *sh = &rt->shm->seats[i];
-    int code = 0;
+    d->code = 0;
     /* Dead (its sentinel is readable); with a forkserver the status comes a moment later. */
     mproc_process_join(w->proc, 5.0);
-    if (mproc_process_exitcode(w->proc, &code) < 0) code = -SIGKILL;
+    if (mproc_process_exitcode(w->proc, &d->code) < 0) d->code = -SIGKILL;
     mproc_process_free(w->proc);
     w->proc = NULL;
     w->pidfd = -1;
@@ -221,60 +233,77 @@ static void handle_death(mproc_pool *p, uint32_t i)
     atomic_compare_exchange_strong(&rt->shm->spinner, &spin_inc, 0);
     if (atomic_exchange(&sh->asleep, 0)) atomic_fetch_sub(&rt->shm->sleepers, 1);
     wake_all_workers(rt->shm);
-    uint32_t phase = atomic_load(&sh->phase), cur = atomic_load(&sh->current);
-    int sig = code < 0 ? -code : 0, status = code >= 0 ? code : -1;
-    char how[160];
-    describe_exit(how, sizeof how, code);
-    bool normal = (phase == WP_RETIRED || phase == WP_EXITING) && code == 0;
+    d->phase = atomic_load(&sh->phase);
+    d->cur = atomic_load(&sh->current);
+    d->sig = d->code < 0 ? -d->code : 0;
+    d->status = d->code >= 0 ? d->code : -1;
+    describe_exit(d->how, sizeof d->how, d->code);
+    d->normal =
+        (d->phase == MPROC__WORKER_RETIRED || d->phase == MPROC__WORKER_EXITING) && d->code == 0;
+}
+
+/* Fail the task the worker died on, if any (mu held). */
+static void fail_running_locked(mproc_pool *p, uint32_t i, const death *d)
+{
+    local_rt *rt = RT(p);
+    seat_rt *w = &rt->seats[i];
+    mproc__seat *sh = &rt->shm->seats[i];
+    if (d->cur == MPROC__SLOT_NONE) return;
+    uint32_t owner = MPROC__SLOT_RUNNING_BY(w->inc);
+    if (w->kill_reason == KILL_STOP) {
+        mproc__slot_fail(p, d->cur, owner, rt->stop_code, d->sig, d->status, w->pid, "%s",
+                         rt->stop_code == MPROC_EBROKEN ? p->broken_msg : "pool terminated");
+    } else {
+        uint32_t clen = atomic_load(&sh->crash_len);
+        mproc__slot_fail(p, d->cur, owner, MPROC_EWORKERLOST, d->sig, d->status, w->pid,
+                         "worker %s (pid %d) %s while running the task%s%.*s", w->name, (int)w->pid,
+                         d->how, clen ? "\nbacktrace:\n" : "", (int)clen, sh->crash);
+    }
+}
+
+/* Whether this death breaks the pool: writes why into brk, or leaves it empty (mu held). */
+static void why_broken_locked(mproc_pool *p, uint32_t i, const death *d, char *brk, size_t cap)
+{
+    local_rt *rt = RT(p);
+    seat_rt *w = &rt->seats[i];
+    if (d->normal || w->kill_reason != KILL_NONE || rt->stop_all) return;
+    if (d->phase == MPROC__WORKER_INIT_FAILED)
+        snprintf(brk, cap, "worker initializer failed in %s (pid %d): %s", w->name, (int)w->pid,
+                 rt->shm->seats[i].init_msg);
+    else if (d->phase == MPROC__WORKER_STARTING)
+        snprintf(brk, cap, "worker %s (pid %d) %s while starting (in its initializer)", w->name,
+                 (int)w->pid, d->how);
+    else if (crash_loop(p))
+        snprintf(brk, cap, "%u worker deaths within %g s with no task succeeding (last: %s %s)",
+                 p->opts.max_restarts + 1, p->opts.restart_window, w->name, d->how);
+}
+
+static void handle_death(mproc_pool *p, uint32_t i)
+{
+    local_rt *rt = RT(p);
+    seat_rt *w = &rt->seats[i];
+    death d;
+    reap(p, i, &d);
     char brk[512] = "";
 
     pthread_mutex_lock(&p->mu);
     w->alive = false;
     rt->alive--;
-    if (w->kill_reason == KR_TIMEOUT) unquarantine_locked(p, w->quarantined);
-    w->quarantined = SLOT_NONE;
-    if (cur != SLOT_NONE) {
-        uint32_t owner = SS_RUNNING(w->inc);
-        if (w->kill_reason == KR_STOP) {
-            mproc__slot_fail(p, cur, owner, rt->stop_code, sig, status, w->pid, "%s",
-                             rt->stop_code == MPROC_EBROKEN ? p->broken_msg : "pool terminated");
-        } else {
-            uint32_t clen = atomic_load(&sh->crash_len);
-            mproc__slot_fail(p, cur, owner, MPROC_EWORKERLOST, sig, status, w->pid,
-                             "worker %s (pid %d) %s while running the task%s%.*s", w->name,
-                             (int)w->pid, how, clen ? "\nbacktrace:\n" : "", (int)clen, sh->crash);
-        }
-    }
-    if (!normal && w->kill_reason == KR_NONE && !rt->stop_all) {
-        if (phase == WP_INIT_FAILED)
-            snprintf(brk, sizeof brk, "worker initializer failed in %s (pid %d): %s", w->name,
-                     (int)w->pid, sh->init_msg);
-        else if (phase == WP_STARTING)
-            snprintf(brk, sizeof brk, "worker %s (pid %d) %s while starting (in its initializer)",
-                     w->name, (int)w->pid, how);
-        else if (crash_loop(p))
-            snprintf(brk, sizeof brk,
-                     "%u worker deaths within %g s with no task succeeding (last: %s %s)",
-                     p->opts.max_restarts + 1, p->opts.restart_window, w->name, how);
-    }
+    if (w->kill_reason == KILL_TIMEOUT) unquarantine_locked(p, w->quarantined);
+    w->quarantined = MPROC__SLOT_NONE;
+    fail_running_locked(p, i, &d);
+    why_broken_locked(p, i, &d, brk, sizeof brk);
     bool respawn = !rt->stop_all && !brk[0];
     if (respawn && atomic_load(&rt->shm->shutdown))
         respawn = atomic_load(&rt->shm->head) < atomic_load(&rt->shm->tail);
     pthread_cond_broadcast(&p->cv);
     pthread_mutex_unlock(&p->mu);
 
+    /* Cannot fork any more: better a clear error than tasks waiting forever. */
+    if (respawn && spawn(p, i) < 0)
+        snprintf(brk, sizeof brk, "cannot start a replacement worker for %s", w->name);
     if (brk[0]) {
         mproc__pool_break(p, brk);
-        pthread_mutex_lock(&p->mu);
-        kill_all_locked(p, MPROC_EBROKEN);
-        pthread_mutex_unlock(&p->mu);
-        return;
-    }
-    if (respawn && spawn(p, i) < 0) {
-        /* Cannot fork any more: better a clear error than tasks waiting forever. */
-        char msg[128];
-        snprintf(msg, sizeof msg, "cannot start a replacement worker for %s", w->name);
-        mproc__pool_break(p, msg);
         pthread_mutex_lock(&p->mu);
         kill_all_locked(p, MPROC_EBROKEN);
         pthread_mutex_unlock(&p->mu);
@@ -288,32 +317,33 @@ static int64_t check_deadlines(mproc_pool *p)
     int64_t now = mproc__now_ns(), next = INT64_MAX;
     for (uint32_t i = 0; i < rt->shm->nseats; i++) {
         seat_rt *w = &rt->seats[i];
-        if (!w->alive || w->kill_reason != KR_NONE) continue;
+        if (!w->alive || w->kill_reason != KILL_NONE) continue;
         mproc__seat *sh = &rt->shm->seats[i];
         /* current before deadline: the worker clears a task's deadline before it takes the
          * next record, so a deadline read after `current` is that record's or 0. */
         uint32_t cur = atomic_load(&sh->current);
         int64_t dl = atomic_load(&sh->deadline_ns);
-        if (!dl || cur == SLOT_NONE) continue;
+        if (!dl || cur == MPROC__SLOT_NONE) continue;
         if (dl > now) {
             if (dl < next) next = dl;
             continue;
         }
-        mproc__slot *s = mproc__slot_at(p->schunks, cur);
+        mproc__slot *s = mproc__slot_at(p->slot_chunks, cur);
         if (rt->shm->thread_mode) {
             /* A thread cannot be killed: the hard limit degrades to a cancel request. */
             if (atomic_compare_exchange_strong(&sh->deadline_ns, &dl, 0))
-                atomic_fetch_or(&s->flags, SF_CANCEL);
+                atomic_fetch_or(&s->flags, MPROC__SLOT_CANCEL);
             continue;
         }
         double limit = (double)(s->timeout_ns ? s->timeout_ns : rt->shm->pool_timeout_ns) / 1e9;
         pthread_mutex_lock(&p->mu);
-        if (mproc__slot_fail(p, cur, SS_RUNNING(w->inc), -ETIMEDOUT, SIGKILL, -1, w->pid,
+        if (mproc__slot_fail(p, cur, MPROC__SLOT_RUNNING_BY(w->inc), -ETIMEDOUT, SIGKILL, -1,
+                             w->pid,
                              "task exceeded its time limit of %g s; worker %s (pid %d) killed",
                              limit, w->name, (int)w->pid)) {
-            mproc__future_at(p, cur)->fl |= FF_QUARANTINE;
+            mproc__future_at(p, cur)->flags |= MPROC__FUTURE_QUARANTINE;
             w->quarantined = cur;
-            w->kill_reason = KR_TIMEOUT;
+            w->kill_reason = KILL_TIMEOUT;
             mproc__watch_signal(w->pid, w->pidfd, SIGKILL);
         } else if (atomic_load(&sh->deadline_ns) == dl) {
             /* The record changed hands under us (the worker is between two tasks): look
@@ -326,7 +356,7 @@ static int64_t check_deadlines(mproc_pool *p)
     return next;
 }
 
-/* Turns the workers' futex notifications into ctl_efd writes (see pool_local.h). */
+/* Turns the workers' futex notifications into ctl_efd writes (local.h). */
 static void *relay(void *arg)
 {
     mproc_pool *p = arg;
@@ -401,7 +431,7 @@ static int local_start(mproc_pool *p)
 {
     local_rt *rt = calloc(1, sizeof *rt);
     if (!rt) return -ENOMEM;
-    p->bs = rt;
+    p->backend_state = rt;
     uint32_t n = (uint32_t)p->nworkers;
     rt->seats = calloc(n, sizeof *rt->seats);
     rt->deaths = calloc(p->opts.max_restarts + 1, sizeof *rt->deaths);
@@ -410,7 +440,7 @@ static int local_start(mproc_pool *p)
     /* The arena gives 16-byte alignment; the shared block wants cache lines. */
     if (r == 0)
         r = mproc__arena_alloc(&shm, sizeof(mproc__pool_shm) + n * sizeof(mproc__seat) + 64);
-    if (r == 0) r = mproc__arena_alloc(&q, LOCAL_QCAP * sizeof(uint32_t));
+    if (r == 0) r = mproc__arena_alloc(&q, MPROC__LOCAL_QUEUE_CAP * sizeof(uint32_t));
     if (r < 0) {
         mproc__arena_free(shm);
         free(rt->seats);
@@ -426,7 +456,7 @@ static int local_start(mproc_pool *p)
     rt->shm->pool_timeout_ns = (int64_t)(p->opts.task_timeout * 1e9);
     rt->shm->ctl_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     rt->shm->thread_mode = p->method == MPROC__START_THREAD;
-    p->schunks = rt->shm->chunks;
+    p->slot_chunks = rt->shm->chunks;
     for (uint32_t i = 0; i < n; i++)
         rt->seats[i].pidfd = -1;
     if (rt->shm->ctl_efd < 0) r = -errno;
@@ -467,11 +497,12 @@ static int local_send(mproc_pool *p, const uint32_t *idx, uint32_t n)
     mproc__pool_shm *shm = RT(p)->shm;
     uint64_t t = atomic_load_explicit(&shm->tail, memory_order_relaxed);
     uint64_t h = atomic_load_explicit(&shm->head, memory_order_acquire);
-    if (t + n - h > LOCAL_QCAP) return -EAGAIN;
+    if (t + n - h > MPROC__LOCAL_QUEUE_CAP) return -EAGAIN;
     for (uint32_t j = 0; j < n; j++)
-        atomic_store_explicit(&shm->q[(t + j) & (LOCAL_QCAP - 1)], idx[j], memory_order_relaxed);
+        atomic_store_explicit(&shm->q[(t + j) & (MPROC__LOCAL_QUEUE_CAP - 1)], idx[j],
+                              memory_order_relaxed);
     atomic_store_explicit(&shm->tail, t + n, memory_order_release);
-    /* Dekker with the worker going to sleep (pool_worker.c idle: sleepers++, then a look at
+    /* Dekker with the worker going to sleep (worker.c idle: sleepers++, then a look at
      * head and tail): after this fence either that look sees our records, or the loads below
      * see its sleepers++ and the head it passed to. Everything the decision uses is read after
      * the fence: a head read before it (as an "was the queue empty" test) may be stale by the
@@ -552,7 +583,7 @@ static int local_join(mproc_pool *p, int64_t deadline)
     /* Every worker is gone: nothing can write a record any more. */
     for (uint32_t i = 0; i < rt->shm->nseats; i++) {
         unquarantine_locked(p, rt->seats[i].quarantined);
-        rt->seats[i].quarantined = SLOT_NONE;
+        rt->seats[i].quarantined = MPROC__SLOT_NONE;
     }
     mproc__future_scan_watch(p);
     pthread_mutex_unlock(&p->mu);
@@ -569,7 +600,7 @@ static void local_for_queued(mproc_pool *p, void (*fn)(mproc_pool *, uint32_t, v
     mproc__pool_shm *shm = RT(p)->shm;
     uint64_t t = atomic_load(&shm->tail);
     for (uint64_t h = atomic_load(&shm->head); h < t; h++)
-        fn(p, atomic_load(&shm->q[h & (LOCAL_QCAP - 1)]), arg);
+        fn(p, atomic_load(&shm->q[h & (MPROC__LOCAL_QUEUE_CAP - 1)]), arg);
 }
 
 static int local_worker_pids(mproc_pool *p, pid_t *pids, int cap)
@@ -597,7 +628,7 @@ static void local_destroy(mproc_pool *p)
     free(rt->seats);
     free(rt->deaths);
     free(rt);
-    p->bs = NULL;
+    p->backend_state = NULL;
 }
 
 const mproc__pool_backend mproc__pool_local_backend = {

@@ -1,5 +1,5 @@
 /* Local backend: the shared queue and worker seats in the arena, seen by the parent's supervisor
- * and by the workers (pool_worker.c). */
+ * and by the workers (local/worker.c). */
 #ifndef MPROC_POOL_LOCAL_H
 #define MPROC_POOL_LOCAL_H
 
@@ -7,16 +7,22 @@
 
 #include "pool/pool.h"
 
-#define LOCAL_QCAP (1u << 20)
-#define CRASH_MAX 3072
+#define MPROC__LOCAL_QUEUE_CAP (1u << 20)
+#define MPROC__LOCAL_CRASH_MAX 3072
 
-enum { WP_STARTING, WP_READY, WP_INIT_FAILED, WP_RETIRED, WP_EXITING };
+enum {
+    MPROC__WORKER_STARTING,
+    MPROC__WORKER_READY,
+    MPROC__WORKER_INIT_FAILED,
+    MPROC__WORKER_RETIRED,
+    MPROC__WORKER_EXITING
+};
 
 /* One worker seat; a replacement worker takes over the seat of the one it replaces. */
 typedef struct {
     alignas(64) _Atomic uint32_t inc; /* incarnation of the worker in this seat (slot owner id) */
-    _Atomic uint32_t current;         /* record it is claiming or running, SLOT_NONE */
-    _Atomic uint32_t phase;           /* WP_* */
+    _Atomic uint32_t current;         /* record it is claiming or running, MPROC__SLOT_NONE */
+    _Atomic uint32_t phase;           /* MPROC__WORKER_* */
     /* 1 while counted in shm->sleepers (set after the increment, cleared before the decrement),
      * so the supervisor can take a killed sleeper out of the count. */
     _Atomic uint32_t asleep;
@@ -26,20 +32,20 @@ typedef struct {
     char init_msg[256];
     _Atomic uint32_t crash_len; /* bytes of backtrace in crash[] */
     int32_t crash_sig;
-    char crash[CRASH_MAX];
+    char crash[MPROC__LOCAL_CRASH_MAX];
 } mproc__seat;
 
 struct mproc__pool_shm {
     uint32_t magic;
     uint32_t nseats;
-    _Atomic uint32_t *q; /* LOCAL_QCAP record indices, by position */
-    mproc__slot *chunks[SLOT_MAX_CHUNKS];
+    _Atomic uint32_t *q; /* MPROC__LOCAL_QUEUE_CAP record indices, by position */
+    mproc__slot *chunks[MPROC__SLOT_MAX_CHUNKS];
     int ctl_efd;      /* wakes the supervisor (parent only: workers may not share our fds) */
     bool thread_mode; /* workers are threads of the parent (start method "thread") */
     unsigned max_tasks;
     int64_t pool_timeout_ns;
     alignas(64) _Atomic uint64_t tail; /* positions published (parent) */
-    alignas(64) _Atomic uint64_t head; /* positions passed (workers; a hint, see pool_worker.c) */
+    alignas(64) _Atomic uint64_t head; /* positions passed (workers; a hint, see local/worker.c) */
     alignas(64) _Atomic uint32_t wake_seq; /* futex: workers sleep here */
     _Atomic uint32_t sleepers;             /* workers that may be asleep on wake_seq */
     _Atomic uint32_t spinner;    /* incarnation of the one worker spinning for work, 0: none */
@@ -52,7 +58,7 @@ struct mproc__pool_shm {
     alignas(64) mproc__seat seats[];
 };
 
-/* The worker process body (pool_worker.c). */
+/* The worker process body (local/worker.c). */
 typedef struct {
     mproc__pool_shm *shm;
     uint32_t seat;

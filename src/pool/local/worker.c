@@ -13,7 +13,7 @@
  * starves the parent on a small machine) and then sleeps on a futex; the parent wakes a sleeper
  * only when no worker is spinning and no earlier record is still waiting for a worker, so a busy
  * pool takes no system call per task (the protocol and why no wake-up is lost: local_send in
- * pool_local.c, and docs/pool.md).
+ * local/local.c, and docs/pool.md).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -31,7 +31,7 @@
 #include "platform/spin.h"
 
 #define SPIN_NS 50000
-/* Of that, spin on the CPU this long (spin.h); why not less: WAIT_HARD_SPIN_NS in future.c. */
+/* Of that, spin on the CPU this long (spin.h); why not less: WAIT_HARD_SPIN_NS in pool/slots.c. */
 #define HARD_SPIN_NS 10000
 
 /* Thread-local: with start method "thread" every worker is a thread of one process. */
@@ -48,37 +48,38 @@ static inline mproc__slot *slot_at(uint32_t idx)
 
 /* Chunks of task records this worker process has faulted in (one worker per process; in thread
  * mode the parent's own prefault covered the shared address space). */
-static uint64_t faulted[SLOT_MAX_CHUNKS / 64];
+static uint64_t faulted[MPROC__SLOT_MAX_CHUNKS / 64];
 
 static inline void fault_in_chunk(uint32_t idx)
 {
-    uint32_t c = idx >> SLOT_CHUNK_SHIFT;
+    uint32_t c = idx >> MPROC__SLOT_CHUNK_SHIFT;
     if (W->thread_mode || (faulted[c >> 6] >> (c & 63) & 1)) return;
     faulted[c >> 6] |= (uint64_t)1 << (c & 63);
-    mproc__prefault(W->chunks[c], sizeof(mproc__slot) * SLOT_CHUNK);
+    mproc__prefault(W->chunks[c], sizeof(mproc__slot) * MPROC__SLOT_CHUNK);
 }
 
-/* seq_cst: the worker's half of the Dekker pairing with local_send (pool_local.c). */
+/* seq_cst: the worker's half of the Dekker pairing with local_send (local/local.c). */
 static bool queue_nonempty(void)
 {
     return atomic_load(&W->head) < atomic_load(&W->tail);
 }
 
-/* Take one queued record, or SLOT_NONE when the queue is empty. */
+/* Take one queued record, or MPROC__SLOT_NONE when the queue is empty. */
 static uint32_t claim(void)
 {
     for (;;) {
         uint64_t h = atomic_load_explicit(&W->head, memory_order_acquire);
         uint64_t t = atomic_load_explicit(&W->tail, memory_order_acquire);
-        if (h >= t) return SLOT_NONE;
-        uint32_t idx = atomic_load_explicit(&W->q[h & (LOCAL_QCAP - 1)], memory_order_acquire);
+        if (h >= t) return MPROC__SLOT_NONE;
+        uint32_t idx =
+            atomic_load_explicit(&W->q[h & (MPROC__LOCAL_QUEUE_CAP - 1)], memory_order_acquire);
         fault_in_chunk(idx);
         mproc__slot *s = slot_at(idx);
         uint32_t st = atomic_load_explicit(&s->state, memory_order_acquire);
-        if (SS_KIND(st) == SK_QUEUED) {
+        if (MPROC__SLOT_KIND(st) == MPROC__SLOT_QUEUED) {
             atomic_store_explicit(&seat->current, idx, memory_order_seq_cst);
-            if (atomic_compare_exchange_strong(&s->state, &st,
-                                               (st & SS_WAITER) | SS_RUNNING(my_inc))) {
+            if (atomic_compare_exchange_strong(
+                    &s->state, &st, (st & MPROC__SLOT_WAITER) | MPROC__SLOT_RUNNING_BY(my_inc))) {
                 atomic_compare_exchange_strong(&W->head, &h, h + 1);
                 return idx;
             }
@@ -103,8 +104,8 @@ static void run(uint32_t idx)
     t.failed = false;
     t.collect = NULL;
     t.arg_len = s->arg_len;
-    if (t.arg_len <= SLOT_INLINE) {
-        memcpy(t.argbuf, s->inl, t.arg_len);
+    if (t.arg_len <= MPROC__SLOT_INLINE) {
+        memcpy(t.argbuf, s->inline_buf, t.arg_len);
         t.arg = t.argbuf;
     } else {
         t.arg = s->arg_ext;
@@ -124,9 +125,9 @@ static void run(uint32_t idx)
     }
     int r = s->fn(&t);
     if (hard) atomic_store_explicit(&seat->deadline_ns, 0, memory_order_relaxed);
-    uint32_t kind = SK_DONE_OK;
+    uint32_t kind = MPROC__SLOT_DONE_OK;
     if (t.failed || r != 0) {
-        kind = SK_DONE_TASKERR;
+        kind = MPROC__SLOT_DONE_TASK_ERROR;
         s->err_code = t.failed ? t.code : (r < 0 ? r : MPROC_ETASKFAILED);
     }
     uint32_t st = atomic_load_explicit(&s->state, memory_order_relaxed);
@@ -134,18 +135,18 @@ static void run(uint32_t idx)
         /* Failed from outside meanwhile (time limit, terminate): the supervisor is killing
          * this worker; taking another task now would only lose it. A thread cannot be killed:
          * it was asked to leave instead. */
-        if ((st & ~SS_WAITER) != SS_RUNNING(my_inc)) {
+        if ((st & ~MPROC__SLOT_WAITER) != MPROC__SLOT_RUNNING_BY(my_inc)) {
             if (W->thread_mode) return;
             for (;;)
                 pause();
         }
         if (atomic_compare_exchange_weak(&s->state, &st, kind)) break;
     }
-    if (st & SS_WAITER) mproc__wake(&s->state, INT_MAX);
-    if (kind == SK_DONE_OK)
+    if (st & MPROC__SLOT_WAITER) mproc__wake(&s->state, INT_MAX);
+    if (kind == MPROC__SLOT_DONE_OK)
         atomic_store_explicit(&seat->ok, atomic_load_explicit(&seat->ok, memory_order_relaxed) + 1,
                               memory_order_relaxed);
-    if (atomic_load(&s->flags) & SF_NOTIFY) wake_supervisor();
+    if (atomic_load(&s->flags) & MPROC__SLOT_NOTIFY) wake_supervisor();
 }
 
 /* Wake one sleeping worker when there is more queued work than this one will take. The loads
@@ -199,7 +200,7 @@ static void crash_handler(int sig, siginfo_t *si, void *uc)
         int n = backtrace(frames, 64);
         if (ftruncate(crash_fd, 0) == 0 && lseek(crash_fd, 0, SEEK_SET) == 0) {
             backtrace_symbols_fd(frames, n, crash_fd);
-            ssize_t got = pread(crash_fd, seat->crash, CRASH_MAX - 1, 0);
+            ssize_t got = pread(crash_fd, seat->crash, MPROC__LOCAL_CRASH_MAX - 1, 0);
             if (got < 0) got = 0;
             seat->crash[got] = '\0';
             seat->crash_sig = sig;
@@ -262,25 +263,25 @@ int mproc__worker_main(void *arg)
         if (r != 0) {
             seat->init_code = r;
             snprintf(seat->init_msg, sizeof seat->init_msg, "initializer returned %d", r);
-            atomic_store(&seat->phase, WP_INIT_FAILED);
+            atomic_store(&seat->phase, MPROC__WORKER_INIT_FAILED);
             return 1;
         }
     }
-    atomic_store(&seat->phase, WP_READY);
+    atomic_store(&seat->phase, MPROC__WORKER_READY);
     unsigned done = 0, max = W->max_tasks;
     for (;;) {
         uint32_t idx = claim();
-        if (idx != SLOT_NONE) {
+        if (idx != MPROC__SLOT_NONE) {
             chain_wake();
             run(idx);
             if (max && ++done >= max) {
-                atomic_store(&seat->phase, WP_RETIRED);
+                atomic_store(&seat->phase, MPROC__WORKER_RETIRED);
                 return 0;
             }
             continue;
         }
         if (atomic_load(&W->shutdown)) {
-            atomic_store(&seat->phase, WP_EXITING);
+            atomic_store(&seat->phase, MPROC__WORKER_EXITING);
             return 0;
         }
         idle();

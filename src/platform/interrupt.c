@@ -1,0 +1,53 @@
+/* Ctrl-C during a long call (interrupt.h). */
+#include <errno.h>
+#include <pthread.h>
+
+#include "platform/interrupt.h"
+
+void mproc__intr_block(mproc__intr *st)
+{
+    sigset_t set;
+    sigfillset(&set);
+    const int sync_sigs[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS, SIGABRT};
+    for (size_t i = 0; i < sizeof sync_sigs / sizeof sync_sigs[0]; i++)
+        sigdelset(&set, sync_sigs[i]);
+    pthread_sigmask(SIG_BLOCK, &set, &st->old);
+}
+
+static bool default_ignored(int sig)
+{
+    return sig == SIGCHLD || sig == SIGURG || sig == SIGWINCH || sig == SIGCONT;
+}
+
+bool mproc__intr_pending(const mproc__intr *st)
+{
+    sigset_t pending;
+    if (sigpending(&pending) < 0) return false;
+    for (int sig = 1; sig < NSIG; sig++) {
+        if (!sigismember(&pending, sig) || sigismember(&st->old, sig)) continue;
+        struct sigaction sa;
+        if (sigaction(sig, NULL, &sa) < 0) continue;
+        if (!(sa.sa_flags & SA_SIGINFO) &&
+            (sa.sa_handler == SIG_IGN || (sa.sa_handler == SIG_DFL && default_ignored(sig))))
+            continue;
+        return true;
+    }
+    return false;
+}
+
+void mproc__intr_restore(const mproc__intr *st)
+{
+    pthread_sigmask(SIG_SETMASK, &st->old, NULL);
+}
+
+int mproc__intr_wait(const mproc__intr *st, int (*wait)(void *arg, int64_t step), void *arg,
+                     int64_t deadline)
+{
+    for (;;) {
+        if (mproc__intr_pending(st)) return -EINTR;
+        int64_t step = mproc__now_ns() + MPROC__INTR_POLL_NS;
+        bool last = deadline <= step;
+        int r = wait(arg, last ? deadline : step);
+        if (r != -ETIMEDOUT || last) return r;
+    }
+}

@@ -1,0 +1,52 @@
+/* Ctrl-C during a long call.
+ *
+ * A handler that runs while the caller is busy (copying data in or out, say), not asleep in a
+ * wait, interrupts nothing: the call would go on to the end. So such a call keeps asynchronous
+ * signals blocked in its thread (mproc__intr_block), sleeps in bounded steps, and between steps
+ * looks for a pending signal the program handles or dies of (mproc__intr_pending,
+ * mproc__intr_wait): then it restores the mask (mproc__intr_restore), which delivers the signal,
+ * and returns -EINTR. Signals the program ignores stay pending and are dropped when the mask comes
+ * back. Synchronous signals (a fault in the caller's own code) are never blocked.
+ */
+#ifndef MPROC_PLATFORM_INTERRUPT_H
+#define MPROC_PLATFORM_INTERRUPT_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "platform/platform.h"
+
+/* A pending signal is seen within this long. */
+#define MPROC__INTR_POLL_NS 10000000
+
+/* Sleep with a finite timeout even when waiting forever: the kernel then returns EINTR after a
+ * signal handler ran, even one installed with SA_RESTART, so Ctrl-C reaches the caller. */
+#define MPROC__INTR_MAX_SLEEP_NS 3600000000000LL
+
+/* The deadline to give one sleep of a wait until `deadline`. */
+static inline int64_t mproc__intr_sleep_deadline(int64_t deadline)
+{
+    int64_t cap = mproc__now_ns() + MPROC__INTR_MAX_SLEEP_NS;
+    return deadline < cap ? deadline : cap;
+}
+
+/* The caller's signal mask while asynchronous signals are blocked. */
+typedef struct {
+    sigset_t old;
+} mproc__intr;
+
+/* Block asynchronous signals in the calling thread, remembering its mask. */
+void mproc__intr_block(mproc__intr *st);
+/* Whether a signal is pending that was not blocked before mproc__intr_block and that does
+ * something (a handler, or a default action other than ignoring it). */
+bool mproc__intr_pending(const mproc__intr *st);
+/* Put the caller's mask back: a signal that came meanwhile is delivered now, its handler running
+ * before this returns. */
+void mproc__intr_restore(const mproc__intr *st);
+/* Call wait(arg, step) in steps of at most MPROC__INTR_POLL_NS until it returns anything but
+ * -ETIMEDOUT or `deadline` passes; -EINTR as soon as mproc__intr_pending. Signals blocked. */
+int mproc__intr_wait(const mproc__intr *st, int (*wait)(void *arg, int64_t step), void *arg,
+                     int64_t deadline);
+
+#endif

@@ -1,0 +1,155 @@
+/* Task records (slots) and their life cycle, the bottom of the pool: a record's layout and states,
+ * its allocation in arena chunks, queueing through the backend, failure from outside, waiting for
+ * completion, release; the staging blocks of map; the pool's memory.
+ *
+ * Task records live in arena chunks of 4096 and are recycled through a free list, so submitting
+ * allocates nothing once the pool has warmed up. Every record goes QUEUED -> RUNNING(owner) ->
+ * DONE_* (or straight to DONE_OUTSIDE_ERROR when cancelled); the parent decides failures from
+ * outside (death, time limit, cancel, broken pool) only under pool->mu, and a CAS on the state
+ * settles any race with the worker finishing at the same moment.
+ */
+#ifndef MPROC_POOL_SLOTS_H
+#define MPROC_POOL_SLOTS_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <sys/mman.h>
+#include <sys/types.h>
+
+#include "mproc/pool.h"
+#include "platform/platform.h"
+
+#ifdef MADV_POPULATE_WRITE
+#define MPROC__MADV_POPULATE_WRITE MADV_POPULATE_WRITE
+#else
+#define MPROC__MADV_POPULATE_WRITE 23
+#endif
+
+/* A task record. It lives in the family arena so that a worker reads the task and writes its
+ * result in place: no copy through a pipe, no per-task allocation. Two cache lines: the first
+ * is all a trivial task touches. */
+#define MPROC__SLOT_INLINE 40
+typedef struct {
+    /* line 1 */
+    _Atomic uint32_t state; /* kind | WAITER | owner incarnation << 8; a futex word */
+    _Atomic uint32_t flags; /* MPROC__SLOT_CANCEL | MPROC__SLOT_NOTIFY */
+    mproc_task_fn fn;
+    uint32_t arg_len;
+    uint32_t res_len;
+    /* Argument on the way in; the worker copies it out first, and then the result on the way
+     * out, when they are small. */
+    unsigned char inline_buf[MPROC__SLOT_INLINE];
+    /* line 2 */
+    void *arg_ext;      /* arena block when arg_len > MPROC__SLOT_INLINE */
+    void *res_ext;      /* arena block when res_len > MPROC__SLOT_INLINE (made by the worker) */
+    char *err_msg;      /* arena string from mproc_task_fail (made by the worker) */
+    char *sup_msg;      /* parent heap string: why the supervisor failed the task */
+    int32_t err_code;   /* the task's own failure (worker-written) */
+    int32_t pid;        /* the worker that took it */
+    int32_t sup_code;   /* a failure decided in the parent (death, time limit, cancel) */
+    int32_t sup_sig;    /* the killing signal, or 0 */
+    int64_t timeout_ns; /* hard limit from start; 0: none */
+    int32_t soft_timeout_ms; /* soft limit from start; 0: none */
+    int32_t sup_status;      /* exit status for a worker that exited, else -1 */
+} mproc__slot;
+_Static_assert(sizeof(mproc__slot) == 128, "slot is two cache lines");
+
+enum {
+    MPROC__SLOT_FREE = 0,
+    MPROC__SLOT_QUEUED = 1,
+    MPROC__SLOT_RUNNING = 2,
+    MPROC__SLOT_DONE_OK = 3,
+    MPROC__SLOT_DONE_TASK_ERROR = 4,    /* the task failed by itself: err_code/err_msg */
+    MPROC__SLOT_DONE_OUTSIDE_ERROR = 5, /* failed from outside: sup_code/sup_msg */
+};
+#define MPROC__SLOT_KIND(s) ((s)&7u)
+#define MPROC__SLOT_WAITER 8u
+#define MPROC__SLOT_OWNER(s) ((s) >> 8)
+#define MPROC__SLOT_RUNNING_BY(inc) (MPROC__SLOT_RUNNING | ((uint32_t)(inc) << 8))
+#define MPROC__SLOT_IS_DONE(k) ((k) >= MPROC__SLOT_DONE_OK)
+
+enum {
+    MPROC__SLOT_CANCEL = 1, /* cooperative cancel requested */
+    MPROC__SLOT_NOTIFY = 2, /* tell the supervisor when done (callbacks, fd, futures_wait) */
+};
+
+#define MPROC__SLOT_CHUNK_SHIFT 12
+#define MPROC__SLOT_CHUNK (1u << MPROC__SLOT_CHUNK_SHIFT)
+#define MPROC__SLOT_MAX_CHUNKS 4096 /* 16 M task records */
+#define MPROC__SLOT_NONE UINT32_MAX
+
+/* Fault in [addr, addr + len) for writing with one system call instead of one page fault per
+ * page (fresh task records are touched by the parent and by every worker process). Best
+ * effort: without MADV_POPULATE_WRITE (Linux < 5.14) the pages fault in one by one as before. */
+static inline void mproc__prefault(void *addr, size_t len)
+{
+    uintptr_t a = ((uintptr_t)addr + 4095) & ~(uintptr_t)4095;
+    uintptr_t e = ((uintptr_t)addr + len) & ~(uintptr_t)4095;
+    if (e > a) madvise((void *)a, e - a, MPROC__MADV_POPULATE_WRITE);
+}
+
+/* Slot address from its index (parent or worker). */
+static inline mproc__slot *mproc__slot_at(mproc__slot *const *chunks, uint32_t idx)
+{
+    return &chunks[idx >> MPROC__SLOT_CHUNK_SHIFT][idx & (MPROC__SLOT_CHUNK - 1)];
+}
+
+static inline bool mproc__slot_done(mproc__slot *s)
+{
+    return MPROC__SLOT_IS_DONE(
+        MPROC__SLOT_KIND(atomic_load_explicit(&s->state, memory_order_acquire)));
+}
+
+/* The staging block of one map: refcounted by its chunk tasks so an interrupted map can return
+ * while chunks still run. */
+typedef struct mproc__stage {
+    _Atomic uint32_t refs;
+    size_t size;
+    void *mem; /* arena */
+} mproc__stage;
+
+/* Allocate a task record and its future (pool->mu held). 0 or -ENOMEM. */
+int mproc__pool_alloc_locked(mproc_pool *p, mproc_future **out);
+/* Fill a record from fn/arg/opts. 0 or -ENOMEM/-EMSGSIZE. */
+int mproc__slot_fill(mproc__slot *s, mproc_task_fn fn, const void *arg, size_t len,
+                     const mproc_submit_opts *o);
+/* Queue futures already filled; the caller holds mu. Returns 0 or an error (state checks). */
+int mproc__pool_queue_locked(mproc_pool *p, mproc_future **fs, uint32_t n);
+/* Free the slot resources and put the record back on the free list (mu held). */
+void mproc__pool_release_locked(mproc_pool *p, mproc_future *f);
+/* Complete a record from outside the task (death, time limit, cancel, broken pool): succeeds
+ * only while its state is still `expect` (QUEUED, or RUNNING by a given owner; the WAITER bit is
+ * ignored). Wakes waiters. true if this call completed it. */
+bool mproc__slot_fail(mproc_pool *p, uint32_t idx, uint32_t expect, int code, int sig, int status,
+                      pid_t pid, const char *fmt, ...) __attribute__((format(printf, 8, 9)));
+/* Fail every queued task with code (terminate / break). */
+void mproc__pool_fail_queued(mproc_pool *p, int code, const char *msg);
+/* Break the pool: fail every queued task with MPROC_EBROKEN + msg, refuse new ones. */
+void mproc__pool_break(mproc_pool *p, const char *msg);
+/* Wait for a slot to be done, interruptibly. */
+int mproc__slot_wait(mproc__slot *s, int64_t deadline);
+/* The outcome code of a done slot. */
+int mproc__slot_code(const mproc__slot *s);
+
+/* Process-wide completion generation, a futex word bumped whenever a watched future completes
+ * (futures_wait, imap unordered). */
+extern _Atomic uint32_t mproc__completion_gen;
+void mproc__completion_bump(void);
+
+/* A staging block of at least size bytes, with one reference (mu held). */
+int mproc__stage_get(mproc_pool *p, size_t size, mproc__stage **out);
+/* Drop a reference; the last keeps the block as the pool's cache or frees it (mu held). */
+void mproc__stage_unref(mproc_pool *p, mproc__stage *st);
+
+/* Free the pool's memory (workers gone, no live future). */
+void mproc__pool_destroy(mproc_pool *p);
+
+/* getpid() is a system call: the owner check on every submit (pool.h) reads it from here. A fork
+ * child clears it with mproc__pool_forget_pid (pthread_atfork). */
+extern pid_t mproc__pool_pid;
+void mproc__pool_forget_pid(void);
+
+#endif
