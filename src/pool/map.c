@@ -132,18 +132,8 @@ static int queue_chunk(map_call *m, size_t c)
     chunk_arg a = {(const map_desc *)m->base, first, count};
     pthread_mutex_lock(&p->mu);
     int r = mproc__pool_state_check_locked(p);
-    if (r == 0) r = mproc__pool_alloc_locked(p, &m->fs[c]);
-    if (r == 0) {
-        mproc_future *f = m->fs[c];
-        mproc__slot_fill(mproc__slot_at(p->slot_chunks, f->idx), map_chunk, &a, sizeof a, NULL);
-        atomic_fetch_add(&m->st->refs, 1);
-        f->stage = m->st;
-        r = mproc__pool_queue_locked(p, &f, 1);
-        if (r < 0)
-            mproc__pool_release_locked(p, f);
-        else
-            m->queued++;
-    }
+    if (r == 0) r = mproc__pool_submit_locked(p, map_chunk, &a, sizeof a, NULL, m->st, &m->fs[c]);
+    if (r == 0) m->queued++;
     pthread_mutex_unlock(&p->mu);
     return r;
 }

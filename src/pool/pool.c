@@ -132,12 +132,7 @@ int mproc_pool_submit_opts(mproc_pool *p, mproc_task_fn fn, const void *arg, siz
     pthread_mutex_lock(&p->mu);
     int r = mproc__pool_check_open_locked(p);
     mproc_future *f = NULL;
-    if (r == 0) r = mproc__pool_alloc_locked(p, &f);
-    if (r == 0) {
-        r = mproc__slot_fill(mproc__slot_at(p->slot_chunks, f->idx), fn, arg, len, o);
-        if (r == 0) r = mproc__pool_queue_locked(p, &f, 1);
-        if (r < 0) mproc__pool_release_locked(p, f);
-    }
+    if (r == 0) r = mproc__pool_submit_locked(p, fn, arg, len, o, NULL, &f);
     pthread_mutex_unlock(&p->mu);
     if (r == 0) *out = f;
     return r;

@@ -69,7 +69,7 @@ static int grow_locked(mproc_pool *p)
     return 0;
 }
 
-int mproc__pool_alloc_locked(mproc_pool *p, mproc_future **out)
+static int alloc_locked(mproc_pool *p, mproc_future **out)
 {
     if (p->free_head == MPROC__SLOT_NONE) {
         int r = grow_locked(p);
@@ -86,7 +86,7 @@ int mproc__pool_alloc_locked(mproc_pool *p, mproc_future **out)
     return 0;
 }
 
-int mproc__slot_fill(mproc__slot *s, mproc_task_fn fn, const void *arg, size_t len,
+static int slot_fill(mproc__slot *s, mproc_task_fn fn, const void *arg, size_t len,
                      const mproc_submit_opts *o)
 {
     if (len > UINT32_MAX) return -EMSGSIZE;
@@ -205,7 +205,7 @@ void mproc__pool_break(mproc_pool *p, const char *msg)
 }
 
 /* Queue records: the transport may be full (2^20 queued), then wait for room. */
-int mproc__pool_queue_locked(mproc_pool *p, mproc_future **fs, uint32_t n)
+static int queue_locked(mproc_pool *p, mproc_future **fs, uint32_t n)
 {
     uint32_t idx[64];
     for (uint32_t i = 0; i < n;) {
@@ -227,23 +227,29 @@ int mproc__pool_queue_locked(mproc_pool *p, mproc_future **fs, uint32_t n)
     return 0;
 }
 
-/* ---- waiting ---- */
-
-int mproc__slot_code(const mproc__slot *s)
+int mproc__pool_submit_locked(mproc_pool *p, mproc_task_fn fn, const void *arg, size_t len,
+                              const mproc_submit_opts *o, mproc__stage *stage, mproc_future **out)
 {
-    switch (MPROC__SLOT_KIND(atomic_load_explicit(&s->state, memory_order_acquire))) {
-    case MPROC__SLOT_DONE_OK:
-        return 0;
-    case MPROC__SLOT_DONE_TASK_ERROR:
-        return s->err_code;
-    case MPROC__SLOT_DONE_OUTSIDE_ERROR:
-        return s->sup_code;
-    default:
-        return -EAGAIN;
+    mproc_future *f;
+    int r = alloc_locked(p, &f);
+    if (r < 0) return r;
+    r = slot_fill(mproc__slot_at(p->slot_chunks, f->idx), fn, arg, len, o);
+    if (r == 0 && stage) {
+        atomic_fetch_add(&stage->refs, 1);
+        f->stage = stage;
     }
+    if (r == 0) r = queue_locked(p, &f, 1);
+    if (r < 0) {
+        mproc__pool_release_locked(p, f);
+        return r;
+    }
+    *out = f;
+    return 0;
 }
 
-int mproc__slot_wait(mproc__slot *s, int64_t deadline)
+/* ---- waiting ---- */
+
+int mproc__slot_wait_slow(mproc__slot *s, int64_t deadline)
 {
     if (mproc__slot_done(s)) return 0;
     if (deadline != INT64_MAX && deadline <= mproc__now_ns()) return -ETIMEDOUT;

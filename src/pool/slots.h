@@ -111,13 +111,12 @@ typedef struct mproc__stage {
     void *mem; /* arena */
 } mproc__stage;
 
-/* Allocate a task record and its future (pool->mu held). 0 or -ENOMEM. */
-int mproc__pool_alloc_locked(mproc_pool *p, mproc_future **out);
-/* Fill a record from fn/arg/opts. 0 or -ENOMEM/-EMSGSIZE. */
-int mproc__slot_fill(mproc__slot *s, mproc_task_fn fn, const void *arg, size_t len,
-                     const mproc_submit_opts *o);
-/* Queue futures already filled; the caller holds mu. Returns 0 or an error (state checks). */
-int mproc__pool_queue_locked(mproc_pool *p, mproc_future **fs, uint32_t n);
+/* Submit one task (pool->mu held, the pool open): a record and its future, filled from
+ * fn/arg/opts, holding a reference to `stage` when given (a map chunk), queued to the backend,
+ * which may first wait for room. 0 (*out set) or -ENOMEM/-EMSGSIZE/a state error; nothing is
+ * left allocated on error. */
+int mproc__pool_submit_locked(mproc_pool *p, mproc_task_fn fn, const void *arg, size_t len,
+                              const mproc_submit_opts *o, mproc__stage *stage, mproc_future **out);
 /* Free the slot resources and put the record back on the free list (mu held). */
 void mproc__pool_release_locked(mproc_pool *p, mproc_future *f);
 /* Complete a record from outside the task (death, time limit, cancel, broken pool): succeeds
@@ -129,10 +128,27 @@ bool mproc__slot_fail(mproc_pool *p, uint32_t idx, uint32_t expect, int code, in
 void mproc__pool_fail_queued(mproc_pool *p, int code, const char *msg);
 /* Break the pool: fail every queued task with MPROC_EBROKEN + msg, refuse new ones. */
 void mproc__pool_break(mproc_pool *p, const char *msg);
-/* Wait for a slot to be done, interruptibly. */
-int mproc__slot_wait(mproc__slot *s, int64_t deadline);
+/* Wait for a slot to be done, interruptibly. Inline for the slot already done (every get of a
+ * pool with work in flight): that check costs no call. */
+int mproc__slot_wait_slow(mproc__slot *s, int64_t deadline);
+static inline int mproc__slot_wait(mproc__slot *s, int64_t deadline)
+{
+    return mproc__slot_done(s) ? 0 : mproc__slot_wait_slow(s, deadline);
+}
 /* The outcome code of a done slot. */
-int mproc__slot_code(const mproc__slot *s);
+static inline int mproc__slot_code(const mproc__slot *s)
+{
+    switch (MPROC__SLOT_KIND(atomic_load_explicit(&s->state, memory_order_acquire))) {
+    case MPROC__SLOT_DONE_OK:
+        return 0;
+    case MPROC__SLOT_DONE_TASK_ERROR:
+        return s->err_code;
+    case MPROC__SLOT_DONE_OUTSIDE_ERROR:
+        return s->sup_code;
+    default:
+        return -EAGAIN;
+    }
+}
 
 /* Process-wide completion generation, a futex word bumped whenever a watched future completes
  * (futures_wait, imap unordered). */
