@@ -55,6 +55,10 @@ _Noreturn void mproc__child_exit(int code);
  * identity, run the body, exit with its code. */
 _Noreturn void mproc__run_child(mproc_process *p, pid_t real_parent, pid_t logical_parent);
 
+/* ---- fork (start_fork.c), beyond its table ---- */
+/* Signal a child watched through its pidfd or sentinel (fork and forkserver children alike). */
+int mproc__signal_watched(mproc_process *p, int sig);
+
 /* ---- forkserver (start_forkserver.c), beyond its table ---- */
 /* Start the helper now (mproc__process_layer_setup does, for the forkserver method). */
 int mproc__forkserver_prestart(void);

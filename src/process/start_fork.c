@@ -31,7 +31,7 @@ static int fork_reap(mproc_process *p, int *code)
     return mproc__watch_reap(p->pid, p->fd, code);
 }
 
-static int fork_signal(mproc_process *p, int sig)
+int mproc__signal_watched(mproc_process *p, int sig)
 {
     return mproc__watch_signal(p->pid, p->fd, sig);
 }
@@ -40,5 +40,5 @@ const mproc__start_ops mproc__start_fork_ops = {
     .name = "fork",
     .start = fork_start,
     .reap = fork_reap,
-    .signal = fork_signal,
+    .signal = mproc__signal_watched,
 };

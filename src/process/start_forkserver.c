@@ -410,17 +410,12 @@ static void forkserver_await(mproc_process *p, int64_t deadline)
     status_of(p->forkserver_id, &code, deadline);
 }
 
-static int forkserver_signal(mproc_process *p, int sig)
-{
-    return mproc__watch_signal(p->pid, p->fd, sig);
-}
-
 const mproc__start_ops mproc__start_forkserver_ops = {
     .name = "forkserver",
     .start = forkserver_start,
     .reap = forkserver_reap,
     .await = forkserver_await,
-    .signal = forkserver_signal,
+    .signal = mproc__signal_watched,
     .release = forkserver_release,
     .forget_in_child = forkserver_forget,
     .stop = mproc__forkserver_stop,
