@@ -253,8 +253,8 @@ size_t mproc_shared_size(const void *ptr)
 {
     /* The header is read only once it is known to lie inside the mapping: a stack or heap
      * pointer, or one into the middle of a block, must not fault or read garbage. */
-    const block_hdr *b = (const block_hdr *)ptr - 1;
-    if (!ptr || !mproc__arena_contains(b, sizeof *b) || ((uintptr_t)ptr & 63) ||
+    const block_hdr *b = ptr ? (const block_hdr *)ptr - 1 : NULL;
+    if (!b || !mproc__arena_contains(b, sizeof *b) || ((uintptr_t)ptr & 63) ||
         __atomic_load_n(&b->magic, __ATOMIC_RELAXED) != BLOCK_MAGIC) {
         errno = EINVAL;
         return 0;
