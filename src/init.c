@@ -3,7 +3,6 @@
  * itself, the process layer registers its exit handler), so mproc_init is optional. */
 #include <errno.h>
 #include <pthread.h>
-#include <stdlib.h>
 
 #include "arena/arena.h"
 #include "mproc/common.h"
@@ -11,20 +10,18 @@
 #include "process/start_method.h"
 
 static pthread_mutex_t init_mu = PTHREAD_MUTEX_INITIALIZER;
-static int initialised;
 
 static int init_locked(const mproc_config *cfg)
 {
-    /* Already in use (a first call set a layer up with defaults): too late to configure. */
-    if (initialised || mproc__arena_ready() || mproc__process_layer_started()) return -EALREADY;
+    /* Already in use (a first call, or an earlier mproc_init, set a layer up): too late to
+     * configure. */
+    if (mproc__arena_ready() || mproc__process_layer_started()) return -EALREADY;
     mproc__start_method m;
-    const char *env = getenv("MPROC_START");
-    int r = mproc__parse_start_method(env && *env ? env : (cfg ? cfg->start_method : NULL), &m);
+    int r = mproc__start_method_resolve(cfg ? cfg->start_method : NULL, &m);
     if (r < 0) return r;
     r = mproc__arena_create(cfg ? cfg->arena_size : 0);
     if (r < 0) return r;
     mproc__start_method_configure(m);
-    initialised = 1;
     return 0;
 }
 

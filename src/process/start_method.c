@@ -37,6 +37,15 @@ int mproc__parse_start_method(const char *s, mproc__start_method *m)
     return -EINVAL;
 }
 
+int mproc__start_method_resolve(const char *requested, mproc__start_method *m)
+{
+    const char *env = getenv("MPROC_START");
+    if (env && *env) return mproc__parse_start_method(env, m);
+    if (requested) return mproc__parse_start_method(requested, m);
+    *m = configured;
+    return 0;
+}
+
 void mproc__start_method_configure(mproc__start_method m)
 {
     configured = m;
@@ -53,10 +62,9 @@ void mproc__process_layer_setup(void)
     if (atomic_exchange(&started, true)) return;
     /* Outside the once: the helper is a fork, and its children must not inherit a once in
      * progress. A failure here is not fatal: the first forkserver start tries again. */
-    mproc__start_method m = configured;
-    const char *env = getenv("MPROC_START");
-    if (env && *env && mproc__parse_start_method(env, &m) < 0) return;
-    if (m == MPROC__START_FORKSERVER) mproc__forkserver_prestart();
+    mproc__start_method m;
+    if (mproc__start_method_resolve(NULL, &m) == 0 && m == MPROC__START_FORKSERVER)
+        mproc__forkserver_prestart();
 }
 
 bool mproc__process_layer_started(void)
@@ -71,9 +79,5 @@ int mproc__start_method_for(const char *requested, mproc__start_method *m)
     int r = mproc__arena_ensure();
     if (r < 0) return r;
     mproc__process_layer_setup();
-    const char *env = getenv("MPROC_START");
-    if (env && *env) return mproc__parse_start_method(env, m);
-    if (requested) return mproc__parse_start_method(requested, m);
-    *m = configured;
-    return 0;
+    return mproc__start_method_resolve(requested, m);
 }

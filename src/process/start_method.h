@@ -46,9 +46,12 @@ const mproc__start_ops *mproc__start_ops_of(mproc__start_method m);
 
 /* "fork", "forkserver", "thread" (NULL or "" = fork); -EINVAL for anything else. */
 int mproc__parse_start_method(const char *s, mproc__start_method *m);
-/* The method for a new process or pool: env MPROC_START wins, then `requested` (may be NULL),
- * then the configured method. Maps the family arena (so that every child inherits it) and sets
- * the process layer up on first use (see mproc__process_layer_setup). */
+/* The method for `requested` (may be NULL): env MPROC_START wins, then `requested`, then the
+ * configured method. No side effect: mproc_init uses it before anything is set up. */
+int mproc__start_method_resolve(const char *requested, mproc__start_method *m);
+/* The method for a new process or pool, as mproc__start_method_resolve says. Maps the family arena
+ * (so that every child inherits it) and sets the process layer up on first use (see
+ * mproc__process_layer_setup). */
 int mproc__start_method_for(const char *requested, mproc__start_method *m);
 
 /* mproc_init: the method for processes and pools that ask for none (before any has been made). */
