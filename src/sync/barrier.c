@@ -58,12 +58,15 @@ static void notify_all(mproc_barrier *b)
     if (atomic_load(&b->sleepers)) mproc__futex_wake(&b->seq, INT_MAX);
 }
 
+static void break_barrier(mproc_barrier *b)
+{
+    b->state = BROKEN;
+    notify_all(b);
+}
+
 static void lock(mproc_barrier *b)
 {
-    if (mproc__robust_mutex_lock(&b->m, MPROC_FOREVER) == MPROC_EOWNERDEAD) {
-        b->state = BROKEN;
-        notify_all(b);
-    }
+    if (mproc__robust_mutex_lock(&b->m, MPROC_FOREVER) == MPROC_EOWNERDEAD) break_barrier(b);
 }
 
 static void unlock(mproc_barrier *b)
@@ -89,12 +92,6 @@ static int wait_change(mproc_barrier *b, int64_t deadline)
     }
     lock(b);
     return r;
-}
-
-static void break_barrier(mproc_barrier *b)
-{
-    b->state = BROKEN;
-    notify_all(b);
 }
 
 /* The last one out of a draining or resetting barrier lets new arrivals in. */
