@@ -1,7 +1,7 @@
 /* The pool object and the futures (the parent-local half of each task record), shared by the
  * records (slots.c), the futures, the backends, the public pool API and map/imap. */
-#ifndef MPROC_POOL_INTERNAL_H
-#define MPROC_POOL_INTERNAL_H
+#ifndef MPROC_POOL_POOL_H
+#define MPROC_POOL_POOL_H
 
 #include <errno.h>
 #include <pthread.h>
@@ -43,8 +43,8 @@ enum {
     MPROC__FUTURE_WATCHED = 2, /* on the watch list */
     MPROC__FUTURE_ORPHAN = 4,  /* freed by the user before done: release the slot when done */
     MPROC__FUTURE_FIRED = 8,   /* done-processing ran */
-    MPROC__FUTURE_QUARANTINE =
-        16, /* its worker may still write the slot: release only once it is reaped */
+    /* its worker may still write the slot: release only once it is reaped */
+    MPROC__FUTURE_QUARANTINE = 16,
     MPROC__FUTURE_FIRING = 32 /* callbacks running (mu dropped) */
 };
 

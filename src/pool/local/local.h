@@ -1,7 +1,7 @@
 /* Local backend: the shared queue and worker seats in the arena, seen by the parent's supervisor
  * and by the workers (local/worker.c). */
-#ifndef MPROC_POOL_LOCAL_H
-#define MPROC_POOL_LOCAL_H
+#ifndef MPROC_POOL_LOCAL_LOCAL_H
+#define MPROC_POOL_LOCAL_LOCAL_H
 
 #include <stdalign.h>
 
