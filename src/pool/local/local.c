@@ -158,6 +158,12 @@ static bool crash_loop(mproc_pool *p)
     return recent > p->opts.max_restarts;
 }
 
+/* Why the running tasks of workers killed by terminate or a broken pool failed. */
+static const char *stop_message(mproc_pool *p)
+{
+    return RT(p)->stop_code == MPROC_EBROKEN ? p->broken_msg : "pool terminated";
+}
+
 static void kill_all_locked(mproc_pool *p, int code)
 {
     local_rt *rt = RT(p);
@@ -176,8 +182,7 @@ static void kill_all_locked(mproc_pool *p, int code)
         if (cur != MPROC__SLOT_NONE) {
             atomic_fetch_or(&mproc__slot_at(p->slot_chunks, cur)->flags, MPROC__SLOT_CANCEL);
             mproc__slot_fail(p, cur, MPROC__SLOT_RUNNING_BY(w->inc), rt->stop_code, 0, -1, w->pid,
-                             "%s",
-                             rt->stop_code == MPROC_EBROKEN ? p->broken_msg : "pool terminated");
+                             "%s", stop_message(p));
         }
         if (!rt->shm->thread_mode) mproc__watch_signal(w->pid, w->pidfd, SIGKILL);
     }
@@ -252,7 +257,7 @@ static void fail_running_locked(mproc_pool *p, uint32_t i, const death *d)
     uint32_t owner = MPROC__SLOT_RUNNING_BY(w->inc);
     if (w->kill_reason == KILL_STOP) {
         mproc__slot_fail(p, d->cur, owner, rt->stop_code, d->sig, d->status, w->pid, "%s",
-                         rt->stop_code == MPROC_EBROKEN ? p->broken_msg : "pool terminated");
+                         stop_message(p));
     } else {
         uint32_t clen = atomic_load(&sh->crash_len);
         mproc__slot_fail(p, d->cur, owner, MPROC_EWORKERLOST, d->sig, d->status, w->pid,
