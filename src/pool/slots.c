@@ -251,7 +251,7 @@ int mproc__pool_submit_locked(mproc_pool *p, mproc_task_fn fn, const void *arg, 
 
 int mproc__slot_wait_slow(mproc__slot *s, int64_t deadline)
 {
-    if (mproc__slot_done(s)) return 0;
+    /* mproc__slot_wait looked already: the record was not done. */
     if (deadline != INT64_MAX && deadline <= mproc__now_ns()) return -ETIMEDOUT;
     int64_t now = mproc__now_ns();
     mproc__spin sp;
