@@ -56,9 +56,11 @@ typedef struct {
  * is mapped or a process or pool was made, -EINVAL for a bad config. */
 int mproc_init(const mproc_config *cfg);
 
-/* Do now what normal exit does (it is also done then): join the non-daemonic children of this
- * process, end its daemonic ones (SIGTERM, SIGKILL after 0.5 s), stop the forkserver helper.
- * For programs and tests that must leave no child behind before they go on. */
+/* Do now what normal exit does (it is also done then), in this order: terminate this process's
+ * pools (their running and queued tasks fail with MPROC_ECANCELLED, no worker is replaced, every
+ * worker is reaped; the handles stay valid, to be freed), SIGTERM its daemonic children, join the
+ * non-daemonic ones, SIGKILL the daemonic ones still alive after 0.5 s, stop the forkserver
+ * helper. For programs and tests that must leave no child behind before they go on. */
 int mproc_shutdown(void);
 
 /* CPUs this process may use: its affinity mask, limited by a cgroup (v2 or v1) CPU quota

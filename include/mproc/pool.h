@@ -148,10 +148,12 @@ int mproc_pool_close(mproc_pool *p);
  * workers are gone. */
 int mproc_pool_terminate(mproc_pool *p);
 /* After close or terminate: wait for the queued tasks and the workers' exit. -EINVAL if the pool
- * is still open, -ETIMEDOUT. */
+ * is still open, -ETIMEDOUT; -EDEADLK from one of its own done-callbacks (which run in the thread
+ * that join waits for). */
 int mproc_pool_join(mproc_pool *p, double timeout);
 /* Closes and joins a running pool (drains it), then frees it. Futures stay usable until freed.
- * NULL-safe. */
+ * NULL-safe. From one of its own done-callbacks it only closes the pool (the join would be
+ * -EDEADLK); exit stops it. */
 void mproc_pool_free(mproc_pool *p);
 
 /* ---- Futures (process-local handles) ------------------------------------------------------ */
@@ -187,7 +189,8 @@ int mproc_future_cancel(mproc_future *f);
  * future, closed by mproc_future_free). For poll/epoll loops. */
 int mproc_future_fd(mproc_future *f);
 /* Run cb(f, arg) once the future is done: in the pool's supervisor thread, or right away in
- * the caller when it is already done. Callbacks must not free the future or block for long. */
+ * the caller when it is already done. Callbacks must not free the future or block for long; one
+ * may call exit() or mproc_shutdown() (the pool's workers are killed, not waited for by it). */
 int mproc_future_on_done(mproc_future *f, void (*cb)(mproc_future *f, void *arg), void *arg);
 #define MPROC_FIRST_COMPLETED 1
 #define MPROC_ALL_COMPLETED 2

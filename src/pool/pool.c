@@ -9,14 +9,16 @@
 #include <unistd.h>
 
 #include "arena/arena.h"
+#include "process/process.h"
 #include "process/start_method.h"
 #include "pool/backend.h"
 
-/* Every pool of this process, so that exit can stop them before the process module's exit
- * handler ends the workers (which would otherwise be replaced). */
+/* Every pool of this process, so that exit, mproc_shutdown() and a child's end stop them (no
+ * worker replaced, every worker reaped by its supervisor) before the process layer ends the
+ * remaining children: the hook of mproc__registry_on_end. */
 static pthread_mutex_t pools_mu = PTHREAD_MUTEX_INITIALIZER;
 static mproc_pool *pools;
-static bool atexit_done;
+static bool hooks_done;
 
 static void pools_at_exit(void)
 {
@@ -28,8 +30,8 @@ static void pools_at_exit(void)
         p->state = MPROC__POOL_TERMINATED;
         pthread_mutex_unlock(&p->mu);
         p->backend->terminate(p, MPROC_ECANCELLED);
-        p->backend->join(p, INT64_MAX);
-        p->joined = true;
+        /* Not joined when called from its own supervisor (a done-callback): a later free joins. */
+        if (p->backend->join(p, INT64_MAX) == 0) p->joined = true;
     }
     pthread_mutex_unlock(&pools_mu);
 }
@@ -37,10 +39,10 @@ static void pools_at_exit(void)
 static void pools_add(mproc_pool *p)
 {
     pthread_mutex_lock(&pools_mu);
-    if (!atexit_done) {
-        atexit(pools_at_exit);
+    if (!hooks_done) {
+        mproc__registry_on_end(pools_at_exit); /* the only pool hook: the table has room */
         pthread_atfork(NULL, NULL, mproc__pool_forget_pid);
-        atexit_done = true;
+        hooks_done = true;
     }
     p->next_pool = pools;
     pools = p;
@@ -201,7 +203,9 @@ void mproc_pool_free(mproc_pool *p)
     if (!mproc__pool_valid(p)) return;
     if (p->owner == getpid()) {
         mproc_pool_close(p);
-        mproc_pool_join(p, MPROC_FOREVER);
+        /* -EDEADLK from the pool's own done-callback: freeing it would pull the supervisor's
+         * memory from under it, so it stays (stopped at exit). */
+        if (mproc_pool_join(p, MPROC_FOREVER) < 0) return;
     }
     pools_remove(p);
     pthread_mutex_lock(&p->mu);

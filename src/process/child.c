@@ -4,10 +4,12 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdio_ext.h>
 #include <sys/prctl.h>
 #include <unistd.h>
 
 #include "process/process.h"
+#include "process/signals.h"
 
 /* Before its identity: daemonic children die with their parent; the others are told to end
  * (children never outlive a dead parent unnoticed). stdin is /dev/null, as in Python. */
@@ -24,7 +26,16 @@ static void guard_and_detach_stdin(bool daemon, pid_t real_parent)
 
 _Noreturn void mproc__run_child(mproc_process *p, pid_t real_parent, pid_t logical_parent)
 {
+    /* Whatever the stdio buffers hold is a copy of what the parent has yet to write: the parent's
+     * to write, not ours. The flush before the fork cannot guarantee they are empty: another
+     * thread of the parent (main, while a pool's supervisor forks a replacement) may be writing. */
+    __fpurge(stdin);
+    __fpurge(stdout);
+    __fpurge(stderr);
     guard_and_detach_stdin(p->daemon, real_parent);
+    /* The program's mask, not the forking thread's (a library thread blocks everything), and
+     * none of the dispositions the library set in this process for itself. */
+    mproc__sig_child_reset(&p->start_mask);
     mproc__child_setup(p, logical_parent);
     mproc__child_exit(p->run(p->arg));
 }

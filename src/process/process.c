@@ -12,6 +12,7 @@
 #include "arena/arena.h"
 #include "platform/platform.h"
 #include "process/process.h"
+#include "process/signals.h"
 
 #define PROCESS_MAGIC 0x70726f63U
 #define DAEMON_GRACE_S 0.5
@@ -89,7 +90,7 @@ static void sweep_detached_locked(void)
 {
     for (mproc_process *p = reg_head, *n; p; p = n) {
         n = p->next;
-        if (p->detached && try_reap_locked(p)) release(p);
+        if (p->detached && !p->ending && try_reap_locked(p)) release(p);
     }
 }
 
@@ -99,31 +100,70 @@ static void wait_status(mproc_process *p, int64_t deadline)
     if (p->ops->await) p->ops->await(p, deadline);
 }
 
-void mproc__registry_end_children(void)
+#define END_HOOKS_MAX 4
+static void (*end_hooks[END_HOOKS_MAX])(void);
+static unsigned n_end_hooks;
+
+int mproc__registry_on_end(void (*fn)(void))
 {
-    pid_t self = getpid();
     pthread_mutex_lock(&reg_mu);
-    for (mproc_process *p = reg_head; p; p = p->next)
-        if (p->owner == self && p->daemon && !p->ops->in_process) p->ops->signal(p, SIGTERM);
-    int64_t grace = mproc__deadline(DAEMON_GRACE_S);
+    int r = 0;
+    unsigned i = 0;
+    while (i < n_end_hooks && end_hooks[i] != fn)
+        i++;
+    if (i == n_end_hooks) {
+        if (n_end_hooks < END_HOOKS_MAX)
+            end_hooks[n_end_hooks++] = fn;
+        else
+            r = -ENOMEM;
+    }
+    pthread_mutex_unlock(&reg_mu);
+    return r;
+}
+
+/* The first child of this process that no other call is ending yet (reg_mu held). */
+static mproc_process *next_to_end_locked(pid_t self)
+{
     for (mproc_process *p = reg_head, *n; p; p = n) {
         n = p->next;
         /* Inherited through a plain fork(), or a daemonic thread (a thread cannot be killed and
          * dies with the process): nothing to wait for. */
         if (p->owner != self || (p->daemon && p->ops->in_process)) {
             reg_remove(p);
-            n = reg_head;
             continue;
         }
+        if (!p->ending) return p;
+    }
+    return NULL;
+}
+
+void mproc__registry_end_children(void)
+{
+    /* First what supervises children of its own: a pool would replace the workers ended below,
+     * and reap and free them under our feet. */
+    pthread_mutex_lock(&reg_mu);
+    unsigned nh = n_end_hooks;
+    pthread_mutex_unlock(&reg_mu);
+    for (unsigned i = 0; i < nh; i++)
+        end_hooks[i]();
+
+    pid_t self = getpid();
+    pthread_mutex_lock(&reg_mu);
+    for (mproc_process *p = reg_head; p; p = p->next)
+        if (p->owner == self && p->daemon && !p->ops->in_process) p->ops->signal(p, SIGTERM);
+    int64_t grace = mproc__deadline(DAEMON_GRACE_S);
+    for (mproc_process *p; (p = next_to_end_locked(self));) {
+        /* Another thread may join and free it meanwhile: a free now only detaches it. */
+        p->ending = true;
         pthread_mutex_unlock(&reg_mu);
         if (mproc__pidfd_wait(p->fd, p->daemon ? grace : INT64_MAX) == 0)
             p->ops->signal(p, SIGKILL);
         mproc__pidfd_wait(p->fd, INT64_MAX);
         wait_status(p, mproc__deadline(DAEMON_GRACE_S));
         pthread_mutex_lock(&reg_mu);
+        p->ending = false;
         if (!try_reap_locked(p)) mark_ended(p, -ECHILD);
         if (p->detached) release(p);
-        n = reg_head;
     }
     pthread_mutex_unlock(&reg_mu);
     for (int m = 0; m < MPROC__START_METHOD_COUNT; m++) {
@@ -206,8 +246,11 @@ static bool valid(const mproc_process *p)
 int mproc_process_start(mproc_process *p)
 {
     if (!valid(p) || p->state != MPROC__PROCESS_NEW) return -EINVAL;
+    /* So that what the program printed before the start comes out before the child's output (the
+     * child discards its copy of the buffers: child.c). */
     fflush(stdout);
     fflush(stderr);
+    mproc__sig_start_mask(&p->start_mask);
     pthread_mutex_lock(&reg_mu);
     sweep_detached_locked();
     int r = p->ops->start(p);
@@ -315,7 +358,8 @@ void mproc_process_free(mproc_process *p)
 {
     if (!valid(p)) return;
     pthread_mutex_lock(&reg_mu);
-    if (p->state == MPROC__PROCESS_STARTED && p->owner == getpid() && !try_reap_locked(p)) {
+    if (p->ending ||
+        (p->state == MPROC__PROCESS_STARTED && p->owner == getpid() && !try_reap_locked(p))) {
         p->detached = true;
         pthread_mutex_unlock(&reg_mu);
         return;

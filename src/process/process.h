@@ -4,6 +4,7 @@
 #define MPROC_PROCESS_PROCESS_H
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -21,6 +22,7 @@ struct mproc_process {
     const mproc__start_ops *ops; /* the method's table */
     bool daemon;
     bool detached; /* freed by the user while running: reaped and freed by the registry */
+    bool ending;   /* mproc__registry_end_children is waiting for it: a free only detaches it */
     mproc_run_fn run;
     void *arg;
     void *arg_copy;  /* arena copy of arg when opts.arg_size was given; freed once it has ended */
@@ -33,6 +35,9 @@ struct mproc_process {
     unsigned children_made;
     /* forkserver: the helper's id for it (pids can be reused, ids are not) */
     uint64_t forkserver_id;
+    /* The mask the child starts with: the starting thread's, or the program's for a start from a
+     * library thread (signals.h). */
+    sigset_t start_mask;
     pthread_t thread;          /* thread mode */
     _Atomic uint32_t finished; /* thread mode: set when the body has returned */
     mproc_process *prev, *next;
@@ -43,9 +48,17 @@ struct mproc_process {
 /* ---- registry (process.c) ---- */
 /* In a new child process: forget the parent's children and helpers, take the identity. */
 void mproc__child_setup(mproc_process *p, pid_t parent);
-/* Join the non-daemonic children of this process and end its daemonic ones (the exit handler,
- * mproc_shutdown(), and a child's own end), then stop the start methods' helpers. */
+/* The exit handler, mproc_shutdown() and a child's own end, in this order: run the hooks of
+ * mproc__registry_on_end (the pools stop: no worker is replaced from then on), SIGTERM the daemonic
+ * children, join the non-daemonic ones, SIGKILL the daemonic ones still alive after 0.5 s, then
+ * stop the start methods' helpers. Only the process that started a child acts on it. */
 void mproc__registry_end_children(void);
+/* Register fn to run first in mproc__registry_end_children, before any child is ended: a layer
+ * above that supervises children of its own (the pool, whose supervisor would otherwise replace
+ * the workers being ended, and free handles the registry is waiting on) stops them there. Hooks
+ * run in the order registered; fn is registered once however often this is called. 0, or -ENOMEM
+ * when the table is full. */
+int mproc__registry_on_end(void (*fn)(void));
 
 /* ---- child side (child.c) ---- */
 /* What a child of the library does when its body returns: flush stdio, end its own children as at

@@ -24,6 +24,7 @@
 #include "process/child_watch.h"
 #include "platform/platform.h"
 #include "process/process.h"
+#include "process/signals.h"
 
 #define START_TIMEOUT_S 30.0
 
@@ -35,6 +36,9 @@ typedef struct {
     pid_t logical_parent;
     char name[MPROC__IDENTITY_NAME_MAX];
     char identity[MPROC__IDENTITY_NAME_MAX];
+    /* The program's signal state at the request: the helper's is that of an earlier moment. */
+    sigset_t mask;
+    mproc__sig_disp disp[MPROC__SIG_COUNT];
 } request;
 
 enum { REPLY_STARTED = 1, REPLY_EXITED = 2 };
@@ -54,6 +58,7 @@ static pthread_mutex_t fs_mu = PTHREAD_MUTEX_INITIALIZER;
 static int fs_sock = -1;  /* our end of the socketpair */
 static int fs_pidfd = -1; /* watch fd of the helper, our child */
 static pid_t fs_helper;
+static pid_t fs_owner; /* the process that forked the helper: only it may stop it */
 static uint64_t next_id;
 static uint64_t lost_below; /* children with ids below this belonged to a helper that died */
 static status *statuses;
@@ -141,7 +146,9 @@ static _Noreturn void helper_main(int sock, pid_t parent)
             free(kids); /* the helper's bookkeeping, not the child's */
             free(pfds);
             mproc__watch_in_child(&w);
-            mproc_process p = {.run = rq.run, .arg = rq.arg, .daemon = rq.daemon, .fd = -1};
+            mproc__sig_apply(rq.disp);
+            mproc_process p = {
+                .run = rq.run, .arg = rq.arg, .daemon = rq.daemon, .fd = -1, .start_mask = rq.mask};
             memcpy(p.name, rq.name, sizeof p.name);
             memcpy(p.identity, rq.identity, sizeof p.identity);
             mproc__run_child(&p, self, rq.logical_parent);
@@ -185,6 +192,8 @@ static int spawn_helper_locked(void)
         close(sv[0]);
         fs_sock = -1;
         mproc__watch_in_child(&w);
+        /* The helper's children take the program's signal state from each request. */
+        mproc__sig_child_reset(NULL);
         helper_main(sv[1], parent);
     }
     int e = errno;
@@ -197,13 +206,32 @@ static int spawn_helper_locked(void)
     fs_sock = sv[0];
     fs_pidfd = pfd;
     fs_helper = pid;
+    fs_owner = parent;
     return 0;
+}
+
+/* In a process that did not fork the helper (a child of the library, or a plain fork() of the
+ * program, which then calls exit()): drop our copies of the parent's state without touching the
+ * helper, which is the parent's. */
+static void forget_locked(void)
+{
+    if (fs_sock >= 0) close(fs_sock);
+    if (fs_pidfd >= 0) close(fs_pidfd);
+    fs_sock = fs_pidfd = -1;
+    free(statuses);
+    statuses = NULL;
+    nstatus = capstatus = 0;
+    next_id = lost_below = 0;
 }
 
 /* The helper is gone or must go: reap it; the statuses of its children still running are lost. */
 static void helper_gone_locked(void)
 {
     if (fs_sock < 0) return;
+    if (fs_owner != getpid()) {
+        forget_locked();
+        return;
+    }
     close(fs_sock);
     fs_sock = -1;
     /* Closing the socket tells a live helper to exit; it does so at once. */
@@ -256,6 +284,7 @@ static int read_one_locked(reply *rp, int *fd, bool block)
 static int ask_locked(mproc_process *p)
 {
     int r = 0;
+    if (fs_sock >= 0 && fs_owner != getpid()) forget_locked(); /* a plain fork() of the owner */
     if (fs_sock < 0 && (r = spawn_helper_locked()) < 0) return r;
     request rq;
     memset(&rq, 0, sizeof rq); /* padding included: the whole struct goes over the socket */
@@ -266,6 +295,8 @@ static int ask_locked(mproc_process *p)
     rq.logical_parent = getpid();
     memcpy(rq.name, p->name, sizeof rq.name);
     memcpy(rq.identity, p->identity, sizeof rq.identity);
+    rq.mask = p->start_mask;
+    mproc__sig_capture(rq.disp);
     if (send(fs_sock, &rq, sizeof rq, MSG_NOSIGNAL) != (ssize_t)sizeof rq) return -EPIPE;
     int64_t deadline = mproc__deadline(START_TIMEOUT_S);
     for (;;) {
@@ -370,6 +401,7 @@ void mproc__forkserver_stop(void)
 int mproc__forkserver_prestart(void)
 {
     pthread_mutex_lock(&fs_mu);
+    if (fs_sock >= 0 && fs_owner != getpid()) forget_locked();
     int r = fs_sock < 0 ? spawn_helper_locked() : 0;
     pthread_mutex_unlock(&fs_mu);
     return r;
@@ -378,7 +410,7 @@ int mproc__forkserver_prestart(void)
 pid_t mproc__forkserver_pid(void)
 {
     pthread_mutex_lock(&fs_mu);
-    pid_t pid = fs_pidfd >= 0 ? fs_helper : 0;
+    pid_t pid = fs_pidfd >= 0 && fs_owner == getpid() ? fs_helper : 0;
     pthread_mutex_unlock(&fs_mu);
     return pid;
 }
@@ -387,13 +419,7 @@ static void forkserver_forget(void)
 {
     /* Runs in a new child: the lock may have been held by another thread of the parent. */
     pthread_mutex_init(&fs_mu, NULL);
-    if (fs_sock >= 0) close(fs_sock);
-    if (fs_pidfd >= 0) close(fs_pidfd);
-    fs_sock = fs_pidfd = -1;
-    free(statuses);
-    statuses = NULL;
-    nstatus = capstatus = 0;
-    next_id = lost_below = 0;
+    forget_locked();
 }
 
 static int forkserver_reap(mproc_process *p, int *code)

@@ -2,6 +2,7 @@
  * then see everything in one process. Same API; what a thread cannot honour (being signalled,
  * crash isolation) is documented and refused with -ENOTSUP. */
 #include <errno.h>
+#include <signal.h>
 #include <stdint.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -12,6 +13,8 @@ static void *thread_main(void *arg)
 {
     mproc_process *p = arg;
     mproc__thread_enter(p);
+    /* Made by whichever thread started it (a pool's supervisor blocks every signal). */
+    pthread_sigmask(SIG_SETMASK, &p->start_mask, NULL);
     mproc__set_thread_identity(p->name, p->identity, p->owner);
     p->exitcode = p->run(p->arg) & 0xff;
     atomic_store_explicit(&p->finished, 1, memory_order_release);

@@ -20,6 +20,7 @@
 
 #include "arena/arena.h"
 #include "process/child_watch.h"
+#include "process/signals.h"
 #include "process/start_method.h"
 #include "mproc/process.h"
 #include "pool/backend.h"
@@ -469,14 +470,11 @@ static int local_start(mproc_pool *p)
     for (uint32_t i = 0; r == 0 && i < n; i++)
         r = spawn(p, i);
     if (r == 0) {
-        /* The supervisor never takes signals: they go to the program's threads. */
-        sigset_t all, old;
-        sigfillset(&all);
-        pthread_sigmask(SIG_SETMASK, &all, &old);
-        r = -pthread_create(&rt->relay, NULL, relay, p);
+        /* The supervisor never takes signals: they go to the program's threads. The workers it
+         * starts get this thread's mask, not its own. */
+        r = mproc__service_thread_create(&rt->relay, relay, p);
         rt->relay_started = r == 0;
-        if (r == 0) r = -pthread_create(&rt->sup, NULL, supervise, p);
-        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        if (r == 0) r = mproc__service_thread_create(&rt->sup, supervise, p);
         rt->sup_started = r == 0;
     }
     if (r < 0) {
@@ -536,6 +534,11 @@ static void local_close(mproc_pool *p)
     efd_write(rt->shm->ctl_efd);
 }
 
+static bool in_supervisor(local_rt *rt)
+{
+    return rt->sup_started && pthread_equal(pthread_self(), rt->sup);
+}
+
 static void local_terminate(mproc_pool *p, int code)
 {
     local_rt *rt = RT(p);
@@ -544,7 +547,9 @@ static void local_terminate(mproc_pool *p, int code)
     if (rt->sup_started && !rt->sup_exited) {
         kill_all_locked(p, code);
         efd_write(rt->shm->ctl_efd);
-        while (rt->alive > 0 && !rt->sup_exited)
+        /* Called by the supervisor itself (a done-callback that exits): it cannot wait for itself;
+         * the killed workers are reaped by the exit path. */
+        while (!in_supervisor(rt) && rt->alive > 0 && !rt->sup_exited)
             pthread_cond_wait(&p->cv, &p->mu);
     }
     pthread_mutex_unlock(&p->mu);
@@ -563,6 +568,7 @@ static void stop_relay(local_rt *rt)
 static int local_join(mproc_pool *p, int64_t deadline)
 {
     local_rt *rt = RT(p);
+    if (in_supervisor(rt)) return -EDEADLK; /* from a done-callback: it would wait for itself */
     pthread_mutex_lock(&p->mu);
     rt->req_exit = true;
     efd_write(rt->shm->ctl_efd);

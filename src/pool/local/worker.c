@@ -16,6 +16,7 @@
  * local/local.c, and docs/pool.md).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <execinfo.h>
 #include <limits.h>
@@ -23,12 +24,15 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "mproc/common.h"
 #include "pool/local/local.h"
 #include "pool/task.h"
 #include "platform/spin.h"
+#include "process/signals.h"
 
 #define SPIN_NS 50000
 /* Of that, spin on the CPU this long (spin.h); why not less: WAIT_HARD_SPIN_NS in pool/slots.c. */
@@ -39,7 +43,11 @@ static MPROC_TLS mproc__pool_shm *W;
 static MPROC_TLS mproc__seat *seat;
 static MPROC_TLS uint32_t my_inc;
 static MPROC_TLS pid_t my_pid;
+/* The crash handler's memfd, at a high number, and who it is: a task that closes its fds and opens
+ * files may get that number, and the backtrace must not land in (or truncate) its file. */
 static int crash_fd = -1;
+static dev_t crash_dev;
+static ino_t crash_ino;
 
 static inline mproc__slot *slot_at(uint32_t idx)
 {
@@ -189,18 +197,31 @@ static void idle(void)
     atomic_fetch_sub(&W->sleepers, 1);
 }
 
+/* The crash memfd if it is still ours, else a new one (the task closed it, or put another file at
+ * its number); -1 when none can be had. fstat and memfd_create are plain system calls, safe here.
+ */
+static int crash_fd_checked(void)
+{
+    struct stat st;
+    if (crash_fd >= 0 && fstat(crash_fd, &st) == 0 && st.st_dev == crash_dev &&
+        st.st_ino == crash_ino)
+        return crash_fd;
+    return memfd_create("mproc-crash", MFD_CLOEXEC);
+}
+
 /* Write "signal N (NAME) in PROCESS (pid P)" and the backtrace into the seat, then die of the
  * same signal. Only async-signal-safe calls: the frames go through a memfd made at start-up. */
 static void crash_handler(int sig, siginfo_t *si, void *uc)
 {
     (void)si;
     (void)uc;
-    if (seat && crash_fd >= 0) {
+    int fd = seat ? crash_fd_checked() : -1;
+    if (fd >= 0) {
         void *frames[64];
         int n = backtrace(frames, 64);
-        if (ftruncate(crash_fd, 0) == 0 && lseek(crash_fd, 0, SEEK_SET) == 0) {
-            backtrace_symbols_fd(frames, n, crash_fd);
-            ssize_t got = pread(crash_fd, seat->crash, MPROC__LOCAL_CRASH_MAX - 1, 0);
+        if (ftruncate(fd, 0) == 0 && lseek(fd, 0, SEEK_SET) == 0) {
+            backtrace_symbols_fd(frames, n, fd);
+            ssize_t got = pread(fd, seat->crash, MPROC__LOCAL_CRASH_MAX - 1, 0);
             if (got < 0) got = 0;
             seat->crash[got] = '\0';
             seat->crash_sig = sig;
@@ -209,6 +230,31 @@ static void crash_handler(int sig, siginfo_t *si, void *uc)
     }
     signal(sig, SIG_DFL);
     raise(sig); /* blocked until we return; a hardware fault would re-fault anyway */
+}
+
+/* The crash memfd, moved near the top of the descriptor range where a task's open() does not
+ * reach (the lowest free number is what it gets). */
+static void open_crash_fd(void)
+{
+    int fd = memfd_create("mproc-crash", MFD_CLOEXEC);
+    if (fd < 0) return;
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur > 64) {
+        rlim_t top = rl.rlim_cur > (1u << 20) ? (1u << 20) : rl.rlim_cur;
+        int high = fcntl(fd, F_DUPFD_CLOEXEC, (int)(top - 32));
+        if (high >= 0) {
+            close(fd);
+            fd = high;
+        }
+    }
+    struct stat st;
+    if (fstat(fd, &st) < 0) {
+        close(fd);
+        return;
+    }
+    crash_fd = fd;
+    crash_dev = st.st_dev;
+    crash_ino = st.st_ino;
 }
 
 static void warm_backtrace(void)
@@ -228,7 +274,7 @@ static void install_crash_handlers(void)
     static char altstack[64 * 1024];
     stack_t ss = {.ss_sp = altstack, .ss_size = sizeof altstack};
     sigaltstack(&ss, NULL);
-    crash_fd = memfd_create("mproc-crash", MFD_CLOEXEC);
+    open_crash_fd();
     /* backtrace() loads libgcc on first use, which is not safe inside a signal handler. A fork
      * child inherits it loaded from mproc__worker_prepare; a forkserver child loads it here. */
     mproc__worker_prepare();
@@ -238,8 +284,9 @@ static void install_crash_handlers(void)
     sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESETHAND;
     sigemptyset(&sa.sa_mask);
     const int sigs[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT};
+    /* Overrides: the processes a task starts get the program's dispositions back. */
     for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
-        sigaction(sigs[i], &sa, NULL);
+        mproc__sig_override(sigs[i], &sa);
 }
 
 int mproc__worker_main(void *arg)
@@ -255,7 +302,7 @@ int mproc__worker_main(void *arg)
         my_pid = getpid();
         /* Ctrl-C goes to the whole foreground group: the parent decides what happens to the
          * pool. */
-        signal(SIGINT, SIG_IGN);
+        mproc__sig_override(SIGINT, &(struct sigaction){.sa_handler = SIG_IGN});
         install_crash_handlers();
     }
     if (b->initializer) {
