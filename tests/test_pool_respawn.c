@@ -15,7 +15,7 @@
 
 /* What a task sees of its worker's signal state. */
 typedef struct {
-    uint64_t blocked; /* signals 1..64 */
+    uint64_t blocked; /* signal s as bit s - 1 */
     int usr1_ignored, term_default;
     pid_t pid;
 } sig_report;
@@ -24,7 +24,7 @@ static uint64_t mask_bits(const sigset_t *set)
 {
     uint64_t bits = 0;
     for (int s = 1; s < 65; s++)
-        if (sigismember(set, s) == 1) bits |= (uint64_t)1 << s;
+        if (sigismember(set, s) == 1) bits |= (uint64_t)1 << (s - 1);
     return bits;
 }
 

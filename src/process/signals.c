@@ -12,6 +12,12 @@
 
 #include "platform/platform.h"
 
+/* Signal s as a bit of a 64-bit set (signals 1..64). */
+#define SIG_BIT(s) ((uint64_t)1 << ((s)-1))
+
+/* glibc's sigset_t holds signal s as bit s - 1 of its first word: the word is copied as is. */
+_Static_assert(sizeof(sigset_t) >= sizeof(uint64_t), "sigset_t holds signals 1..64");
+
 static MPROC_TLS bool in_service;
 static MPROC_TLS sigset_t service_mask; /* the mask of the thread that made this service thread */
 
@@ -63,8 +69,8 @@ void mproc__sig_override(int sig, const struct sigaction *sa)
     if (sig <= 0 || sig >= MPROC__SIG_COUNT) return;
     struct sigaction old;
     if (sigaction(sig, sa, &old) < 0) return;
-    if (!(overridden >> sig & 1)) saved[sig] = old;
-    overridden |= (uint64_t)1 << sig;
+    if (!(overridden & SIG_BIT(sig))) saved[sig] = old;
+    overridden |= SIG_BIT(sig);
 }
 
 void mproc__sig_capture(mproc__sig_disp disp[MPROC__SIG_COUNT])
@@ -72,33 +78,27 @@ void mproc__sig_capture(mproc__sig_disp disp[MPROC__SIG_COUNT])
     memset(disp, 0, sizeof(mproc__sig_disp) * MPROC__SIG_COUNT);
     for (int sig = 1; sig < MPROC__SIG_COUNT; sig++) {
         struct sigaction sa;
-        if (overridden >> sig & 1)
+        if (overridden & SIG_BIT(sig))
             sa = saved[sig];
         else if (sig == SIGKILL || sig == SIGSTOP || sigaction(sig, NULL, &sa) < 0)
             continue; /* also the C library's own signals, which it refuses */
         disp[sig].valid = 1;
         disp[sig].handler = (uint64_t)(uintptr_t)sa.sa_handler;
         disp[sig].flags = sa.sa_flags;
-        for (int s = 1; s < MPROC__SIG_COUNT; s++)
-            if (sigismember(&sa.sa_mask, s) == 1) disp[sig].mask |= (uint64_t)1 << s;
+        memcpy(&disp[sig].mask, &sa.sa_mask, sizeof disp[sig].mask);
     }
 }
 
-void mproc__sig_apply(const mproc__sig_disp disp[MPROC__SIG_COUNT])
+void mproc__sig_apply(const mproc__sig_disp want[MPROC__SIG_COUNT],
+                      const mproc__sig_disp have[MPROC__SIG_COUNT])
 {
     for (int sig = 1; sig < MPROC__SIG_COUNT; sig++) {
-        if (!disp[sig].valid) continue;
-        struct sigaction sa, cur;
+        if (!want[sig].valid || memcmp(&want[sig], &have[sig], sizeof want[sig]) == 0) continue;
+        struct sigaction sa;
         memset(&sa, 0, sizeof sa);
-        sa.sa_handler = (void (*)(int))(uintptr_t)disp[sig].handler;
-        sa.sa_flags = disp[sig].flags;
-        sigemptyset(&sa.sa_mask);
-        for (int s = 1; s < MPROC__SIG_COUNT; s++)
-            if (disp[sig].mask >> s & 1) sigaddset(&sa.sa_mask, s);
-        /* Most are the same already (the helper is a fork of the program): skip those. */
-        if (sigaction(sig, NULL, &cur) == 0 && cur.sa_handler == sa.sa_handler &&
-            cur.sa_flags == sa.sa_flags)
-            continue;
+        sa.sa_handler = (void (*)(int))(uintptr_t)want[sig].handler;
+        sa.sa_flags = want[sig].flags;
+        memcpy(&sa.sa_mask, &want[sig].mask, sizeof want[sig].mask);
         sigaction(sig, &sa, NULL);
     }
     overridden = 0;
@@ -107,7 +107,7 @@ void mproc__sig_apply(const mproc__sig_disp disp[MPROC__SIG_COUNT])
 void mproc__sig_child_reset(const sigset_t *mask)
 {
     for (int sig = 1; overridden && sig < MPROC__SIG_COUNT; sig++)
-        if (overridden >> sig & 1) sigaction(sig, &saved[sig], NULL);
+        if (overridden & SIG_BIT(sig)) sigaction(sig, &saved[sig], NULL);
     overridden = 0;
     in_service = false;
     if (mask) pthread_sigmask(SIG_SETMASK, mask, NULL);

@@ -26,13 +26,15 @@ void mproc__sig_override(int sig, const struct sigaction *sa);
  * whose children are forks of the program as it was earlier. */
 typedef struct {
     uint64_t handler; /* SIG_DFL, SIG_IGN or the handler's address (the same binary) */
-    uint64_t mask;    /* sa_mask, signals 1..64 */
+    uint64_t mask;    /* sa_mask, signal s as bit s - 1 */
     int32_t flags;
     int32_t valid;
 } mproc__sig_disp;
 void mproc__sig_capture(mproc__sig_disp disp[MPROC__SIG_COUNT]);
-/* In a forkserver child: take the dispositions the program had when it asked. */
-void mproc__sig_apply(const mproc__sig_disp disp[MPROC__SIG_COUNT]);
+/* In a forkserver child: take the dispositions the program had when it asked (want), changing
+ * only those that differ from what the helper had (have: its mproc__sig_capture at start). */
+void mproc__sig_apply(const mproc__sig_disp want[MPROC__SIG_COUNT],
+                      const mproc__sig_disp have[MPROC__SIG_COUNT]);
 
 /* In a new child (or the forkserver helper): undo the overrides it inherited; then, when mask is
  * not NULL, set the thread's mask to it. */

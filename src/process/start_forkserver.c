@@ -107,6 +107,9 @@ static _Noreturn void helper_main(int sock, pid_t parent)
     if (getppid() != parent) _exit(0);
     prctl(PR_SET_NAME, "mproc-forksrv", 0, 0, 0);
     mproc__watch_forget_own();
+    /* What its children start with, so that each applies only what the program changed since. */
+    static mproc__sig_disp own_disp[MPROC__SIG_COUNT];
+    mproc__sig_capture(own_disp);
     pid_t self = getpid();
     child *kids = NULL;
     size_t nkids = 0, cap = 0;
@@ -146,7 +149,7 @@ static _Noreturn void helper_main(int sock, pid_t parent)
             free(kids); /* the helper's bookkeeping, not the child's */
             free(pfds);
             mproc__watch_in_child(&w);
-            mproc__sig_apply(rq.disp);
+            mproc__sig_apply(rq.disp, own_disp);
             mproc_process p = {
                 .run = rq.run, .arg = rq.arg, .daemon = rq.daemon, .fd = -1, .start_mask = rq.mask};
             memcpy(p.name, rq.name, sizeof p.name);
