@@ -18,8 +18,10 @@
  * sees each producer's messages in increasing order.
  *
  * Blocking: a get blocks while the queue is empty, a put while a bound would be exceeded, each up
- * to its timeout; close wakes both. A call on small messages makes no system call unless it sleeps
- * or wakes a sleeper. How a wait spins, yields and sleeps, and what it costs: docs/queue.md.
+ * to its timeout; close wakes both. A call on small messages makes no system call unless it waits
+ * or wakes a sleeper. A signal the program handles (Ctrl-C with a handler) ends a blocked put, get
+ * or join with -EINTR, as Python raises KeyboardInterrupt there: nothing was put or taken. How a
+ * wait spins, yields and sleeps, and what it costs: docs/queue.md.
  *
  * Crash safety: a process killed at any instant (SIGKILL included), in the middle of a put or a
  * get, does not wedge the queue: the others notice the dead owner of a half-written or half-read
@@ -62,14 +64,14 @@ int mproc_queue_new(mproc_queue **out, const mproc_queue_opts *opts);
 
 /* Copy len bytes (data may be NULL when len is 0: zero-length messages are messages) into the
  * queue. Blocks up to timeout while the queue is full.
- * -EAGAIN (timeout 0 and full), -ETIMEDOUT, MPROC_ECLOSED (queue closed), -EMSGSIZE (len larger
- * than max_bytes), -EINVAL (data NULL with len > 0), -ENOMEM (arena exhausted). */
+ * -EAGAIN (timeout 0 and full), -ETIMEDOUT, -EINTR, MPROC_ECLOSED (queue closed), -EMSGSIZE (len
+ * larger than max_bytes), -EINVAL (data NULL with len > 0), -ENOMEM (arena exhausted). */
 int mproc_queue_put(mproc_queue *q, const void *data, size_t len, double timeout);
 
 /* Take the oldest message into buf (capacity cap); *len (if len is not NULL) gets its size.
  * Blocks up to timeout while the queue is empty.
  * -EMSGSIZE: cap is too small; the message stays queued and *len says how much is needed.
- * -EAGAIN (timeout 0 and empty), -ETIMEDOUT, MPROC_ECLOSED (closed and drained),
+ * -EAGAIN (timeout 0 and empty), -ETIMEDOUT, -EINTR, MPROC_ECLOSED (closed and drained),
  * -EINVAL (buf NULL with cap > 0). */
 int mproc_queue_get(mproc_queue *q, void *buf, size_t cap, size_t *len, double timeout);
 
@@ -94,7 +96,8 @@ bool mproc_queue_closed(mproc_queue *q);
 
 /* Joinable queues only (-EINVAL otherwise). task_done marks one message got earlier as processed;
  * more calls than messages put return -EINVAL (as Python's ValueError). join waits until every
- * message put has been marked done: 0, or -ETIMEDOUT (timeout 0 included, as process join). */
+ * message put has been marked done: 0, -EINTR, or -ETIMEDOUT (timeout 0 included, as process join).
+ */
 int mproc_queue_task_done(mproc_queue *q);
 int mproc_queue_join(mproc_queue *q, double timeout);
 

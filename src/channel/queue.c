@@ -15,6 +15,7 @@
 
 #include "arena/arena.h"
 #include "platform/fence.h"
+#include "platform/interrupt.h"
 #include "platform/platform.h"
 #include "channel/queue.h"
 
@@ -24,7 +25,6 @@
 #define ROOM_SHIFT 4      /* ... for a sixteenth of the ring to be free, in rings ... */
 #define ROOM_MIN 8        /* ... of 128 slots or more */
 #define PUT_AHEAD 16      /* a put prefetches the slot of the put this many positions later */
-#define IDLE_NS 100000000 /* sleep at most this long between looks (a waker may have died) */
 #define STALL_NS ((int64_t)MPROC_QUEUE_STALL_MS * 1000000)
 #define UNFENCED_NS 1000000 /* without a heavy fence a wake-up can be missed: look this often */
 #define UNBOUNDED_BYTES UINT64_MAX
@@ -51,8 +51,12 @@ static int valid(const mproc_queue *q)
 }
 
 /* Try, spin, then sleep, until the attempt gives a result or the timeout passes. While a slot with
- * an owner blocks the attempt and does not change for STALL_NS, its owner's liveness is checked. */
-static int q_run(mproc_queue *q, q_try_fn attempt, void *ctx, double timeout, bool get)
+ * an owner blocks the attempt and does not change for STALL_NS, its owner's liveness is checked.
+ * Once the call has to wait, asynchronous signals stay blocked (*blocked set, st the caller's mask)
+ * and a pending one the program handles ends the wait with -EINTR (platform/interrupt.h): a
+ * handler that ran while the call spun would otherwise interrupt nothing. */
+static int q_wait(mproc_queue *q, q_try_fn attempt, void *ctx, double timeout, bool get,
+                  mproc__intr *st, bool *blocked)
 {
     _Atomic uint32_t *ev = get ? &q->not_empty : &q->not_full;
     int64_t deadline = 0, spin_end = 0, defer_end = 0, stall_since = 0, swept = 0;
@@ -78,6 +82,8 @@ static int q_run(mproc_queue *q, q_try_fn attempt, void *ctx, double timeout, bo
             spin_end = now + SPIN_NS;
             defer_end = now + DEFER_NS;
             mproc__spin_start(&sp, now, HARD_SPIN_NS, SPIN_NS);
+            mproc__intr_block(st);
+            *blocked = true;
         }
         if (!b.blocker) {
             stall_slot = NULL;
@@ -100,6 +106,7 @@ static int q_run(mproc_queue *q, q_try_fn attempt, void *ctx, double timeout, bo
         if (now >= deadline) return -ETIMEDOUT;
         deferring = !get && now < defer_end;
         if (mproc__spin_pause(&sp, now)) continue;
+        if (mproc__intr_pending(st)) return -EINTR;
         /* Announce the sleep, then look once more: whoever makes progress after our look sees
          * the flag and wakes us. */
         uint32_t e = atomic_load(ev);
@@ -111,11 +118,21 @@ static int q_run(mproc_queue *q, q_try_fn attempt, void *ctx, double timeout, bo
         b = (q_block){.again = true};
         r = attempt(q, ctx, &b);
         if (r == Q_WAIT) {
-            int64_t until = now + (!fenced ? UNFENCED_NS : b.blocker || !get ? STALL_NS : IDLE_NS);
+            /* Bounded, for a pending signal (the shortest), a stalled owner or a dead waker. */
+            int64_t until = now + (!fenced ? UNFENCED_NS : MPROC__INTR_POLL_NS);
             mproc__sleep(ev, e, until < deadline ? until : deadline);
         }
         if (r != Q_WAIT && r != Q_RETRY) return r;
     }
+}
+
+static int q_run(mproc_queue *q, q_try_fn attempt, void *ctx, double timeout, bool get)
+{
+    mproc__intr st;
+    bool blocked = false;
+    int r = q_wait(q, attempt, ctx, timeout, get, &st, &blocked);
+    if (blocked) mproc__intr_restore(&st);
+    return r;
 }
 
 /* ---- put ---- */
@@ -514,22 +531,28 @@ int mproc_queue_task_done(mproc_queue *q)
     return 0;
 }
 
+/* One step of join: 0 once no task is unfinished, else -ETIMEDOUT at the step's end. */
+static int join_step(void *arg, int64_t step)
+{
+    mproc_queue *q = arg;
+    if (atomic_load(&q->unfinished) == 0) return 0;
+    atomic_fetch_add(&q->join_waiters, 1);
+    uint32_t u = atomic_load(&q->unfinished);
+    if (u) mproc__futex_wait(&q->unfinished, u, step);
+    atomic_fetch_sub(&q->join_waiters, 1);
+    return atomic_load(&q->unfinished) == 0 ? 0 : -ETIMEDOUT;
+}
+
 int mproc_queue_join(mproc_queue *q, double timeout)
 {
     if (!valid(q) || !q->joinable) return -EINVAL;
-    int64_t deadline = mproc__deadline(timeout);
-    for (;;) {
-        if (atomic_load(&q->unfinished) == 0) return 0;
-        int64_t now = mproc__now_ns();
-        if (timeout == 0 || now >= deadline) return -ETIMEDOUT;
-        atomic_fetch_add(&q->join_waiters, 1);
-        uint32_t u = atomic_load(&q->unfinished);
-        if (u) {
-            int64_t until = now + IDLE_NS;
-            mproc__futex_wait(&q->unfinished, u, until < deadline ? until : deadline);
-        }
-        atomic_fetch_sub(&q->join_waiters, 1);
-    }
+    if (atomic_load(&q->unfinished) == 0) return 0;
+    if (timeout == 0) return -ETIMEDOUT;
+    mproc__intr st;
+    mproc__intr_block(&st);
+    int r = mproc__intr_wait(&st, join_step, q, mproc__deadline(timeout));
+    mproc__intr_restore(&st);
+    return r;
 }
 
 void mproc_queue_free(mproc_queue *q)
