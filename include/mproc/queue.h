@@ -46,15 +46,23 @@ typedef struct mproc_queue mproc_queue;
 /* Default bounds (opts NULL or fields 0). */
 #define MPROC_QUEUE_DEFAULT_ITEMS 1024
 #define MPROC_QUEUE_DEFAULT_BYTES ((size_t)256 << 20) /* 256 MiB */
-/* Largest max_items accepted. */
-#define MPROC_QUEUE_MAX_ITEMS ((size_t)1 << 24)
+/* Largest max_items accepted: a ring of 192 MiB (192 bytes a slot, in a 256 MiB arena block),
+ * which the default 4 GiB arena holds beside a program's other objects. More messages than that:
+ * MPROC_QUEUE_UNBOUNDED. */
+#define MPROC_QUEUE_MAX_ITEMS ((size_t)1 << 20)
+/* max_items for Python's Queue(): no bound on the number of messages. A ring of
+ * MPROC_QUEUE_DEFAULT_ITEMS slots is the fast path; once it is full, puts go to an overflow list
+ * in the arena until the consumers have emptied it. max_bytes still bounds the payload bytes (every
+ * message in the overflow list counts). */
+#define MPROC_QUEUE_UNBOUNDED ((size_t)-1)
 /* Messages up to this size live inside their ring slot; larger ones in an arena block. */
 #define MPROC_QUEUE_INLINE 128
 /* A slot whose owner made no progress for this long gets its owner's liveness checked. */
 #define MPROC_QUEUE_STALL_MS 20
 
 typedef struct {
-    size_t max_items; /* 0: MPROC_QUEUE_DEFAULT_ITEMS; at most MPROC_QUEUE_MAX_ITEMS */
+    size_t max_items; /* 0: MPROC_QUEUE_DEFAULT_ITEMS; at most MPROC_QUEUE_MAX_ITEMS, or
+                         MPROC_QUEUE_UNBOUNDED */
     size_t max_bytes; /* 0: MPROC_QUEUE_DEFAULT_BYTES; SIZE_MAX: no byte bound (arena only) */
     bool joinable;    /* JoinableQueue: every put must be matched by a task_done */
 } mproc_queue_opts;

@@ -164,6 +164,11 @@ static bool bytes_fit(mproc_queue *q, uint64_t len, bool charge)
     }
 }
 
+bool mproc__queue_charge(mproc_queue *q, uint64_t len)
+{
+    return bytes_fit(q, len, true);
+}
+
 /* Publish a claimed slot as "no message": its consumer drops it. */
 static void publish_skip(mproc_queue *q, q_slot *s, uint64_t pos)
 {
@@ -263,16 +268,31 @@ static int claim_put(mproc_queue *q, uint64_t *posp, q_slot **sp, q_block *b)
     }
 }
 
+/* An unbounded queue's put that found the ring full, or the overflow list in use. */
+static int put_overflow(mproc_queue *q, const put_ctx *pc)
+{
+    int r = mproc__queue_ovf_put(q, pc->data, pc->len);
+    if (r == -EAGAIN) return Q_WAIT;
+    if (r < 0) return r;
+    mproc__fence_light();
+    mproc__queue_wake(&q->not_empty);
+    return 0;
+}
+
 static int try_put(mproc_queue *q, void *c, q_block *b)
 {
     const put_ctx *pc = c;
     uint64_t len = pc->len;
     if (atomic_load_explicit(&q->closed, memory_order_relaxed)) return MPROC_ECLOSED;
+    /* While the list holds messages, later ones follow them there: each producer's order. */
+    if (q->unbounded && atomic_load_explicit(&q->ovf_count, memory_order_relaxed))
+        return put_overflow(q, pc);
     bool bounded = len >= q->charge_from;
     if (bounded && !bytes_fit(q, len, false)) return Q_WAIT;
     uint64_t pos;
     q_slot *s;
     int r = claim_put(q, &pos, &s, b);
+    if (r == Q_WAIT && q->unbounded) return put_overflow(q, pc);
     if (r) return r;
     /* A get that saw the queue closed and empty must not miss a message claimed after its look. */
     if (atomic_load(&q->closed)) {
@@ -361,6 +381,59 @@ static int take(mproc_queue *q, q_slot *s, uint64_t pos, get_ctx *gc)
     return (f & MPROC__QUEUE_FLAG_SKIP) != 0;
 }
 
+/* Whether the ring holds a message (or one being written) at the head: the overflow list's
+ * messages come after it. */
+static bool ring_busy(mproc_queue *q)
+{
+    uint64_t pos = atomic_load(&q->head);
+    for (;;) {
+        uint64_t w = atomic_load(&q->slots[pos & q->mask].word);
+        int64_t d = w_diff(w, pos);
+        unsigned st = w_state(w);
+        if (d < 0 || (d == 0 && st == MPROC__QUEUE_SLOT_FREE)) return false;
+        if (d == 0 && (st == MPROC__QUEUE_SLOT_FULL || st == MPROC__QUEUE_SLOT_WRITING))
+            return true;
+        pos++; /* taken already */
+    }
+}
+
+/* An unbounded queue's get that found the ring empty while the overflow list holds messages. */
+static int get_overflow(mproc_queue *q, get_ctx *gc, uint32_t closed)
+{
+    mproc__queue_ovf_lock(q);
+    /* Under the lock, which orders us after the put that filled the list: a message that put saw
+     * in the ring (it went to the list because the ring was full) is visible now. */
+    if (ring_busy(q)) {
+        mproc__queue_ovf_unlock(q);
+        return Q_RETRY;
+    }
+    q_node *n = mproc__queue_ovf_front(q);
+    if (!n) {
+        mproc__queue_ovf_unlock(q);
+        return closed ? MPROC_ECLOSED : Q_WAIT;
+    }
+    if (n->len > gc->cap) {
+        gc->len = n->len;
+        mproc__queue_ovf_unlock(q);
+        if (!gc->alloc) return -EMSGSIZE;
+        free(gc->buf);
+        gc->buf = malloc(gc->len);
+        gc->cap = gc->buf ? gc->len : 0;
+        return gc->buf ? Q_RETRY : -ENOMEM;
+    }
+    if (n->len) memcpy(gc->buf, n->data, n->len);
+    gc->len = n->len;
+    bool charged = n->flags & MPROC__QUEUE_FLAG_CHARGED;
+    mproc__queue_ovf_pop(q, n);
+    mproc__queue_ovf_unlock(q);
+    mproc__queue_block_put(q, n);
+    if (charged) {
+        mproc__fence_light();
+        mproc__queue_wake(&q->not_full);
+    }
+    return 0;
+}
+
 static int try_get(mproc_queue *q, void *c, q_block *b)
 {
     get_ctx *gc = c;
@@ -394,8 +467,10 @@ static int try_get(mproc_queue *q, void *c, q_block *b)
             pos++;
             continue;
         }
-        if (d < 0 || (d == 0 && st == MPROC__QUEUE_SLOT_FREE))
+        if (d < 0 || (d == 0 && st == MPROC__QUEUE_SLOT_FREE)) {
+            if (q->unbounded && atomic_load(&q->ovf_count)) return get_overflow(q, gc, closed);
             return closed ? MPROC_ECLOSED : Q_WAIT;
+        }
         if (d == 0 && st == MPROC__QUEUE_SLOT_WRITING) {
             b->blocker = s;
             b->blocker_w = w;
@@ -446,6 +521,8 @@ int mproc_queue_new(mproc_queue **out, const mproc_queue_opts *opts)
     *out = NULL;
     size_t items = opts && opts->max_items ? opts->max_items : MPROC_QUEUE_DEFAULT_ITEMS;
     size_t bytes = opts && opts->max_bytes ? opts->max_bytes : MPROC_QUEUE_DEFAULT_BYTES;
+    bool unbounded = items == MPROC_QUEUE_UNBOUNDED;
+    if (unbounded) items = MPROC_QUEUE_DEFAULT_ITEMS; /* the ring: the fast path's share */
     if (items > MPROC_QUEUE_MAX_ITEMS) return -EINVAL;
     uint64_t n = 1;
     while (n < items)
@@ -473,6 +550,9 @@ int mproc_queue_new(mproc_queue **out, const mproc_queue_opts *opts)
     /* Only in rings big enough, and bounded by their slots: a smaller max_items is checked against
      * the head, and waiting for slots past it would wait for nothing. */
     q->room = n >> ROOM_SHIFT >= ROOM_MIN && items == n ? n >> ROOM_SHIFT : 0;
+    /* A put to a full unbounded ring never waits for room: it goes to the overflow list. */
+    if (unbounded) q->room = 0;
+    q->unbounded = unbounded;
     q->joinable = opts && opts->joinable;
     for (uint64_t i = 0; i < n; i++)
         atomic_init(&q->slots[i].word, w_make(i, MPROC__QUEUE_SLOT_FREE, 0));
@@ -487,8 +567,8 @@ size_t mproc_queue_size(mproc_queue *q)
     /* Head first: it only grows, and never passes the tail read after it. */
     uint64_t h = atomic_load(&q->head), t = atomic_load(&q->tail);
     int64_t n = (int64_t)(t - h);
-    if (n < 0) return 0;
-    return (uint64_t)n > q->mask + 1 ? q->mask + 1 : (size_t)n;
+    uint64_t ring = n < 0 ? 0 : (uint64_t)n > q->mask + 1 ? q->mask + 1 : (uint64_t)n;
+    return (size_t)(ring + (q->unbounded ? atomic_load(&q->ovf_count) : 0));
 }
 
 bool mproc_queue_empty(mproc_queue *q)
@@ -499,7 +579,7 @@ bool mproc_queue_empty(mproc_queue *q)
 bool mproc_queue_full(mproc_queue *q)
 {
     if (!valid(q)) return false;
-    if (mproc_queue_size(q) >= q->max_items) return true;
+    if (!q->unbounded && mproc_queue_size(q) >= q->max_items) return true;
     if (q->max_bytes == UNBOUNDED_BYTES) return false;
     return used_bytes(atomic_load(&q->bytes_in), atomic_load(&q->bytes_out)) >= q->max_bytes;
 }
@@ -564,6 +644,7 @@ void mproc_queue_free(mproc_queue *q)
         uint64_t b = atomic_exchange(&q->slots[i].block, 0);
         if (b) mproc__arena_free((void *)(uintptr_t)b);
     }
+    mproc__queue_ovf_free(q);
     for (int i = 0; i < MPROC__QUEUE_STASH_ENTRIES; i++) {
         uint64_t b = atomic_exchange(&q->stash[i], 0);
         if (b) mproc__arena_free((void *)(uintptr_t)b);
