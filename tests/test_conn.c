@@ -854,6 +854,7 @@ static int nothing(void *arg)
 
 TEST(pipe_idiom_under_every_start_method)
 {
+    unsetenv("MPROC_START"); /* the environment would win over each start's method */
     const char *methods[] = {"fork", "forkserver", "thread", "forkserver"};
     for (int m = 0; m < 4; m++) {
         /* The forkserver helper exists before the pipe is made, as after mproc_init; the second
@@ -900,6 +901,7 @@ TEST(pipe_idiom_under_every_start_method)
  * its own before anything reaches the helper, and works again once they are closed. */
 TEST(forkserver_start_with_too_many_connections_fails_clearly)
 {
+    unsetenv("MPROC_START"); /* the environment would win over each start's method */
     enum { PAIRS = MPROC__CONN_PASS_MAX / 2 + 1 };
     static mproc_conn *a[PAIRS], *b[PAIRS];
     for (int i = 0; i < PAIRS; i++)

@@ -525,6 +525,7 @@ static int put_many(void *arg)
  * exits, the parent joins it before draining the queue, under every start method. */
 TEST(join_before_drain_unbounded)
 {
+    unsetenv("MPROC_START"); /* the environment would win over each start's method */
     const char *methods[] = {"fork", "forkserver", "thread"};
     for (int m = 0; m < 3; m++) {
         mproc_queue *q;
