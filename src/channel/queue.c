@@ -52,9 +52,10 @@ static int valid(const mproc_queue *q)
 
 /* Try, spin, then sleep, until the attempt gives a result or the timeout passes. While a slot with
  * an owner blocks the attempt and does not change for STALL_NS, its owner's liveness is checked.
- * Once the call has to wait, asynchronous signals stay blocked (*blocked set, st the caller's mask)
- * and a pending one the program handles ends the wait with -EINTR (platform/interrupt.h): a
- * handler that ran while the call spun would otherwise interrupt nothing. */
+ * Once the wait has spun for HARD_SPIN_NS, asynchronous signals stay blocked (*blocked set, st the
+ * caller's mask) and a pending one the program handles ends the wait with -EINTR
+ * (platform/interrupt.h): a handler that ran while the call yielded or just before it slept would
+ * otherwise interrupt nothing. */
 static int q_wait(mproc_queue *q, q_try_fn attempt, void *ctx, double timeout, bool get,
                   mproc__intr *st, bool *blocked)
 {
@@ -82,6 +83,10 @@ static int q_wait(mproc_queue *q, q_try_fn attempt, void *ctx, double timeout, b
             spin_end = now + SPIN_NS;
             defer_end = now + DEFER_NS;
             mproc__spin_start(&sp, now, HARD_SPIN_NS, SPIN_NS);
+        }
+        /* Past the hard spin only: a hand-over between active peers (well inside it) then costs
+         * no system call. */
+        if (!*blocked && now >= sp.hard_end) {
             mproc__intr_block(st);
             *blocked = true;
         }
