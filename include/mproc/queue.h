@@ -7,7 +7,10 @@
  * happen), and a message put before a get started is visible to it.
  *
  * Bounds: at most max_items messages and at most max_bytes payload bytes are queued at once; put
- * blocks (up to its timeout) while either bound would be exceeded. When max_bytes is at least what
+ * blocks (up to its timeout) while either bound would be exceeded. The default is bounded (1024
+ * messages), where Python's Queue() is not: a child that puts more than max_items blocks until
+ * someone gets, so join it before draining only with max_items = MPROC_QUEUE_UNBOUNDED (then only
+ * max_bytes bounds the queue). When max_bytes is at least what
  * the ring's slots hold (max_items rounded up to a power of two, times MPROC_QUEUE_INLINE), only
  * messages larger than MPROC_QUEUE_INLINE count against it: the others take no memory beyond the
  * ring. Messages of up to MPROC_QUEUE_INLINE bytes are stored inside their ring slot; larger ones
@@ -93,7 +96,8 @@ int mproc_queue_get_alloc(mproc_queue *q, void **data, size_t *len, double timeo
 size_t mproc_queue_size(mproc_queue *q);
 /* size == 0 (true for a bad handle). */
 bool mproc_queue_empty(mproc_queue *q);
-/* size == max_items, or the byte bound reached (false for a bad handle). */
+/* size == max_items (never for an unbounded queue), or the byte bound reached (false for a bad
+ * handle). */
 bool mproc_queue_full(mproc_queue *q);
 
 /* Refuse further puts (MPROC_ECLOSED); gets drain what is queued, then return MPROC_ECLOSED.
