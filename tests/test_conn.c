@@ -11,6 +11,7 @@
 
 #include "channel/conn.h"
 #include "harness.h"
+#include "process/process.h"
 
 /* ---- helpers ---- */
 
@@ -816,4 +817,105 @@ TEST(listener_max_message_applies_to_accepted_connections)
     mproc_conn_close(cl);
     mproc_conn_close(sv);
     mproc_listener_free(l);
+}
+
+/* ---- the Pipe idiom under every start method (issue 13.6, 13.7) ---- */
+
+typedef struct {
+    mproc_conn *mine, *theirs; /* the parent's end, the child's end */
+    bool duplex;
+} pipe_pair;
+
+/* The child closes the end it does not use, then answers (duplex) or just talks (one way). */
+static int pipe_child(void *arg)
+{
+    pipe_pair *pp = arg;
+    mproc_conn_close(pp->mine);
+    char buf[64];
+    size_t n = 0;
+    if (pp->duplex) {
+        int r = mproc_conn_recv(pp->theirs, buf, sizeof buf - 6, &n, 10.0);
+        if (r != 0) return 10 + (r == -EINVAL);
+        char out[64] = "pong:";
+        memcpy(out + 5, buf, n);
+        if (mproc_conn_send(pp->theirs, out, n + 5) != 0) return 2;
+    } else if (mproc_conn_send(pp->theirs, "one way", 7) != 0) {
+        return 3;
+    }
+    mproc_conn_close(pp->theirs);
+    return 0;
+}
+
+static int nothing(void *arg)
+{
+    (void)arg;
+    return 0;
+}
+
+TEST(pipe_idiom_under_every_start_method)
+{
+    unsetenv("MPROC_START"); /* the environment would win over each start's method */
+    const char *methods[] = {"fork", "forkserver", "thread", "forkserver"};
+    for (int m = 0; m < 4; m++) {
+        /* The forkserver helper exists before the pipe is made, as after mproc_init; the second
+         * time it is forked after the pipe, and must not keep a copy of it open. */
+        if (m == 3)
+            mproc__forkserver_stop();
+        else
+            harness_join(harness_start_opts(
+                &(mproc_process_opts){.run = nothing, .start_method = methods[m]}));
+        for (int duplex = 1; duplex >= 0; duplex--) {
+            pipe_pair *pp = mproc_shared_alloc(sizeof *pp);
+            CHECK(pp != NULL);
+            mproc_conn *a, *b;
+            CHECK_OK(mproc_pipe(&a, &b, duplex));
+            if (m == 3 && duplex) mproc__forkserver_stop(); /* the next start forks a new one */
+            /* one way: the parent reads (a), the child writes (b) */
+            *pp = (pipe_pair){.mine = a, .theirs = b, .duplex = duplex};
+            mproc_process *p = harness_start_opts(
+                &(mproc_process_opts){.run = pipe_child, .arg = pp, .start_method = methods[m]});
+            mproc_conn_close(b); /* the end the parent does not use */
+            char buf[64];
+            size_t n;
+            if (duplex) {
+                CHECK_OK(mproc_conn_send(a, "ping", 4));
+                CHECK_OK(mproc_conn_recv(a, buf, sizeof buf, &n, 10.0));
+                CHECK_EQ(n, 9);
+                CHECK(memcmp(buf, "pong:ping", 9) == 0);
+            } else {
+                CHECK_OK(mproc_conn_recv(a, buf, sizeof buf, &n, 10.0));
+                CHECK_EQ(n, 7);
+                CHECK(memcmp(buf, "one way", 7) == 0);
+            }
+            CHECK_EQ(harness_join(p), 0);
+            /* Every copy of the child's end is closed now (the child's, ours, and no helper's):
+             * end of file, not a timeout. */
+            CHECK_RC(mproc_conn_recv(a, buf, sizeof buf, &n, 5.0), MPROC_ECLOSED);
+            mproc_conn_close(a);
+            mproc_shared_free(pp);
+        }
+    }
+}
+
+/* More connections than one SCM_RIGHTS message carries: the forkserver start fails with a code of
+ * its own before anything reaches the helper, and works again once they are closed. */
+TEST(forkserver_start_with_too_many_connections_fails_clearly)
+{
+    unsetenv("MPROC_START"); /* the environment would win over each start's method */
+    enum { PAIRS = MPROC__CONN_PASS_MAX / 2 + 1 };
+    static mproc_conn *a[PAIRS], *b[PAIRS];
+    for (int i = 0; i < PAIRS; i++)
+        CHECK_OK(mproc_pipe(&a[i], &b[i], true));
+    mproc_process *p;
+    CHECK_OK(
+        mproc_process_new(&p, &(mproc_process_opts){.run = nothing, .start_method = "forkserver"}));
+    CHECK_RC(mproc_process_start(p), -ETOOMANYREFS);
+    mproc_process_free(p);
+    for (int i = 0; i < PAIRS; i++) {
+        mproc_conn_close(a[i]);
+        mproc_conn_close(b[i]);
+    }
+    CHECK_EQ(harness_join(harness_start_opts(
+                 &(mproc_process_opts){.run = nothing, .start_method = "forkserver"})),
+             0);
 }

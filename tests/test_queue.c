@@ -293,6 +293,97 @@ TEST(no_arena_memory_leaked)
     CHECK_EQ(arena_in_use(), before);
 }
 
+/* Past the ring: no bound on the count, the byte bound kept, close and join as for the ring, and
+ * nothing of the overflow list left in the arena after free. */
+TEST(unbounded_queue_in_one_process)
+{
+    size_t before = arena_in_use();
+    mproc_queue *q;
+    CHECK_OK(mproc_queue_new(
+        &q, &(mproc_queue_opts){.max_items = MPROC_QUEUE_UNBOUNDED, .joinable = true}));
+    static unsigned char buf[4096];
+    for (int i = 0; i < 3000; i++) {
+        size_t len = make_msg(buf, 1, (uint64_t)i, (size_t)(i * 13) % 400);
+        CHECK_OK(mproc_queue_put(q, buf, len, 0));
+    }
+    CHECK_EQ(mproc_queue_size(q), 3000);
+    CHECK(!mproc_queue_full(q));
+    /* -EMSGSIZE leaves an overflow message queued too. */
+    for (int i = 0; i < 3000; i++) {
+        size_t n;
+        if (i == 2000) {
+            CHECK_RC(mproc_queue_get(q, buf, 4, &n, 0), -EMSGSIZE);
+            CHECK(n > 4);
+        }
+        if (i == 2500) {
+            void *d;
+            CHECK_OK(mproc_queue_get_alloc(q, &d, &n, 0));
+            memcpy(buf, d, n);
+            free(d);
+        } else {
+            CHECK_OK(mproc_queue_get(q, buf, sizeof buf, &n, 0));
+        }
+        msg_hdr h;
+        CHECK_EQ(check_msg(buf, n, &h), 0);
+        CHECK_EQ(h.seq, (uint64_t)i);
+        CHECK_OK(mproc_queue_task_done(q));
+        if (i == 1500) CHECK_OK(mproc_queue_put(q, "x", 1, 0)); /* joins the list's end */
+    }
+    size_t n;
+    CHECK_OK(mproc_queue_get(q, buf, sizeof buf, &n, 0));
+    CHECK_EQ(n, 1);
+    CHECK_RC(mproc_queue_join(q, 0), -ETIMEDOUT);
+    CHECK_OK(mproc_queue_task_done(q));
+    CHECK_OK(mproc_queue_join(q, 0));
+    /* Close: what the list holds is drained, then MPROC_ECLOSED. */
+    for (int i = 0; i < 1500; i++)
+        CHECK_OK(mproc_queue_put(q, &i, sizeof i, 0));
+    CHECK_OK(mproc_queue_close(q));
+    CHECK_RC(mproc_queue_put(q, "y", 1, 0), MPROC_ECLOSED);
+    for (int i = 0; i < 1500; i++) {
+        int v;
+        CHECK_OK(mproc_queue_get(q, &v, sizeof v, NULL, 0));
+        CHECK_EQ(v, i);
+    }
+    CHECK_RC(mproc_queue_get(q, buf, sizeof buf, NULL, 0), MPROC_ECLOSED);
+    /* Freed with messages still in the list. */
+    mproc_queue *q2;
+    CHECK_OK(mproc_queue_new(&q2, &(mproc_queue_opts){.max_items = MPROC_QUEUE_UNBOUNDED}));
+    for (int i = 0; i < 2000; i++)
+        CHECK_OK(mproc_queue_put(q2, buf, 200, 0));
+    mproc_queue_free(q2);
+    mproc_queue_free(q);
+    CHECK_EQ(arena_in_use(), before);
+}
+
+TEST(unbounded_queue_keeps_its_byte_bound)
+{
+    mproc_queue *q;
+    CHECK_OK(mproc_queue_new(
+        &q, &(mproc_queue_opts){.max_items = MPROC_QUEUE_UNBOUNDED, .max_bytes = 512 << 10}));
+    static unsigned char buf[1024];
+    int put = 0;
+    while (mproc_queue_put(q, buf, 256, 0) == 0)
+        put++;
+    CHECK_EQ(put, (512 << 10) / 256); /* past the ring's 1024, up to the byte bound */
+    CHECK(mproc_queue_full(q));
+    CHECK_RC(mproc_queue_put(q, buf, 256, 0.05), -ETIMEDOUT);
+    CHECK_OK(mproc_queue_get(q, buf, sizeof buf, NULL, 0));
+    CHECK_OK(mproc_queue_put(q, buf, 256, 0));
+    mproc_queue_free(q);
+}
+
+/* The documented largest ring fits the default arena; one more is a clear -EINVAL. */
+TEST(max_items_fits_the_default_arena)
+{
+    mproc_queue *q;
+    CHECK_OK(mproc_queue_new(&q, &(mproc_queue_opts){.max_items = MPROC_QUEUE_MAX_ITEMS}));
+    CHECK_OK(mproc_queue_put(q, "a", 1, 0));
+    mproc_queue_free(q);
+    CHECK_RC(mproc_queue_new(&q, &(mproc_queue_opts){.max_items = MPROC_QUEUE_MAX_ITEMS + 1}),
+             -EINVAL);
+}
+
 typedef struct {
     mproc_queue *q;
     mproc_queue *q2;
@@ -366,13 +457,15 @@ static int consumer_body(void *arg)
     }
 }
 
-static void fifo_two_and_two(size_t items)
+/* late: the consumers start once the producers have put a few thousand messages, so that an
+ * unbounded queue's messages go from the ring to the overflow list and back. */
+static void fifo_two_and_two(size_t items, bool late)
 {
     mproc_queue *q;
     CHECK_OK(mproc_queue_new(&q, &(mproc_queue_opts){.max_items = items}));
     shared_args *pa[2], *ca = new_args(q);
     mproc_process *prod[2], *cons[2];
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < 2 && !late; i++)
         cons[i] = harness_start(consumer_body, ca);
     for (int i = 0; i < 2; i++) {
         pa[i] = new_args(q);
@@ -380,6 +473,10 @@ static void fifo_two_and_two(size_t items)
         pa[i]->count = 20000;
         prod[i] = harness_start(producer_body, pa[i]);
     }
+    while (late && mproc_queue_size(q) < 3000)
+        usleep(200);
+    for (int i = 0; i < 2 && late; i++)
+        cons[i] = harness_start(consumer_body, ca);
     for (int i = 0; i < 2; i++)
         CHECK_EQ(harness_join(prod[i]), 0);
     CHECK_OK(mproc_queue_close(q));
@@ -394,14 +491,63 @@ static void fifo_two_and_two(size_t items)
 
 TEST(fifo_per_producer_two_producers_two_consumers)
 {
-    fifo_two_and_two(32);
+    fifo_two_and_two(32, false);
 }
 
 /* A ring big enough that a put waiting for room waits for a sixteenth of it, and prefetches ahead.
  */
 TEST(fifo_per_producer_big_ring)
 {
-    fifo_two_and_two(MPROC_QUEUE_DEFAULT_ITEMS);
+    fifo_two_and_two(MPROC_QUEUE_DEFAULT_ITEMS, false);
+}
+
+/* Per-producer order holds across the ring and the overflow list, both ways. */
+TEST(fifo_per_producer_unbounded)
+{
+    fifo_two_and_two(MPROC_QUEUE_UNBOUNDED, false);
+    fifo_two_and_two(MPROC_QUEUE_UNBOUNDED, true);
+}
+
+#define MANY 5000
+
+static int put_many(void *arg)
+{
+    shared_args *a = arg;
+    unsigned char buf[4096];
+    for (int i = 0; i < MANY; i++) {
+        size_t len = make_msg(buf, 3, (uint64_t)i, (size_t)(i * 7) % 300);
+        if (mproc_queue_put(a->q, buf, len, 5.0) != 0) return 1;
+    }
+    return 0;
+}
+
+/* Python's idiom that its docs warn about, safe here: the child puts more than the ring holds and
+ * exits, the parent joins it before draining the queue, under every start method. */
+TEST(join_before_drain_unbounded)
+{
+    unsetenv("MPROC_START"); /* the environment would win over each start's method */
+    const char *methods[] = {"fork", "forkserver", "thread"};
+    for (int m = 0; m < 3; m++) {
+        mproc_queue *q;
+        CHECK_OK(mproc_queue_new(&q, &(mproc_queue_opts){.max_items = MPROC_QUEUE_UNBOUNDED}));
+        shared_args *a = new_args(q);
+        mproc_process *p = harness_start_opts(
+            &(mproc_process_opts){.run = put_many, .arg = a, .start_method = methods[m]});
+        CHECK_EQ(harness_join(p), 0);
+        CHECK_EQ(mproc_queue_size(q), MANY);
+        CHECK(!mproc_queue_full(q));
+        static unsigned char buf[4096];
+        for (int i = 0; i < MANY; i++) {
+            size_t n;
+            CHECK_OK(mproc_queue_get(q, buf, sizeof buf, &n, 0));
+            msg_hdr h;
+            CHECK_EQ(check_msg(buf, n, &h), 0);
+            CHECK_EQ(h.seq, (uint64_t)i);
+        }
+        CHECK_RC(mproc_queue_get(q, buf, sizeof buf, NULL, 0), -EAGAIN);
+        mproc_queue_free(q);
+        mproc_shared_free(a);
+    }
 }
 
 static int blocked_get(void *arg)

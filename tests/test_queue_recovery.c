@@ -311,3 +311,58 @@ TEST_T(sigkill_at_random_points_big_ring, 120)
     SKIP_IN_THREAD_MODE("processes are threads: SIGKILL would end them all");
     kill_at_random_points(256);
 }
+
+/* ---- the overflow list of an unbounded queue ---- */
+
+#define RING_PART MPROC_QUEUE_DEFAULT_ITEMS
+
+/* Takes the ring's messages, then dies copying the first message of the overflow list out (which
+ * it does holding the list's lock). */
+static int die_mid_overflow_get(void *arg)
+{
+    mproc_queue *q = arg;
+    for (int i = 0; i < RING_PART; i++) {
+        uint32_t v;
+        if (mproc_queue_get(q, &v, sizeof v, NULL, 5) != 0 || v != (uint32_t)i) return 1;
+    }
+    long pg = sysconf(_SC_PAGESIZE);
+    unsigned char *m =
+        mmap(NULL, 8 * (size_t)pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) return 2;
+    mprotect(m + 4 * pg, 4 * (size_t)pg, PROT_NONE);
+    die_on_fault();
+    mproc_queue_get(q, m, 8 * (size_t)pg, NULL, 5);
+    return 3;
+}
+
+TEST(consumer_dying_in_the_overflow_list_does_not_wedge)
+{
+    SKIP_IN_THREAD_MODE("processes are threads: a fault would end them all");
+    mproc_queue *q;
+    CHECK_OK(mproc_queue_new(&q, &(mproc_queue_opts){.max_items = MPROC_QUEUE_UNBOUNDED}));
+    for (uint32_t i = 0; i < RING_PART; i++)
+        CHECK_OK(mproc_queue_put(q, &i, sizeof i, 0));
+    size_t big = 8 * (size_t)sysconf(_SC_PAGESIZE);
+    unsigned char *msg = malloc(big), *got = malloc(big);
+    fill(msg, big, 42);
+    CHECK_OK(mproc_queue_put(q, msg, big, 0)); /* the ring is full: into the list */
+    CHECK_OK(mproc_queue_put(q, "tail", 4, 0));
+    mproc_process *c = harness_start(die_mid_overflow_get, q);
+    CHECK_EQ(harness_join(c), -SIGKILL);
+    /* The lock of a dead holder is taken over and the list repaired: the message it was copying
+     * out is still there, whole, then the next. */
+    size_t n;
+    double t0 = harness_now();
+    CHECK_OK(mproc_queue_get(q, got, big, &n, 5));
+    CHECK(harness_now() - t0 < 1.0 * harness_slow());
+    CHECK_EQ(n, big);
+    CHECK(memcmp(got, msg, big) == 0);
+    CHECK_OK(mproc_queue_get(q, got, big, &n, 0));
+    CHECK_EQ(n, 4);
+    CHECK_OK(mproc_queue_put(q, "x", 1, 0));
+    CHECK_OK(mproc_queue_get(q, got, big, &n, 0));
+    CHECK_EQ(mproc_queue_size(q), 0);
+    mproc_queue_free(q);
+    free(msg);
+    free(got);
+}

@@ -21,9 +21,13 @@
  * A recv that times out in the middle of a message keeps what it has read; the next recv
  * continues the same message, so timeouts never desynchronise the stream.
  *
- * A connection is used by one thread at a time (like a Python Connection). After fork, parent
- * and child each hold a copy sharing the same fd; only one side should read a given message.
- * All fds the library creates are close-on-exec.
+ * A connection is used by one thread at a time (like a Python Connection). A child process holds
+ * its own copy of every connection its parent held at its start, under every start method: the
+ * same handle, sharing the same open file, so Python's Pipe idiom (each side closes the end it does
+ * not use) works; only one side should read a given message. fork: inherited. forkserver: passed
+ * to the child with SCM_RIGHTS at the same fd numbers (at most 253 connections: a start with more
+ * fails with -ETOOMANYREFS). thread: the thread holds its own reference, and a close lets go of
+ * the caller's only. Details: docs/connection.md. All fds the library creates are close-on-exec.
  */
 #ifndef MPROC_CONN_H
 #define MPROC_CONN_H
@@ -78,7 +82,8 @@ int mproc_conn_fd(const mproc_conn *c);
 /* Frames longer than max are refused before any allocation (MPROC_EPROTO, connection broken). */
 int mproc_conn_set_max_message(mproc_conn *c, size_t max);
 
-/* Close the fd and free the connection. NULL-safe. */
+/* Close the fd and free the connection. NULL-safe. In thread mode: drop the calling process-
+ * thread's reference; the fd is closed with the last one. */
 void mproc_conn_close(mproc_conn *c);
 
 /* Listen on an address:

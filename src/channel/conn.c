@@ -35,8 +35,9 @@ size_t mproc__frame_header(uint64_t len, unsigned char out[MPROC__CONN_FRAME_HEA
 
 int mproc__conn_wrap(mproc_conn **out, int fd, bool readable, bool writable, bool is_socket)
 {
-    mproc_conn *c = calloc(1, sizeof *c);
-    if (!c) return -ENOMEM;
+    mproc_conn *c;
+    int r = mproc__conn_alloc(&c);
+    if (r < 0) return r;
     c->magic = MPROC__CONN_MAGIC;
     c->fd = fd;
     c->readable = readable;
@@ -60,7 +61,8 @@ int mproc_pipe(mproc_conn **a, mproc_conn **b, bool duplex)
     mproc_conn *ca, *cb;
     if ((r = mproc__conn_wrap(&ca, fds[0], true, duplex, duplex)) < 0) goto fail;
     if ((r = mproc__conn_wrap(&cb, fds[1], duplex, true, duplex)) < 0) {
-        free(ca);
+        ca->fd = -1; /* closed below */
+        mproc__conn_release(ca);
         goto fail;
     }
     *a = ca;
@@ -95,10 +97,7 @@ int mproc_conn_set_max_message(mproc_conn *c, size_t max)
 void mproc_conn_close(mproc_conn *c)
 {
     if (!conn_ok(c)) return;
-    close(c->fd);
-    free(c->partial);
-    c->magic = 0;
-    free(c);
+    mproc__conn_release(c);
 }
 
 /* ---- sending ---- */

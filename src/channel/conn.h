@@ -2,6 +2,7 @@
 #ifndef MPROC_CHANNEL_CONN_H
 #define MPROC_CHANNEL_CONN_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
 
@@ -15,6 +16,11 @@
 struct mproc_conn {
     uint32_t magic;
     int fd;
+    /* The "processes" that hold it (conn_share.c): contexts, 0 the process itself. More than one
+     * only in thread mode, where each thread that stands for a process holds its own reference. */
+    uint32_t nholders, capholders;
+    uintptr_t *holders; /* holders_inline, or malloc'd */
+    uintptr_t holders_inline[2];
     bool readable, writable, is_socket;
     bool broken; /* the read side lost framing: every later read fails */
     size_t max_message;
@@ -30,6 +36,44 @@ struct mproc_conn {
 
 /* Encode the frame header for a payload of len bytes; returns its size (4 or 12). */
 size_t mproc__frame_header(uint64_t len, unsigned char out[MPROC__CONN_FRAME_HEADER_MAX]);
+
+/* ---- where handles live (conn_share.c) ----
+ * Handles are slots of a private mapping at the same address in every process of the family
+ * (reserved before the forkserver helper is forked), so a handle in a child's argument is valid
+ * there: inherited by a fork child, installed in a forkserver child from what its parent passes. */
+
+/* Reserve the slab (idempotent). 0 or -ENOMEM. */
+int mproc__conn_reserve(void);
+/* A zeroed slot held by the calling context, or -ENOMEM / -EMFILE (slab full). */
+int mproc__conn_alloc(mproc_conn **out);
+/* The calling context lets go of c; the last holder closes its fd and frees the slot. */
+void mproc__conn_release(mproc_conn *c);
+
+/* Thread mode: a thread about to stand for a new process (ctx: any unique non-zero value, e.g.
+ * its handle) gets its own reference to every connection the caller holds, as a fork child gets
+ * its own fds; -ENOMEM. The thread enters ctx first thing, and drops ctx when its body returned
+ * (also the undo when the thread could not be started). */
+int mproc__conn_ctx_share(uintptr_t ctx);
+void mproc__conn_ctx_enter(uintptr_t ctx);
+void mproc__conn_ctx_drop(uintptr_t ctx);
+
+/* Forkserver: hand every connection the caller holds to a child the helper is about to fork.
+ * The parent prepares the batch (-ETOOMANYREFS above MPROC__CONN_PASS_MAX connections, before
+ * anything is sent) and sends it over the helper's socket (SCM_RIGHTS) right after its request;
+ * the helper receives it; the child installs the connections at the same fd numbers and handle
+ * addresses, moving the fds in keep[] (updated) out of their way; the helper then frees its copy
+ * (closing the fds it received). */
+#define MPROC__CONN_PASS_MAX 253 /* the kernel's SCM_MAX_FD */
+typedef struct mproc__conn_batch mproc__conn_batch;
+int mproc__conn_pass_prepare(mproc__conn_batch **out);
+int mproc__conn_pass_send(int sock, const mproc__conn_batch *b);
+int mproc__conn_pass_recv(int sock, mproc__conn_batch **out);
+int mproc__conn_pass_install(mproc__conn_batch *b, int *keep, size_t nkeep);
+void mproc__conn_pass_free(mproc__conn_batch *b);
+/* In the helper, at its start: close every connection inherited from the program. Its children get
+ * the program's current ones with each start; a copy kept in the helper would keep a pipe's end
+ * open after the program and the child closed theirs (no end of file). Single-threaded callers. */
+void mproc__conn_drop_all(void);
 
 /* Wrap fd (ownership passes on success). */
 int mproc__conn_wrap(mproc_conn **out, int fd, bool readable, bool writable, bool is_socket);

@@ -15,6 +15,7 @@
 
 #include "arena/arena.h"
 #include "platform/fence.h"
+#include "platform/interrupt.h"
 #include "platform/platform.h"
 #include "channel/queue.h"
 
@@ -24,7 +25,6 @@
 #define ROOM_SHIFT 4      /* ... for a sixteenth of the ring to be free, in rings ... */
 #define ROOM_MIN 8        /* ... of 128 slots or more */
 #define PUT_AHEAD 16      /* a put prefetches the slot of the put this many positions later */
-#define IDLE_NS 100000000 /* sleep at most this long between looks (a waker may have died) */
 #define STALL_NS ((int64_t)MPROC_QUEUE_STALL_MS * 1000000)
 #define UNFENCED_NS 1000000 /* without a heavy fence a wake-up can be missed: look this often */
 #define UNBOUNDED_BYTES UINT64_MAX
@@ -51,8 +51,13 @@ static int valid(const mproc_queue *q)
 }
 
 /* Try, spin, then sleep, until the attempt gives a result or the timeout passes. While a slot with
- * an owner blocks the attempt and does not change for STALL_NS, its owner's liveness is checked. */
-static int q_run(mproc_queue *q, q_try_fn attempt, void *ctx, double timeout, bool get)
+ * an owner blocks the attempt and does not change for STALL_NS, its owner's liveness is checked.
+ * Once the wait has spun for HARD_SPIN_NS, asynchronous signals stay blocked (*blocked set, st the
+ * caller's mask) and a pending one the program handles ends the wait with -EINTR
+ * (platform/interrupt.h): a handler that ran while the call yielded or just before it slept would
+ * otherwise interrupt nothing. */
+static int q_wait(mproc_queue *q, q_try_fn attempt, void *ctx, double timeout, bool get,
+                  mproc__intr *st, bool *blocked)
 {
     _Atomic uint32_t *ev = get ? &q->not_empty : &q->not_full;
     int64_t deadline = 0, spin_end = 0, defer_end = 0, stall_since = 0, swept = 0;
@@ -79,6 +84,12 @@ static int q_run(mproc_queue *q, q_try_fn attempt, void *ctx, double timeout, bo
             defer_end = now + DEFER_NS;
             mproc__spin_start(&sp, now, HARD_SPIN_NS, SPIN_NS);
         }
+        /* Past the hard spin only: a hand-over between active peers (well inside it) then costs
+         * no system call. */
+        if (!*blocked && now >= sp.hard_end) {
+            mproc__intr_block(st);
+            *blocked = true;
+        }
         if (!b.blocker) {
             stall_slot = NULL;
             /* A put may wait for room that a dead owner's slot holds anywhere in the ring. */
@@ -100,6 +111,7 @@ static int q_run(mproc_queue *q, q_try_fn attempt, void *ctx, double timeout, bo
         if (now >= deadline) return -ETIMEDOUT;
         deferring = !get && now < defer_end;
         if (mproc__spin_pause(&sp, now)) continue;
+        if (mproc__intr_pending(st)) return -EINTR;
         /* Announce the sleep, then look once more: whoever makes progress after our look sees
          * the flag and wakes us. */
         uint32_t e = atomic_load(ev);
@@ -111,11 +123,21 @@ static int q_run(mproc_queue *q, q_try_fn attempt, void *ctx, double timeout, bo
         b = (q_block){.again = true};
         r = attempt(q, ctx, &b);
         if (r == Q_WAIT) {
-            int64_t until = now + (!fenced ? UNFENCED_NS : b.blocker || !get ? STALL_NS : IDLE_NS);
+            /* Bounded, for a pending signal (the shortest), a stalled owner or a dead waker. */
+            int64_t until = now + (!fenced ? UNFENCED_NS : MPROC__INTR_POLL_NS);
             mproc__sleep(ev, e, until < deadline ? until : deadline);
         }
         if (r != Q_WAIT && r != Q_RETRY) return r;
     }
+}
+
+static int q_run(mproc_queue *q, q_try_fn attempt, void *ctx, double timeout, bool get)
+{
+    mproc__intr st;
+    bool blocked = false;
+    int r = q_wait(q, attempt, ctx, timeout, get, &st, &blocked);
+    if (blocked) mproc__intr_restore(&st);
+    return r;
 }
 
 /* ---- put ---- */
@@ -145,6 +167,11 @@ static bool bytes_fit(mproc_queue *q, uint64_t len, bool charge)
         if (!charge) return true;
         if (atomic_compare_exchange_weak(&q->bytes_in, &in, in + len)) return true;
     }
+}
+
+bool mproc__queue_charge(mproc_queue *q, uint64_t len)
+{
+    return bytes_fit(q, len, true);
 }
 
 /* Publish a claimed slot as "no message": its consumer drops it. */
@@ -246,16 +273,31 @@ static int claim_put(mproc_queue *q, uint64_t *posp, q_slot **sp, q_block *b)
     }
 }
 
+/* An unbounded queue's put that found the ring full, or the overflow list in use. */
+static int put_overflow(mproc_queue *q, const put_ctx *pc)
+{
+    int r = mproc__queue_ovf_put(q, pc->data, pc->len);
+    if (r == -EAGAIN) return Q_WAIT;
+    if (r < 0) return r;
+    mproc__fence_light();
+    mproc__queue_wake(&q->not_empty);
+    return 0;
+}
+
 static int try_put(mproc_queue *q, void *c, q_block *b)
 {
     const put_ctx *pc = c;
     uint64_t len = pc->len;
     if (atomic_load_explicit(&q->closed, memory_order_relaxed)) return MPROC_ECLOSED;
+    /* While the list holds messages, later ones follow them there: each producer's order. */
+    if (q->unbounded && atomic_load_explicit(&q->ovf_count, memory_order_relaxed))
+        return put_overflow(q, pc);
     bool bounded = len >= q->charge_from;
     if (bounded && !bytes_fit(q, len, false)) return Q_WAIT;
     uint64_t pos;
     q_slot *s;
     int r = claim_put(q, &pos, &s, b);
+    if (r == Q_WAIT && q->unbounded) return put_overflow(q, pc);
     if (r) return r;
     /* A get that saw the queue closed and empty must not miss a message claimed after its look. */
     if (atomic_load(&q->closed)) {
@@ -344,6 +386,59 @@ static int take(mproc_queue *q, q_slot *s, uint64_t pos, get_ctx *gc)
     return (f & MPROC__QUEUE_FLAG_SKIP) != 0;
 }
 
+/* Whether the ring holds a message (or one being written) at the head: the overflow list's
+ * messages come after it. */
+static bool ring_busy(mproc_queue *q)
+{
+    uint64_t pos = atomic_load(&q->head);
+    for (;;) {
+        uint64_t w = atomic_load(&q->slots[pos & q->mask].word);
+        int64_t d = w_diff(w, pos);
+        unsigned st = w_state(w);
+        if (d < 0 || (d == 0 && st == MPROC__QUEUE_SLOT_FREE)) return false;
+        if (d == 0 && (st == MPROC__QUEUE_SLOT_FULL || st == MPROC__QUEUE_SLOT_WRITING))
+            return true;
+        pos++; /* taken already */
+    }
+}
+
+/* An unbounded queue's get that found the ring empty while the overflow list holds messages. */
+static int get_overflow(mproc_queue *q, get_ctx *gc, uint32_t closed)
+{
+    mproc__queue_ovf_lock(q);
+    /* Under the lock, which orders us after the put that filled the list: a message that put saw
+     * in the ring (it went to the list because the ring was full) is visible now. */
+    if (ring_busy(q)) {
+        mproc__queue_ovf_unlock(q);
+        return Q_RETRY;
+    }
+    q_node *n = mproc__queue_ovf_front(q);
+    if (!n) {
+        mproc__queue_ovf_unlock(q);
+        return closed ? MPROC_ECLOSED : Q_WAIT;
+    }
+    if (n->len > gc->cap) {
+        gc->len = n->len;
+        mproc__queue_ovf_unlock(q);
+        if (!gc->alloc) return -EMSGSIZE;
+        free(gc->buf);
+        gc->buf = malloc(gc->len);
+        gc->cap = gc->buf ? gc->len : 0;
+        return gc->buf ? Q_RETRY : -ENOMEM;
+    }
+    if (n->len) memcpy(gc->buf, n->data, n->len);
+    gc->len = n->len;
+    bool charged = n->flags & MPROC__QUEUE_FLAG_CHARGED;
+    mproc__queue_ovf_pop(q, n);
+    mproc__queue_ovf_unlock(q);
+    mproc__queue_block_put(q, n);
+    if (charged) {
+        mproc__fence_light();
+        mproc__queue_wake(&q->not_full);
+    }
+    return 0;
+}
+
 static int try_get(mproc_queue *q, void *c, q_block *b)
 {
     get_ctx *gc = c;
@@ -377,8 +472,10 @@ static int try_get(mproc_queue *q, void *c, q_block *b)
             pos++;
             continue;
         }
-        if (d < 0 || (d == 0 && st == MPROC__QUEUE_SLOT_FREE))
+        if (d < 0 || (d == 0 && st == MPROC__QUEUE_SLOT_FREE)) {
+            if (q->unbounded && atomic_load(&q->ovf_count)) return get_overflow(q, gc, closed);
             return closed ? MPROC_ECLOSED : Q_WAIT;
+        }
         if (d == 0 && st == MPROC__QUEUE_SLOT_WRITING) {
             b->blocker = s;
             b->blocker_w = w;
@@ -429,6 +526,8 @@ int mproc_queue_new(mproc_queue **out, const mproc_queue_opts *opts)
     *out = NULL;
     size_t items = opts && opts->max_items ? opts->max_items : MPROC_QUEUE_DEFAULT_ITEMS;
     size_t bytes = opts && opts->max_bytes ? opts->max_bytes : MPROC_QUEUE_DEFAULT_BYTES;
+    bool unbounded = items == MPROC_QUEUE_UNBOUNDED;
+    if (unbounded) items = MPROC_QUEUE_DEFAULT_ITEMS; /* the ring: the fast path's share */
     if (items > MPROC_QUEUE_MAX_ITEMS) return -EINVAL;
     uint64_t n = 1;
     while (n < items)
@@ -456,6 +555,9 @@ int mproc_queue_new(mproc_queue **out, const mproc_queue_opts *opts)
     /* Only in rings big enough, and bounded by their slots: a smaller max_items is checked against
      * the head, and waiting for slots past it would wait for nothing. */
     q->room = n >> ROOM_SHIFT >= ROOM_MIN && items == n ? n >> ROOM_SHIFT : 0;
+    /* A put to a full unbounded ring never waits for room: it goes to the overflow list. */
+    if (unbounded) q->room = 0;
+    q->unbounded = unbounded;
     q->joinable = opts && opts->joinable;
     for (uint64_t i = 0; i < n; i++)
         atomic_init(&q->slots[i].word, w_make(i, MPROC__QUEUE_SLOT_FREE, 0));
@@ -470,8 +572,8 @@ size_t mproc_queue_size(mproc_queue *q)
     /* Head first: it only grows, and never passes the tail read after it. */
     uint64_t h = atomic_load(&q->head), t = atomic_load(&q->tail);
     int64_t n = (int64_t)(t - h);
-    if (n < 0) return 0;
-    return (uint64_t)n > q->mask + 1 ? q->mask + 1 : (size_t)n;
+    uint64_t ring = n < 0 ? 0 : (uint64_t)n > q->mask + 1 ? q->mask + 1 : (uint64_t)n;
+    return (size_t)(ring + (q->unbounded ? atomic_load(&q->ovf_count) : 0));
 }
 
 bool mproc_queue_empty(mproc_queue *q)
@@ -482,7 +584,7 @@ bool mproc_queue_empty(mproc_queue *q)
 bool mproc_queue_full(mproc_queue *q)
 {
     if (!valid(q)) return false;
-    if (mproc_queue_size(q) >= q->max_items) return true;
+    if (!q->unbounded && mproc_queue_size(q) >= q->max_items) return true;
     if (q->max_bytes == UNBOUNDED_BYTES) return false;
     return used_bytes(atomic_load(&q->bytes_in), atomic_load(&q->bytes_out)) >= q->max_bytes;
 }
@@ -514,22 +616,28 @@ int mproc_queue_task_done(mproc_queue *q)
     return 0;
 }
 
+/* One step of join: 0 once no task is unfinished, else -ETIMEDOUT at the step's end. */
+static int join_step(void *arg, int64_t step)
+{
+    mproc_queue *q = arg;
+    if (atomic_load(&q->unfinished) == 0) return 0;
+    atomic_fetch_add(&q->join_waiters, 1);
+    uint32_t u = atomic_load(&q->unfinished);
+    if (u) mproc__futex_wait(&q->unfinished, u, step);
+    atomic_fetch_sub(&q->join_waiters, 1);
+    return atomic_load(&q->unfinished) == 0 ? 0 : -ETIMEDOUT;
+}
+
 int mproc_queue_join(mproc_queue *q, double timeout)
 {
     if (!valid(q) || !q->joinable) return -EINVAL;
-    int64_t deadline = mproc__deadline(timeout);
-    for (;;) {
-        if (atomic_load(&q->unfinished) == 0) return 0;
-        int64_t now = mproc__now_ns();
-        if (timeout == 0 || now >= deadline) return -ETIMEDOUT;
-        atomic_fetch_add(&q->join_waiters, 1);
-        uint32_t u = atomic_load(&q->unfinished);
-        if (u) {
-            int64_t until = now + IDLE_NS;
-            mproc__futex_wait(&q->unfinished, u, until < deadline ? until : deadline);
-        }
-        atomic_fetch_sub(&q->join_waiters, 1);
-    }
+    if (atomic_load(&q->unfinished) == 0) return 0;
+    if (timeout == 0) return -ETIMEDOUT;
+    mproc__intr st;
+    mproc__intr_block(&st);
+    int r = mproc__intr_wait(&st, join_step, q, mproc__deadline(timeout));
+    mproc__intr_restore(&st);
+    return r;
 }
 
 void mproc_queue_free(mproc_queue *q)
@@ -541,6 +649,7 @@ void mproc_queue_free(mproc_queue *q)
         uint64_t b = atomic_exchange(&q->slots[i].block, 0);
         if (b) mproc__arena_free((void *)(uintptr_t)b);
     }
+    mproc__queue_ovf_free(q);
     for (int i = 0; i < MPROC__QUEUE_STASH_ENTRIES; i++) {
         uint64_t b = atomic_exchange(&q->stash[i], 0);
         if (b) mproc__arena_free((void *)(uintptr_t)b);

@@ -90,6 +90,7 @@ struct mproc_queue {
     uint64_t charge_from; /* messages of this many bytes or more count against max_bytes */
     uint64_t room;        /* free slots a put that found the ring full waits for; 0: none */
     uint32_t joinable;
+    uint32_t unbounded; /* MPROC_QUEUE_UNBOUNDED: a full ring overflows into ovf_* below */
     /* producers */
     _Alignas(MPROC__QUEUE_CACHE_LINE) _Atomic uint64_t tail;
     _Atomic uint64_t bytes_in;   /* bytes ever charged */
@@ -102,13 +103,48 @@ struct mproc_queue {
     _Alignas(MPROC__QUEUE_CACHE_LINE) _Atomic uint32_t closed;
     /* Futex words, one per side: an epoch, with MPROC__QUEUE_SLEEPING set while one sleeps. */
     _Atomic uint32_t not_empty, not_full;
+    /* Messages in the overflow list (and puts about to add one). While it is not 0, puts go to the
+     * list, so each producer's messages stay in order; gets take from the list once the ring is
+     * empty. */
+    _Atomic uint64_t ovf_count;
     /* joinable */
     _Alignas(MPROC__QUEUE_CACHE_LINE) _Atomic uint32_t unfinished;
     _Atomic uint32_t join_waiters;
+    /* the overflow list, under ovf_lock (queue_overflow.c) */
+    _Alignas(MPROC__QUEUE_CACHE_LINE) _Atomic uint32_t ovf_lock; /* holder's tid, or 0 */
+    _Atomic uint32_t ovf_lock_waiters;
+    _Atomic uint64_t ovf_head, ovf_tail; /* q_node addresses */
+    _Atomic uint64_t ovf_put, ovf_pop;   /* the node a holder is adding or taking, for repair */
     /* blocks of large messages kept for reuse (0 = empty entry) */
     _Alignas(MPROC__QUEUE_CACHE_LINE) _Atomic uint64_t stash[MPROC__QUEUE_STASH_ENTRIES];
     _Alignas(MPROC__QUEUE_CACHE_LINE) q_slot slots[];
 };
+
+/* A message of the overflow list: one arena block. */
+typedef struct {
+    _Atomic uint64_t next;
+    uint64_t len;
+    uint32_t flags; /* MPROC__QUEUE_FLAG_CHARGED, _COUNTED: what is still to give back */
+    _Alignas(8) unsigned char data[];
+} q_node;
+
+/* The overflow list's lock: a thread id word, taken over (and the list repaired) from a holder
+ * found dead after MPROC_QUEUE_STALL_MS. */
+void mproc__queue_ovf_lock(mproc_queue *q);
+void mproc__queue_ovf_unlock(mproc_queue *q);
+/* Append a copy of the message, charged to the byte bound and counted for join. 0, -EAGAIN (the
+ * byte bound is reached: wait), MPROC_ECLOSED, -ENOMEM. Takes the lock. */
+int mproc__queue_ovf_put(mproc_queue *q, const void *data, uint64_t len);
+/* Lock held: the oldest node, or NULL. */
+static inline q_node *mproc__queue_ovf_front(mproc_queue *q)
+{
+    return (q_node *)(uintptr_t)atomic_load(&q->ovf_head);
+}
+/* Lock held: unlink the front node n, whose message the caller has copied out, and give back its
+ * byte charge; the caller gives n back (mproc__queue_block_put) after unlocking. */
+void mproc__queue_ovf_pop(mproc_queue *q, q_node *n);
+/* Free every node (mproc_queue_free). */
+void mproc__queue_ovf_free(mproc_queue *q);
 
 /* This thread's id, cached (reset in a forked child). */
 extern MPROC_TLS uint32_t mproc__queue_tid;
@@ -134,6 +170,8 @@ void mproc__queue_sweep(mproc_queue *q);
 int mproc__queue_block_get(mproc_queue *q, size_t len, void **out);
 /* Give a block back (to the stash if it fits, else to the arena). */
 void mproc__queue_block_put(mproc_queue *q, void *blk);
+/* Charge len bytes to the byte bound if they fit (false: they do not, nothing charged). */
+bool mproc__queue_charge(mproc_queue *q, uint64_t len);
 /* Give back bytes to the budget, one unfinished task, and wake whoever waits for either. */
 void mproc__queue_refund(mproc_queue *q, uint64_t len, uint32_t flags);
 #define MPROC__QUEUE_SLEEPING 0x80000000u

@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -21,7 +22,9 @@
 #include <unistd.h>
 
 #include "arena/arena.h"
+#include "channel/conn.h"
 #include "process/child_watch.h"
+#include "log/log.h"
 #include "platform/platform.h"
 #include "process/process.h"
 #include "process/signals.h"
@@ -101,6 +104,22 @@ static void send_reply(int sock, const reply *rp, int fd)
     }
 }
 
+/* In a new child of the helper: the program's connections at their fd numbers and handles. */
+static void install_conns(mproc__conn_batch *conns, mproc__watch_prep *w)
+{
+    int keep[2] = {w->parent_end, w->child_end};
+    int r = mproc__conn_pass_install(conns, keep, 2);
+    w->parent_end = keep[0];
+    w->child_end = keep[1];
+    mproc__conn_pass_free(conns);
+    if (r < 0) {
+        dprintf(STDERR_FILENO, "mproc: forkserver child: the parent's connections: %s\n",
+                strerror(-r));
+        _exit(127);
+    }
+    mproc__watch_in_child(w);
+}
+
 static _Noreturn void helper_main(int sock, pid_t parent)
 {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -110,6 +129,7 @@ static _Noreturn void helper_main(int sock, pid_t parent)
     /* What its children start with, so that each applies only what the program changed since. */
     static mproc__sig_disp own_disp[MPROC__SIG_COUNT];
     mproc__sig_capture(own_disp);
+    mproc__conn_drop_all(); /* children get the program's connections with each request */
     pid_t self = getpid();
     child *kids = NULL;
     size_t nkids = 0, cap = 0;
@@ -139,8 +159,13 @@ static _Noreturn void helper_main(int sock, pid_t parent)
         ssize_t n = recv(sock, &rq, sizeof rq, 0);
         if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN)) break; /* the program is gone */
         if (n != (ssize_t)sizeof rq) continue;
+        /* The program's connections follow every request (issue 13.7: a Pipe made after the
+         * helper must reach the child too). */
+        mproc__conn_batch *conns = NULL;
+        int wr = mproc__conn_pass_recv(sock, &conns);
+        if (wr == -EPIPE) break;
         mproc__watch_prep w;
-        int wr = mproc__watch_prepare(&w);
+        if (wr == 0) wr = mproc__watch_prepare(&w);
         pid_t pid = wr < 0 ? -1 : fork();
         if (pid == 0) {
             close(sock);
@@ -148,7 +173,7 @@ static _Noreturn void helper_main(int sock, pid_t parent)
                 close(kids[i].fd);
             free(kids); /* the helper's bookkeeping, not the child's */
             free(pfds);
-            mproc__watch_in_child(&w);
+            install_conns(conns, &w);
             mproc__sig_apply(rq.disp, own_disp);
             mproc_process p = {
                 .run = rq.run, .arg = rq.arg, .daemon = rq.daemon, .fd = -1, .start_mask = rq.mask};
@@ -162,6 +187,7 @@ static _Noreturn void helper_main(int sock, pid_t parent)
                     .value = wr < 0    ? wr
                              : pid < 0 ? -errno
                                        : 0};
+        mproc__conn_pass_free(conns);
         int fd = wr < 0 ? -1 : mproc__watch_in_parent(&w, pid);
         if (pid > 0 && fd < 0) rp.value = fd;
         /* The program gets its own fd to watch the child by; ours tells us when to reap it. */
@@ -182,8 +208,10 @@ static _Noreturn void helper_main(int sock, pid_t parent)
 
 static int spawn_helper_locked(void)
 {
-    /* Its children reach the family's objects through the arena it inherits: map it first. */
+    /* Its children reach the family's objects through the arena it inherits: map it first; and
+     * connection handles through the slab, at the same address in all of them. */
     int r = mproc__arena_ensure();
+    if (r == 0) r = mproc__conn_reserve();
     if (r < 0) return r;
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) return -errno;
@@ -300,7 +328,19 @@ static int ask_locked(mproc_process *p)
     memcpy(rq.identity, p->identity, sizeof rq.identity);
     rq.mask = p->start_mask;
     mproc__sig_capture(rq.disp);
-    if (send(fs_sock, &rq, sizeof rq, MSG_NOSIGNAL) != (ssize_t)sizeof rq) return -EPIPE;
+    mproc__conn_batch *conns;
+    if ((r = mproc__conn_pass_prepare(&conns)) < 0) {
+        if (r == -ETOOMANYREFS)
+            MPROC__LOG_SELF(MPROC_LOG_ERROR,
+                            "forkserver: a child can be given at most %d connections (SCM_MAX_FD) "
+                            "and more are open: close some, or start it with fork",
+                            MPROC__CONN_PASS_MAX);
+        return r;
+    }
+    bool sent = send(fs_sock, &rq, sizeof rq, MSG_NOSIGNAL) == (ssize_t)sizeof rq &&
+                mproc__conn_pass_send(fs_sock, conns) == 0;
+    mproc__conn_pass_free(conns);
+    if (!sent) return -EPIPE;
     int64_t deadline = mproc__deadline(START_TIMEOUT_S);
     for (;;) {
         struct pollfd pfd = {.fd = fs_sock, .events = POLLIN};

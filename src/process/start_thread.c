@@ -7,6 +7,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "channel/conn.h"
 #include "process/process.h"
 
 static void *thread_main(void *arg)
@@ -15,8 +16,11 @@ static void *thread_main(void *arg)
     mproc__thread_enter(p);
     /* Made by whichever thread started it (a pool's supervisor blocks every signal). */
     pthread_sigmask(SIG_SETMASK, &p->start_mask, NULL);
+    mproc__conn_ctx_enter((uintptr_t)p);
     mproc__set_thread_identity(p->name, p->identity, p->owner);
     p->exitcode = p->run(p->arg) & 0xff;
+    /* As a process's fds close when it exits: its references to connections go. */
+    mproc__conn_ctx_drop((uintptr_t)p);
     atomic_store_explicit(&p->finished, 1, memory_order_release);
     /* The sentinel becomes readable; it is never read, so it stays readable. */
     uint64_t one = 1;
@@ -31,8 +35,16 @@ static int thread_start(mproc_process *p)
     if (p->fd < 0) return -errno;
     p->owner = getpid();
     p->pid = p->owner;
-    int r = pthread_create(&p->thread, NULL, thread_main, p);
+    /* Its own references to the caller's connections, as a fork child gets its own fds. */
+    int r = mproc__conn_ctx_share((uintptr_t)p);
+    if (r < 0) {
+        close(p->fd);
+        p->fd = -1;
+        return r;
+    }
+    r = pthread_create(&p->thread, NULL, thread_main, p);
     if (r != 0) {
+        mproc__conn_ctx_drop((uintptr_t)p);
         close(p->fd);
         p->fd = -1;
         return -r;
