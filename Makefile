@@ -4,13 +4,22 @@ BUILD_TYPE ?= RelWithDebInfo
 CMAKE_FLAGS ?=
 PREFIX ?= /usr/local
 JOBS ?= $(shell nproc)
+# make demo DIR=/some/dir hashes that directory (default: the Python standard library);
+# DEMO_ARGS passes any other option of the demo, e.g. DEMO_ARGS="--mode pool --json".
+DIR ?=
+DEMO_ARGS ?=
 
-.PHONY: all deps configure build test demo bench install format format-check clean
+.PHONY: all deps ci-deps configure build test demo bench install format format-check clean
 
 all: build
 
+# What the build, the tests and the demo need.
 deps:
 	@scripts/install-deps
+
+# What CI and development add: a second compiler, the formatter, valgrind.
+ci-deps:
+	@scripts/install-ci-deps
 
 configure: deps
 	@cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) $(CMAKE_FLAGS) >/dev/null
@@ -22,7 +31,7 @@ test: build
 	@ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
 
 demo: build
-	@$(BUILD)/demo/mproc-demo $(DEMO_ARGS)
+	@$(BUILD)/demo/mproc-demo $(DEMO_ARGS) $(if $(DIR),"$(DIR)")
 
 bench:
 	@$(MAKE) --no-print-directory build BUILD=build-bench BUILD_TYPE=Release
@@ -31,10 +40,10 @@ bench:
 install: build
 	@cmake --install $(BUILD) --prefix $(PREFIX)
 
-format:
+format: ci-deps
 	@clang-format -i $$(git ls-files '*.c' '*.h')
 
-format-check:
+format-check: ci-deps
 	@clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h')
 
 clean:

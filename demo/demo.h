@@ -24,9 +24,10 @@ typedef struct {
 
 typedef struct {
     int error;        /* 0, or a negative errno: the directory could not be scanned at all */
-    uint64_t files;   /* regular files found (symlinks are not followed) */
-    uint64_t bytes;   /* bytes hashed */
-    uint64_t skipped; /* unreadable files and directories (logged) */
+    uint64_t found;   /* regular files listed (symlinks are not followed) */
+    uint64_t files;   /* of those, files hashed whole */
+    uint64_t bytes;   /* bytes fed to the digest (a file cut short by a read error included) */
+    uint64_t skipped; /* files not hashed whole, and directories not listed whole (logged) */
     char sha256[65];  /* hex digest of the contents of all files, in bytewise order of path */
     double seconds;
 } dir_result;
@@ -76,8 +77,8 @@ int run_process_mode(const demo_opts *o, dir_progress *pg, FILE *status, bool tt
                      mode_result *out);
 int run_pool_mode(const demo_opts *o, dir_progress *pg, FILE *status, bool tty, mode_result *out);
 
-/* report.c */
-void report_text(FILE *out, const mode_result *r);
+/* report.c. log_path: the log file, or NULL when there is none (console only). */
+void report_text(FILE *out, const mode_result *r, const char *log_path);
 void report_json(FILE *out, const demo_opts *o, const char *start, const mode_result *rs, int n,
                  double total, const char *log_path);
 

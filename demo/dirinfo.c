@@ -102,11 +102,12 @@ static int by_bytes(const void *a, const void *b)
 }
 
 /* Feeds one file to the digest. Returns the bytes read, or -errno when the file could not be
- * opened (nothing was hashed then). A read error after some bytes keeps those bytes, as cat does.
- */
+ * opened (nothing was hashed then). A read error after some bytes keeps those bytes, as cat does,
+ * and sets *cut. */
 static int64_t hash_file(int root, const char *path, EVP_MD_CTX *ctx, unsigned char *buf,
-                         dir_progress *pg)
+                         dir_progress *pg, bool *cut)
 {
+    *cut = false;
     int fd = openat(root, path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
     if (fd < 0) return -errno;
     struct stat st;
@@ -122,6 +123,7 @@ static int64_t hash_file(int root, const char *path, EVP_MD_CTX *ctx, unsigned c
         if (n < 0) {
             MPROC_WARNING("read error in %s after %lld bytes: %s", path, (long long)total,
                           strerror(errno));
+            *cut = true;
             break;
         }
         if (n == 0) break;
@@ -170,12 +172,17 @@ void dirinfo_compute(const char *dir, dir_progress *pg, dir_result *out)
         qsort(l.paths, l.n, sizeof *l.paths, by_bytes);
         MPROC_INFO("hashing %zu files", l.n);
         for (size_t i = 0; i < l.n; i++) {
-            int64_t n = hash_file(root, l.paths[i], ctx, buf, pg);
+            bool cut;
+            int64_t n = hash_file(root, l.paths[i], ctx, buf, pg, &cut);
             if (n < 0) {
                 l.skipped++;
                 MPROC_WARNING("skipping %s: %s", l.paths[i], strerror((int)-n));
             } else {
                 out->bytes += (uint64_t)n;
+                if (cut)
+                    l.skipped++;
+                else
+                    out->files++;
             }
             if (pg) atomic_fetch_add(&pg->files_done, 1);
         }
@@ -187,7 +194,7 @@ void dirinfo_compute(const char *dir, dir_progress *pg, dir_result *out)
             l.error = -EIO;
     }
     out->error = l.error;
-    out->files = l.n;
+    out->found = l.n;
     out->skipped = l.skipped;
     for (size_t i = 0; i < l.n; i++)
         free(l.paths[i]);

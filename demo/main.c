@@ -72,13 +72,13 @@ int main(int argc, char **argv)
     if (strcmp(o.mode, "pool") != 0) {
         progress_reset(pg);
         failed |= run_process_mode(&o, pg, status, tty, &results[n]) < 0;
-        if (!o.json) report_text(stdout, &results[n]);
+        if (!o.json) report_text(stdout, &results[n], mproc_log_file_path());
         n++;
     }
     if (strcmp(o.mode, "process") != 0) {
         progress_reset(pg);
         failed |= run_pool_mode(&o, pg, status, tty, &results[n]) < 0;
-        if (!o.json) report_text(stdout, &results[n]);
+        if (!o.json) report_text(stdout, &results[n], mproc_log_file_path());
         n++;
     }
     for (int i = 0; i < n; i++)

@@ -1,7 +1,7 @@
 /* Results, for people (text) and for programs (--json). */
 #include "demo.h"
 
-void report_text(FILE *out, const mode_result *r)
+void report_text(FILE *out, const mode_result *r, const char *log_path)
 {
     fprintf(out, "%s mode:\n", r->mode);
     if (r->rc < 0) {
@@ -14,10 +14,15 @@ void report_text(FILE *out, const mode_result *r)
     } else {
         fprintf(out, "  dir info: %llu files, %llu bytes in %.2f s\n", (unsigned long long)d->files,
                 (unsigned long long)d->bytes, d->seconds);
-        fprintf(out, "  sha256:   %s\n", d->sha256);
+        fprintf(out, "  sha256:   %s%s\n", d->sha256,
+                d->skipped ? " (incomplete: of what could be read)" : "");
+        /* The warnings went to the console too; the log file, when there is one, keeps them. */
         if (d->skipped)
-            fprintf(out, "  skipped:  %llu unreadable files or directories (see the log)\n",
-                    (unsigned long long)d->skipped);
+            fprintf(out,
+                    "  skipped:  %llu unreadable files or directories of %llu files found (%s%s)\n",
+                    (unsigned long long)d->skipped, (unsigned long long)d->found,
+                    log_path ? "see the log: " : "see the warnings above",
+                    log_path ? log_path : "");
     }
     fprintf(out, "  e = %.15f (%llu iterations in %.2f s)\n", r->e.e,
             (unsigned long long)r->e.iterations, r->e.seconds);
@@ -54,19 +59,22 @@ void report_json(FILE *out, const demo_opts *o, const char *start, const mode_re
         const mode_result *r = &rs[i];
         const dir_result *d = &r->dir;
         int rc = r->rc < 0 ? r->rc : d->error;
-        fprintf(out, "%s{\"mode\":\"%s\",\"ok\":%s", i ? "," : "", r->mode,
-                rc < 0 ? "false" : "true");
+        /* ok: the run worked; complete: every file was hashed whole, so the digest is the
+         * directory's (else it covers what could be read). */
+        fprintf(out, "%s{\"mode\":\"%s\",\"ok\":%s,\"complete\":%s", i ? "," : "", r->mode,
+                rc < 0 ? "false" : "true", rc < 0 || d->skipped ? "false" : "true");
         if (rc < 0) {
             fputs(",\"error\":", out);
             json_string(out, mproc_strerror(rc));
         }
         fprintf(out,
-                ",\"files\":%llu,\"bytes\":%llu,\"skipped\":%llu,\"sha256\":\"%s\","
+                ",\"files_found\":%llu,\"files\":%llu,\"bytes\":%llu,\"skipped\":%llu,"
+                "\"sha256\":\"%s\","
                 "\"dir_seconds\":%.6f,\"e\":%.17g,\"e_iterations\":%llu,\"e_seconds\":%.6f,"
                 "\"total_seconds\":%.6f}",
-                (unsigned long long)d->files, (unsigned long long)d->bytes,
-                (unsigned long long)d->skipped, d->sha256, d->seconds, r->e.e,
-                (unsigned long long)r->e.iterations, r->e.seconds, r->total_seconds);
+                (unsigned long long)d->found, (unsigned long long)d->files,
+                (unsigned long long)d->bytes, (unsigned long long)d->skipped, d->sha256, d->seconds,
+                r->e.e, (unsigned long long)r->e.iterations, r->e.seconds, r->total_seconds);
     }
     fprintf(out, "],\"total_seconds\":%.6f,\"log_file\":", total);
     if (log_path)

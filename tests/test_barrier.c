@@ -1,5 +1,6 @@
 /* Barrier: Python's threading.Barrier semantics across processes. */
 #include <sched.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -16,6 +17,7 @@ typedef struct {
     int _Atomic hits[PASSES][PARTIES]; /* which indices each pass handed out */
     int _Atomic results[8];            /* one per party in the break tests */
     double timeout;
+    pid_t victim; /* for the killer */
 } barrier_arg;
 
 static int count_pass(void *arg)
@@ -200,4 +202,68 @@ TEST(barrier_single_party_and_bad_input)
     for (int i = 0; i < 3; i++)
         CHECK_EQ(mproc_barrier_wait(b, 0), 0);
     mproc_barrier_free(b);
+}
+
+/* Kill the victim once it and the caller both wait at the barrier. */
+static int kill_when_two_wait(void *arg)
+{
+    barrier_arg *a = arg;
+    while (mproc_barrier_n_waiting(a->b) < 2)
+        sched_yield();
+    return kill(a->victim, SIGKILL) == 0 ? 0 : 1;
+}
+
+static int wait_forever(void *arg)
+{
+    barrier_arg *a = arg;
+    mproc_barrier_wait(a->b, MPROC_FOREVER);
+    return 0;
+}
+
+/* A party killed while it waits breaks the round: the other waiter learns it within the liveness
+ * check period (50 ms), not at its timeout (30 s), and after a reset the same barrier fills again
+ * without the dead party. */
+TEST(barrier_party_killed_while_waiting_breaks_it)
+{
+    SKIP_IN_THREAD_MODE("a thread cannot be killed alone");
+    barrier_arg *a = break_setup(3, 30);
+    mproc_process *other = harness_start(wait_record, a);
+    await_waiting(a->b, 1);
+    mproc_process *victim = harness_start(wait_forever, a);
+    await_waiting(a->b, 2);
+    double t0 = harness_now();
+    CHECK_OK(mproc_process_kill(victim));
+    CHECK_EQ(harness_join(other), 0);
+    CHECK_BETWEEN(harness_now() - t0, 0, 0.5 * harness_slow());
+    CHECK_EQ(harness_join(victim), -SIGKILL);
+    CHECK_EQ(count_results(a, MPROC_EBROKEN), 1);
+    CHECK(mproc_barrier_broken(a->b));
+    CHECK_EQ(mproc_barrier_n_waiting(a->b), 0);
+    CHECK_RC(mproc_barrier_wait(a->b, 30), MPROC_EBROKEN); /* at once */
+    CHECK_OK(mproc_barrier_reset(a->b));
+    CHECK(!mproc_barrier_broken(a->b));
+    check_usable(a);
+    mproc_barrier_free(a->b);
+    mproc_shared_free(a);
+}
+
+/* The caller, asleep in wait, is woken by another party's death rather than by its timeout. */
+TEST(barrier_death_wakes_the_caller_promptly)
+{
+    SKIP_IN_THREAD_MODE("a thread cannot be killed alone");
+    barrier_arg *a = break_setup(3, 30);
+    mproc_process *victim = harness_start(wait_forever, a);
+    await_waiting(a->b, 1);
+    a->victim = mproc_process_pid(victim);
+    mproc_process *killer = harness_start(kill_when_two_wait, a);
+    double t0 = harness_now();
+    CHECK_RC(mproc_barrier_wait(a->b, 30), MPROC_EBROKEN);
+    CHECK_BETWEEN(harness_now() - t0, 0, 0.5 * harness_slow());
+    CHECK_EQ(harness_join(killer), 0);
+    CHECK_EQ(harness_join(victim), -SIGKILL);
+    CHECK(mproc_barrier_broken(a->b));
+    CHECK_OK(mproc_barrier_reset(a->b));
+    check_usable(a);
+    mproc_barrier_free(a->b);
+    mproc_shared_free(a);
 }

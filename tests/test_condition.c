@@ -1,4 +1,5 @@
 /* Condition: exact notify(n) across processes, as CPython's multiprocessing tests check it. */
+#include <signal.h>
 #include <stdlib.h>
 
 #include "harness.h"
@@ -179,4 +180,72 @@ TEST(condition_bad_input)
     CHECK_RC(mproc_condition_wait_for(c, NULL, NULL, 0), -EINVAL);
     CHECK_OK(mproc_lock_release(mproc_condition_lock(c)));
     mproc_condition_free(c);
+}
+
+static int wait_forever(void *arg)
+{
+    cond_arg *a = arg;
+    mproc_lock *l = mproc_condition_lock(a->cond);
+    if (mproc_lock_acquire(l, 30) != 0) return 2;
+    mproc_semaphore_release(a->sleeping);
+    mproc_condition_wait(a->cond, MPROC_FOREVER);
+    mproc_lock_release(l);
+    return 0;
+}
+
+/* Start a waiter, and once it waits (we hold the lock after its signal), kill it. */
+static void kill_a_waiter(cond_arg *a)
+{
+    mproc_process *p = harness_start(wait_forever, a);
+    CHECK_OK(mproc_semaphore_acquire(a->sleeping, 10));
+    mproc_lock *l = mproc_condition_lock(a->cond);
+    CHECK_OK(mproc_lock_acquire(l, 10));
+    CHECK_OK(mproc_lock_release(l));
+    CHECK_OK(mproc_process_kill(p));
+    CHECK_EQ(harness_join(p), -SIGKILL);
+}
+
+/* A waiter that died is not counted by notify, and leaves no wake-up behind for the next wait. */
+TEST(condition_killed_waiter_is_not_counted)
+{
+    SKIP_IN_THREAD_MODE("a thread cannot be killed alone");
+    cond_arg *a = cond_setup(NULL);
+    kill_a_waiter(a);
+    mproc_process *live[2];
+    for (int i = 0; i < 2; i++)
+        live[i] = harness_start(wait_once, a);
+    for (int i = 0; i < 2; i++)
+        CHECK_OK(mproc_semaphore_acquire(a->sleeping, 10));
+    CHECK_EQ(notify(a, -1), 2); /* the two live ones, not the dead one */
+    expect_woken(a, 2);
+    for (int i = 0; i < 2; i++)
+        CHECK_EQ(harness_join(live[i]), 0);
+    kill_a_waiter(a);
+    mproc_lock *l = mproc_condition_lock(a->cond);
+    CHECK_OK(mproc_lock_acquire(l, 10));
+    CHECK_EQ(mproc_condition_notify_all(a->cond), 0);
+    double t0 = harness_now();
+    CHECK_RC(mproc_condition_wait(a->cond, 0.2), -ETIMEDOUT); /* no stale notify */
+    CHECK_BETWEEN(harness_now() - t0, 0.2, 0.2 + 0.3 * harness_slow());
+    CHECK_OK(mproc_lock_release(l));
+    cond_teardown(a);
+}
+
+/* A waiter chosen by a notify that dies before it returns: counted as woken (it was chosen),
+ * and the notify does not pass on to the next waiter. */
+TEST(condition_waiter_killed_after_notify_leaves_nothing_behind)
+{
+    SKIP_IN_THREAD_MODE("a thread cannot be killed alone");
+    cond_arg *a = cond_setup(NULL);
+    mproc_process *p = harness_start(wait_forever, a);
+    CHECK_OK(mproc_semaphore_acquire(a->sleeping, 10));
+    mproc_lock *l = mproc_condition_lock(a->cond);
+    CHECK_OK(mproc_lock_acquire(l, 10));
+    CHECK_EQ(mproc_condition_notify(a->cond, 1), 1);
+    CHECK_OK(mproc_process_kill(p)); /* it cannot get the lock back: we hold it */
+    CHECK_EQ(harness_join(p), -SIGKILL);
+    CHECK_EQ(mproc_condition_notify_all(a->cond), 0);
+    CHECK_RC(mproc_condition_wait(a->cond, 0.2), -ETIMEDOUT);
+    CHECK_OK(mproc_lock_release(l));
+    cond_teardown(a);
 }

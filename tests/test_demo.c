@@ -174,16 +174,21 @@ static void check_exit(const harness_run_result *r, int code)
                      r->status, code, r->out, r->err);
 }
 
-/* Every result object in the JSON has these counts and this digest. */
-static void check_json(const char *json, const summary *want, unsigned long long skipped, int modes)
+/* Every result object in the JSON has these counts and this digest: want->files found (as find
+ * counts them), of which `unread` could not be read, `skipped` entries in all (files and
+ * directories); complete only when nothing was skipped. */
+static void check_json(const char *json, const summary *want, unsigned long long unread,
+                       unsigned long long skipped, int modes)
 {
-    char needle[256];
+    char needle[320];
     snprintf(needle, sizeof needle,
-             "\"files\":%llu,\"bytes\":%llu,\"skipped\":%llu,\"sha256\":\"%s\"", want->files,
-             want->bytes, skipped, want->sha256);
+             "\"files_found\":%llu,\"files\":%llu,\"bytes\":%llu,\"skipped\":%llu,"
+             "\"sha256\":\"%s\"",
+             want->files, want->files - unread, want->bytes, skipped, want->sha256);
     if (count(json, needle) != modes)
         harness_fail(__FILE__, __LINE__, "expected %d x %s in:\n%s", modes, needle, json);
     CHECK_EQ(count(json, "\"ok\":true"), modes);
+    CHECK_EQ(count(json, skipped ? "\"complete\":false" : "\"complete\":true"), modes);
     CHECK_EQ(count(json, "\"mode\":"), modes);
     /* e came back from the e worker. */
     const char *e = strstr(json, "\"e\":");
@@ -205,7 +210,7 @@ TEST_T(json_matches_coreutils_in_both_modes, 120)
         harness_run((char *[]){demo, "--json", "--interval", "0.05", fx.tree, NULL},
                     (char *[]){fx.state_env, NULL});
     check_exit(&r, 0);
-    check_json(r.out, &want, 0, 2);
+    check_json(r.out, &want, 0, 0, 2);
     CHECK_HAS(r.out, "\"mode\":\"process\"");
     CHECK_HAS(r.out, "\"mode\":\"pool\"");
     /* stdout is the JSON alone, one line; status lines went to stderr. */
@@ -231,7 +236,7 @@ TEST_T(every_start_method_gives_the_same_digest, 240)
             harness_run((char *[]){demo, "--json", "--start", (char *)methods[i], fx.tree, NULL},
                         (char *[]){fx.state_env, NULL});
         check_exit(&r, 0);
-        check_json(r.out, &want, 0, 2);
+        check_json(r.out, &want, 0, 0, 2);
         char sm[64];
         snprintf(sm, sizeof sm, "\"start_method\":\"%s\"", methods[i]);
         CHECK_HAS(r.out, sm);
@@ -243,7 +248,7 @@ TEST_T(every_start_method_gives_the_same_digest, 240)
         (char *[]){fx.state_env, "MPROC_START=fork", NULL});
     check_exit(&r, 0);
     CHECK_HAS(r.out, "\"start_method\":\"thread\"");
-    check_json(r.out, &want, 0, 1);
+    check_json(r.out, &want, 0, 0, 1);
     harness_run_free(&r);
     remove_tree(&fx);
 }
@@ -361,10 +366,39 @@ TEST_T(unreadable_entries_are_skipped_counted_and_logged, 120)
     harness_run_result r = harness_run_as((char *[]){demo, "--json", fx.tree, NULL},
                                           (char *[]){fx.state_env, NULL}, as);
     check_exit(&r, 0);
-    check_json(r.out, &want, 2, 2); /* secret.txt and locked/ */
+    /* ok (the run worked) but not complete: secret.txt is found but not hashed, locked/ not
+     * listed. */
+    check_json(r.out, &want, 1, 2, 2);
     /* Logged as warnings: on the console and in the file. */
     CHECK_EQ(count(r.err, "WARNING - skipping secret.txt: Permission denied"), 2);
     CHECK_EQ(count(r.err, "WARNING - skipping directory locked: Permission denied"), 2);
+    harness_run_free(&r);
+
+    /* The text says where the warnings are: the log file when there is one... */
+    r = harness_run_as((char *[]){demo, "--mode", "process", fx.tree, NULL},
+                       (char *[]){fx.state_env, NULL}, as);
+    check_exit(&r, 0);
+    char line[PATH_MAX + 128];
+    snprintf(line, sizeof line, "  dir info: %llu files, %llu bytes in ", want.files - 1,
+             want.bytes);
+    CHECK_HAS(r.out, line);
+    CHECK_HAS(r.out, " (incomplete: of what could be read)\n");
+    snprintf(
+        line, sizeof line,
+        "  skipped:  2 unreadable files or directories of %llu files found (see the log: %s)\n",
+        want.files, fx.log_path);
+    CHECK_HAS(r.out, line);
+    harness_run_free(&r);
+    /* ...and the console when the log has no file (its directory cannot be made). */
+    char no_file[PATH_MAX + 32];
+    snprintf(no_file, sizeof no_file, "XDG_STATE_HOME=%s/outside.txt", fx.base);
+    r = harness_run_as((char *[]){demo, "--mode", "process", fx.tree, NULL},
+                       (char *[]){no_file, NULL}, as);
+    check_exit(&r, 0);
+    CHECK_HAS(r.out, "log file: (none: console only)");
+    CHECK_HAS(r.out, " files found (see the warnings above)\n");
+    CHECK(!strstr(r.out, "see the log"));
+    CHECK_HAS(r.err, "WARNING - skipping secret.txt: Permission denied");
     harness_run_free(&r);
     remove_tree(&fx);
 }
@@ -446,7 +480,47 @@ TEST_T(default_dir_is_the_newest_python_stdlib, 120)
     char dir[128];
     snprintf(dir, sizeof dir, "{\"dir\":\"%s\"", want);
     CHECK_HAS(r.out, dir);
-    check_json(r.out, &sum, 0, 1);
+    check_json(r.out, &sum, 0, 0, 1);
     harness_run_free(&r);
     remove_tree(&fx);
+}
+
+/* `make demo DIR=...` passes the directory (it used to be dropped: the knob was DEMO_ARGS), and
+ * DEMO_ARGS still passes options. make -n prints the commands without running them. */
+TEST(make_demo_passes_dir_and_demo_args)
+{
+    harness_run_result r =
+        harness_run((char *[]){"/usr/bin/make", "-n", "-s", "-C", MPROC_SOURCE_DIR, "demo",
+                               "BUILD=bx", "DIR=/some/dir", "DEMO_ARGS=--mode pool", NULL},
+                    NULL);
+    if (WIFEXITED(r.status) && WEXITSTATUS(r.status) == 127) {
+        harness_run_free(&r);
+        harness_skip("no make");
+    }
+    check_exit(&r, 0);
+    CHECK_HAS(r.out, "bx/demo/mproc-demo --mode pool \"/some/dir\"\n");
+    harness_run_free(&r);
+}
+
+/* `make demo` and `make test` install only what they need; clang, clang-format and valgrind are
+ * CI's and development's (scripts/install-ci-deps). */
+TEST(build_deps_leave_out_ci_tools)
+{
+    harness_run_result r =
+        harness_run((char *[]){MPROC_SOURCE_DIR "/scripts/install-deps", "--list", NULL}, NULL);
+    check_exit(&r, 0);
+    CHECK_HAS(r.out, "libssl-dev");
+    CHECK_HAS(r.out, "cmake");
+    static const char *const ci_only[] = {"clang", "clang-format", "valgrind"};
+    for (size_t i = 0; i < 3; i++) {
+        char word[32];
+        snprintf(word, sizeof word, " %s", ci_only[i]);
+        if (strstr(r.out, word)) harness_fail(__FILE__, __LINE__, "%s in: %s", ci_only[i], r.out);
+    }
+    harness_run_free(&r);
+    r = harness_run((char *[]){MPROC_SOURCE_DIR "/scripts/install-ci-deps", "--list", NULL}, NULL);
+    check_exit(&r, 0);
+    CHECK_HAS(r.out, "libssl-dev");
+    CHECK_HAS(r.out, " clang clang-format valgrind");
+    harness_run_free(&r);
 }

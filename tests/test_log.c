@@ -700,3 +700,64 @@ TEST(mproc_init_sets_up_the_log)
     mproc_log_shutdown();
     tmpdir_remove(dir);
 }
+
+/* Every out-of-range value is refused (0 would have meant "default" and v=0 any version), with a
+ * reason naming the key, the value and what is allowed. */
+TEST(environment_config_refuses_bad_values)
+{
+    static const struct {
+        const char *cfg, *key, *value, *allowed;
+    } bad[] = {
+        {"v=0;app=x", "'v'", "'0'", "allowed: 1"},
+        {"v=2;app=x", "'v'", "'2'", "allowed: 1"},
+        {"v=1;app=x;console=0", "'console'", "'0'", "allowed: a level 1..1000"},
+        {"v=1;app=x;file=0", "'file'", "'0'", "allowed: a level 1..1000"},
+        {"v=1;app=x;file=1001", "'file'", "'1001'", "allowed: a level 1..1000"},
+        {"v=1;app=x;max=0", "'max'", "'0'", "allowed: bytes, 1 or more"},
+        {"v=1;app=x;max=-1", "'max'", "'-1'", "allowed: bytes, 1 or more"},
+        {"v=1;app=x;max= 5", "'max'", "' 5'", "allowed: bytes"},
+        {"v=1;app=x;json=2", "'json'", "'2'", "allowed: 0 or 1"},
+        {"v=1;app=x;backups=-2", "'backups'", "'-2'", "allowed: -1..1000000"},
+        {"v=1;app=x;ring=70000", "'ring'", "'70000'", "allowed: 0..65536"},
+        {"v=1;app=%4", "'app'", "'%4'", "allowed: a string"},
+        {"app=x", "no key 'v'", "", "allowed: v=1"},
+        {"v=1;app=", "no key 'app'", "", "allowed: a non-empty app=NAME"},
+        {"garbage", "not key=value: 'garbage'", "", ""},
+    };
+    mproc__log_env_cfg e;
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        CHECK_RC(mproc__log_env_decode(bad[i].cfg, &e), -EINVAL);
+        if (!strstr(e.err, bad[i].key) || !strstr(e.err, bad[i].value) ||
+            !strstr(e.err, bad[i].allowed))
+            harness_fail(__FILE__, __LINE__, "%s: reason '%s'", bad[i].cfg, e.err);
+    }
+    CHECK_OK(mproc__log_env_decode("v=1;app=x;console=1000;file=10;max=1;backups=-1", &e));
+    CHECK_EQ(e.cfg.max_bytes, 1);
+}
+
+/* mproc_log_init_from_env says why, on stderr, once per process however often it is called. */
+TEST(environment_config_bad_value_is_reported_once)
+{
+    int p[2];
+    CHECK(pipe(p) == 0);
+    int saved = dup(STDERR_FILENO);
+    CHECK(dup2(p[1], STDERR_FILENO) == STDERR_FILENO);
+    setenv("MPROC_LOG_CONFIG", "v=1;app=x;max=0", 1);
+    CHECK_RC(mproc_log_init_from_env(), -EINVAL);
+    CHECK_RC(mproc_log_init_from_env(), -EINVAL);
+    MPROC_WARNING("after"); /* the first record tries to join too */
+    unsetenv("MPROC_LOG_CONFIG");
+    CHECK(dup2(saved, STDERR_FILENO) == STDERR_FILENO);
+    close(saved);
+    close(p[1]);
+    char buf[4096];
+    ssize_t n = read(p[0], buf, sizeof buf - 1);
+    close(p[0]);
+    CHECK(n > 0);
+    buf[n] = '\0';
+    const char *want = "mproc: MPROC_LOG_CONFIG not used: key 'max' has the bad value '0'; "
+                       "allowed: bytes, 1 or more\n";
+    CHECK(strncmp(buf, want, strlen(want)) == 0);
+    CHECK(strstr(buf + strlen(want), "MPROC_LOG_CONFIG") == NULL); /* once */
+    CHECK(strstr(buf, "after"));
+}

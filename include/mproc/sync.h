@@ -71,7 +71,8 @@ void mproc_event_free(mproc_event *e);
  * when notified, -ETIMEDOUT if not; either way the lock is held again on return (MPROC_EOWNERDEAD
  * if taking it back found its holder dead). wait_for returns 0 once pred(arg) is true (checked
  * with the lock held), -ETIMEDOUT if it is still false at the deadline. notify is exact: notify(n)
- * makes exactly min(n, waiting) waiters return 0, like CPython's multiprocessing Condition. */
+ * makes exactly min(n, waiting) waiters return 0, like CPython's multiprocessing Condition; a
+ * waiter that died is not counted. wait may also return -ENOMEM (no arena memory for its seat). */
 int mproc_condition_new(mproc_condition **out, mproc_lock *lock);
 mproc_lock *mproc_condition_lock(mproc_condition *c);
 int mproc_condition_wait(mproc_condition *c, double timeout);
@@ -88,7 +89,8 @@ void mproc_condition_free(mproc_condition *c);
  * arrival index 0..parties-1, or MPROC_EBROKEN for every party when the barrier is aborted, reset
  * while they wait, broken by the action, or when any party's wait times out (that party gets
  * -ETIMEDOUT and the barrier is broken for the others). A broken barrier stays broken (every wait
- * returns MPROC_EBROKEN at once) until reset. A process dying inside a barrier call breaks it.
+ * returns MPROC_EBROKEN at once) until reset. A process dying inside a barrier call breaks it,
+ * also while it waits: the other parties get MPROC_EBROKEN within ~50 ms of the death.
  * The timeout bounds the wait for the other parties, not the wait for a previous round to drain. */
 int mproc_barrier_new(mproc_barrier **out, unsigned parties, int (*action)(void *arg), void *arg);
 int mproc_barrier_wait(mproc_barrier *b, double timeout);

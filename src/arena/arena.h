@@ -20,6 +20,8 @@ int mproc__arena_ready(void);
  * arena on first use. */
 int mproc__arena_alloc(void **out, size_t size);
 void mproc__arena_free(void *ptr);
+/* Give the pages of every cached freed block back to the kernel, and let the blocks merge. */
+void mproc__arena_trim(void);
 /* Usable bytes of a block. */
 size_t mproc__arena_usable(const void *ptr);
 /* Whether ptr points into the arena mapping (no arena: never). */
@@ -47,10 +49,15 @@ void *mproc__arena_root(int id, size_t size, void (*init)(void *obj));
 
 /* Statistics for tests and benchmarks. */
 typedef struct {
-    size_t mapped; /* address space of the arena */
-    size_t top;    /* bytes ever carved from it (high-water mark) */
-    size_t in_use; /* bytes in live blocks, headers included */
+    size_t mapped;   /* address space of the arena */
+    size_t top;      /* bytes ever carved from it (high-water mark) */
+    size_t in_use;   /* bytes in live blocks, headers included */
+    size_t cached;   /* bytes of freed blocks kept, with their pages, for reuse at their size */
+    size_t rebuilds; /* free lists rebuilt after a process died holding the allocator's lock */
 } mproc__arena_stats;
 void mproc__arena_get_stats(mproc__arena_stats *st);
+/* For tests: 0 when the heap is tiled by valid blocks and the lists and counts agree with them,
+ * -EIO when not. */
+int mproc__arena_check(void);
 
 #endif

@@ -3,11 +3,15 @@
  * they hold '%', ';', '=' or control characters. Keys (unknown ones are ignored):
  *   v=1  app  author  dir (absolute; empty: no file)  console (level)  file (level)
  *   max (max_bytes)  backups (backup_count)  json (0/1)  ring (ring_lines)
- * Levels are the resolved numbers (1000 = off), so the verbose flag is not needed. */
+ * Levels are the resolved numbers (1000 = off), so the verbose flag is not needed. A value out
+ * of range is refused, not taken as "default" (0 means default in mproc_log_config), and the
+ * reason (key, value, what is allowed) is kept for the one report mproc_log_init_from_env makes. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdatomic.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "log/log.h"
 
@@ -77,6 +81,8 @@ static int get_ll(const char *s, const char *e, long long lo, unsigned long long
     if (e - s <= 0 || (size_t)(e - s) >= sizeof buf) return -EINVAL;
     memcpy(buf, s, (size_t)(e - s));
     buf[e - s] = '\0';
+    /* Digits only (strtoull would take " 5", "+5", and "-1" as ULLONG_MAX). */
+    if (!(buf[0] == '-' || (buf[0] >= '0' && buf[0] <= '9'))) return -EINVAL;
     char *end;
     errno = 0;
     if (buf[0] == '-') {
@@ -85,10 +91,19 @@ static int get_ll(const char *s, const char *e, long long lo, unsigned long long
         *v = x;
     } else {
         unsigned long long x = strtoull(buf, &end, 10);
-        if (errno || *end || x > hi) return -EINVAL;
+        if (errno || *end || x > hi || (lo > 0 && x < (unsigned long long)lo)) return -EINVAL;
         *v = (long long)x; /* SIZE_MAX wraps to -1 and back below */
     }
     return 0;
+}
+
+/* Why the decode failed, for the report. */
+static int refuse(mproc__log_env_cfg *out, const char *what, const char *s, const char *e,
+                  const char *allowed)
+{
+    snprintf(out->err, sizeof out->err, "%s '%.*s'%s%s", what, (int)(e - s > 64 ? 64 : e - s), s,
+             allowed ? "; allowed: " : "", allowed ? allowed : "");
+    return -EINVAL;
 }
 
 int mproc__log_env_decode(const char *s, mproc__log_env_cfg *out)
@@ -104,45 +119,72 @@ int mproc__log_env_decode(const char *s, mproc__log_env_cfg *out)
         const char *end = strchr(s, ';');
         if (!end) end = s + strlen(s);
         const char *eq = memchr(s, '=', (size_t)(end - s));
-        if (!eq) return -EINVAL;
+        if (!eq) return refuse(out, "not key=value:", s, end, NULL);
         size_t klen = (size_t)(eq - s);
         const char *v = eq + 1;
 #define KEY(k) (klen == sizeof(k) - 1 && memcmp(s, k, klen) == 0)
         long long x = 0;
         int r = 0;
+        const char *allowed = NULL;
         if (KEY("v")) {
             r = get_ll(v, end, 1, 1, &x);
             version = true;
+            allowed = "1";
         } else if (KEY("app")) {
             r = get_value(v, end, out->app, sizeof out->app);
+            allowed = "a string of at most 63 bytes, %XX-encoded";
         } else if (KEY("author")) {
             r = get_value(v, end, out->author, sizeof out->author);
+            allowed = "a string of at most 63 bytes, %XX-encoded";
         } else if (KEY("dir")) {
             r = get_value(v, end, out->dir, sizeof out->dir);
+            allowed = "a path of at most 4095 bytes, %XX-encoded";
         } else if (KEY("console")) {
             r = get_ll(v, end, 1, MPROC_LOG_OFF, &x);
             c->console_level = (int)x;
+            allowed = "a level 1..1000 (1000: off)";
         } else if (KEY("file")) {
             r = get_ll(v, end, 1, MPROC_LOG_OFF, &x);
             c->file_level = (int)x;
+            allowed = "a level 1..1000 (1000: off)";
         } else if (KEY("max")) {
             r = get_ll(v, end, 1, SIZE_MAX, &x);
             c->max_bytes = (size_t)(unsigned long long)x;
+            allowed = "bytes, 1 or more";
         } else if (KEY("backups")) {
             r = get_ll(v, end, -1, 1000000, &x);
             c->backup_count = (int)x;
+            allowed = "-1..1000000";
         } else if (KEY("json")) {
             r = get_ll(v, end, 0, 1, &x);
             c->json = x != 0;
+            allowed = "0 or 1";
         } else if (KEY("ring")) {
             r = get_ll(v, end, 0, (size_t)1 << 16, &x);
             c->ring_lines = (size_t)x;
+            allowed = "0..65536";
         }
 #undef KEY
-        if (r < 0) return r;
+        if (r < 0) {
+            char what[48];
+            snprintf(what, sizeof what, "key '%.*s' has the bad value",
+                     (int)(klen > 16 ? 16 : klen), s);
+            return refuse(out, what, v, end, allowed);
+        }
         s = *end ? end + 1 : end;
     }
-    if (!version || !out->app[0]) return -EINVAL;
+    if (!version) return refuse(out, "no key", "v", "v" + 1, "v=1");
+    if (!out->app[0]) return refuse(out, "no key", "app", "app" + 3, "a non-empty app=NAME");
     if (!out->dir[0]) c->file_level = MPROC_LOG_OFF;
     return 0;
+}
+
+void mproc__log_env_report(const mproc__log_env_cfg *e)
+{
+    static atomic_flag reported = ATOMIC_FLAG_INIT;
+    if (atomic_flag_test_and_set(&reported)) return;
+    char line[sizeof e->err + 64];
+    int n = snprintf(line, sizeof line, "mproc: MPROC_LOG_CONFIG not used: %s\n", e->err);
+    if (n > 0 && write(STDERR_FILENO, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1))
+        return;
 }

@@ -218,6 +218,7 @@ int mproc_log_init_from_env(void)
     mproc__log_env_cfg *e = malloc(sizeof *e);
     if (!e) return -ENOMEM;
     int r = mproc__log_env_decode(s, e);
+    if (r == -EINVAL) mproc__log_env_report(e);
     if (r == 0) r = init_common(&e->cfg, BY_ENV, 0);
     free(e);
     return r;

@@ -107,8 +107,12 @@ typedef struct {
     mproc_log_config cfg;
     char app[MPROC__LOG_APP_MAX], author[MPROC__LOG_APP_MAX];
     char dir[4096];
+    char err[192]; /* after -EINVAL: what was wrong (key, value, what is allowed) */
 } mproc__log_env_cfg;
 int mproc__log_env_decode(const char *s, mproc__log_env_cfg *out);
+/* Say once per process, on stderr, why MPROC_LOG_CONFIG was refused (there is no log to say it
+ * in). */
+void mproc__log_env_report(const mproc__log_env_cfg *e);
 
 /* log.c: one record to stderr whatever the console level (the logger's own warnings). */
 void mproc__log_internal(int level, const char *file, int line, const char *func, const char *fmt,

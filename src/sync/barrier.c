@@ -2,7 +2,11 @@
  * robust mutex and a futex word that plays the condition variable (every change of state that
  * someone may wait for bumps it and wakes all). The last party to arrive runs the action under
  * the mutex, then lets the others go. If a process dies holding the mutex, the barrier is broken:
- * its state may be half-updated, and the parties would otherwise wait for one that never comes. */
+ * its state may be half-updated, and the parties would otherwise wait for one that never comes.
+ * A party that dies while it waits holds no mutex, so each waiting party holds a mark (sync.h)
+ * in the seat of its arrival index; sleepers wake every MPROC__BARRIER_CHECK_NS to look for a
+ * dead mark, and whoever takes the mutex takes a dead party out of the count (breaking a round
+ * that is still filling), so the others return MPROC_EBROKEN and a reset works again. */
 #include <errno.h>
 #include <limits.h>
 
@@ -20,7 +24,14 @@ struct mproc_barrier {
     int (*action)(void *arg);
     void *arg;
     pthread_mutex_t m; /* robust, process-shared, error-checking */
+    /* One per arrival index but the last (the last arrival never waits): held by the party with
+     * that index from its arrival until it leaves, under m. */
+    mproc__mark marks[];
 };
+
+/* How often a sleeping party looks for a dead one: the delay before the others learn of a death
+ * (a wake-up and parties-1 loads per sleeper each time). */
+#define MPROC__BARRIER_CHECK_NS 50000000
 
 typedef struct {
     unsigned parties;
@@ -33,6 +44,8 @@ static int barrier_init(void *obj, void *arg)
     mproc_barrier *b = obj;
     const barrier_args *a = arg;
     int r = mproc__robust_mutex_init(&b->m, PTHREAD_MUTEX_ERRORCHECK);
+    for (unsigned i = 0; r == 0 && i + 1 < a->parties; i++)
+        r = mproc__mark_init(&b->marks[i]);
     if (r < 0) return r;
     b->parties = a->parties;
     b->action = a->action;
@@ -42,8 +55,9 @@ static int barrier_init(void *obj, void *arg)
 
 int mproc_barrier_new(mproc_barrier **out, unsigned parties, int (*action)(void *arg), void *arg)
 {
-    return mproc__sync_new((void **)out, parties > 0 && parties <= INT_MAX, sizeof **out,
-                           MPROC__BARRIER_MAGIC, barrier_init,
+    bool ok = parties > 0 && parties <= INT_MAX;
+    size_t size = sizeof **out + (ok ? parties - 1 : 0) * sizeof(mproc__mark);
+    return mproc__sync_new((void **)out, ok, size, MPROC__BARRIER_MAGIC, barrier_init,
                            &(barrier_args){parties, action, arg});
 }
 
@@ -64,9 +78,61 @@ static void break_barrier(mproc_barrier *b)
     notify_all(b);
 }
 
+/* One party fewer inside wait(); the last one out of a draining or resetting barrier lets new
+ * arrivals in. */
+static void count_down(mproc_barrier *b)
+{
+    b->count--;
+    if (b->count == 0 && (b->state == RESETTING || b->state == DRAINING)) {
+        b->state = FILLING;
+        notify_all(b);
+    }
+}
+
+static unsigned nmarks(const mproc_barrier *b)
+{
+    return b->parties - 1;
+}
+
+/* Take the parties that died waiting out of the count. A death in a round still filling breaks
+ * it; one after the round was let go (draining) only stops the dead from being waited for. */
+static void reap_dead(mproc_barrier *b)
+{
+    for (unsigned i = 0; i < nmarks(b); i++) {
+        if (!mproc__mark_reap(&b->marks[i])) continue;
+        if (b->state == FILLING) break_barrier(b);
+        count_down(b);
+    }
+}
+
+/* A holder died in the middle of an update: count again, from the marks. Every counted party but
+ * a last arrival holds its mark, and a last arrival holds the mutex from its arrival to its
+ * leaving, so with the mutex held the live marks are the count. */
+static void recount(mproc_barrier *b)
+{
+    unsigned n = 0;
+    for (unsigned i = 0; i < nmarks(b); i++) {
+        mproc__mark_reap(&b->marks[i]);
+        n += mproc__mark_held(&b->marks[i]);
+    }
+    b->count = n;
+    if (n == 0 && b->state != BROKEN) b->state = FILLING;
+}
+
 static void lock(mproc_barrier *b)
 {
-    if (mproc__robust_mutex_lock(&b->m, MPROC_FOREVER) == MPROC_EOWNERDEAD) break_barrier(b);
+    if (mproc__robust_mutex_lock(&b->m, MPROC_FOREVER) == MPROC_EOWNERDEAD) {
+        break_barrier(b);
+        recount(b);
+    }
+    reap_dead(b);
+}
+
+static bool any_dead(mproc_barrier *b)
+{
+    for (unsigned i = 0; i < nmarks(b); i++)
+        if (mproc__mark_dead(&b->marks[i])) return true;
+    return false;
 }
 
 static void unlock(mproc_barrier *b)
@@ -84,9 +150,15 @@ static int wait_change(mproc_barrier *b, int64_t deadline)
     if (!mproc__spin_while_eq(&b->seq, s)) {
         atomic_fetch_add(&b->sleepers, 1);
         while (atomic_load(&b->seq) == s) {
-            r = mproc__futex_wait(&b->seq, s, deadline);
-            if (r == -ETIMEDOUT) break;
-            r = 0;
+            int64_t now = mproc__now_ns();
+            if (now >= deadline) {
+                r = -ETIMEDOUT;
+                break;
+            }
+            /* Sleep in slices: a party that dies waiting bumps nothing, it has to be looked for. */
+            int64_t until =
+                deadline - now > MPROC__BARRIER_CHECK_NS ? now + MPROC__BARRIER_CHECK_NS : deadline;
+            if (mproc__futex_wait(&b->seq, s, until) == -ETIMEDOUT && any_dead(b)) break;
         }
         atomic_fetch_sub(&b->sleepers, 1);
     }
@@ -94,14 +166,11 @@ static int wait_change(mproc_barrier *b, int64_t deadline)
     return r;
 }
 
-/* The last one out of a draining or resetting barrier lets new arrivals in. */
-static void leave(mproc_barrier *b)
+/* The party with this arrival index leaves wait(). */
+static void leave(mproc_barrier *b, int index)
 {
-    b->count--;
-    if (b->count == 0 && (b->state == RESETTING || b->state == DRAINING)) {
-        b->state = FILLING;
-        notify_all(b);
-    }
+    if ((unsigned)index < nmarks(b)) mproc__mark_drop(&b->marks[index]);
+    count_down(b);
 }
 
 int mproc_barrier_wait(mproc_barrier *b, double timeout)
@@ -127,6 +196,7 @@ int mproc_barrier_wait(mproc_barrier *b, double timeout)
             notify_all(b);
         }
     } else {
+        mproc__mark_hold(&b->marks[index]);
         while (b->state == FILLING) {
             if (wait_change(b, deadline) == -ETIMEDOUT && b->state == FILLING) {
                 break_barrier(b);
@@ -136,7 +206,7 @@ int mproc_barrier_wait(mproc_barrier *b, double timeout)
         }
         if (r >= 0 && b->state != DRAINING) r = MPROC_EBROKEN;
     }
-    leave(b);
+    leave(b, index);
     unlock(b);
     return r;
 }
@@ -194,5 +264,7 @@ void mproc_barrier_free(mproc_barrier *b)
     if (!valid(b)) return;
     __atomic_store_n(&b->magic, MPROC__SYNC_DEAD_MAGIC, __ATOMIC_RELEASE);
     pthread_mutex_destroy(&b->m);
+    for (unsigned i = 0; i < nmarks(b); i++)
+        mproc__mark_destroy(&b->marks[i]);
     mproc__arena_free(b);
 }

@@ -1,38 +1,92 @@
-/* Condition with exact notify(n), as CPython's multiprocessing Condition (sleeping_count,
- * woken_count, wait_semaphore), folded into two words:
- *   counts = waiters << 32 | tickets   (one 64-bit atomic, so both change together)
- *   seq    = futex word, bumped by every notify
- * A waiter registers (waiters+1) with the lock held, releases the lock and sleeps until it can
- * take a ticket, which also unregisters it (waiters-1, tickets-1) in one step. notify(n) issues
- * min(n, waiters - tickets) tickets, so exactly that many waiters return "notified", whoever
- * they are; a waiter that times out unregisters under the lock, where notify cannot interleave,
- * and takes a ticket instead if one was issued to it meanwhile (it was notified after all).
- * Unlike CPython, notify does not wait for the woken to acknowledge: no hang if one of them dies.
- */
+/* Condition with exact notify(n), as CPython's multiprocessing Condition, with one seat per
+ * waiter instead of CPython's sleeping and woken counts. A waiter takes a free seat with the lock
+ * held (state WAITING, its mark held, an arrival number), releases the lock and sleeps on its
+ * seat's state word. notify(n), with the lock held, moves the n oldest WAITING seats to NOTIFIED
+ * and wakes their sleepers, so exactly that many waiters return "notified"; a waiter that times
+ * out frees its seat under the lock, where notify cannot interleave, and returns notified if a
+ * notify chose it meanwhile. A waiter that dies leaves its mark dead: notify and the next wait
+ * free its seat instead of counting it, and whatever it was chosen for dies with its seat (a
+ * shared count would keep a dead waiter, or a notify issued to it, for ever). Unlike CPython,
+ * notify does not wait for the woken to acknowledge: no hang if one of them dies. */
 #include <errno.h>
 #include <limits.h>
 
 #include "sync/sync.h"
 
+enum { SEAT_FREE, SEAT_WAITING, SEAT_SLEEPING, SEAT_NOTIFIED };
+
+typedef struct {
+    _Atomic uint32_t state; /* SEAT_*: futex word of its waiter */
+    uint64_t arrival;       /* order of arrival, for notify to choose the oldest */
+    mproc__mark mark;       /* held by the waiter from taking the seat to freeing it */
+} seat;
+
+/* Seats come in chunks from the arena, added under the lock when every seat is taken and freed
+ * with the condition. */
+#define SEATS_PER_CHUNK 16
+typedef struct seat_chunk {
+    struct seat_chunk *next;
+    seat seats[SEATS_PER_CHUNK];
+} seat_chunk;
+
 struct mproc_condition {
     uint32_t magic;
-    _Atomic uint32_t seq;
-    _Atomic uint64_t counts;
-    mproc_lock *lock;
     bool own_lock;
+    mproc_lock *lock;
+    seat_chunk *chunks; /* written under the lock */
+    uint64_t arrivals;  /* under the lock */
 };
 
-#define WAITER ((uint64_t)1 << 32)
-#define TICKETS(c) ((uint32_t)(c))
-#define WAITERS(c) ((uint32_t)((c) >> 32))
+#define FOR_EACH_SEAT(c, k, s)                                                                     \
+    for (seat_chunk *k = (c)->chunks; k; k = k->next)                                              \
+        for (seat *s = k->seats; s < k->seats + SEATS_PER_CHUNK; s++)
+
+static int add_chunk(mproc_condition *c)
+{
+    seat_chunk *k;
+    int r = mproc__arena_alloc((void **)&k, sizeof *k);
+    for (int i = 0; r == 0 && i < SEATS_PER_CHUNK; i++)
+        r = mproc__mark_init(&k->seats[i].mark);
+    if (r < 0) {
+        mproc__arena_free(k);
+        return r;
+    }
+    k->next = c->chunks;
+    c->chunks = k;
+    return 0;
+}
+
+static void free_chunks(mproc_condition *c)
+{
+    while (c->chunks) {
+        seat_chunk *k = c->chunks;
+        c->chunks = k->next;
+        for (int i = 0; i < SEATS_PER_CHUNK; i++)
+            mproc__mark_destroy(&k->seats[i].mark);
+        mproc__arena_free(k);
+    }
+}
+
+/* With the lock held: whether the seat's waiter died, in which case the seat is free again. */
+static bool reap(seat *s)
+{
+    if (atomic_load(&s->state) == SEAT_FREE || !mproc__mark_reap(&s->mark)) return false;
+    atomic_store(&s->state, SEAT_FREE);
+    return true;
+}
 
 static int condition_init(void *obj, void *arg)
 {
     mproc_condition *c = obj;
     mproc_lock *lock = arg;
+    int r = add_chunk(c);
+    if (r < 0) return r;
     if (!lock) {
-        int r = mproc_lock_new(&lock);
-        if (r < 0) return r;
+        r = mproc_lock_new(&lock);
+        if (r < 0) {
+            free_chunks(c);
+            return r;
+        }
         c->own_lock = true;
     }
     c->lock = lock;
@@ -62,12 +116,17 @@ mproc_lock *mproc_condition_lock(mproc_condition *c)
     return valid(c) ? c->lock : NULL;
 }
 
-static bool take_ticket(mproc_condition *c)
+/* With the lock held: a free seat (a dead waiter's counts as free), or NULL for -ENOMEM. */
+static seat *take_seat(mproc_condition *c)
 {
-    uint64_t v = atomic_load(&c->counts);
-    while (TICKETS(v) > 0)
-        if (atomic_compare_exchange_weak(&c->counts, &v, v - WAITER - 1)) return true;
-    return false;
+    for (;;) {
+        FOR_EACH_SEAT(c, k, s)
+        {
+            reap(s);
+            if (atomic_load(&s->state) == SEAT_FREE) return s;
+        }
+        if (add_chunk(c) < 0) return NULL;
+    }
 }
 
 int mproc_condition_wait(mproc_condition *c, double timeout)
@@ -75,30 +134,28 @@ int mproc_condition_wait(mproc_condition *c, double timeout)
     if (!valid(c)) return -EINVAL;
     if (!held(c)) return -EPERM;
     int64_t deadline = mproc__deadline(timeout);
-    atomic_fetch_add(&c->counts, WAITER);
+    seat *s = take_seat(c);
+    if (!s) return -ENOMEM;
+    mproc__mark_hold(&s->mark);
+    s->arrival = c->arrivals++;
+    atomic_store(&s->state, SEAT_WAITING);
     pthread_mutex_unlock(&c->lock->m);
-    int r = -ETIMEDOUT;
     if (timeout != 0) {
         for (;;) {
-            /* seq before the ticket check: a notify after the check changes seq, so the futex
-             * wait below returns at once instead of missing it. */
-            uint32_t s = atomic_load(&c->seq);
-            if (take_ticket(c)) {
-                r = 0;
-                break;
+            uint32_t st = atomic_load(&s->state);
+            if (st == SEAT_NOTIFIED) break;
+            if (st == SEAT_WAITING) {
+                if (mproc__spin_while_eq(&s->state, SEAT_WAITING)) continue;
+                if (!atomic_compare_exchange_strong(&s->state, &st, SEAT_SLEEPING)) continue;
             }
-            if (mproc__spin_while_eq(&c->seq, s)) continue;
-            if (mproc__futex_wait(&c->seq, s, deadline) == -ETIMEDOUT) break;
+            if (mproc__futex_wait(&s->state, SEAT_SLEEPING, deadline) == -ETIMEDOUT) break;
         }
     }
     int lr = mproc__robust_mutex_lock(&c->lock->m, MPROC_FOREVER);
-    if (r != 0) {
-        /* Timed out: unregister, unless a notify chose us in the meantime. */
-        if (take_ticket(c))
-            r = 0;
-        else
-            atomic_fetch_sub(&c->counts, WAITER);
-    }
+    /* With the lock held the seat's state is final: a notify that chose us counts. */
+    int r = atomic_load(&s->state) == SEAT_NOTIFIED ? 0 : -ETIMEDOUT;
+    atomic_store(&s->state, SEAT_FREE);
+    mproc__mark_drop(&s->mark);
     return lr == MPROC_EOWNERDEAD ? lr : r;
 }
 
@@ -120,22 +177,37 @@ int mproc_condition_wait_for(mproc_condition *c, bool (*pred)(void *arg), void *
     return 0;
 }
 
+static bool waiting(seat *s)
+{
+    uint32_t st = atomic_load(&s->state);
+    return st == SEAT_WAITING || st == SEAT_SLEEPING;
+}
+
+static void wake(seat *s)
+{
+    if (atomic_exchange(&s->state, SEAT_NOTIFIED) == SEAT_SLEEPING) mproc__futex_wake(&s->state, 1);
+}
+
 int mproc_condition_notify(mproc_condition *c, int n)
 {
     if (!valid(c) || n < 0) return -EINVAL;
     if (!held(c)) return -EPERM;
-    uint64_t v = atomic_load(&c->counts);
-    uint32_t k;
-    do {
-        uint32_t idle = WAITERS(v) - TICKETS(v);
-        k = (uint32_t)n < idle ? (uint32_t)n : idle;
-        if (k == 0) return 0;
-    } while (!atomic_compare_exchange_weak(&c->counts, &v, v + k));
-    atomic_fetch_add(&c->seq, 1);
-    /* Any k of the sleepers: a woken one that finds the tickets gone (taken by a waiter that had
-     * not gone to sleep yet) sleeps again, so exactly k waiters return notified. */
-    mproc__futex_wake(&c->seq, (int)k);
-    return (int)k;
+    int live = 0;
+    FOR_EACH_SEAT(c, k, s)
+    if (!reap(s) && waiting(s)) live++;
+    if (n >= live) {
+        FOR_EACH_SEAT(c, k, s)
+        if (waiting(s)) wake(s);
+        return live;
+    }
+    /* The n oldest, so a waiter that keeps taking the first seat cannot starve the others. */
+    for (int i = 0; i < n; i++) {
+        seat *oldest = NULL;
+        FOR_EACH_SEAT(c, k, s)
+        if (waiting(s) && (!oldest || s->arrival < oldest->arrival)) oldest = s;
+        wake(oldest);
+    }
+    return n;
 }
 
 int mproc_condition_notify_all(mproc_condition *c)
@@ -148,5 +220,6 @@ void mproc_condition_free(mproc_condition *c)
     if (!valid(c)) return;
     __atomic_store_n(&c->magic, MPROC__SYNC_DEAD_MAGIC, __ATOMIC_RELEASE);
     if (c->own_lock) mproc_lock_free(c->lock);
+    free_chunks(c);
     mproc__arena_free(c);
 }

@@ -49,6 +49,25 @@ static inline bool mproc__sync_valid(const void *h, size_t size, uint32_t magic)
 int mproc__sync_new(void **out, bool args_ok, size_t size, uint32_t magic,
                     int (*init)(void *obj, void *arg), void *arg);
 
+/* A waiter's liveness mark: a robust mutex the waiter holds for as long as it is counted as
+ * waiting. A waiter that dies (SIGKILL included) leaves it marked by the kernel, so the others
+ * tell a dead waiter from a slow one with one load and take it out of their accounting, with no
+ * pid that could be reused. Held and dropped under the primitive's own lock. */
+typedef struct {
+    pthread_mutex_t m; /* robust, process-shared */
+} mproc__mark;
+int mproc__mark_init(mproc__mark *k);
+void mproc__mark_destroy(mproc__mark *k);
+/* Hold a free mark (the caller's thread owns it from now on) / drop it again. */
+void mproc__mark_hold(mproc__mark *k);
+void mproc__mark_drop(mproc__mark *k);
+/* Whether its holder died holding it (lock-free: a plain load of the mutex word). */
+bool mproc__mark_dead(mproc__mark *k);
+/* Whether a thread (alive) holds it. */
+bool mproc__mark_held(mproc__mark *k);
+/* When its holder died: free the mark again and return true (false: alive or free). */
+bool mproc__mark_reap(mproc__mark *k);
+
 /* For tests: how many processes are past their spin and asleep (or about to be) in wait. */
 unsigned mproc__event_sleepers(mproc_event *e);
 unsigned mproc__semaphore_sleepers(mproc_semaphore *s);
