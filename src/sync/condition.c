@@ -72,7 +72,7 @@ static bool take_ticket(mproc_condition *c)
 
 int mproc_condition_wait(mproc_condition *c, double timeout)
 {
-    if (!valid(c)) return -EINVAL;
+    if (!valid(c) || mproc__timeout_check(timeout)) return -EINVAL;
     if (!held(c)) return -EPERM;
     int64_t deadline = mproc__deadline(timeout);
     atomic_fetch_add(&c->counts, WAITER);
@@ -104,7 +104,7 @@ int mproc_condition_wait(mproc_condition *c, double timeout)
 
 int mproc_condition_wait_for(mproc_condition *c, bool (*pred)(void *arg), void *arg, double timeout)
 {
-    if (!valid(c) || !pred) return -EINVAL;
+    if (!valid(c) || !pred || mproc__timeout_check(timeout)) return -EINVAL;
     if (!held(c)) return -EPERM;
     int64_t deadline = mproc__deadline(timeout);
     while (!pred(arg)) {
