@@ -1,6 +1,7 @@
 /* process_join: Ctrl-C (a SIGINT handler) at random moments makes it return -EINTR, from a thread
  * of the joiner or from the child itself; the timeout rule (NaN refused, huge means forever). */
 #include <math.h>
+#include <sched.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -19,35 +20,54 @@ static int wait_event(void *arg)
     return mproc_event_wait(arg, 30.0) == 0 ? 7 : 1;
 }
 
+/* The sender found join not yet started (intr_util.h): end it by letting the child go. */
+static void let_go(void *arg)
+{
+    mproc_event_set(arg);
+}
+
 TEST_T(process_join_returns_eintr, 120)
 {
     intr_install();
+    unsigned owed = 0;
     for (unsigned i = 1; i <= ROUNDS; i++) {
         mproc_event *go;
         CHECK_OK(mproc_event_new(&go));
         mproc_process *p = harness_start(wait_event, go);
         int before = intr_count();
-        intr_shot *s = intr_arm(i);
+        intr_shot *s = intr_arm(i, let_go, go);
         intr_go(s);
         int r = mproc_process_join(p, 2.0 * harness_slow());
-        double d = intr_end(s);
-        if (r != -EINTR)
-            harness_fail(__FILE__, __LINE__, "round %u (SIGINT after %.0f us): %d (%s)", i, d, r,
-                         mproc_strerror(r));
+        intr_result res = intr_end(s);
+        for (int k = 0; k < 1000 && intr_count() == before; k++)
+            sched_yield();
         CHECK_EQ(intr_count(), before + 1);
-        CHECK(mproc_process_is_alive(p));
+        if (res.blocked) {
+            owed++;
+            if (r != -EINTR)
+                harness_fail(__FILE__, __LINE__, "round %u (SIGINT after %.0f us): %d (%s)", i,
+                             res.delay_us, r, mproc_strerror(r));
+            CHECK(mproc_process_is_alive(p));
+        } else {
+            CHECK(r == 0 || r == -EINTR);
+        }
         CHECK_OK(mproc_event_set(go));
         CHECK_EQ(harness_join(p), 7);
         mproc_event_free(go);
     }
+    CHECK(owed >= ROUNDS / 4);
 }
 
-/* The child interrupts its parent a random short time after it started, then lives on. */
+/* The child interrupts its parent a random short time after it started, then lives on; or ends
+ * at once if the parent's join had not blocked signals yet (intr_util.h): nothing is owed then. */
 static int interrupt_parent(void *arg)
 {
     unsigned us = (unsigned)(uintptr_t)arg;
     nanosleep(&(struct timespec){0, (long)us * 1000}, NULL);
-    kill(mproc_parent_pid(), SIGINT);
+    pid_t parent = mproc_parent_pid();
+    bool blocked = intr_blocked_in(parent, parent);
+    kill(parent, SIGINT);
+    if (!blocked) return 4;
     sleep(30);
     return 3;
 }
@@ -61,17 +81,21 @@ TEST_T(process_join_interrupted_by_the_child, 120)
         unsigned us = (unsigned)(rand_r(&seed) % 3000);
         int before = intr_count();
         mproc_process *p = harness_start(interrupt_parent, (void *)(uintptr_t)us);
-        bool early = intr_count() != before; /* landed before the join: nothing to interrupt */
-        int r = mproc_process_join(p, early ? 0 : 10.0 * harness_slow());
-        if (!early) {
-            joined++;
-            CHECK_RC(r, -EINTR);
-        }
+        int r = mproc_process_join(p, 10.0 * harness_slow());
+        for (int k = 0; k < 1000 && intr_count() == before; k++)
+            sched_yield();
         CHECK_EQ(intr_count(), before + 1);
+        CHECK(r == -EINTR || r == 0);
         CHECK_OK(mproc_process_kill(p));
-        CHECK_EQ(harness_join(p), -SIGKILL);
+        int code = harness_join(p);
+        if (code == -SIGKILL || code == 3) {
+            joined++; /* the signal came while join had it blocked */
+            CHECK_RC(r, -EINTR);
+        } else {
+            CHECK_EQ(code, 4);
+        }
     }
-    CHECK(joined >= 20);
+    CHECK(joined >= 10);
 }
 
 /* Waits until the helper sets the event: a huge timeout is forever, not "now". */
