@@ -112,14 +112,23 @@ TEST(physical_cores)
 TEST(strerror_names_every_code)
 {
     int codes[] = {MPROC_ECLOSED, MPROC_EWORKERLOST, MPROC_ETASKFAILED, MPROC_ECANCELLED,
-                   MPROC_EBROKEN, MPROC_EAUTH,       MPROC_EOWNERDEAD,  MPROC_EPROTO};
+                   MPROC_EBROKEN, MPROC_EAUTH,       MPROC_EOWNERDEAD,  MPROC_EPROTO,
+                   MPROC_EEND,    MPROC_ETIMELIMIT};
     for (size_t i = 0; i < sizeof codes / sizeof *codes; i++) {
         CHECK(codes[i] < -4095);
         CHECK(strcmp(mproc_strerror(codes[i]), "unknown error") != 0);
         for (size_t j = 0; j < i; j++)
             CHECK(strcmp(mproc_strerror(codes[i]), mproc_strerror(codes[j])) != 0);
     }
-    CHECK(strcmp(mproc_strerror(-ETIMEDOUT), "Connection timed out") == 0);
+    /* errno codes worded for what they mean in this library */
+    CHECK(strcmp(mproc_strerror(-ETIMEDOUT), "timed out") == 0);
+    CHECK(strcmp(mproc_strerror(-EBUSY), "still running (cancel requested)") == 0);
+    CHECK(strcmp(mproc_strerror(-EINTR), "interrupted by a signal") == 0);
+    CHECK(strcmp(mproc_strerror(-EAGAIN), "not ready (would block)") == 0);
+    CHECK(strcmp(mproc_strerror(-EALREADY), "already done") == 0);
+    CHECK(strcmp(mproc_strerror(MPROC_EEND), "no more results") == 0);
+    CHECK(strstr(mproc_strerror(MPROC_ETIMELIMIT), "time limit") != NULL);
+    CHECK(strcmp(mproc_strerror(-ENOENT), "No such file or directory") == 0); /* the C library's */
     CHECK(strcmp(mproc_strerror(0), "success") == 0);
     CHECK(strcmp(mproc_strerror(-999999), "unknown error") == 0);
     CHECK(strcmp(mproc_strerror(5), "unknown error") == 0);

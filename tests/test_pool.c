@@ -367,7 +367,7 @@ static void imap_collect(mproc_pool *p, bool unordered, size_t chunksize, int n,
         *sum += v;
         (*count)++;
     }
-    CHECK_RC(r, MPROC_ECLOSED);
+    CHECK_RC(r, MPROC_EEND);
     mproc_imap_free(it);
 }
 
@@ -446,7 +446,7 @@ TEST(imap_item_errors_continue)
         const void *data;
         size_t len, idx;
         int ok = 0, bad = 0, r;
-        while ((r = mproc_imap_next(it, &data, &len, &idx, MPROC_FOREVER)) != MPROC_ECLOSED) {
+        while ((r = mproc_imap_next(it, &data, &len, &idx, MPROC_FOREVER)) != MPROC_EEND) {
             if (r == 0) {
                 ok++;
                 CHECK_EQ(idx % 2, 0);
@@ -488,7 +488,7 @@ TEST(imap_chunk_of_a_killed_worker_fails_as_one)
     const void *data;
     size_t len, idx;
     int r, ok = 0;
-    while ((r = mproc_imap_next(it, &data, &len, &idx, MPROC_FOREVER)) != MPROC_ECLOSED) {
+    while ((r = mproc_imap_next(it, &data, &len, &idx, MPROC_FOREVER)) != MPROC_EEND) {
         if (idx >= 10 && idx < 15) { /* the chunk holding 13 */
             CHECK_RC(r, MPROC_EWORKERLOST);
             mproc_error e;

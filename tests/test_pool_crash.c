@@ -306,12 +306,12 @@ TEST(per_task_hard_timeout_kills_and_replaces)
     double t0 = harness_now();
     CHECK_OK(mproc_pool_submit_opts(p, sleep_task, &secs, sizeof secs,
                                     &(mproc_submit_opts){.timeout = 0.3}, &f));
-    CHECK_RC(mproc_future_get(f, NULL, 0, NULL, 30), -ETIMEDOUT);
+    CHECK_RC(mproc_future_get(f, NULL, 0, NULL, 30), MPROC_ETIMELIMIT);
     CHECK_BETWEEN(harness_now() - t0, 0.29, 0.3 + 0.5 * harness_slow());
     CHECK(mproc_future_done(f));
     mproc_error e;
     CHECK_OK(mproc_future_error(f, &e));
-    CHECK_EQ(e.code, -ETIMEDOUT);
+    CHECK_EQ(e.code, MPROC_ETIMELIMIT);
     CHECK(strstr(e.message, "time limit") != NULL);
     pid_t killed = e.worker;
     CHECK(killed > 0);
@@ -340,8 +340,8 @@ TEST(pool_task_timeout)
     CHECK_OK(mproc_pool_submit(p, sleep_task, &slow, sizeof slow, &a));
     CHECK_OK(mproc_pool_submit(p, sleep_task, &slow, sizeof slow, &b));
     CHECK_OK(mproc_pool_submit(p, sleep_task, &fast, sizeof fast, &c));
-    CHECK_RC(mproc_future_get(a, NULL, 0, NULL, 30), -ETIMEDOUT);
-    CHECK_RC(mproc_future_get(b, NULL, 0, NULL, 30), -ETIMEDOUT);
+    CHECK_RC(mproc_future_get(a, NULL, 0, NULL, 30), MPROC_ETIMELIMIT);
+    CHECK_RC(mproc_future_get(b, NULL, 0, NULL, 30), MPROC_ETIMELIMIT);
     double back;
     CHECK_OK(mproc_future_get(c, &back, sizeof back, NULL, 30));
     mproc_future_free(a);

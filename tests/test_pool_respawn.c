@@ -145,7 +145,7 @@ TEST(replacement_after_time_limit_has_program_signals)
     mproc_future *f;
     CHECK_OK(mproc_pool_submit_opts(p, sleep_task, &secs, sizeof secs,
                                     &(mproc_submit_opts){.timeout = 0.2}, &f));
-    CHECK_RC(mproc_future_get(f, NULL, 0, NULL, 30), -ETIMEDOUT);
+    CHECK_RC(mproc_future_get(f, NULL, 0, NULL, 30), MPROC_ETIMELIMIT);
     mproc_future_free(f);
     CHECK_OK(mproc_pool_submit(p, report_signals, NULL, 0, &f));
     check_report(f, want);

@@ -36,9 +36,13 @@ enum {
     MPROC_EAUTH = -10006,       /* authentication failed */
     MPROC_EOWNERDEAD = -10007,  /* lock acquired; its previous holder died holding it */
     MPROC_EPROTO = -10008,      /* malformed message */
+    MPROC_EEND = -10009,        /* an imap has no more results (its normal end) */
+    MPROC_ETIMELIMIT = -10010,  /* the task ran past its hard time limit; its worker was killed */
 };
 
-/* A static, human-readable description of any code this library returns (or of 0). */
+/* A static, human-readable description of any code this library returns (or of 0). The errno
+ * codes the API returns are worded for what they mean here (-ETIMEDOUT: "timed out", not
+ * "Connection timed out"); other errno values get the C library's text. */
 const char *mproc_strerror(int code);
 
 /* Library configuration; every field has a default (zero value = default). */

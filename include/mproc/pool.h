@@ -51,8 +51,9 @@ typedef struct {
     int (*initializer)(void *arg); /* run once in each worker; nonzero breaks the pool */
     void *initarg;
     unsigned max_tasks_per_child; /* 0: unlimited; else a worker is replaced after N tasks */
-    double task_timeout;   /* hard limit per task, from its start: the task fails with -ETIMEDOUT,
-                              its worker is killed and replaced; 0: none */
+    double task_timeout;   /* hard limit per task, from its start: it fails with MPROC_ETIMELIMIT,
+                              its worker is killed and replaced; 0: none (as are infinity and
+                              > 1e9 s); negative or NaN: -EINVAL */
     const char *backend;   /* "local" (default) or "mpi" (-ENOTSUP for now); env
                               MPROC_POOL_BACKEND overrides */
     unsigned max_restarts; /* crash-loop limit: more than this many worker deaths within
@@ -75,8 +76,11 @@ int mproc_pool_worker_pids(mproc_pool *p, pid_t *pids, int cap);
 
 /* Per-task options (submit_opts). Both limits count from the moment a worker starts the task. */
 typedef struct {
-    double timeout;      /* hard limit (kill + replace the worker, -ETIMEDOUT); 0: the pool's */
-    double soft_timeout; /* after this, mproc_task_cancelled() is true in the task; 0: none */
+    double timeout;      /* hard limit (kill + replace the worker, MPROC_ETIMELIMIT); 0: the pool's;
+                            infinity or above 1e9 s: none, whatever the pool's */
+    double soft_timeout; /* after this, mproc_task_cancelled() is true in the task; 0, infinity or
+                            above 1e9 s: none; kept to the ms, at most 24.8 days. Either negative
+                            or NaN: -EINVAL */
 } mproc_submit_opts;
 
 /* apply_async: queue fn(arg bytes, copied) and return a future. Never blocks unless more than
@@ -105,7 +109,7 @@ typedef struct {
 } mproc_map_opts;
 /* out[i] = fn(in[i]) for i < n. in/out may be any memory: items are staged through the arena
  * (no copy when both already lie in the arena). n == 0 returns 0 at once. Returns 0, the first
- * failing item's code, MPROC_EWORKERLOST/-ETIMEDOUT if a chunk's worker died, -EINTR when a
+ * failing item's code, MPROC_EWORKERLOST/MPROC_ETIMELIMIT if a chunk's worker died, -EINTR when a
  * signal handler ran (remaining chunks are cancelled), MPROC_ECLOSED, MPROC_EBROKEN, -EINVAL. */
 int mproc_pool_map(mproc_pool *p, mproc_map_fn fn, const void *in, size_t in_size, void *out,
                    size_t out_size, size_t n, const mproc_map_opts *opts);
@@ -130,9 +134,10 @@ typedef struct {
 int mproc_imap_new(mproc_imap **out, mproc_pool *p, mproc_task_fn fn, mproc_imap_input_fn input,
                    void *input_arg, const mproc_imap_opts *opts);
 /* Next result: 0 with *data and *len (valid until the next call or free) and *index = the input's
- * position (may be NULL); MPROC_ECLOSED at the end; the task's error code if it failed (the
- * iteration goes on: call again for the next one; *index tells which failed);
- * -ETIMEDOUT, -EINTR. */
+ * position (may be NULL); MPROC_EEND at the end (it was MPROC_ECLOSED, which now means only that
+ * the pool was closed under it); the task's error code if it failed (the iteration goes on: call
+ * again for the next one; *index tells which failed); -ETIMEDOUT; -EINTR when a signal handler
+ * ran while it waited (call again to go on). */
 int mproc_imap_next(mproc_imap *it, const void **data, size_t *len, size_t *index, double timeout);
 /* The error record of the last failed item. */
 typedef struct mproc_error mproc_error;
@@ -168,13 +173,14 @@ struct mproc_error {
                                           worker's backtrace for a crash) */
 };
 
-/* 0 once done, -ETIMEDOUT, -EINTR (a signal handler ran), -EINVAL. */
+/* 0 once done, -ETIMEDOUT, -EINTR (a signal handler ran while it waited and the task is not done;
+ * the handler has run when it returns, the future stays usable), -EINVAL. */
 int mproc_future_wait(mproc_future *f, double timeout);
 bool mproc_future_done(mproc_future *f);
 /* Wait, then copy the result into buf and set *len (len may be NULL): 0; -EMSGSIZE with
  * *len = needed when cap is too small (call again with a bigger buffer); or the task's error
- * code (MPROC_ETASKFAILED or its own, MPROC_EWORKERLOST, -ETIMEDOUT for a hard time limit — then
- * mproc_future_done() is true, unlike a wait timeout —, MPROC_ECANCELLED, MPROC_EBROKEN). */
+ * code (MPROC_ETASKFAILED or its own, MPROC_EWORKERLOST, MPROC_ETIMELIMIT for a hard time limit,
+ * MPROC_ECANCELLED, MPROC_EBROKEN); -ETIMEDOUT, -EINTR as mproc_future_wait. */
 int mproc_future_get(mproc_future *f, void *buf, size_t cap, size_t *len, double timeout);
 /* Zero-copy access to the result of a finished, successful task: valid until the future is
  * freed. -EAGAIN while not done; the error code if it failed. */
@@ -182,8 +188,9 @@ int mproc_future_result(mproc_future *f, const void **data, size_t *len);
 /* The error record of a failed task: 0 and *out filled; -EAGAIN while not done; 1 (and *out
  * zeroed with code 0) if it succeeded. */
 int mproc_future_error(mproc_future *f, mproc_error *out);
-/* 0: cancelled before it started (done, MPROC_ECANCELLED); -EBUSY: it is running, and
- * mproc_task_cancelled() now returns true in it; -EALREADY: already done. */
+/* 0: cancelled before it started (done, MPROC_ECANCELLED); -EBUSY ("still running (cancel
+ * requested)"): it is running, and mproc_task_cancelled() now returns true in it; -EALREADY:
+ * already done. */
 int mproc_future_cancel(mproc_future *f);
 /* An eventfd that becomes readable once the future is done (made on first call, owned by the
  * future, closed by mproc_future_free). For poll/epoll loops. */
@@ -194,7 +201,8 @@ int mproc_future_fd(mproc_future *f);
 int mproc_future_on_done(mproc_future *f, void (*cb)(mproc_future *f, void *arg), void *arg);
 #define MPROC_FIRST_COMPLETED 1
 #define MPROC_ALL_COMPLETED 2
-/* Wait until one (FIRST) or all (ALL) of fs[0..n) are done: 0; -ETIMEDOUT; -EINTR; -EINVAL.
+/* Wait until one (FIRST) or all (ALL) of fs[0..n) are done: 0; -ETIMEDOUT; -EINTR (a signal handler
+ * ran while it waited); -EINVAL.
  * n == 0 returns 0. */
 int mproc_futures_wait(mproc_future **fs, size_t n, int mode, double timeout);
 /* Release the handle (and its result). A task still queued is cancelled; a running one is left

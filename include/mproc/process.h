@@ -50,7 +50,8 @@ int mproc_process_new(mproc_process **out, const mproc_process_opts *opts);
 int mproc_process_start(mproc_process *p);
 /* Run the body in the calling process, as Python's run(): for debugging. Returns its result. */
 int mproc_process_run(mproc_process *p);
-/* Wait for the end: 0, -ETIMEDOUT, -EINVAL if never started. */
+/* Wait for the end: 0, -ETIMEDOUT, -EINTR when a signal handler ran while it waited (the child
+ * has not ended; call again), -EINVAL if never started or a NaN timeout. */
 int mproc_process_join(mproc_process *p, double timeout);
 bool mproc_process_is_alive(mproc_process *p);
 /* 0 and *code = N or -SIGNAL once ended; -EAGAIN when not started or still running. */

@@ -330,6 +330,7 @@ int mproc__conn_recv_deadline(mproc_conn *c, void *buf, size_t cap, size_t *len,
 
 int mproc_conn_recv(mproc_conn *c, void *buf, size_t cap, size_t *len, double timeout)
 {
+    if (mproc__timeout_check(timeout)) return -EINVAL;
     return timeout_code(mproc__conn_recv_deadline(c, buf, cap, len, mproc__deadline(timeout)),
                         timeout);
 }
@@ -338,7 +339,7 @@ int mproc_conn_recv_alloc(mproc_conn *c, void **data, size_t *len, double timeou
 {
     int r = check_readable(c);
     if (r < 0) return r;
-    if (!data || !len) return -EINVAL;
+    if (!data || !len || mproc__timeout_check(timeout)) return -EINVAL;
     int64_t deadline = mproc__deadline(timeout);
     if ((r = recv_header(c, deadline)) < 0) return timeout_code(r, timeout);
     size_t n = (size_t)c->msg_len;
@@ -358,5 +359,6 @@ int mproc_conn_poll(mproc_conn *c, double timeout)
 {
     int r = check_readable(c);
     if (r < 0) return r;
+    if (mproc__timeout_check(timeout)) return -EINVAL;
     return mproc__poll_in(c->fd, mproc__deadline(timeout));
 }

@@ -42,8 +42,10 @@ static mproc_conn_opts effective_opts(const mproc_conn_opts *o)
     return e;
 }
 
-static int check_key(const void *authkey, size_t keylen)
+/* The key and the options' timeout (the one timeout rule, platform.h). */
+static int check_args(const void *authkey, size_t keylen, const mproc_conn_opts *o)
 {
+    if (o && mproc__timeout_check(o->handshake_timeout)) return -EINVAL;
     return (!authkey && keylen > 0) ? -EINVAL : 0;
 }
 
@@ -86,7 +88,7 @@ static int bind_one(const mproc__addr *a)
 int mproc_listener_new_opts(mproc_listener **out, const char *address, const void *authkey,
                             size_t keylen, const mproc_conn_opts *opts)
 {
-    if (!out || !address || check_key(authkey, keylen) < 0) return -EINVAL;
+    if (!out || !address || check_args(authkey, keylen, opts) < 0) return -EINVAL;
     int r;
     mproc__addr addrs[MPROC__ADDRESS_MAX];
     int n = mproc__address_resolve(address, true, addrs, MPROC__ADDRESS_MAX);
@@ -146,7 +148,7 @@ int mproc_listener_fd(const mproc_listener *l)
 
 int mproc_listener_accept(mproc_listener *l, mproc_conn **out, double timeout)
 {
-    if (!l || l->magic != LISTENER_MAGIC || !out) return -EINVAL;
+    if (!l || l->magic != LISTENER_MAGIC || !out || mproc__timeout_check(timeout)) return -EINVAL;
     int64_t deadline = mproc__deadline(timeout);
     int fd;
     for (;;) {
@@ -227,7 +229,7 @@ static int connect_one(const mproc__addr *a, int64_t deadline)
 int mproc_client_connect_opts(mproc_conn **out, const char *address, const void *authkey,
                               size_t keylen, const mproc_conn_opts *opts)
 {
-    if (!out || !address || check_key(authkey, keylen) < 0) return -EINVAL;
+    if (!out || !address || check_args(authkey, keylen, opts) < 0) return -EINVAL;
     mproc_conn_opts o = effective_opts(opts);
     int r;
     mproc__addr addrs[MPROC__ADDRESS_MAX];

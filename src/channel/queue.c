@@ -342,7 +342,7 @@ static int try_put(mproc_queue *q, void *c, q_block *b)
 
 int mproc_queue_put(mproc_queue *q, const void *data, size_t len, double timeout)
 {
-    if (!valid(q) || (!data && len)) return -EINVAL;
+    if (!valid(q) || (!data && len) || mproc__timeout_check(timeout)) return -EINVAL;
     if (len > q->max_bytes) return -EMSGSIZE;
     put_ctx pc = {.data = data, .len = len};
     /* The first attempt outside q_run, where the compiler can inline it: most calls end here. */
@@ -489,7 +489,7 @@ static int try_get(mproc_queue *q, void *c, q_block *b)
 
 int mproc_queue_get(mproc_queue *q, void *buf, size_t cap, size_t *len, double timeout)
 {
-    if (!valid(q) || (!buf && cap)) return -EINVAL;
+    if (!valid(q) || (!buf && cap) || mproc__timeout_check(timeout)) return -EINVAL;
     get_ctx gc = {.buf = buf, .cap = cap};
     q_block b = {0};
     int r = try_get(q, &gc, &b);
@@ -501,7 +501,7 @@ int mproc_queue_get(mproc_queue *q, void *buf, size_t cap, size_t *len, double t
 int mproc_queue_get_alloc(mproc_queue *q, void **data, size_t *len, double timeout)
 {
     if (data) *data = NULL;
-    if (!valid(q) || !data || !len) return -EINVAL;
+    if (!valid(q) || !data || !len || mproc__timeout_check(timeout)) return -EINVAL;
     get_ctx gc = {.alloc = true};
     int r = q_run(q, try_get, &gc, timeout, true);
     if (r == 0 && !gc.buf) gc.buf = malloc(1); /* a zero-length message still gets a buffer */
@@ -630,7 +630,7 @@ static int join_step(void *arg, int64_t step)
 
 int mproc_queue_join(mproc_queue *q, double timeout)
 {
-    if (!valid(q) || !q->joinable) return -EINVAL;
+    if (!valid(q) || !q->joinable || mproc__timeout_check(timeout)) return -EINVAL;
     if (atomic_load(&q->unfinished) == 0) return 0;
     if (timeout == 0) return -ETIMEDOUT;
     mproc__intr st;

@@ -9,7 +9,8 @@
 int mproc_wait(const int *fds, size_t n, bool *ready, double timeout)
 {
     /* with nothing to wait on, a forever wait would hang: refuse rather than sleep */
-    if (!fds || !ready || n == 0 || n > (size_t)INT32_MAX) return -EINVAL;
+    if (!fds || !ready || n == 0 || n > (size_t)INT32_MAX || mproc__timeout_check(timeout))
+        return -EINVAL;
     for (size_t i = 0; i < n; i++)
         if (fds[i] < 0) return -EINVAL;
     struct pollfd small[16];

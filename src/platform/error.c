@@ -1,3 +1,4 @@
+#include <errno.h>
 #include <string.h>
 
 #include "mproc/common.h"
@@ -23,6 +24,38 @@ const char *mproc_strerror(int code)
         return "lock acquired; its previous holder died holding it";
     case MPROC_EPROTO:
         return "malformed message";
+    case MPROC_EEND:
+        return "no more results";
+    case MPROC_ETIMELIMIT:
+        return "the task exceeded its time limit (its worker was killed)";
+    /* The errno codes as the API uses them (conventions.md), not as the C library words them
+     * for sockets and devices. */
+    case -ETIMEDOUT:
+        return "timed out";
+    case -EAGAIN:
+        return "not ready (would block)";
+    case -EINTR:
+        return "interrupted by a signal";
+    case -EINVAL:
+        return "invalid argument";
+    case -ENOMEM:
+        return "out of memory";
+    case -EBUSY:
+        return "still running (cancel requested)";
+    case -EALREADY:
+        return "already done";
+    case -ECHILD:
+        return "not this process's child, or its exit status is lost";
+    case -EMSGSIZE:
+        return "too large (buffer or message limit)";
+    case -EPIPE:
+        return "the other end is closed";
+    case -EOVERFLOW:
+        return "count at its limit";
+    case -EPERM:
+        return "not permitted (not held by the caller)";
+    case -ENOTSUP:
+        return "not supported";
     default:
         break;
     }

@@ -1,5 +1,6 @@
 /* Ctrl-C during a long call (interrupt.h). */
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 
 #include "platform/interrupt.h"
@@ -49,5 +50,28 @@ int mproc__intr_wait(const mproc__intr *st, int (*wait)(void *arg, int64_t step)
         bool last = deadline <= step;
         int r = wait(arg, last ? deadline : step);
         if (r != -ETIMEDOUT || last) return r;
+    }
+}
+
+int mproc__intr_poll_in(const mproc__intr *st, int fd, int64_t deadline)
+{
+    for (;;) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        struct timespec ts, *tsp = NULL;
+        if (deadline != INT64_MAX) {
+            int64_t left = mproc__remaining_ns(deadline);
+            if (left < 0) left = 0;
+            ts = (struct timespec){.tv_sec = left / 1000000000, .tv_nsec = left % 1000000000};
+            tsp = &ts;
+        }
+        /* Never restarted after a handler, SA_RESTART or not (signal(7)). */
+        int r = ppoll(&pfd, 1, tsp, &st->old);
+        if (r > 0) return 1;
+        if (r == 0) {
+            if (mproc__remaining_ns(deadline) <= 0) return 0;
+            continue;
+        }
+        if (errno == EINTR) return -EINTR;
+        return -errno;
     }
 }

@@ -48,5 +48,9 @@ void mproc__intr_restore(const mproc__intr *st);
  * -ETIMEDOUT or `deadline` passes; -EINTR as soon as mproc__intr_pending. Signals blocked. */
 int mproc__intr_wait(const mproc__intr *st, int (*wait)(void *arg, int64_t step), void *arg,
                      int64_t deadline);
+/* Wait for fd to become readable until `deadline`, signals blocked except during the sleep itself
+ * (ppoll with the caller's mask): 1 readable, 0 deadline passed, -EINTR once a handler ran (a
+ * signal pending on entry runs at once), or another negative errno. No polling steps. */
+int mproc__intr_poll_in(const mproc__intr *st, int fd, int64_t deadline);
 
 #endif

@@ -17,10 +17,19 @@ int64_t mproc__now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+int mproc__timeout_ns(double timeout, int64_t *ns)
+{
+    if (isnan(timeout)) return -EINVAL;
+    /* Above the bound (31 years) a double to int64 conversion could overflow; nobody means it. */
+    *ns = timeout < 0 || timeout > MPROC__TIMEOUT_MAX_S ? INT64_MAX : (int64_t)(timeout * 1e9);
+    return 0;
+}
+
 int64_t mproc__deadline(double timeout)
 {
-    if (timeout < 0 || isnan(timeout) || timeout > 1e9) return INT64_MAX;
-    return mproc__now_ns() + (int64_t)(timeout * 1e9);
+    int64_t ns;
+    if (mproc__timeout_ns(timeout, &ns) < 0) ns = INT64_MAX; /* the caller checked it */
+    return mproc__deadline_after(mproc__now_ns(), ns);
 }
 
 int64_t mproc__remaining_ns(int64_t deadline)

@@ -2,6 +2,7 @@
 #ifndef MPROC_PLATFORM_PLATFORM_H
 #define MPROC_PLATFORM_PLATFORM_H
 
+#include <errno.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -17,8 +18,25 @@
 /* Monotonic clock in nanoseconds. */
 int64_t mproc__now_ns(void);
 
-/* A deadline in CLOCK_MONOTONIC nanoseconds; INT64_MAX means none. */
+/* Every timeout and time limit of the API follows one rule (docs/conventions.md): NaN is refused
+ * (-EINVAL); a negative value, infinity and anything above MPROC__TIMEOUT_MAX_S mean forever
+ * (INT64_MAX nanoseconds); the rest converts to nanoseconds, rounded down. Callers that refuse
+ * negative values (pool time limits) check that first. */
+#define MPROC__TIMEOUT_MAX_S 1e9
+int mproc__timeout_ns(double timeout, int64_t *ns);
+/* -EINVAL for a timeout the rule refuses, else 0: a call checks it on entry, with its handle. */
+static inline int mproc__timeout_check(double timeout)
+{
+    return timeout != timeout ? -EINVAL : 0;
+}
+/* The absolute CLOCK_MONOTONIC deadline of a wait of `timeout` seconds (checked) by that rule;
+ * INT64_MAX means none. */
 int64_t mproc__deadline(double timeout);
+/* now + ns without overflow: INT64_MAX (none) for ns == INT64_MAX or a sum that would not fit. */
+static inline int64_t mproc__deadline_after(int64_t now, int64_t ns)
+{
+    return ns > INT64_MAX - now ? INT64_MAX : now + ns;
+}
 /* Nanoseconds left before a deadline (<= 0: passed); INT64_MAX when there is none. */
 int64_t mproc__remaining_ns(int64_t deadline);
 /* Remaining time in milliseconds for poll(): -1 forever, rounded up so it never spins early. */

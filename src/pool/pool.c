@@ -12,6 +12,7 @@
 #include "process/process.h"
 #include "process/start_method.h"
 #include "pool/backend.h"
+#include "pool/future.h"
 
 /* Every pool of this process, so that exit, mproc_shutdown() and a child's end stop them (no
  * worker replaced, every worker reaped by its supervisor) before the process layer ends the
@@ -67,6 +68,8 @@ int mproc_pool_new(mproc_pool **out, const mproc_pool_opts *opts)
     *out = NULL;
     mproc_pool_opts o = opts ? *opts : (mproc_pool_opts){0};
     if (o.workers < 0 || o.task_timeout < 0 || o.restart_window < 0) return -EINVAL;
+    if (mproc__timeout_check(o.task_timeout) || mproc__timeout_check(o.restart_window))
+        return -EINVAL;
     if (o.name && (strlen(o.name) == 0 || strlen(o.name) > 48)) return -EINVAL;
     const char *backend_name = getenv("MPROC_POOL_BACKEND");
     if (!backend_name || !*backend_name) backend_name = o.backend;
@@ -130,7 +133,9 @@ int mproc_pool_submit_opts(mproc_pool *p, mproc_task_fn fn, const void *arg, siz
 {
     if (out) *out = NULL;
     if (!mproc__pool_valid(p) || !fn || !out || (!arg && len)) return -EINVAL;
-    if (o && (o->timeout < 0 || o->soft_timeout < 0)) return -EINVAL;
+    if (o && (o->timeout < 0 || o->soft_timeout < 0 || mproc__timeout_check(o->timeout) ||
+              mproc__timeout_check(o->soft_timeout)))
+        return -EINVAL;
     pthread_mutex_lock(&p->mu);
     int r = mproc__pool_check_open_locked(p);
     mproc_future *f = NULL;
@@ -149,11 +154,16 @@ int mproc_pool_submit(mproc_pool *p, mproc_task_fn fn, const void *arg, size_t l
 int mproc_pool_apply(mproc_pool *p, mproc_task_fn fn, const void *arg, size_t len, void *out,
                      size_t cap, size_t *outlen)
 {
+    /* Signals blocked from before the submit: a Ctrl-C during it still interrupts the wait. */
+    mproc__intr st;
+    mproc__intr_block(&st);
     mproc_future *f;
     int r = mproc_pool_submit(p, fn, arg, len, &f);
-    if (r < 0) return r;
-    r = mproc_future_get(f, out, cap, outlen, MPROC_FOREVER);
-    mproc_future_free(f);
+    if (r == 0) {
+        r = mproc__future_get_in(&st, f, out, cap, outlen, MPROC_FOREVER);
+        mproc_future_free(f);
+    }
+    mproc__intr_restore(&st);
     return r;
 }
 
@@ -182,7 +192,7 @@ int mproc_pool_terminate(mproc_pool *p)
 
 int mproc_pool_join(mproc_pool *p, double timeout)
 {
-    if (!mproc__pool_valid(p)) return -EINVAL;
+    if (!mproc__pool_valid(p) || mproc__timeout_check(timeout)) return -EINVAL;
     pthread_mutex_lock(&p->mu);
     int st = p->state;
     bool joined = p->joined;

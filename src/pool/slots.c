@@ -103,9 +103,13 @@ static int slot_fill(mproc__slot *s, mproc_task_fn fn, const void *arg, size_t l
     s->timeout_ns = 0;
     s->soft_timeout_ms = 0;
     if (o) {
-        if (o->timeout > 0) s->timeout_ns = (int64_t)(o->timeout * 1e9);
-        if (o->soft_timeout > 0) {
-            double ms = o->soft_timeout * 1e3;
+        /* Checked by the caller; INT64_MAX (a huge limit): none, not the pool's either. */
+        int64_t hard = 0, soft = 0;
+        if (o->timeout > 0) mproc__timeout_ns(o->timeout, &hard);
+        if (o->soft_timeout > 0) mproc__timeout_ns(o->soft_timeout, &soft);
+        s->timeout_ns = hard;
+        if (soft && soft != INT64_MAX) {
+            int64_t ms = soft / 1000000;
             s->soft_timeout_ms = ms < 1 ? 1 : ms > INT32_MAX ? INT32_MAX : (int32_t)ms;
         }
     }

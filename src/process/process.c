@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "arena/arena.h"
+#include "platform/interrupt.h"
 #include "platform/platform.h"
 #include "process/process.h"
 #include "process/signals.h"
@@ -284,19 +285,33 @@ static bool reap(mproc_process *p)
     return ended;
 }
 
-int mproc_process_join(mproc_process *p, double timeout)
+/* Join with signals blocked but while asleep (interrupt.h): a handler that runs makes it -EINTR,
+ * unless the child has ended by then. */
+static int join_blocked(mproc_process *p, const mproc__intr *st, int64_t deadline)
 {
-    int r = check_started(p);
-    if (r < 0) return r;
-    int64_t deadline = mproc__deadline(timeout);
     for (;;) {
         if (reap(p)) return 0;
-        r = mproc__pidfd_wait(p->fd, deadline);
+        int r = mproc__intr_poll_in(st, p->fd, deadline);
+        if (r == -EINTR) return reap(p) ? 0 : -EINTR;
         if (r < 0) return r;
         if (r == 0) return -ETIMEDOUT;
         wait_status(p, deadline);
         if (!reap(p) && mproc__remaining_ns(deadline) <= 0) return -ETIMEDOUT;
     }
+}
+
+int mproc_process_join(mproc_process *p, double timeout)
+{
+    int r = check_started(p);
+    if (r < 0) return r;
+    if (mproc__timeout_check(timeout)) return -EINVAL;
+    if (reap(p)) return 0;
+    int64_t deadline = mproc__deadline(timeout);
+    mproc__intr st;
+    mproc__intr_block(&st);
+    r = join_blocked(p, &st, deadline);
+    mproc__intr_restore(&st);
+    return r;
 }
 
 bool mproc_process_is_alive(mproc_process *p)

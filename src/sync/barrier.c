@@ -175,7 +175,7 @@ static void leave(mproc_barrier *b, int index)
 
 int mproc_barrier_wait(mproc_barrier *b, double timeout)
 {
-    if (!valid(b)) return -EINVAL;
+    if (!valid(b) || mproc__timeout_check(timeout)) return -EINVAL;
     int64_t deadline = mproc__deadline(timeout);
     lock(b);
     /* Wait for the previous round to drain (or a reset to finish): no deadline, as in Python. */

@@ -131,7 +131,7 @@ static seat *take_seat(mproc_condition *c)
 
 int mproc_condition_wait(mproc_condition *c, double timeout)
 {
-    if (!valid(c)) return -EINVAL;
+    if (!valid(c) || mproc__timeout_check(timeout)) return -EINVAL;
     if (!held(c)) return -EPERM;
     int64_t deadline = mproc__deadline(timeout);
     seat *s = take_seat(c);
@@ -161,7 +161,7 @@ int mproc_condition_wait(mproc_condition *c, double timeout)
 
 int mproc_condition_wait_for(mproc_condition *c, bool (*pred)(void *arg), void *arg, double timeout)
 {
-    if (!valid(c) || !pred) return -EINVAL;
+    if (!valid(c) || !pred || mproc__timeout_check(timeout)) return -EINVAL;
     if (!held(c)) return -EPERM;
     int64_t deadline = mproc__deadline(timeout);
     while (!pred(arg)) {

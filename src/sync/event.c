@@ -52,7 +52,8 @@ static bool woken(uint32_t start, uint32_t now)
 
 int mproc_event_wait(mproc_event *e, double timeout)
 {
-    if (!mproc__sync_valid(e, sizeof *e, MPROC__EVENT_MAGIC)) return -EINVAL;
+    if (!mproc__sync_valid(e, sizeof *e, MPROC__EVENT_MAGIC) || mproc__timeout_check(timeout))
+        return -EINVAL;
     uint32_t start = atomic_load_explicit(&e->word, memory_order_acquire);
     if (start & 1) return 0;
     if (timeout == 0) return -EAGAIN;

@@ -57,7 +57,8 @@ int mproc_lock_new(mproc_lock **out)
 
 int mproc_lock_acquire(mproc_lock *l, double timeout)
 {
-    if (!mproc__sync_valid(l, sizeof *l, MPROC__LOCK_MAGIC)) return -EINVAL;
+    if (!mproc__sync_valid(l, sizeof *l, MPROC__LOCK_MAGIC) || mproc__timeout_check(timeout))
+        return -EINVAL;
     return mproc__robust_mutex_lock(&l->m, timeout);
 }
 

@@ -18,7 +18,8 @@ int mproc_rlock_new(mproc_rlock **out)
 
 int mproc_rlock_acquire(mproc_rlock *l, double timeout)
 {
-    if (!mproc__sync_valid(l, sizeof *l, MPROC__RLOCK_MAGIC)) return -EINVAL;
+    if (!mproc__sync_valid(l, sizeof *l, MPROC__RLOCK_MAGIC) || mproc__timeout_check(timeout))
+        return -EINVAL;
     return mproc__robust_mutex_lock(&l->m, timeout);
 }
 

@@ -46,7 +46,8 @@ static bool try_take(mproc_semaphore *s)
 
 int mproc_semaphore_acquire(mproc_semaphore *s, double timeout)
 {
-    if (!mproc__sync_valid(s, sizeof *s, MPROC__SEMAPHORE_MAGIC)) return -EINVAL;
+    if (!mproc__sync_valid(s, sizeof *s, MPROC__SEMAPHORE_MAGIC) || mproc__timeout_check(timeout))
+        return -EINVAL;
     if (try_take(s)) return 0;
     if (timeout == 0) return -EAGAIN;
     int64_t deadline = mproc__deadline(timeout);

@@ -153,7 +153,8 @@ static bool crash_loop(mproc_pool *p)
     rt->dpos = (rt->dpos + 1) % cap;
     if (rt->ndeaths < cap) rt->ndeaths++;
     unsigned recent = 0;
-    int64_t window = (int64_t)(p->opts.restart_window * 1e9);
+    int64_t window;
+    mproc__timeout_ns(p->opts.restart_window, &window); /* checked in mproc_pool_new */
     for (unsigned k = 0; k < rt->ndeaths; k++)
         if (now - rt->deaths[k] <= window) recent++;
     return recent > p->opts.max_restarts;
@@ -343,7 +344,7 @@ static int64_t check_deadlines(mproc_pool *p)
         }
         double limit = (double)(s->timeout_ns ? s->timeout_ns : rt->shm->pool_timeout_ns) / 1e9;
         pthread_mutex_lock(&p->mu);
-        if (mproc__slot_fail(p, cur, MPROC__SLOT_RUNNING_BY(w->inc), -ETIMEDOUT, SIGKILL, -1,
+        if (mproc__slot_fail(p, cur, MPROC__SLOT_RUNNING_BY(w->inc), MPROC_ETIMELIMIT, SIGKILL, -1,
                              w->pid,
                              "task exceeded its time limit of %g s; worker %s (pid %d) killed",
                              limit, w->name, (int)w->pid)) {
@@ -459,7 +460,9 @@ static int local_start(mproc_pool *p)
     rt->shm->q = q;
     rt->shm->nseats = n;
     rt->shm->max_tasks = p->opts.max_tasks_per_child;
-    rt->shm->pool_timeout_ns = (int64_t)(p->opts.task_timeout * 1e9);
+    int64_t limit = 0; /* checked in mproc_pool_new; a huge one means none */
+    mproc__timeout_ns(p->opts.task_timeout, &limit);
+    rt->shm->pool_timeout_ns = limit == INT64_MAX ? 0 : limit;
     rt->shm->ctl_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     rt->shm->thread_mode = p->method == MPROC__START_THREAD;
     p->slot_chunks = rt->shm->chunks;

@@ -126,7 +126,7 @@ static void run(uint32_t idx)
         int64_t now = mproc__now_ns();
         if (s->soft_timeout_ms) t.soft_deadline = now + (int64_t)s->soft_timeout_ms * 1000000;
         if (hard) {
-            int64_t dl = now + hard;
+            int64_t dl = mproc__deadline_after(now, hard);
             atomic_store(&seat->deadline_ns, dl);
             if (dl < atomic_load(&W->sup_wake_ns)) wake_supervisor();
         }
