@@ -315,10 +315,10 @@ static int take_item(mproc_imap *it, entry *e, const void **data, size_t *len)
     return ri.code;
 }
 
-/* The body of mproc_imap_next, signals blocked (st). */
-static int next_blocked(mproc_imap *it, const mproc__intr *st, const void **data, size_t *len,
-                        size_t *index, double timeout)
+int mproc_imap_next(mproc_imap *it, const void **data, size_t *len, size_t *index, double timeout)
 {
+    if (!it || it->magic != IMAP_MAGIC || !data || mproc__timeout_check(timeout)) return -EINVAL;
+    *data = NULL;
     if (len) *len = 0;
     if (it->held) {
         mproc_future_free(it->held);
@@ -336,7 +336,7 @@ static int next_blocked(mproc_imap *it, const mproc__intr *st, const void **data
     if (!it->unordered) {
         k = it->head;
         if (!it->ent[k].opened) {
-            int r = mproc__future_wait_in(st, it->ent[k].f, timeout);
+            int r = mproc_future_wait(it->ent[k].f, timeout);
             if (r < 0) return r;
         }
     } else {
@@ -346,7 +346,7 @@ static int next_blocked(mproc_imap *it, const mproc__intr *st, const void **data
             if (k < it->count) break;
             for (size_t i = 0; i < it->count; i++)
                 it->fsw[i] = it->ent[i].f;
-            int r = mproc__futures_wait_in(st, it->fsw, it->count, MPROC_FIRST_COMPLETED, timeout);
+            int r = mproc_futures_wait(it->fsw, it->count, MPROC_FIRST_COMPLETED, timeout);
             if (r < 0) return r;
         }
     }
@@ -364,19 +364,6 @@ static int next_blocked(mproc_imap *it, const mproc__intr *st, const void **data
         it->count--;
         fill(it);
     }
-    return r;
-}
-
-int mproc_imap_next(mproc_imap *it, const void **data, size_t *len, size_t *index, double timeout)
-{
-    if (!it || it->magic != IMAP_MAGIC || !data || mproc__timeout_check(timeout)) return -EINVAL;
-    *data = NULL;
-    /* Blocked for the whole call, refills included: a Ctrl-C while it reads the input or submits
-     * is acted on by the wait that follows (-EINTR), not lost before it. */
-    mproc__intr st;
-    mproc__intr_block(&st);
-    int r = next_blocked(it, &st, data, len, index, timeout);
-    mproc__intr_restore(&st);
     return r;
 }
 

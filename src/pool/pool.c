@@ -154,16 +154,13 @@ int mproc_pool_submit(mproc_pool *p, mproc_task_fn fn, const void *arg, size_t l
 int mproc_pool_apply(mproc_pool *p, mproc_task_fn fn, const void *arg, size_t len, void *out,
                      size_t cap, size_t *outlen)
 {
-    /* Signals blocked from before the submit: a Ctrl-C during it still interrupts the wait. */
-    mproc__intr st;
-    mproc__intr_block(&st);
     mproc_future *f;
     int r = mproc_pool_submit(p, fn, arg, len, &f);
     if (r == 0) {
-        r = mproc__future_get_in(&st, f, out, cap, outlen, MPROC_FOREVER);
+        r = mproc_future_get(f, out, cap, outlen, MPROC_FOREVER);
+        if (r == -EINTR) mproc_future_cancel(f); /* nobody will read its result */
         mproc_future_free(f);
     }
-    mproc__intr_restore(&st);
     return r;
 }
 

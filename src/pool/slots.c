@@ -253,18 +253,21 @@ int mproc__pool_submit_locked(mproc_pool *p, mproc_task_fn fn, const void *arg, 
 
 /* ---- waiting ---- */
 
-int mproc__slot_wait_slow(mproc__slot *s, int64_t deadline)
+int mproc__slot_spin(mproc__slot *s, int64_t deadline)
 {
-    /* mproc__slot_wait looked already: the record was not done. */
-    if (deadline != INT64_MAX && deadline <= mproc__now_ns()) return -ETIMEDOUT;
     int64_t now = mproc__now_ns();
+    if (deadline <= now) return mproc__slot_done(s) ? 0 : -ETIMEDOUT;
     mproc__spin sp;
     mproc__spin_start(&sp, now, WAIT_HARD_SPIN_NS, WAIT_SPIN_NS);
     for (unsigned i = 1;; i++) {
         if (mproc__slot_done(s)) return 0;
         if (sp.yielding || (i & 63) == 0) now = mproc__now_ns();
-        if (!mproc__spin_pause(&sp, now)) break;
+        if (now >= deadline || !mproc__spin_pause(&sp, now)) return -ETIMEDOUT;
     }
+}
+
+int mproc__slot_sleep(mproc__slot *s, int64_t deadline)
+{
     for (;;) {
         uint32_t st = atomic_load(&s->state);
         if (MPROC__SLOT_IS_DONE(MPROC__SLOT_KIND(st))) return 0;
@@ -277,6 +280,14 @@ int mproc__slot_wait_slow(mproc__slot *s, int64_t deadline)
         if (r == -ETIMEDOUT && mproc__remaining_ns(deadline) <= 0)
             return mproc__slot_done(s) ? 0 : -ETIMEDOUT;
     }
+}
+
+int mproc__slot_wait_slow(mproc__slot *s, int64_t deadline)
+{
+    /* mproc__slot_wait looked already: the record was not done. */
+    int r = mproc__slot_spin(s, deadline);
+    if (r == 0 || (deadline != INT64_MAX && deadline <= mproc__now_ns())) return r;
+    return mproc__slot_sleep(s, deadline);
 }
 
 /* ---- map staging blocks ---- */

@@ -128,6 +128,12 @@ bool mproc__slot_fail(mproc_pool *p, uint32_t idx, uint32_t expect, int code, in
 void mproc__pool_fail_queued(mproc_pool *p, int code, const char *msg);
 /* Break the pool: fail every queued task with MPROC_EBROKEN + msg, refuse new ones. */
 void mproc__pool_break(mproc_pool *p, const char *msg);
+/* The two halves of a wait: look (spin, then yield; spin.h) until the record is done (0), the
+ * wait's spin window ends or deadline passes (-ETIMEDOUT); sleep until done or deadline. A caller
+ * that must see Ctrl-C blocks signals between the two (interrupt.h): the spin then costs no
+ * system call. */
+int mproc__slot_spin(mproc__slot *s, int64_t deadline);
+int mproc__slot_sleep(mproc__slot *s, int64_t deadline);
 /* Wait for a slot to be done, interruptibly. Inline for the slot already done (every get of a
  * pool with work in flight): that check costs no call. */
 int mproc__slot_wait_slow(mproc__slot *s, int64_t deadline);
