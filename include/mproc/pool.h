@@ -14,6 +14,8 @@
 #ifndef MPROC_POOL_H
 #define MPROC_POOL_H
 
+#include <limits.h>
+
 #include "common.h"
 
 #ifdef __cplusplus
@@ -44,8 +46,14 @@ bool mproc_task_cancelled(mproc_task *t);
 
 /* ---- Pools -------------------------------------------------------------------------------- */
 
+/* Limits of mproc_pool_opts (a value outside them is -EINVAL unless said otherwise). */
+#define MPROC_POOL_MAX_WORKERS 4096
+#define MPROC_POOL_MAX_RESTARTS 100000 /* max_restarts above this: no crash-loop limit */
+#define MPROC_POOL_NO_RESTART_LIMIT UINT_MAX
+
 typedef struct {
-    int workers;                   /* 0: mproc_cpu_count(); negative: -EINVAL */
+    int workers;                   /* 0: mproc_cpu_count(); negative or more than
+                                      MPROC_POOL_MAX_WORKERS: -EINVAL */
     const char *name;              /* workers are "NAME-1", "NAME-2", ... (replacements continue the
                                       numbering); NULL: "PoolWorker"; at most 48 bytes */
     int (*initializer)(void *arg); /* run once in each worker; nonzero breaks the pool */
@@ -57,8 +65,10 @@ typedef struct {
                               MPROC_POOL_BACKEND overrides */
     unsigned max_restarts; /* crash-loop limit: more than this many worker deaths within
                               restart_window seconds with no task succeeding in between breaks the
-                              pool; 0: max(8, 2 * workers) */
-    double restart_window; /* 0: 10 s */
+                              pool; 0: max(8, 2 * workers); above MPROC_POOL_MAX_RESTARTS
+                              (e.g. MPROC_POOL_NO_RESTART_LIMIT): no limit, deaths never break it */
+    double restart_window; /* 0: 10 s; negative or NaN: -EINVAL; huge or infinite: every death
+                              since the last task that succeeded counts */
     const char *start_method; /* how workers start: NULL: the library's ("fork"), "forkserver"
                                  (then initarg must point into the arena or to data as it was
                                  when the helper was forked: docs/start-methods.md), "thread" (a

@@ -64,7 +64,10 @@ int mproc_pool_new(mproc_pool **out, const mproc_pool_opts *opts)
     if (!out) return -EINVAL;
     *out = NULL;
     mproc_pool_opts o = opts ? *opts : (mproc_pool_opts){0};
-    if (o.workers < 0 || o.task_timeout < 0 || o.restart_window < 0) return -EINVAL;
+    /* Every number is checked here: a bad one is -EINVAL, never a crash later (limits in
+     * mproc/pool.h). */
+    if (o.workers < 0 || o.workers > MPROC_POOL_MAX_WORKERS || o.task_timeout < 0) return -EINVAL;
+    if (!(o.restart_window >= 0)) return -EINVAL; /* negative or NaN */
     if (o.name && (strlen(o.name) == 0 || strlen(o.name) > 48)) return -EINVAL;
     const char *backend_name = getenv("MPROC_POOL_BACKEND");
     if (!backend_name || !*backend_name) backend_name = o.backend;
@@ -92,6 +95,7 @@ int mproc_pool_new(mproc_pool **out, const mproc_pool_opts *opts)
     o.backend = backend->name;
     p->nworkers = o.workers ? o.workers : mproc_cpu_count();
     if (!o.max_restarts) o.max_restarts = (unsigned)(p->nworkers * 2 > 8 ? p->nworkers * 2 : 8);
+    if (o.max_restarts > MPROC_POOL_MAX_RESTARTS) o.max_restarts = MPROC_POOL_NO_RESTART_LIMIT;
     if (o.restart_window == 0) o.restart_window = 10.0;
     p->opts = o;
     p->free_head = MPROC__SLOT_NONE;

@@ -9,6 +9,8 @@
 
 #define MPROC__LOCAL_QUEUE_CAP (1u << 20)
 #define MPROC__LOCAL_CRASH_MAX 3072
+/* How often the supervisor looks for a stopped worker while work is queued (local.c). */
+#define MPROC__LOCAL_TICK_NS 10000000
 
 enum {
     MPROC__WORKER_STARTING,
@@ -51,6 +53,9 @@ struct mproc__pool_shm {
     _Atomic uint32_t spinner;    /* incarnation of the one worker spinning for work, 0: none */
     _Atomic uint32_t shutdown;   /* 1: leave when the queue is empty */
     _Atomic int64_t sup_wake_ns; /* when the supervisor next looks at deadlines */
+    /* 1 while the supervisor looks at the queue every MPROC__LOCAL_TICK_NS for a spinner that
+     * stopped (local.c, check_stuck); a send that relies on the spinner wakes it otherwise. */
+    _Atomic uint32_t sup_ticking;
     /* Workers -> supervisor, without any fd (a forkserver child inherits none of ours): a
      * futex word that a relay thread in the parent turns into a write of ctl_efd. */
     alignas(64) _Atomic uint32_t notify_seq;

@@ -161,6 +161,14 @@ static void chain_wake(void)
     }
 }
 
+/* The mark may have been taken away meanwhile (this worker was stopped: check_stuck in
+ * local/local.c) and given to another spinner: leave that one's. */
+static void give_up_spinner(void)
+{
+    uint32_t mine = my_inc;
+    atomic_compare_exchange_strong(&W->spinner, &mine, 0);
+}
+
 static void idle(void)
 {
     uint32_t none = 0;
@@ -170,13 +178,13 @@ static void idle(void)
         mproc__spin_start(&sp, now, HARD_SPIN_NS, SPIN_NS);
         for (unsigned i = 0;; i++) {
             if (queue_nonempty() || atomic_load_explicit(&W->shutdown, memory_order_relaxed)) {
-                atomic_store(&W->spinner, 0);
+                give_up_spinner();
                 return;
             }
             if (sp.yielding || (i & 63) == 63) now = mproc__now_ns();
             if (!mproc__spin_pause(&sp, now)) break;
         }
-        atomic_store(&W->spinner, 0);
+        give_up_spinner();
     }
     /* Publish the intent to sleep, then look at the queue once more (seq_cst, pairs with the
      * fence in local_send), then sleep on the sequence word the parent bumps before it wakes.
