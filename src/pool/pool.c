@@ -11,6 +11,7 @@
 #include "arena/arena.h"
 #include "process/start_method.h"
 #include "pool/backend.h"
+#include "pool/pointers.h"
 
 /* Every pool of this process, so that exit can stop them before the process module's exit
  * handler ends the workers (which would otherwise be replaced). */
@@ -59,6 +60,29 @@ static void pools_remove(mproc_pool *p)
     pthread_mutex_unlock(&pools_mu);
 }
 
+/* opts.initarg_size: the initializer gets an arena copy, valid in every worker. */
+static int copy_initarg(mproc_pool *p)
+{
+    if (!p->opts.initarg_size) return 0;
+    int r = mproc__arena_alloc(&p->initarg_copy, p->opts.initarg_size);
+    if (r < 0) return r;
+    memcpy(p->initarg_copy, p->opts.initarg, p->opts.initarg_size);
+    p->opts.initarg = p->initarg_copy;
+    return 0;
+}
+
+/* MPROC_CHECK_POINTERS: note what a worker has (pointers.c), and check initarg against it. A
+ * thread pool shares our memory: nothing to check. */
+static int snapshot_pointers(mproc_pool *p, const void *stack_floor)
+{
+    if (p->method == MPROC__START_THREAD || !mproc__ptr_check_enabled()) return 0;
+    pid_t w;
+    if (p->backend->worker_pids(p, &w, 1) < 1) return 0;
+    if (mproc__ptr_snapshot_take(w, stack_floor, &p->ptrs) < 0) return 0;
+    if (p->initarg_copy) return 0;
+    return mproc__ptr_check(p->ptrs, w, p->opts.initarg, "initarg", NULL, 0);
+}
+
 int mproc_pool_new(mproc_pool **out, const mproc_pool_opts *opts)
 {
     if (!out) return -EINVAL;
@@ -76,6 +100,7 @@ int mproc_pool_new(mproc_pool **out, const mproc_pool_opts *opts)
         if (strcmp(backend_name, "mpi") == 0) return -ENOTSUP;
         return -EINVAL;
     }
+    if (o.initarg_size && !o.initarg) return -EINVAL;
     mproc__start_method method;
     int r = mproc__start_method_for(o.start_method, &method);
     if (r < 0) return r;
@@ -104,11 +129,21 @@ int mproc_pool_new(mproc_pool **out, const mproc_pool_opts *opts)
     p->method_name = method_names[method];
     o.start_method = p->method_name;
     p->state = MPROC__POOL_OPEN;
-    r = backend->start(p);
+    r = copy_initarg(p);
+    if (r == 0) r = backend->start(p);
     if (r < 0) {
+        mproc__arena_free(p->initarg_copy);
         pthread_mutex_destroy(&p->mu);
         pthread_cond_destroy(&p->cv);
         free(p);
+        return r;
+    }
+    /* Our own frame: the caller's locals lie above it, later calls' below. */
+    r = snapshot_pointers(p, __builtin_frame_address(0));
+    if (r < 0) {
+        mproc_pool_terminate(p);
+        p->backend->join(p, INT64_MAX);
+        mproc__pool_destroy(p);
         return r;
     }
     pools_add(p);

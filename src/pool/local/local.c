@@ -60,6 +60,7 @@ typedef struct {
     uint32_t seen_spinner;
     uint64_t seen_head;
     int64_t seen_at;
+    unsigned idle_looks; /* looks in a row that found nothing queued and no spinner */
 } local_rt;
 
 static local_rt *RT(mproc_pool *p)
@@ -385,8 +386,8 @@ static bool queue_active(mproc__pool_shm *shm)
  * workers asleep, mean the worker trusted with the wake-up did not do it; the spinner (if the
  * same one) loses its mark and every worker wakes. A working worker moves the head within
  * microseconds, so this does not fire in a pool that works. Returns when to look next,
- * INT64_MAX when nothing is queued and no worker spins (then sup_ticking is 0, and local_send
- * wakes the supervisor when it leaves a wake-up to a spinner). */
+ * INT64_MAX once nothing was queued and no worker spun for MPROC__LOCAL_IDLE_TICKS looks (then
+ * sup_ticking is 0, and local_send wakes the supervisor when it leaves a wake-up to a worker). */
 static int64_t check_stuck(mproc_pool *p, int64_t now)
 {
     local_rt *rt = RT(p);
@@ -403,7 +404,10 @@ static int64_t check_stuck(mproc_pool *p, int64_t now)
     }
     rt->seen_spinner = sp;
     atomic_store(&shm->sup_ticking, 1);
-    if (sp || h < t) return now + MPROC__LOCAL_TICK_NS;
+    if (sp || h < t) rt->idle_looks = 0;
+    /* Tick on for a while after the last activity: a pool between two tasks (an apply loop)
+     * often looks idle for a moment, and each stop would cost the next send an eventfd write. */
+    if (rt->idle_looks++ < MPROC__LOCAL_IDLE_TICKS) return now + MPROC__LOCAL_TICK_NS;
     /* Dekker with local_send: it publishes, fences, then reads sup_ticking. */
     atomic_store(&shm->sup_ticking, 0);
     if (queue_active(shm)) {

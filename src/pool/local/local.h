@@ -11,6 +11,8 @@
 #define MPROC__LOCAL_CRASH_MAX 3072
 /* How often the supervisor looks for a stopped worker while work is queued (local.c). */
 #define MPROC__LOCAL_TICK_NS 10000000
+/* Ticks it goes on with after the queue went idle (so a pool between tasks is not woken). */
+#define MPROC__LOCAL_IDLE_TICKS 20
 
 enum {
     MPROC__WORKER_STARTING,

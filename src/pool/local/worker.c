@@ -123,7 +123,9 @@ static void run(uint32_t idx)
             if (dl < atomic_load(&W->sup_wake_ns)) wake_supervisor();
         }
     }
+    mproc__task_current = &t;
     int r = s->fn(&t);
+    mproc__task_current = NULL;
     if (hard) atomic_store_explicit(&seat->deadline_ns, 0, memory_order_relaxed);
     uint32_t kind = MPROC__SLOT_DONE_OK;
     if (t.failed || r != 0) {
