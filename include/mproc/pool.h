@@ -88,8 +88,8 @@ typedef struct {
 } mproc_pool_opts;
 
 /* -EINVAL (a number out of its limits, bad name, initarg_size without initarg), -ENOTSUP
- * (backend "mpi"), -ENOMEM, a fork error, or -EFAULT (MPROC_CHECK_POINTERS=1 and initarg, without
- * initarg_size, points at memory the workers do not have). */
+ * (backend "mpi"), -ENOMEM, a fork error, or -EFAULT (MPROC_CHECK_POINTERS=1, forkserver, and
+ * initarg, without initarg_size, points at memory the workers do not have). */
 int mproc_pool_new(mproc_pool **out, const mproc_pool_opts *opts);
 /* Number of workers the pool keeps running. */
 int mproc_pool_size(mproc_pool *p);

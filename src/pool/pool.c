@@ -79,7 +79,9 @@ static int snapshot_pointers(mproc_pool *p, const void *stack_floor)
     pid_t w;
     if (p->backend->worker_pids(p, &w, 1) < 1) return 0;
     if (mproc__ptr_snapshot_take(w, stack_floor, &p->ptrs) < 0) return 0;
-    if (p->initarg_copy) return 0;
+    /* A fork worker was forked just now: it has whatever initarg points at (and its initializer
+     * may have changed those bytes since). A forkserver one has the helper's older memory. */
+    if (p->initarg_copy || p->method != MPROC__START_FORKSERVER) return 0;
     return mproc__ptr_check(p->ptrs, w, p->opts.initarg, "initarg", NULL, 0);
 }
 
