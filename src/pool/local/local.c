@@ -403,8 +403,9 @@ static int64_t check_stuck(mproc_pool *p, int64_t now)
         rt->seen_at = now;
     }
     rt->seen_spinner = sp;
-    atomic_store(&shm->sup_ticking, 1);
-    if (sp || h < t) rt->idle_looks = 0;
+    /* Records queued, a spinner, or woken while not ticking (by a send: local_send). */
+    bool was_ticking = atomic_exchange(&shm->sup_ticking, 1);
+    if (sp || h < t || !was_ticking) rt->idle_looks = 0;
     /* Tick on for a while after the last activity: a pool between two tasks (an apply loop)
      * often looks idle for a moment, and each stop would cost the next send an eventfd write. */
     if (rt->idle_looks++ < MPROC__LOCAL_IDLE_TICKS) return now + MPROC__LOCAL_TICK_NS;
@@ -574,6 +575,11 @@ static int local_send(mproc_pool *p, const uint32_t *idx, uint32_t n)
     atomic_thread_fence(memory_order_seq_cst);
     uint32_t sl = atomic_load_explicit(&shm->sleepers, memory_order_relaxed);
     if (!sl) return 0;
+    /* Every way on leaves the next step to one worker (the spinner, the one that claims the
+     * records before ours, or the sleeper woken below), which may be stopped: the supervisor
+     * looks for that while it ticks (check_stuck), and is woken here when it does not tick
+     * (once per idle period, not per task). */
+    if (!atomic_load_explicit(&shm->sup_ticking, memory_order_relaxed)) efd_write(shm->ctl_efd);
     /* A spinning worker will see the records (it looks at the queue again after it stops
      * spinning and before it sleeps) and wakes the next sleeper itself (chain_wake). And with
      * positions before ours not yet passed, a worker will pass them, and one that claims a
@@ -581,13 +587,8 @@ static int local_send(mproc_pool *p, const uint32_t *idx, uint32_t n)
      * call here. A worker that went to sleep without seeing our records had passed every
      * position up to t, so then head >= t. */
     if (atomic_load_explicit(&shm->spinner, memory_order_relaxed) ||
-        (n == 1 && atomic_load_explicit(&shm->head, memory_order_relaxed) < t)) {
-        /* Both leave the wake-up to a worker, which may be stopped: the supervisor looks for
-         * that while it ticks (check_stuck), and is woken here when it does not tick (once per
-         * idle period, not per task). */
-        if (!atomic_load_explicit(&shm->sup_ticking, memory_order_relaxed)) efd_write(shm->ctl_efd);
+        (n == 1 && atomic_load_explicit(&shm->head, memory_order_relaxed) < t))
         return 0;
-    }
     atomic_fetch_add(&shm->wake_seq, 1);
     mproc__wake(&shm->wake_seq, (int)(n < sl ? n : sl));
     return 0;
