@@ -29,6 +29,8 @@
 
 enum { KILL_NONE, KILL_TIMEOUT, KILL_STOP };
 
+_Atomic uint64_t mproc__pool_stuck_wakes;
+
 typedef struct {
     mproc_process *proc;
     int pidfd;
@@ -56,7 +58,8 @@ typedef struct {
     int64_t *deaths; /* ring of death times for the crash-loop limit */
     unsigned ndeaths, dpos;
     uint64_t ok_mark;
-    /* check_spinner: what the supervisor saw at its last look */
+    /* check_stuck, at its last look: the spinner, and the head at which records have waited
+     * since seen_at (UINT64_MAX: none waited) */
     uint32_t seen_spinner;
     uint64_t seen_head;
     int64_t seen_at;
@@ -396,10 +399,14 @@ static int64_t check_stuck(mproc_pool *p, int64_t now)
     uint64_t h = atomic_load(&shm->head), t = atomic_load(&shm->tail);
     if (h < t && h == rt->seen_head && now - rt->seen_at >= MPROC__LOCAL_TICK_NS) {
         if (sp && sp == rt->seen_spinner) atomic_compare_exchange_strong(&shm->spinner, &sp, 0);
-        if (atomic_load(&shm->sleepers)) wake_all_workers(shm);
+        if (atomic_load(&shm->sleepers)) {
+            atomic_fetch_add(&mproc__pool_stuck_wakes, 1);
+            wake_all_workers(shm);
+        }
         rt->seen_at = now;
     } else if (h != rt->seen_head || h >= t) {
-        rt->seen_head = h;
+        /* Records waiting at a new head, or none waiting: start timing afresh. */
+        rt->seen_head = h < t ? h : UINT64_MAX;
         rt->seen_at = now;
     }
     rt->seen_spinner = sp;
@@ -497,6 +504,7 @@ static int local_start(mproc_pool *p)
     if (!rt) return -ENOMEM;
     p->backend_state = rt;
     uint32_t n = (uint32_t)p->nworkers;
+    rt->seen_head = UINT64_MAX;
     rt->seats = calloc(n, sizeof *rt->seats);
     bool limited = p->opts.max_restarts != MPROC_POOL_NO_RESTART_LIMIT;
     rt->deaths = calloc(limited ? p->opts.max_restarts + 1 : 1, sizeof *rt->deaths);

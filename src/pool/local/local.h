@@ -65,6 +65,11 @@ struct mproc__pool_shm {
     alignas(64) mproc__seat seats[];
 };
 
+/* How often check_stuck (local.c) found a queue that had not moved for a tick and woke the
+ * workers, in this process: for tests, where no worker is stopped, a lost wake-up would show
+ * here (the tick hides it otherwise). */
+extern _Atomic uint64_t mproc__pool_stuck_wakes;
+
 /* The worker process body (local/worker.c). */
 typedef struct {
     mproc__pool_shm *shm;
