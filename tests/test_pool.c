@@ -860,9 +860,10 @@ static void wake_stress(int workers)
     }
     mproc_pool_free(p);
     /* No worker was stopped: the supervisor's stopped-worker tick (local.c, check_stuck) must
-     * not have had to wake anyone, or it hid a lost wake-up (which used to hang this test). Only
-     * a host that keeps a spinning worker off its CPU for a whole 10 ms tick could make it fire
-     * rightly: on a slowed run (sanitizers) that is reported, not failed. */
+     * never have found records waiting with no wake-up issued, or it hid a lost wake-up (which
+     * used to hang this test). Only a worker kept off its CPU for a whole 10 ms tick right
+     * between claiming a record and waking the next could make it count rightly: on a slowed
+     * run (sanitizers) that is reported, not failed. */
     uint64_t stuck = atomic_load(&mproc__pool_stuck_wakes) - stuck0;
     if (stuck)
         fprintf(stderr, "wake_stress(%d): the supervisor woke a stuck queue %llu times\n", workers,

@@ -378,6 +378,16 @@ static bool queue_active(mproc__pool_shm *shm)
     return atomic_load(&shm->spinner) != 0 || atomic_load(&shm->head) < atomic_load(&shm->tail);
 }
 
+/* Whether no wake-up was issued since any sleeping worker went to sleep. */
+static bool none_woken(mproc__pool_shm *shm)
+{
+    uint32_t seq = atomic_load(&shm->wake_seq);
+    for (uint32_t i = 0; i < shm->nseats; i++)
+        if (atomic_load(&shm->seats[i].asleep) && atomic_load(&shm->seats[i].sleep_seq) != seq)
+            return false;
+    return true;
+}
+
 /* A worker stopped at the wrong moment (SIGSTOP, or kept off its CPU). The waking rule leaves
  * some wake-ups to a worker rather than to the parent, so that a busy pool makes no system call
  * per task (local_send): a send that finds a worker spinning wakes nobody, the spinner will see
@@ -400,7 +410,7 @@ static int64_t check_stuck(mproc_pool *p, int64_t now)
     if (h < t && h == rt->seen_head && now - rt->seen_at >= MPROC__LOCAL_TICK_NS) {
         if (sp && sp == rt->seen_spinner) atomic_compare_exchange_strong(&shm->spinner, &sp, 0);
         if (atomic_load(&shm->sleepers)) {
-            atomic_fetch_add(&mproc__pool_stuck_wakes, 1);
+            if (!sp && none_woken(shm)) atomic_fetch_add(&mproc__pool_stuck_wakes, 1);
             wake_all_workers(shm);
         }
         rt->seen_at = now;

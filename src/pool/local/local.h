@@ -30,6 +30,7 @@ typedef struct {
     /* 1 while counted in shm->sleepers (set after the increment, cleared before the decrement),
      * so the supervisor can take a killed sleeper out of the count. */
     _Atomic uint32_t asleep;
+    _Atomic uint32_t sleep_seq; /* the wake_seq it went to sleep on (for check_stuck's count) */
     int32_t init_code;
     _Atomic int64_t deadline_ns; /* hard deadline of the running task, 0: none */
     _Atomic uint64_t ok;         /* tasks that succeeded */
@@ -65,9 +66,11 @@ struct mproc__pool_shm {
     alignas(64) mproc__seat seats[];
 };
 
-/* How often check_stuck (local.c) found a queue that had not moved for a tick and woke the
- * workers, in this process: for tests, where no worker is stopped, a lost wake-up would show
- * here (the tick hides it otherwise). */
+/* How often check_stuck (local.c) found records waiting a whole tick while every sleeping worker
+ * slept on the current wake_seq (no wake-up issued since: a lost wake-up, or a worker stopped
+ * while trusted with one), in this process. Tests where no worker is stopped expect 0: the
+ * tick's rescue would hide a lost wake-up otherwise. A worker woken but kept waiting for a CPU
+ * is not counted (a wake was issued). */
 extern _Atomic uint64_t mproc__pool_stuck_wakes;
 
 /* The worker process body (local/worker.c). */

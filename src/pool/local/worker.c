@@ -194,6 +194,7 @@ static void idle(void)
     atomic_fetch_add(&W->sleepers, 1);
     atomic_store(&seat->asleep, 1);
     uint32_t seq = atomic_load(&W->wake_seq);
+    atomic_store_explicit(&seat->sleep_seq, seq, memory_order_relaxed);
     if (!queue_nonempty() && !atomic_load(&W->shutdown)) mproc__sleep(&W->wake_seq, seq, INT64_MAX);
     atomic_store(&seat->asleep, 0);
     atomic_fetch_sub(&W->sleepers, 1);
