@@ -23,4 +23,8 @@ struct mproc_task {
                                           slot so the result can take its place */
 };
 
+/* The task the calling thread runs (a worker's run loop sets it; a map chunk points it at its
+ * items' own task while they run); NULL outside a task. */
+extern MPROC_TLS mproc_task *mproc__task_current;
+
 #endif
