@@ -11,13 +11,14 @@ one workload from different programs are put side by side.
 Two tables: mproc against python, threads and the floor, for the workloads without peers; then
 "mproc vs peers": for each workload with peer rows, mproc, each peer's median, the floor, and
 mproc against the best peer (> 1: mproc is better, in the workload's own direction), one table
-per set of peers. --markdown prints them as Markdown tables (as in docs/performance.md).
+per family of workloads. --markdown prints them as Markdown tables (as in docs/performance.md).
 
 bench_peer_mpi_* programs are started under mpirun (2 ranks for messages, a master and one
 worker per CPU for the pool), on the shared-memory transport; they are skipped when mpirun is
 missing.
 """
 import argparse
+import json
 import os
 import shutil
 import statistics
@@ -68,13 +69,22 @@ def main():
     ap.add_argument("--runs", type=int, default=int(os.environ.get("BENCH_RUNS", "5")))
     ap.add_argument("--c-only", action="store_true", help="skip the Python twins in bench/py")
     ap.add_argument("--markdown", action="store_true", help="print the tables in Markdown")
+    ap.add_argument("--save", help="also write every sample to this JSON file")
+    ap.add_argument("--load", help="print the tables of a --save file instead of running")
     ap.add_argument("only", nargs="*", help="run only programs whose name contains one of these")
     args = ap.parse_args()
 
     samples = defaultdict(list)
     meta = OrderedDict()
     env = dict(os.environ, PYTHONPATH=os.path.join(HERE, "py"))
-    for run in range(args.runs):
+    if args.load:
+        with open(args.load) as f:
+            saved = json.load(f)
+        args.runs = saved["runs"]
+        for workload, impl, unit, better, values in saved["rows"]:
+            samples[(workload, impl)] = values
+            meta.setdefault(workload, (unit, better))
+    for run in range(0 if args.load else args.runs):
         for name, cmd in programs(args.build, args.only, args.c_only):
             print(f"run {run + 1}/{args.runs}: {name}", file=sys.stderr, flush=True)
             res = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env=env)
@@ -88,6 +98,10 @@ def main():
                 samples[(workload, impl)].append(float(value))
                 meta.setdefault(workload, (unit, better))
 
+    if args.save:
+        with open(args.save, "w") as f:
+            rows = [[w, i, *meta[w], v] for (w, i), v in samples.items()]
+            json.dump({"runs": args.runs, "rows": rows}, f)
     print(f"medians of {args.runs} runs")
     peered = [w for w in meta if any(i not in KNOWN for (w2, i) in samples if w2 == w)]
     plain = [w for w in meta if w not in peered or any(
@@ -101,7 +115,7 @@ def main():
 def fmt(v):
     if v >= 1e6:
         return f"{v / 1e6:.4g} M"
-    return f"{v / 1e3:.4g} k" if v >= 1e5 else f"{v:.4g}"
+    return f"{v / 1e3:.4g} k" if v >= 1e4 else f"{v:.4g}"
 
 
 def ratio(mine, other, better):
@@ -147,12 +161,16 @@ def print_known(workloads, meta, samples, markdown):
 
 
 def print_peers(workloads, meta, samples, markdown):
-    """One table per set of peers; "vs best peer" > 1 means mproc is ahead of every peer."""
+    """"vs best peer" > 1 means mproc is ahead of every peer."""
+    # One table per family of workloads (the name's first word: "messages", "map", ...), with the
+    # union of their peers as columns, so that a peer missing one size shows "-" there.
     groups = OrderedDict()
     for w in workloads:
-        peers = tuple(OrderedDict.fromkeys(i for (w2, i) in samples if w2 == w and i not in KNOWN))
-        groups.setdefault(peers, []).append(w)
-    for peers, ws in groups.items():
+        peers, ws = groups.setdefault(w.split()[0], (OrderedDict(), []))
+        peers.update((i, None) for (w2, i) in samples if w2 == w and i not in KNOWN)
+        ws.append(w)
+    for peers, ws in groups.values():
+        peers = sorted(peers)
         has_floor = any(samples.get((w, "floor")) for w in ws)
         header = ["workload", "unit", "mproc"] + list(peers) + (["floor"] if has_floor else [])
         header += ["best peer", "mproc vs best"] + (["mproc vs floor"] if has_floor else [])
