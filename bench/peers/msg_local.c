@@ -109,6 +109,15 @@ typedef struct {
     double t0;
 } waiter;
 
+static void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
 /* One look found nothing: true when it is time to sleep. */
 static bool wait_more(waiter *w)
 {
@@ -121,7 +130,7 @@ static bool wait_more(waiter *w)
     if (w->looks & (1u << 30))
         sched_yield();
     else
-        __builtin_ia32_pause();
+        cpu_relax();
     return false;
 }
 
