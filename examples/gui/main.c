@@ -8,6 +8,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "longtask.h"
 
@@ -81,6 +82,10 @@ int main(int argc, char **argv)
     lt_app a = {.duration = 4.0};
     int rc = parse(&a, argc, argv);
     if (rc >= 0) return rc;
+    const char *method = getenv("MPROC_START"); /* it overrides the pool's choice */
+    if (method && strcmp(method, "thread") == 0)
+        fprintf(stderr, "mproc-longtask: MPROC_START=thread: the task runs in this process, and "
+                        "a crash will take the window with it\n");
     static lt_fds at_start, with_pool, before, after;
     lt_fds_take(&at_start);
     a.progress = mproc_shared_alloc(sizeof *a.progress);
@@ -96,7 +101,13 @@ int main(int argc, char **argv)
     }
     lt_fds_take(&with_pool);
 
-    gtk_init();
+    if (!gtk_init_check()) {
+        fprintf(stderr, "mproc-longtask: cannot open a display (set DISPLAY, or run it under "
+                        "xvfb-run)\n");
+        mproc_pool_terminate(a.pool);
+        mproc_pool_free(a.pool);
+        return 1;
+    }
     a.runs = g_array_new(FALSE, TRUE, sizeof(lt_run));
     lt_window_build(&a);
     gtk_window_present(GTK_WINDOW(a.window));

@@ -47,7 +47,7 @@ void lt_window_show_state(lt_app *a)
     gtk_widget_set_sensitive(a->cancel, a->running);
     char *markup;
     if (a->running) {
-        markup = g_strdup_printf("<i>Computing e in worker process… the window stays live.</i>");
+        markup = g_strdup("<i>Computing e in a worker process… the window stays live.</i>");
     } else if (!last) {
         markup = g_strdup("");
     } else if (!last->error[0]) {

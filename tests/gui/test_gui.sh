@@ -38,6 +38,9 @@ fi
 # plain SIGSEGV.
 export ASAN_OPTIONS="${ASAN_OPTIONS:-}:detect_leaks=0:handle_segv=0"
 slow=${HARNESS_SLOW:-1}
+# The app asks for forkserver workers; MPROC_START would override that, and thread mode has no
+# crash isolation.
+unset MPROC_START
 tmp=$(mktemp -d)
 pid=""
 cleanup() {
