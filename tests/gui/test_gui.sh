@@ -38,6 +38,8 @@ fi
 # plain SIGSEGV.
 export ASAN_OPTIONS="${ASAN_OPTIONS:-}:detect_leaks=0:handle_segv=0"
 slow=${HARNESS_SLOW:-1}
+slow_s=${slow%.*} # whole seconds for timeout(1) and shell arithmetic
+[ "${slow_s:-0}" -ge 1 ] 2>/dev/null || slow_s=1
 # The app asks for forkserver workers; MPROC_START would override that, and thread mode has no
 # crash isolation.
 unset MPROC_START
@@ -55,8 +57,9 @@ fail() {
 
 # wait_title REGEX SECONDS: the window id once a window's title matches.
 wait_title() {
-    timeout "$(($2 * slow))" xdotool search --sync --onlyvisible --name "$1" | head -n 1 ||
-        fail "no window titled /$1/ within $2 s"
+    w=$(timeout "$(($2 * slow_s))" xdotool search --sync --onlyvisible --name "$1" | head -n 1)
+    [ -n "$w" ] || fail "no window titled /$1/ within $2 s"
+    echo "$w"
 }
 shot() {
     command -v import >/dev/null 2>&1 && import -window "$1" "$out/$2" 2>/dev/null || true
@@ -79,10 +82,11 @@ ok() { echo "ok: $*"; }
 clicks() {
     "$app" --duration 2 --quit-when-done --report "$tmp/clicks.json" &
     pid=$!
-    wid=$(wait_title 'mproc-longtask: running' 10)
-    xdotool windowfocus --sync "$wid"
+    # set -e does not hold in a function called as a condition: fail explicitly.
+    wid=$(wait_title 'mproc-longtask: running' 10) || fail "the window did not open"
+    xdotool windowfocus --sync "$wid" || fail "cannot focus the window"
     for _ in 1 2 3 4 5; do
-        xdotool key space
+        xdotool key space || fail "xdotool key"
         sleep 0.05 # a person's pace between presses, not a synchronisation
     done
     shot "$wid" gui-running.png
@@ -140,7 +144,7 @@ xdotool key alt+q
 wait "$pid" || fail "the app exited with status $?"
 pid=""
 ms=$((($(date +%s%N) - t0) / 1000000))
-[ "$ms" -lt $((2000 * slow)) ] || fail "Quit took $ms ms"
+[ "$ms" -lt $((2000 * slow_s)) ] || fail "Quit took $ms ms"
 for p in $family; do
     [ ! -e /proc/"$p" ] || fail "process $p ($(cat /proc/"$p"/comm 2>/dev/null)) outlived the app"
 done
