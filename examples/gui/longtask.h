@@ -52,8 +52,8 @@ typedef struct {
     guint future_src, probe_src, progress_src;
     /* state */
     bool running, quit, quit_while_running;
-    double run_started, last_probe, quit_asked;
-    double max_stall_ms;
+    double run_started, last_probe, last_probe_cpu, quit_asked;
+    double max_stall_ms, max_busy_ms;
     int clicks, clicks_while_running;
     GArray *runs; /* lt_run */
     /* widgets */
@@ -62,6 +62,7 @@ typedef struct {
 } lt_app;
 
 double lt_now(void);
+double lt_thread_cpu(void);        /* CPU seconds this thread has used */
 int lt_calculate_e(mproc_task *t); /* the pool task */
 int lt_lower_priority(void *arg);  /* the pool's worker initializer */
 

@@ -91,9 +91,10 @@ int lt_report_write(const lt_app *a, const char *path, int leaked_fds, int child
     json_result(f, last); /* the last finished run */
     fprintf(f, ",\n \"duration\": %.3f, \"clicks\": %d, \"clicks_while_running\": %d,", a->duration,
             a->clicks, a->clicks_while_running);
-    fprintf(f, "\n \"max_stall_ms\": %.3f, \"quit_while_running\": %s, \"quit_ms\": %.3f,",
-            a->max_stall_ms, a->quit_while_running ? "true" : "false",
-            (lt_now() - a->quit_asked) * 1e3);
+    fprintf(f, "\n \"max_stall_ms\": %.3f, \"max_busy_ms\": %.3f,", a->max_stall_ms,
+            a->max_busy_ms);
+    fprintf(f, "\n \"quit_while_running\": %s, \"quit_ms\": %.3f,",
+            a->quit_while_running ? "true" : "false", (lt_now() - a->quit_asked) * 1e3);
     fprintf(f, "\n \"children_left\": %d, \"fds_leaked\": %d,\n \"runs\": [", children, leaked_fds);
     for (guint i = 0; i < n; i++) {
         fprintf(f, "%s\n  {", i ? "," : "");

@@ -16,6 +16,13 @@ double lt_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+double lt_thread_cpu(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 /* The computation is background work: the window should win the CPU when there is one to
  * share, as a desktop program's worker would be niced. */
 int lt_lower_priority(void *arg)

@@ -3,7 +3,7 @@
 # (Xvfb), real key presses (xdotool), the window title as the state to wait for, and the JSON
 # that --report writes at quit.
 #   1. 5 presses of space on "Click me" during a 2 s task: 5 clicks, the loop never stalled
-#      50 ms (times HARNESS_SLOW), e to 1e-12.
+#      50 ms (times HARNESS_SLOW) nor was busy that long, e to 1e-12.
 #   2. The crash switch: the error names SIGSEGV, the window still counts clicks, Run again
 #      (the switch turned off) gives e, Ctrl+Q quits.
 #   3. Cancel, Run again, then Quit in the middle of a run: out at once, no child process, fd or
@@ -77,8 +77,9 @@ ok() { echo "ok: $*"; }
 
 # ---- 1. five clicks during a 2 s task
 # The stall is a latency: the main thread waiting for a CPU that others' load holds counts too,
-# so one try in three must be under the bound (a loaded machine can fail one); every other check
-# holds in each try.
+# so one try in five must be under the bound (a loaded machine can fail some). The CPU time the
+# GUI thread itself used between two probe ticks (max_busy_ms), like every other check, must be
+# under it in each try.
 clicks() {
     "$app" --duration 2 --quit-when-done --report "$tmp/clicks.json" &
     pid=$!
@@ -95,15 +96,16 @@ clicks() {
     check "$tmp/clicks.json" 'r["clicks"] == 5 and r["clicks_while_running"] == 5' "5 clicks during the run"
     check "$tmp/clicks.json" 'r["error"] is None and abs(r["e"] - M_E) < 1e-12' "e to 1e-12"
     check "$tmp/clicks.json" 'r["iterations"] > 0 and 1.9 < r["seconds"] < 2.5' "iterations, seconds"
+    check "$tmp/clicks.json" 'r["max_busy_ms"] < 50 * slow' "the GUI thread was busy 50 ms or more"
     stall=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["max_stall_ms"])' "$tmp/clicks.json")
     python3 -c 'import sys; sys.exit(0 if float(sys.argv[1]) < 50 * float(sys.argv[2]) else 1)' "$stall" "$slow"
 }
 stalls=""
-for try in 1 2 3; do
+for try in 1 2 3 4 5; do
     if clicks; then break; fi
     stalls="$stalls $stall"
     echo "try $try: the main loop stalled $stall ms (load: $(cut -d' ' -f1-3 /proc/loadavg))"
-    [ "$try" -lt 3 ] || fail "the main loop stalled 50 ms or more in 3 tries:$stalls ms"
+    [ "$try" -lt 5 ] || fail "the main loop stalled 50 ms or more in 5 tries:$stalls ms"
 done
 ok "5 clicks counted during the task, max stall $stall ms, e to 1e-12"
 
