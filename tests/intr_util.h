@@ -35,4 +35,10 @@ typedef struct {
 } intr_result;
 intr_result intr_end(intr_shot *s);
 
+/* After a round: the handler ran once more than `handled_before` (a signal sent before the call
+ * may still be on its way: waited for); a round whose signal found the call's signals blocked
+ * (res.blocked) must have returned -EINTR, else the case fails naming the round. Returns
+ * res.blocked, for the caller to count the rounds that proved something. */
+bool intr_check(int r, unsigned round, intr_result res, int handled_before);
+
 #endif
