@@ -51,7 +51,8 @@ static void write_rest(void *arg)
     writer *w = arg;
     unsigned char f[4 + BODY];
     frame(f, w->seq);
-    if (w->offset < sizeof f) CHECK_EQ(write(w->fd, f + w->offset, sizeof f - w->offset), sizeof f - w->offset);
+    if (w->offset < sizeof f)
+        CHECK_EQ(write(w->fd, f + w->offset, sizeof f - w->offset), sizeof f - w->offset);
     w->offset = sizeof f;
 }
 
@@ -299,9 +300,9 @@ TEST(handshake_waits_return_eintr)
     /* nobody accepts: the client waits for the challenge */
     th = interrupt_soon(&self);
     t0 = harness_now();
-    CHECK_RC(mproc_client_connect_opts(&c, addr, "key", 3,
-                                       &(mproc_conn_opts){.handshake_timeout = 10}),
-             -EINTR);
+    CHECK_RC(
+        mproc_client_connect_opts(&c, addr, "key", 3, &(mproc_conn_opts){.handshake_timeout = 10}),
+        -EINTR);
     CHECK(harness_now() - t0 < 5 * harness_slow());
     pthread_join(th, NULL);
     CHECK_EQ(intr_count(), 2);

@@ -1,8 +1,9 @@
 /* Ctrl-C (a SIGINT handler, SA_RESTART) at random moments during every blocking call of the
  * synchronisation primitives: the call returns -EINTR, as Python raises KeyboardInterrupt there,
- * and the object stays consistent (a lock not acquired, no unit, notify or waiter count lost or left
- * behind, a condition's lock held again, a barrier round unbroken). Signals the program ignores
- * interrupt nothing. The peer that holds or releases is a process of the start method under test. */
+ * and the object stays consistent (a lock not acquired, no unit, notify or waiter count lost or
+ * left behind, a condition's lock held again, a barrier round unbroken). Signals the program
+ * ignores interrupt nothing. The peer that holds or releases is a process of the start method under
+ * test. */
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>

@@ -205,8 +205,10 @@ int mproc__poll_in(int fd, int64_t deadline)
 {
     struct pollfd p = {.fd = fd, .events = POLLIN};
     int r = poll(&p, 1, 0);
-    if (r == 0) r = mproc__intr_poll(&p, 1, deadline);
-    else if (r < 0) r = -errno;
+    if (r == 0)
+        r = mproc__intr_poll(&p, 1, deadline);
+    else if (r < 0)
+        r = -errno;
     if (r > 0) return (p.revents & POLLNVAL) ? -EBADF : 1;
     return r;
 }

@@ -21,8 +21,10 @@ int mproc_wait(const int *fds, size_t n, bool *ready, double timeout)
         p[i] = (struct pollfd){.fd = fds[i], .events = POLLIN};
     /* A look first: when one is ready already, no signal mask changes (platform/interrupt.h). */
     int r = poll(p, (nfds_t)n, 0);
-    if (r == 0) r = mproc__intr_poll(p, (nfds_t)n, mproc__deadline(timeout));
-    else if (r < 0) r = -errno;
+    if (r == 0)
+        r = mproc__intr_poll(p, (nfds_t)n, mproc__deadline(timeout));
+    else if (r < 0)
+        r = -errno;
     if (r >= 0) {
         int count = 0;
         for (size_t i = 0; i < n; i++) {
