@@ -1,6 +1,7 @@
 /* Ctrl-C at random moments, for the suites that check that blocking calls return -EINTR
- * (test_pool_waits.c, test_process_waits.c): a SIGINT handler, and a sender thread that signals
- * the calling thread a random short time after it is about to enter the call.
+ * (test_pool_waits.c, test_process_waits.c, test_sync_intr.c, test_conn_intr.c): a SIGINT handler,
+ * and a sender thread that signals the calling thread a random short time after it is about to
+ * enter the call.
  *
  * A signal whose handler runs before the call has blocked signals came before the call, as far as
  * the call can know: nothing is owed for it. So the sender looks (in /proc) whether the target is
