@@ -189,8 +189,9 @@ int mproc_pool_close(mproc_pool *p);
  * workers are gone. */
 int mproc_pool_terminate(mproc_pool *p);
 /* After close or terminate: wait for the queued tasks and the workers' exit. -EINVAL if the pool
- * is still open, -ETIMEDOUT; -EDEADLK from one of its own done-callbacks (which run in the thread
- * that join waits for). */
+ * is still open, -ETIMEDOUT; -EINTR when a signal handler ran (the pool goes on closing: join
+ * again); -EDEADLK from one of its own done-callbacks (which run in the thread that join waits
+ * for). */
 int mproc_pool_join(mproc_pool *p, double timeout);
 /* Closes and joins a running pool (drains it), then frees it. Futures stay usable until freed.
  * NULL-safe. From one of its own done-callbacks it only closes the pool (the join would be

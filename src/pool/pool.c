@@ -33,7 +33,7 @@ static void pools_at_exit(void)
         pthread_mutex_unlock(&p->mu);
         p->backend->terminate(p, MPROC_ECANCELLED);
         /* Not joined when called from its own supervisor (a done-callback): a later free joins. */
-        if (p->backend->join(p, INT64_MAX) == 0) p->joined = true;
+        if (p->backend->join(p, INT64_MAX, false) == 0) p->joined = true;
     }
     pthread_mutex_unlock(&pools_mu);
 }
@@ -150,7 +150,7 @@ int mproc_pool_new(mproc_pool **out, const mproc_pool_opts *opts)
     r = snapshot_pointers(p, __builtin_frame_address(0));
     if (r < 0) {
         mproc_pool_terminate(p);
-        p->backend->join(p, INT64_MAX);
+        p->backend->join(p, INT64_MAX, false);
         mproc__pool_destroy(p);
         return r;
     }
@@ -229,7 +229,8 @@ int mproc_pool_terminate(mproc_pool *p)
     return 0;
 }
 
-int mproc_pool_join(mproc_pool *p, double timeout)
+/* mproc_pool_join; free joins without being interrupted. */
+static int pool_join(mproc_pool *p, double timeout, bool intr)
 {
     if (!mproc__pool_valid(p) || mproc__timeout_check(timeout)) return -EINVAL;
     pthread_mutex_lock(&p->mu);
@@ -238,13 +239,18 @@ int mproc_pool_join(mproc_pool *p, double timeout)
     pthread_mutex_unlock(&p->mu);
     if (st == MPROC__POOL_OPEN) return -EINVAL;
     if (joined) return 0;
-    int r = p->backend->join(p, mproc__deadline(timeout));
+    int r = p->backend->join(p, mproc__deadline(timeout), intr);
     if (r == 0) {
         pthread_mutex_lock(&p->mu);
         p->joined = true;
         pthread_mutex_unlock(&p->mu);
     }
     return r;
+}
+
+int mproc_pool_join(mproc_pool *p, double timeout)
+{
+    return pool_join(p, timeout, true);
 }
 
 void mproc_pool_free(mproc_pool *p)
@@ -254,7 +260,7 @@ void mproc_pool_free(mproc_pool *p)
         mproc_pool_close(p);
         /* -EDEADLK from the pool's own done-callback: freeing it would pull the supervisor's
          * memory from under it, so it stays (stopped at exit). */
-        if (mproc_pool_join(p, MPROC_FOREVER) < 0) return;
+        if (pool_join(p, MPROC_FOREVER, false) < 0) return;
     }
     pools_remove(p);
     pthread_mutex_lock(&p->mu);

@@ -26,6 +26,7 @@
 #include "pool/backend.h"
 #include "pool/future.h"
 #include "pool/local/local.h"
+#include "platform/interrupt.h"
 #include "platform/spin.h"
 
 enum { KILL_NONE, KILL_TIMEOUT, KILL_STOP };
@@ -650,23 +651,34 @@ static void stop_relay(local_rt *rt)
     pthread_join(rt->relay, NULL);
 }
 
-static int local_join(mproc_pool *p, int64_t deadline)
+/* Wait (mu held) for the supervisor to exit until `until`: 0, or -ETIMEDOUT. */
+static int sup_exit_step(void *arg, int64_t until)
+{
+    mproc_pool *p = arg;
+    local_rt *rt = RT(p);
+    while (rt->sup_started && !rt->sup_exited) {
+        if (until == INT64_MAX) {
+            pthread_cond_wait(&p->cv, &p->mu);
+        } else {
+            struct timespec ts = mproc__abs_timespec(until);
+            if (pthread_cond_timedwait(&p->cv, &p->mu, &ts) == ETIMEDOUT && !rt->sup_exited)
+                return -ETIMEDOUT;
+        }
+    }
+    return 0;
+}
+
+static int local_join(mproc_pool *p, int64_t deadline, bool intr)
 {
     local_rt *rt = RT(p);
     if (in_supervisor(rt)) return -EDEADLK; /* from a done-callback: it would wait for itself */
     pthread_mutex_lock(&p->mu);
     rt->req_exit = true;
     efd_write(rt->shm->ctl_efd);
-    while (rt->sup_started && !rt->sup_exited) {
-        if (deadline == INT64_MAX) {
-            pthread_cond_wait(&p->cv, &p->mu);
-        } else {
-            struct timespec ts = mproc__abs_timespec(deadline);
-            if (pthread_cond_timedwait(&p->cv, &p->mu, &ts) == ETIMEDOUT && !rt->sup_exited) {
-                pthread_mutex_unlock(&p->mu);
-                return -ETIMEDOUT;
-            }
-        }
+    int r = intr ? mproc__intr_sleep(sup_exit_step, p, deadline) : sup_exit_step(p, deadline);
+    if (r < 0) {
+        pthread_mutex_unlock(&p->mu);
+        return r;
     }
     bool need_join = rt->sup_started && !rt->sup_joined;
     rt->sup_joined = true;
