@@ -8,10 +8,9 @@
 /* The header's macros are the API's statement of the version; CMake's project() version names the
  * files (SONAME, mproc.pc, the CMake package) and debian/changelog the package. The build passes
  * CMake's here, so the first two cannot disagree; tests/test_version.c checks the third. */
-#if defined(MPROC_CMAKE_VERSION_MAJOR) &&                                                          \
-    (MPROC_CMAKE_VERSION_MAJOR != MPROC_VERSION_MAJOR ||                                           \
-     MPROC_CMAKE_VERSION_MINOR != MPROC_VERSION_MINOR ||                                           \
-     MPROC_CMAKE_VERSION_PATCH != MPROC_VERSION_PATCH)
+#if defined(MPROC_CMAKE_VERSION_MAJOR) && (MPROC_CMAKE_VERSION_MAJOR != MPROC_VERSION_MAJOR ||     \
+                                           MPROC_CMAKE_VERSION_MINOR != MPROC_VERSION_MINOR ||     \
+                                           MPROC_CMAKE_VERSION_PATCH != MPROC_VERSION_PATCH)
 #error "MPROC_VERSION_* in include/mproc/common.h differ from project(VERSION) in CMakeLists.txt"
 #endif
 
