@@ -4,7 +4,7 @@
 #   that header's page and, when the pages are built, has a page file of its own (a link);
 # - every built page renders without warnings from man (what lintian checks);
 # - mproc-demo(1) describes every option the program's --help prints;
-# - mproc(7) names every MPROC_* environment variable the library reads.
+# - mproc(7) names every MPROC_* environment variable the library reads, and every section 3 page.
 # usage: check-pages.sh NM LIBMPROC PYTHON3 HEADER2SCD SOURCE_DIR MPROC_DEMO PAGES_DIR|-
 set -eu
 nm=$1 lib=$2 python=$3 gen=$4 src=$5 demo=$6 pages=$7
@@ -49,5 +49,9 @@ for opt in $("$demo" --help | grep -oE -- '--[a-z][a-z-]*' | sort -u); do
 done
 for var in $(grep -rhoE 'getenv\("MPROC_[A-Z_]+"\)' "$src/src" | grep -oE 'MPROC_[A-Z_]+' | sort -u); do
     grep -qF -- "*$var*" "$src/man/mproc.7.scd" || { echo "mproc(7) does not describe $var"; fail=1; }
+done
+for h in "$src"/include/mproc/*.h; do
+    page=$("$python" "$gen" --page "$h")
+    grep -qF -- "*$page*(3)" "$src/man/mproc.7.scd" || { echo "mproc(7) does not list $page(3)"; fail=1; }
 done
 exit $fail
