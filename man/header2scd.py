@@ -101,7 +101,7 @@ def prototypes(code_lines):
         if ch == "{":
             depth += 1
         elif ch == "}":
-            depth -= 1
+            depth = max(depth - 1, 0)
         elif ch == ";" and depth == 0:
             stmt = " ".join(cur.split())
             cur = ""
