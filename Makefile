@@ -9,7 +9,8 @@ JOBS ?= $(shell nproc)
 DIR ?=
 DEMO_ARGS ?=
 
-.PHONY: all deps ci-deps configure build test demo bench install format format-check clean
+.PHONY: all deps ci-deps configure build test demo bench install abi-check abi-update package format \
+	format-check clean
 
 all: build
 
@@ -41,6 +42,18 @@ bench:
 
 install: build
 	@cmake --install $(BUILD) --prefix $(PREFIX)
+
+# The ABI guard (docs/versioning.md): compare the built libmproc.so with abi/libmproc.so.N.abi;
+# abi-update rewrites that baseline, on purpose only (a release, a SONAME bump).
+abi-check: build
+	@scripts/abi check $(BUILD)
+
+abi-update: build
+	@scripts/abi update $(BUILD)
+
+# Build the Debian packages, lintian them, install them, use them, remove them (what CI does).
+package:
+	@scripts/ci-package
 
 format: ci-deps
 	@clang-format -i $$(git ls-files '*.c' '*.h')

@@ -23,6 +23,11 @@ extern "C" {
 #define MPROC_VERSION_MINOR 1
 #define MPROC_VERSION_PATCH 0
 
+/* The running library's version, "MAJOR.MINOR.PATCH" (static string): what a bug report should
+ * quote. It may differ from the MPROC_VERSION_* macros a program was compiled with; the SONAME
+ * (libmproc.so.MAJOR) guarantees only that the ABI is compatible (docs/versioning.md). */
+const char *mproc_version(void);
+
 /* Wait without a time limit. */
 #define MPROC_FOREVER (-1.0)
 
