@@ -424,8 +424,8 @@ TEST(a_power_of_two_takes_about_that_much)
 }
 
 /* Spans (several blocks in a row) merge back whole: a 64 MiB arena filled with exact 1 MiB
- * requests holds nearly 64 of them (it held 31 of 2 MiB blocks), and once they are freed one request of half the
- * arena fits (it needed the whole arena's one block of 64 MiB). */
+ * requests holds nearly 64 of them (it held 31 of 2 MiB blocks), and once they are freed one
+ * request of half the arena fits (it needed the whole arena's one block of 64 MiB). */
 TEST(spans_fill_the_arena_and_merge_back)
 {
     CHECK_OK(mproc_init(&(mproc_config){.arena_size = 64u << 20}));

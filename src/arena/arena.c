@@ -3,18 +3,35 @@
  * Blocks are powers of two from 128 bytes, aligned to their size relative to the heap start, and
  * carved lazily from the never-used top. A freed block merges with its buddy (the other half of
  * the block of twice its size) whenever that buddy is free too, so space freed in one size class
- * serves any other. Before that, frees go to a per-class cache (LIFO, bounded in bytes): a block
- * that comes back keeps its pages, so a message size that keeps coming and going is neither
- * merged and split again nor faulted in again. A freed block of two pages or more that does not
- * fit the cache gives its pages back to the kernel (MADV_REMOVE), so a large message that came and
- * went costs no memory; each free block remembers how far its bytes may be non-zero, so an
- * allocation zeroes only that.
+ * serves any other. A request of up to 2 KiB (header included), or of a power of two, takes one
+ * such block; any other takes a span: the run of aligned blocks that tiles the request rounded up
+ * to 128 bytes (to a page from 64 KiB on), e.g. 64 MiB + 64 B of header -> one 64 MiB block and one
+ * 128 B block, not a 128 MiB block. Its first header records the span, so the heap walk and free()
+ * see one block; free() gives back each aligned piece, which merges with its buddy as usual. A span
+ * is placed where the last one ended or the last large one was freed, else at the start of a free
+ * block large enough alone, else at a free run starting at a somewhat smaller block, else at the
+ * top (right after the last block, so spans of one size pack tight), else after merging the cache,
+ * else anywhere a walk of the heap finds a free run.
+ *
+ * Before merging, frees go to a cache (LIFO lists by the order a size rounds up to, a request
+ * taking a block of exactly its length from the newest few, bounded in bytes): a block that comes
+ * back keeps its pages, so a message size that keeps coming and going is neither merged and split
+ * again nor faulted in again. A freed block of two pages or more that does not fit the cache gives
+ * its pages back to the kernel (MADV_REMOVE), so a large message that came and went costs no
+ * memory; each free block remembers how far its bytes may be non-zero, so an allocation zeroes
+ * only that.
+ *
+ * A span's inner bytes are the program's, yet a neighbour's buddy may lie among them: every header
+ * carries a key (its offset mixed with the arena's seed), and a merge trusts only a header whose
+ * key matches.
  *
  * Crash safety: the allocator's state is changed under a robust mutex. The free lists are
  * rebuilt from the blocks themselves when a holder died: the heap below `top` is always tiled by
  * block headers (each header and `top` are written in an order that keeps the tiling valid at
- * every store), so the next locker walks it and puts every free block back; at worst the dead
- * holder's block leaks. */
+ * every store: a span's extra pieces get their headers while still inside a block no walk enters,
+ * and the first header's span changes in one store), so the next locker walks it and puts every
+ * free block back, under a new seed (a header the dead holder left where no block starts stops
+ * looking valid); at worst the dead holder's blocks leak. */
 #include "arena/arena.h"
 
 #include <errno.h>
@@ -56,9 +73,9 @@ typedef struct {
     _Alignas(64) uint32_t magic;
     uint32_t order;      /* free: the block's order; otherwise the first piece's (its alignment) */
     uint64_t next, prev; /* offsets of the neighbours in its list, while free (0: none) */
-    uint64_t dirty;      /* while free or cached: bytes from the block's start that may be non-zero */
-    uint64_t span;       /* allocated, being freed or cached: bytes the block covers from here */
-    uint64_t key;        /* its offset mixed with the arena's seed: a header, not bytes like one */
+    uint64_t dirty; /* while free or cached: bytes from the block's start that may be non-zero */
+    uint64_t span;  /* allocated, being freed or cached: bytes the block covers from here */
+    uint64_t key;   /* its offset mixed with the arena's seed: a header, not bytes like one */
 } block_hdr;
 #define HDR sizeof(block_hdr)
 
@@ -368,21 +385,21 @@ static void flush_cache(void)
         }
 }
 
+/* The order of the smallest block of at least total bytes; MAX_ORDER + 1 when there is none. */
 static unsigned order_for(size_t total)
 {
-    unsigned o = MIN_ORDER;
-    while (o <= MAX_ORDER && pow2(o) < total)
-        o++;
-    return o;
+    if (total <= pow2(MIN_ORDER)) return MIN_ORDER;
+    unsigned o = 64 - (unsigned)__builtin_clzll((unsigned long long)(total - 1));
+    return o <= MAX_ORDER ? o : MAX_ORDER + 1;
 }
 
 /* A cached block of exactly len bytes, looked for among the newest few of its class (which holds
  * every length that rounds up to the same power of two); 0 when none. */
 #define CACHE_LOOK 8
-static size_t cache_take(size_t len, uint64_t *dirty)
+static size_t cache_take(unsigned k, size_t len, uint64_t *dirty)
 {
     arena_hdr *A = arena;
-    uint64_t *head = &A->cache_head[order_for(len)];
+    uint64_t *head = &A->cache_head[k];
     size_t off = *head;
     for (int i = 0; off && i < CACHE_LOOK; i++, off = at(off)->next) {
         block_hdr *b = at(off);
@@ -401,7 +418,7 @@ static size_t cache_take(size_t len, uint64_t *dirty)
 static size_t take(unsigned o, uint64_t *dirty)
 {
     arena_hdr *A = arena;
-    size_t off = cache_take(pow2(o), dirty);
+    size_t off = cache_take(o, pow2(o), dirty);
     if (off) return off;
     for (int pass = 0; pass < 2; pass++) {
         unsigned k = o;
@@ -572,7 +589,7 @@ static size_t take_span(size_t len, uint64_t *dirty)
 {
     arena_hdr *A = arena;
     if (order_for(len) > MAX_ORDER) return 0;
-    size_t off = cache_take(len, dirty);
+    size_t off = cache_take(order_for(len), len, dirty);
     if (off) return off;
     for (int pass = 0; pass < 2; pass++) {
         off = find_run(len);
@@ -708,9 +725,12 @@ int mproc__arena_alloc(void **out, size_t size)
         len = (total + pow2(MIN_ORDER) - 1) & ~(pow2(MIN_ORDER) - 1);
     else
         len = (total + PAGE - 1) & ~(size_t)(PAGE - 1);
+    /* A span of a power of two is that block itself, aligned: a page-sized one then sits on one
+     * page rather than straddling two. */
+    bool plain = len == pow2(o);
     uint64_t dirty;
     arena_lock();
-    size_t off = total <= SPAN_MIN ? take(o, &dirty) : take_span(len, &dirty);
+    size_t off = plain ? take(o, &dirty) : take_span(len, &dirty);
     if (off) arena->in_use += len;
     arena_unlock();
     if (!off) return -ENOMEM;
