@@ -1,5 +1,6 @@
 /* The family arena: one shared mapping, made before any child exists, at the same address in every
- * process of the family, with a size-class allocator under a robust process-shared mutex. */
+ * process of the family, with a buddy allocator (larger requests take spans of what they need)
+ * under a robust process-shared mutex. */
 #ifndef MPROC_ARENA_ARENA_H
 #define MPROC_ARENA_ARENA_H
 
@@ -22,7 +23,7 @@ int mproc__arena_alloc(void **out, size_t size);
 void mproc__arena_free(void *ptr);
 /* Give the pages of every cached freed block back to the kernel, and let the blocks merge. */
 void mproc__arena_trim(void);
-/* Usable bytes of a block. */
+/* Usable bytes of a block: its power of two or span, less the header. */
 size_t mproc__arena_usable(const void *ptr);
 /* Whether ptr points into the arena mapping (no arena: never). */
 extern const char *mproc__arena_lo;
