@@ -2,11 +2,7 @@
 #ifndef MPROC_POOL_TASK_H
 #define MPROC_POOL_TASK_H
 
-#include <string.h>
-
 #include "pool/pool.h"
-
-#define MPROC__PAD8(n) (((n) + 7) & ~(size_t)7)
 
 /* Where the results of a chunked imap's items go while its task runs them one by one: the
  * chunk's result records, built in place (imap.c); an item's bytes go at `at`. */
@@ -22,29 +18,6 @@ int mproc__collect_grow(mproc__collect *c, size_t need);
 static inline int mproc__collect_reserve(mproc__collect *c, size_t need)
 {
     return need <= c->cap ? 0 : mproc__collect_grow(c, need);
-}
-
-/* Copy n bytes to dst and zero up to the next multiple of 8 (dst 8-aligned, with that room).
- * Items of a chunk are typically a few bytes: fixed-size moves the compiler inlines instead of a
- * memcpy and a memset call each. */
-static inline void mproc__copy_pad8(unsigned char *dst, const void *src, size_t n)
-{
-    const unsigned char *s = src;
-    if (n == 0) return;
-    memset(dst + MPROC__PAD8(n) - 8, 0, 8);
-    if (n >= 16) {
-        memcpy(dst, s, n);
-    } else if (n >= 8) {
-        memcpy(dst, s, 8);
-        memcpy(dst + n - 8, s + n - 8, 8);
-    } else if (n >= 4) {
-        memcpy(dst, s, 4);
-        memcpy(dst + n - 4, s + n - 4, 4);
-    } else {
-        dst[0] = s[0];
-        dst[n / 2] = s[n / 2];
-        dst[n - 1] = s[n - 1];
-    }
 }
 
 struct mproc_task {
