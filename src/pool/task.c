@@ -31,7 +31,8 @@ int mproc__collect_grow(mproc__collect *c, size_t need)
 }
 
 /* Keep an item's result (or failure message) in its chunk's collector, in place. */
-static int collect(mproc__collect *c, const void *data, size_t len)
+static inline __attribute__((always_inline)) int collect(mproc__collect *c, const void *data,
+                                                         size_t len)
 {
     int r = mproc__collect_reserve(c, c->at + MPROC__PAD8(len));
     if (r < 0) return r;
