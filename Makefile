@@ -33,7 +33,9 @@ test: build
 demo: build
 	@$(BUILD)/demo/mproc-demo $(DEMO_ARGS) $(if $(DIR),"$(DIR)")
 
+# The peer libraries (bench/peers) are installed here only, never for `make test`.
 bench:
+	@scripts/install-bench-deps
 	@$(MAKE) --no-print-directory build BUILD=build-bench BUILD_TYPE=Release
 	@python3 bench/run.py --build build-bench
 

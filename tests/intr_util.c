@@ -1,5 +1,6 @@
 /* Ctrl-C at random moments (intr_util.h). */
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -123,4 +124,15 @@ intr_result intr_end(intr_shot *s)
     intr_result r = s->res;
     free(s);
     return r;
+}
+
+bool intr_check(int r, unsigned round, intr_result res, int handled_before)
+{
+    for (int i = 0; i < 1000 && intr_count() == handled_before; i++)
+        sched_yield();
+    CHECK_EQ(intr_count(), handled_before + 1);
+    if (res.blocked && r != -EINTR)
+        harness_fail(__FILE__, __LINE__, "round %u (SIGINT after %.0f us): %d (%s), not -EINTR",
+                     round, res.delay_us, r, mproc_strerror(r));
+    return res.blocked;
 }

@@ -1,6 +1,7 @@
 /* Ctrl-C at random moments, for the suites that check that blocking calls return -EINTR
- * (test_pool_waits.c, test_process_waits.c): a SIGINT handler, and a sender thread that signals
- * the calling thread a random short time after it is about to enter the call.
+ * (test_pool_waits.c, test_process_waits.c, test_sync_intr.c, test_conn_intr.c): a SIGINT handler,
+ * and a sender thread that signals the calling thread a random short time after it is about to
+ * enter the call.
  *
  * A signal whose handler runs before the call has blocked signals came before the call, as far as
  * the call can know: nothing is owed for it. So the sender looks (in /proc) whether the target is
@@ -34,5 +35,11 @@ typedef struct {
     bool blocked; /* the target had SIGINT blocked when it was sent: -EINTR is owed */
 } intr_result;
 intr_result intr_end(intr_shot *s);
+
+/* After a round: the handler ran once more than `handled_before` (a signal sent before the call
+ * may still be on its way: waited for); a round whose signal found the call's signals blocked
+ * (res.blocked) must have returned -EINTR, else the case fails naming the round. Returns
+ * res.blocked, for the caller to count the rounds that proved something. */
+bool intr_check(int r, unsigned round, intr_result res, int handled_before);
 
 #endif

@@ -146,3 +146,30 @@ TEST_T(responsive_loop_ticks_until_the_future_fd_fires, 120)
     CHECK(strtol(ticks + strlen(" s and "), NULL, 10) >= 1);
     harness_run_free(&r);
 }
+
+/* The future's fd in an epoll loop and a libuv loop (docs/event-loops.md): the result comes
+ * through the fd while the loop ticks. */
+static void check_loop_example(const char *dir, const char *name)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    harness_run_result r = run_example(path, NULL);
+    const char *p = strstr(r.out, "answer 42 after ");
+    if (!p) harness_fail(__FILE__, __LINE__, "no answer in:\n%s", r.out);
+    CHECK(strtol(p + strlen("answer 42 after "), NULL, 10) >= 1);
+    harness_run_free(&r);
+}
+
+TEST_T(future_epoll_loop, 60)
+{
+    check_loop_example(".", "future_epoll");
+}
+
+TEST_T(future_uv_loop, 60)
+{
+    char path[PATH_MAX];
+    harness_built_path("examples", "", path, sizeof path); /* the examples folder exists */
+    snprintf(path + strlen(path), sizeof path - strlen(path), "uv/future_uv");
+    if (access(path, X_OK) != 0) harness_skip("libuv was not found at build time");
+    check_loop_example("uv", "future_uv");
+}

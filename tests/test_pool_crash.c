@@ -1,6 +1,9 @@
 /* Pool: workers that die (SIGKILL, segfault, exit, abort), crash loops, broken initializers and
  * hard time limits. A dead worker fails exactly its task, is replaced, and the pool goes on. */
+#include <limits.h>
+#include <math.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -222,6 +225,8 @@ static int crashing_init(void *arg)
 {
     (void)arg;
     raise(SIGSEGV);
+    /* A fault kills even a worker whose signals are blocked (raise then does nothing). */
+    *(volatile int *)(uintptr_t)arg = 1;
     return 0;
 }
 
@@ -252,19 +257,25 @@ TEST(failing_initializer_breaks_pool)
     mproc_pool_free(p);
 }
 
-TEST(crashing_initializer_breaks_pool)
+/* An initializer that crashes every time: each death during start-up counts toward the
+ * crash-loop limit (only an initializer that returns nonzero breaks the pool at once). */
+TEST(crashing_initializer_trips_crash_loop_limit)
 {
     SKIP_IN_THREAD_MODE("a crash takes the whole process in thread mode");
     mproc_pool *p;
-    CHECK_OK(mproc_pool_new(&p, &(mproc_pool_opts){.workers = 2, .initializer = crashing_init}));
+    CHECK_OK(mproc_pool_new(
+        &p, &(mproc_pool_opts){.workers = 2, .initializer = crashing_init, .max_restarts = 3}));
     int x = 2;
+    mproc_future *f;
+    CHECK_OK(mproc_pool_submit(p, square, &x, sizeof x, &f));
+    CHECK_RC(mproc_future_get(f, NULL, 0, NULL, 30), MPROC_EBROKEN);
+    mproc_error e;
+    CHECK_OK(mproc_future_error(f, &e));
+    CHECK(strstr(e.message, "4 worker deaths") != NULL);
+    CHECK(strstr(e.message, "while starting") != NULL);
+    mproc_future_free(f);
     long long y;
-    int r;
-    double until = harness_now() + 20;
-    while ((r = mproc_pool_apply(p, square, &x, sizeof x, &y, sizeof y, NULL)) == 0 &&
-           harness_now() < until) {
-    }
-    CHECK_RC(r, MPROC_EBROKEN);
+    CHECK_RC(mproc_pool_apply(p, square, &x, sizeof x, &y, sizeof y, NULL), MPROC_EBROKEN);
     mproc_pool_free(p);
 }
 
@@ -402,5 +413,143 @@ TEST_T(sigkill_idle_workers_keeps_waking, 60)
             usleep(300); /* idle: the workers go to sleep */
         }
     }
+    mproc_pool_free(p);
+}
+
+/* Gates the first worker's start-up: it publishes its pid and blocks in its initializer, so the
+ * test can kill it while it is still starting; every later worker starts at once. */
+typedef struct {
+    int entered;
+    pid_t pid;
+} start_gate;
+
+static int gated_init(void *arg)
+{
+    start_gate *g = arg;
+    if (__atomic_fetch_add(&g->entered, 1, __ATOMIC_SEQ_CST) == 0) {
+        __atomic_store_n(&g->pid, getpid(), __ATOMIC_SEQ_CST);
+        for (;;)
+            pause();
+    }
+    return 0;
+}
+
+/* A death during start-up is a death like any other (it used to break the pool: every task
+ * failed MPROC_EBROKEN). */
+TEST(worker_killed_while_starting_is_replaced)
+{
+    SKIP_IN_THREAD_MODE("threads cannot be killed alone");
+    start_gate *g = mproc_shared_alloc(sizeof *g);
+    CHECK(g != NULL);
+    memset(g, 0, sizeof *g);
+    mproc_pool *p;
+    CHECK_OK(mproc_pool_new(
+        &p, &(mproc_pool_opts){.workers = 2, .initializer = gated_init, .initarg = g}));
+    enum { N = 200 };
+    mproc_future *fs[N];
+    for (int i = 0; i < N / 2; i++)
+        CHECK_OK(mproc_pool_submit(p, square, &i, sizeof i, &fs[i]));
+    double until = harness_now() + 10 * harness_slow();
+    while (!__atomic_load_n(&g->pid, __ATOMIC_SEQ_CST) && harness_now() < until)
+        usleep(1000);
+    pid_t pid = __atomic_load_n(&g->pid, __ATOMIC_SEQ_CST);
+    CHECK(pid > 0);
+    CHECK_OK(kill(pid, SIGKILL));
+    for (int i = N / 2; i < N; i++)
+        CHECK_OK(mproc_pool_submit(p, square, &i, sizeof i, &fs[i]));
+    for (int i = 0; i < N; i++) {
+        long long y;
+        CHECK_OK(mproc_future_get(fs[i], &y, sizeof y, NULL, 30));
+        CHECK_EQ(y, (long long)i * i);
+        mproc_future_free(fs[i]);
+    }
+    wait_pool_size(p, 2, pid);
+    check_pool_works(p, 20);
+    mproc_pool_free(p);
+    mproc_shared_free(g);
+}
+
+/* Numeric options are checked or saturated: max_restarts = UINT_MAX used to divide by zero
+ * (SIGFPE) at the first death. */
+TEST(numeric_pool_options_are_checked)
+{
+    mproc_pool *p = NULL;
+    CHECK_RC(mproc_pool_new(&p, &(mproc_pool_opts){.workers = MPROC_POOL_MAX_WORKERS + 1}),
+             -EINVAL);
+    CHECK_RC(mproc_pool_new(&p, &(mproc_pool_opts){.workers = INT_MAX}), -EINVAL);
+    CHECK_RC(mproc_pool_new(&p, &(mproc_pool_opts){.workers = 1, .restart_window = NAN}), -EINVAL);
+    CHECK_RC(mproc_pool_new(&p, &(mproc_pool_opts){.workers = 1, .restart_window = -1}), -EINVAL);
+    CHECK(p == NULL);
+    const unsigned limits[] = {UINT_MAX, MPROC_POOL_MAX_RESTARTS + 1u, MPROC_POOL_MAX_RESTARTS};
+    for (size_t k = 0; k < sizeof limits / sizeof limits[0]; k++) {
+        CHECK_OK(mproc_pool_new(&p, &(mproc_pool_opts){.workers = 2,
+                                                       .max_restarts = limits[k],
+                                                       .restart_window = INFINITY}));
+        if (strcmp(harness_method(), "thread") != 0) {
+            /* Deaths in a row with no success in between: none of these limits is reached. */
+            for (int i = 0; i < 12; i++)
+                CHECK_RC(mproc_pool_apply(p, segfault_task, NULL, 0, NULL, 0, NULL),
+                         MPROC_EWORKERLOST);
+        }
+        check_pool_works(p, 10);
+        mproc_pool_free(p);
+    }
+}
+
+/* The state letter of /proc/PID/stat ('T' once a SIGSTOP took effect). */
+static char proc_state(pid_t pid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return '?';
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *e = strrchr(buf, ')');
+    return e && e[1] == ' ' ? e[2] : '?';
+}
+
+/* A worker stopped with SIGSTOP while idle (spinning for work just after its task, between
+ * taking a record and waking the next sleeper, or asleep) must not hold up the idle others: the
+ * waking rule used to leave the wake-up to it, and the pool stalled until SIGCONT. */
+TEST_T(sigstop_idle_worker_does_not_stall_pool, 90)
+{
+    SKIP_IN_THREAD_MODE("SIGSTOP stops every thread of the process");
+    mproc_pool *p = make_pool(4);
+    enum { N = 200 };
+    static mproc_future *fs[N];
+    for (int round = 0; round < 28; round++) {
+        pid_t pid = 0;
+        CHECK_OK(mproc_pool_apply(p, pid_task, NULL, 0, &pid, sizeof pid, NULL));
+        /* The worker spins for 50 µs after its task, then sleeps: stop it at several moments. */
+        if (round < 24) {
+            double t = harness_now() + (round % 8) * 8e-6;
+            while (harness_now() < t) {
+            }
+        } else {
+            usleep(5000);
+        }
+        CHECK_OK(kill(pid, SIGSTOP));
+        double until = harness_now() + 5 * harness_slow();
+        while (proc_state(pid) != 'T' && harness_now() < until)
+            usleep(100);
+        CHECK_EQ(proc_state(pid), 'T');
+        double t0 = harness_now();
+        for (int i = 0; i < N; i++)
+            CHECK_OK(mproc_pool_submit(p, square, &i, sizeof i, &fs[i]));
+        for (int i = 0; i < N; i++) {
+            long long y;
+            double left = t0 + 2.0 * harness_slow() - harness_now();
+            CHECK_OK(mproc_future_get(fs[i], &y, sizeof y, NULL, left > 0 ? left : 0));
+            CHECK_EQ(y, (long long)i * i);
+        }
+        /* A stalled queue recovers within two supervisor ticks (20 ms), not at SIGCONT. */
+        CHECK_BETWEEN(harness_now() - t0, 0, 1.0 * harness_slow());
+        CHECK_OK(kill(pid, SIGCONT));
+        for (int i = 0; i < N; i++)
+            mproc_future_free(fs[i]);
+    }
+    check_pool_works(p, 20);
     mproc_pool_free(p);
 }

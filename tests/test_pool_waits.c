@@ -231,6 +231,41 @@ TEST_T(imap_next_returns_eintr, 120)
     teardown(&fx);
 }
 
+TEST_T(pool_join_returns_eintr, 120)
+{
+    intr_install();
+    _Atomic unsigned *released = mproc_shared_alloc(sizeof *released);
+    CHECK(released != NULL);
+    atomic_store(released, 0);
+    unsigned proved = 0, rounds = 20;
+    for (unsigned i = 1; i <= rounds; i++) {
+        mproc_pool *p;
+        CHECK_OK(mproc_pool_new(&p, &(mproc_pool_opts){.workers = 1}));
+        hold_arg h = {released, i, NULL};
+        mproc_future *f;
+        CHECK_OK(mproc_pool_submit(p, hold_task, &h, sizeof h, &f));
+        CHECK_OK(mproc_pool_close(p));
+        int before = intr_count();
+        intr_shot *s = intr_arm(i, release_hold, &h);
+        intr_go(s);
+        int r = mproc_pool_join(p, WAIT_S);
+        proved += intr_check(r, i, intr_end(s), before);
+        if (r == -EINTR) {
+            /* the pool goes on closing: its task ends and a join again completes */
+            atomic_store(released, i);
+            r = mproc_pool_join(p, 30);
+        }
+        CHECK_OK(r);
+        unsigned got = 0;
+        CHECK_OK(mproc_future_get(f, &got, sizeof got, NULL, 0));
+        CHECK_EQ(got, i);
+        mproc_future_free(f);
+        mproc_pool_free(p);
+    }
+    CHECK(proved >= rounds / 4);
+    mproc_shared_free((void *)released);
+}
+
 /* A signal the program ignores interrupts nothing. */
 TEST(ignored_signal_does_not_interrupt_future_get)
 {

@@ -17,9 +17,14 @@
  *   -EPIPE         send to a peer that has gone away (never a SIGPIPE, for sockets and pipes)
  *   -EBADF         the wrong direction of a one-way pipe end (send on the read end, ...)
  *   -ETIMEDOUT     recv/accept timed out; -EAGAIN for timeout 0 with nothing to read
+ *   -EINTR         a signal handler ran while the call waited (SA_RESTART or not; ignored signals
+ *                  interrupt nothing): recv, recv_alloc, poll, mproc_wait, accept, connect and the
+ *                  handshakes; send only while it waits for room before the first byte of its
+ *                  message is out (nothing sent: send it again). Once a part is out, send finishes
+ *                  the message, so a frame is never torn.
  *   -EINVAL        NULL or garbage handle, bad argument
- * A recv that times out in the middle of a message keeps what it has read; the next recv
- * continues the same message, so timeouts never desynchronise the stream.
+ * A recv that times out or is interrupted in the middle of a message keeps what it has read; the
+ * next recv continues the same message, so neither desynchronises the stream.
  *
  * A connection is used by one thread at a time (like a Python Connection). A child process holds
  * its own copy of every connection its parent held at its start, under every start method: the
@@ -63,7 +68,7 @@ int mproc_pipe(mproc_conn **a, mproc_conn **b, bool duplex);
  * closes it). At least one of readable/writable. */
 int mproc_conn_from_fd(mproc_conn **out, int fd, bool readable, bool writable);
 
-/* Send one message (blocks until it is all written; handles partial writes and EINTR). */
+/* Send one message (blocks until it is all written; handles partial writes; -EINTR above). */
 int mproc_conn_send(mproc_conn *c, const void *data, size_t len);
 
 /* Receive one message into buf. *len receives its length (also on -EMSGSIZE). */
@@ -105,7 +110,8 @@ int mproc_listener_new_opts(mproc_listener **out, const char *address, const voi
 /* Accept one connection, run the handshake if there is an authkey. timeout bounds the wait for a
  * peer; the handshake has its own limit (handshake_timeout). A peer with the wrong key (or that
  * does not speak the protocol) gets MPROC_EAUTH, and so does the peer; the connection is closed
- * and no message is delivered. A peer that closes during the handshake: MPROC_ECLOSED. */
+ * and no message is delivered. A peer that closes during the handshake: MPROC_ECLOSED. -EINTR while
+ * waiting for a peer, or during the handshake (that connection is then closed). */
 int mproc_listener_accept(mproc_listener *l, mproc_conn **out, double timeout);
 
 /* The bound address in the syntax above, e.g. "tcp:127.0.0.1:41234" for "tcp:127.0.0.1:0".

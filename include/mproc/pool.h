@@ -14,6 +14,8 @@
 #ifndef MPROC_POOL_H
 #define MPROC_POOL_H
 
+#include <limits.h>
+
 #include "common.h"
 
 #ifdef __cplusplus
@@ -22,6 +24,7 @@ extern "C" {
 
 typedef struct mproc_pool mproc_pool;
 typedef struct mproc_future mproc_future;
+typedef struct mproc_error mproc_error; /* a failed task's error record (below) */
 
 /* ---- The worker's side of a task ---------------------------------------------------------- */
 
@@ -41,15 +44,31 @@ int mproc_task_fail(mproc_task *t, int code, const char *fmt, ...)
 /* True once the caller cancelled the running task or its soft time limit passed: a long task
  * should poll it and return early. */
 bool mproc_task_cancelled(mproc_task *t);
+/* The task the calling worker thread is running, NULL outside one. For a map item function,
+ * which gets no handle: `return mproc_task_fail(mproc_task_current(), -EIO, "bad row %d", r);`
+ * fails the map with that message (mproc_map_opts.error), and mproc_task_cancelled on it tells
+ * the item the map was abandoned. (In a map item, mproc_task_return on it is ignored.) */
+mproc_task *mproc_task_current(void);
 
 /* ---- Pools -------------------------------------------------------------------------------- */
 
+/* Limits of mproc_pool_opts (a value outside them is -EINVAL unless said otherwise). */
+#define MPROC_POOL_MAX_WORKERS 4096
+#define MPROC_POOL_MAX_RESTARTS 100000 /* max_restarts above this: no crash-loop limit */
+#define MPROC_POOL_NO_RESTART_LIMIT UINT_MAX
+
 typedef struct {
-    int workers;                   /* 0: mproc_cpu_count(); negative: -EINVAL */
+    int workers;                   /* 0: mproc_cpu_count(); negative or more than
+                                      MPROC_POOL_MAX_WORKERS: -EINVAL */
     const char *name;              /* workers are "NAME-1", "NAME-2", ... (replacements continue the
                                       numbering); NULL: "PoolWorker"; at most 48 bytes */
     int (*initializer)(void *arg); /* run once in each worker; nonzero breaks the pool */
+    /* Passed to the initializer. Without initarg_size it must point into the arena or to data
+     * every worker has: as it was when the pool was made (fork) or when the forkserver helper
+     * started; with initarg_size > 0, those bytes are copied into the arena at mproc_pool_new
+     * and the initializer gets the copy (valid for the pool's life). */
     void *initarg;
+    size_t initarg_size;
     unsigned max_tasks_per_child; /* 0: unlimited; else a worker is replaced after N tasks */
     double task_timeout;   /* hard limit per task, from its start: it fails with MPROC_ETIMELIMIT,
                               its worker is killed and replaced; 0: none (as are infinity and
@@ -58,8 +77,10 @@ typedef struct {
                               MPROC_POOL_BACKEND overrides */
     unsigned max_restarts; /* crash-loop limit: more than this many worker deaths within
                               restart_window seconds with no task succeeding in between breaks the
-                              pool; 0: max(8, 2 * workers) */
-    double restart_window; /* 0: 10 s */
+                              pool; 0: max(8, 2 * workers); above MPROC_POOL_MAX_RESTARTS
+                              (e.g. MPROC_POOL_NO_RESTART_LIMIT): no limit, deaths never break it */
+    double restart_window; /* 0: 10 s; negative or NaN: -EINVAL; huge or infinite: every death
+                              since the last task that succeeded counts */
     const char *start_method; /* how workers start: NULL: the library's ("fork"), "forkserver"
                                  (then initarg must point into the arena or to data as it was
                                  when the helper was forked: docs/start-methods.md), "thread" (a
@@ -67,7 +88,9 @@ typedef struct {
                                  requests). Env MPROC_START wins. */
 } mproc_pool_opts;
 
-/* -EINVAL (workers < 0, bad name), -ENOTSUP (backend "mpi"), -ENOMEM, or a fork error. */
+/* -EINVAL (a number out of its limits, bad name, initarg_size without initarg), -ENOTSUP
+ * (backend "mpi"), -ENOMEM, a fork error, or -EFAULT (MPROC_CHECK_POINTERS=1, forkserver, and
+ * initarg, without initarg_size, points at memory the workers do not have). */
 int mproc_pool_new(mproc_pool **out, const mproc_pool_opts *opts);
 /* Number of workers the pool keeps running. */
 int mproc_pool_size(mproc_pool *p);
@@ -104,13 +127,27 @@ typedef int (*mproc_map_fn)(const void *in, void *out, void *arg);
 typedef struct {
     size_t chunksize; /* items per task; 0: automatic (about 4 chunks per worker, larger for
                          big inputs, so that dispatch costs a few ns per item) */
-    void *arg;        /* passed to fn; must be valid in workers (arena, or memory as it was when
-                         the pool was made) */
+    /* Passed to fn. With arg_size > 0 the arg_size bytes at arg are copied into the arena for
+     * this call and fn gets the copy. With arg_size 0 the pointer itself is passed, and must be
+     * valid in the workers: in the arena (mproc_shared_alloc), or memory as it was when the pool
+     * was made (fork) or the forkserver helper started; heap or stack memory made later reads
+     * as garbage there (MPROC_CHECK_POINTERS=1 catches most such pointers: -EFAULT). */
+    void *arg;
+    size_t arg_size;
+    /* Outputs, when not NULL, filled on every return. error: code 0 on success; else the code
+     * the map returns, the signal, worker pid and exit status of a worker that died, and a
+     * message ("map item 17: " + the item's mproc_task_fail message, or what killed its worker,
+     * with its backtrace). failed_index: the item that failed the map (the first in input order;
+     * a chunk that failed before it ran, e.g. on a broken pool, names its first item), or
+     * SIZE_MAX when no item is to blame (success, -EINVAL, -EINTR, ...). */
+    mproc_error *error;
+    size_t *failed_index;
 } mproc_map_opts;
 /* out[i] = fn(in[i]) for i < n. in/out may be any memory: items are staged through the arena
  * (no copy when both already lie in the arena). n == 0 returns 0 at once. Returns 0, the first
  * failing item's code, MPROC_EWORKERLOST/MPROC_ETIMELIMIT if a chunk's worker died, -EINTR when a
- * signal handler ran (remaining chunks are cancelled), MPROC_ECLOSED, MPROC_EBROKEN, -EINVAL. */
+ * signal handler ran (remaining chunks are cancelled), MPROC_ECLOSED, MPROC_EBROKEN, -EINVAL,
+ * -EFAULT (MPROC_CHECK_POINTERS found arg pointing at memory the workers do not have). */
 int mproc_pool_map(mproc_pool *p, mproc_map_fn fn, const void *in, size_t in_size, void *out,
                    size_t out_size, size_t n, const mproc_map_opts *opts);
 
@@ -151,7 +188,6 @@ typedef struct {
 } mproc_imap_item;
 int mproc_imap_next_batch(mproc_imap *it, mproc_imap_item *items, size_t n, double timeout);
 /* The error record of the last failed item. */
-typedef struct mproc_error mproc_error;
 int mproc_imap_error(mproc_imap *it, mproc_error *out);
 /* Cancels what is still in flight. NULL-safe. */
 void mproc_imap_free(mproc_imap *it);
@@ -164,8 +200,9 @@ int mproc_pool_close(mproc_pool *p);
  * workers are gone. */
 int mproc_pool_terminate(mproc_pool *p);
 /* After close or terminate: wait for the queued tasks and the workers' exit. -EINVAL if the pool
- * is still open, -ETIMEDOUT; -EDEADLK from one of its own done-callbacks (which run in the thread
- * that join waits for). */
+ * is still open, -ETIMEDOUT; -EINTR when a signal handler ran (the pool goes on closing: join
+ * again); -EDEADLK from one of its own done-callbacks (which run in the thread that join waits
+ * for). */
 int mproc_pool_join(mproc_pool *p, double timeout);
 /* Closes and joins a running pool (drains it), then frees it. Futures stay usable until freed.
  * NULL-safe. From one of its own done-callbacks it only closes the pool (the join would be

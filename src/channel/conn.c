@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "channel/conn.h"
+#include "platform/interrupt.h"
 #include "platform/platform.h"
 
 static bool conn_ok(const mproc_conn *c)
@@ -65,6 +66,7 @@ int mproc_pipe(mproc_conn **a, mproc_conn **b, bool duplex)
         mproc__conn_release(ca);
         goto fail;
     }
+    ca->nowait = cb->nowait = !duplex;
     *a = ca;
     *b = cb;
     return 0;
@@ -79,7 +81,9 @@ int mproc_conn_from_fd(mproc_conn **out, int fd, bool readable, bool writable)
     if (!out || fd < 0 || (!readable && !writable)) return -EINVAL;
     struct stat st;
     if (fstat(fd, &st) < 0) return -errno;
-    return mproc__conn_wrap(out, fd, readable, writable, S_ISSOCK(st.st_mode));
+    int r = mproc__conn_wrap(out, fd, readable, writable, S_ISSOCK(st.st_mode));
+    if (r == 0) (*out)->nowait = S_ISFIFO(st.st_mode);
+    return r;
 }
 
 int mproc_conn_fd(const mproc_conn *c)
@@ -102,27 +106,53 @@ void mproc_conn_close(mproc_conn *c)
 
 /* ---- sending ---- */
 
-/* Write the whole iovec. Sockets use MSG_NOSIGNAL; for pipes the caller blocks SIGPIPE. */
+/* Whether an RWF_NOWAIT read or write failed because the kernel does not take the flag for pipes
+ * (before 5.x): then the conn polls first from now on. */
+static bool nowait_refused(mproc_conn *c, ssize_t n)
+{
+    if (n >= 0 || (errno != EOPNOTSUPP && errno != EINVAL && errno != ENOSYS)) return false;
+    c->nowait = false;
+    return true;
+}
+
+/* One write that never blocks: >=0 bytes written, -EAGAIN when there is no room, or -errno.
+ * Sockets use MSG_NOSIGNAL; for pipes the caller blocks SIGPIPE. */
+static ssize_t write_nowait(mproc_conn *c, struct iovec *iov, int cnt)
+{
+    ssize_t n;
+    if (c->is_socket) {
+        struct msghdr m = {.msg_iov = iov, .msg_iovlen = (size_t)cnt};
+        n = sendmsg(c->fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+    } else if (c->nowait) {
+        n = pwritev2(c->fd, iov, cnt, -1, RWF_NOWAIT);
+        if (nowait_refused(c, n)) return write_nowait(c, iov, cnt);
+    } else {
+        struct pollfd p = {.fd = c->fd, .events = POLLOUT};
+        if (poll(&p, 1, 0) == 0) return -EAGAIN;
+        n = writev(c->fd, iov, cnt); /* may block once a part is out: see write_all */
+    }
+    if (n >= 0) return n;
+    return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+}
+
+/* Write the whole iovec. A wait for room before the first byte is out ends with -EINTR when a
+ * handler ran (nothing of the message sent); once a part is out the message is finished, so a
+ * frame is never torn. */
 static int write_all(mproc_conn *c, struct iovec *iov, int cnt)
 {
+    bool started = false;
     while (cnt > 0) {
-        ssize_t n;
-        if (c->is_socket) {
-            struct msghdr m = {.msg_iov = iov, .msg_iovlen = (size_t)cnt};
-            n = sendmsg(c->fd, &m, MSG_NOSIGNAL);
-        } else {
-            n = writev(c->fd, iov, cnt);
+        ssize_t n = write_nowait(c, iov, cnt);
+        if (n == -EINTR) continue;
+        if (n == -EAGAIN) {
+            struct pollfd p = {.fd = c->fd, .events = POLLOUT};
+            int r = mproc__intr_poll(&p, 1, INT64_MAX);
+            if (r == -EINTR && !started) return -EINTR;
+            if (r < 0 && r != -EINTR) return r;
+            continue;
         }
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                /* a non-blocking fd handed to us: wait for room rather than fail */
-                struct pollfd p = {.fd = c->fd, .events = POLLOUT};
-                if (poll(&p, 1, -1) < 0 && errno != EINTR) return -errno;
-                continue;
-            }
-            return -errno;
-        }
+        if (n < 0) return (int)n;
+        started = true;
         size_t done = (size_t)n;
         while (cnt > 0 && done >= iov->iov_len) {
             done -= iov->iov_len;
@@ -173,46 +203,52 @@ int mproc_conn_send(mproc_conn *c, const void *data, size_t len)
 
 int mproc__poll_in(int fd, int64_t deadline)
 {
-    for (;;) {
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        int r = poll(&p, 1, mproc__poll_ms(deadline));
-        if (r > 0) return (p.revents & POLLNVAL) ? -EBADF : 1;
-        if (r == 0) {
-            if (mproc__remaining_ns(deadline) <= 0) return 0;
-            continue;
-        }
-        if (errno != EINTR) return -errno;
-    }
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    int r = poll(&p, 1, 0);
+    if (r == 0)
+        r = mproc__intr_poll(&p, 1, deadline);
+    else if (r < 0)
+        r = -errno;
+    if (r > 0) return (p.revents & POLLNVAL) ? -EBADF : 1;
+    return r;
 }
 
-/* Read up to n bytes: >0 bytes read, 0 at end of file, or a negative code (-ETIMEDOUT). */
+/* One read that never blocks: >=0 bytes (0 at end of file), -EAGAIN when nothing is there yet,
+ * or -errno. */
+static ssize_t read_nowait(mproc_conn *c, void *p, size_t n)
+{
+    ssize_t r;
+    if (c->is_socket) {
+        r = recv(c->fd, p, n, MSG_DONTWAIT);
+    } else if (c->nowait) {
+        struct iovec v = {p, n};
+        r = preadv2(c->fd, &v, 1, -1, RWF_NOWAIT);
+        if (nowait_refused(c, r)) return read_nowait(c, p, n);
+    } else {
+        struct pollfd pf = {.fd = c->fd, .events = POLLIN};
+        if (poll(&pf, 1, 0) == 0) return -EAGAIN;
+        r = read(c->fd, p, n);
+    }
+    if (r >= 0) return r;
+    return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+}
+
+/* Read up to n bytes: >0 bytes read, 0 at end of file, or a negative code (-ETIMEDOUT, -EINTR
+ * when a handler ran while it waited: the caller keeps what it has, as for a timeout). A read
+ * never blocks (a blocking read would be restarted after a SA_RESTART handler): it waits in
+ * ppoll (platform/interrupt.h), and only when nothing is there yet. */
 static ssize_t read_some(mproc_conn *c, void *p, size_t n, int64_t deadline)
 {
     for (;;) {
-        ssize_t r;
-        if (deadline != INT64_MAX) {
-            if (c->is_socket) {
-                /* try first: when data is already there this saves the poll() */
-                r = recv(c->fd, p, n, MSG_DONTWAIT);
-                if (r >= 0) return r;
-                if (errno == EINTR) continue;
-                if (errno != EAGAIN && errno != EWOULDBLOCK) return -errno;
-            }
-            int pr = mproc__poll_in(c->fd, deadline);
-            if (pr < 0) return pr;
-            if (pr == 0) return -ETIMEDOUT;
-        }
-        r = read(c->fd, p, n);
+        ssize_t r = read_nowait(c, p, n);
         if (r >= 0) return r;
-        if (errno == EINTR) continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            /* a non-blocking fd handed to us */
-            int pr = mproc__poll_in(c->fd, deadline);
-            if (pr < 0) return pr;
-            if (pr == 0) return -ETIMEDOUT;
-            continue;
-        }
-        return -errno;
+        if (r == -EINTR) continue;
+        if (r != -EAGAIN) return r;
+        struct pollfd pf = {.fd = c->fd, .events = POLLIN};
+        int pr = mproc__intr_poll(&pf, 1, deadline);
+        if (pr < 0) return pr;
+        if (pr == 0) return -ETIMEDOUT;
+        if (pf.revents & POLLNVAL) return -EBADF;
     }
 }
 
@@ -277,7 +313,7 @@ static int recv_body(mproc_conn *c, unsigned char *dst, int64_t deadline)
     while (have < n) {
         ssize_t r = read_some(c, target + have, n - have, deadline);
         if (r == 0) return break_conn(c); /* end of file mid-message */
-        if (r == -ETIMEDOUT) {
+        if (r == -ETIMEDOUT || r == -EINTR) {
             if (have > 0 && !c->partial) {
                 /* keep what this call read: the caller's buffer is not ours to hold */
                 if (!(c->partial = malloc(n))) {
@@ -287,7 +323,7 @@ static int recv_body(mproc_conn *c, unsigned char *dst, int64_t deadline)
                 memcpy(c->partial, dst, have);
             }
             c->body_have = have;
-            return -ETIMEDOUT;
+            return (int)r;
         }
         if (r < 0) {
             break_conn(c); /* framing is lost whatever the error */

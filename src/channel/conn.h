@@ -23,6 +23,9 @@ struct mproc_conn {
     uintptr_t holders_inline[2];
     bool readable, writable, is_socket;
     bool broken; /* the read side lost framing: every later read fails */
+    /* A pipe: reads and writes that must not block use RWF_NOWAIT (not for regular files, where it
+     * fails with EAGAIN that poll cannot wait out); else they poll first. */
+    bool nowait;
     size_t max_message;
     /* The message being received, kept across calls that return early (timeout, -EMSGSIZE), so a
      * later call continues where the last one stopped. */
@@ -81,7 +84,9 @@ int mproc__conn_wrap(mproc_conn **out, int fd, bool readable, bool writable, boo
 /* recv with an absolute deadline (mproc__deadline). */
 int mproc__conn_recv_deadline(mproc_conn *c, void *buf, size_t cap, size_t *len, int64_t deadline);
 
-/* Wait until fd is readable (or hung up) or the deadline: 1, 0 on timeout, <0 error. */
+/* Wait until fd is readable (or hung up) or the deadline: 1, 0 on timeout, -EINTR when a signal
+ * handler ran while it slept (platform/interrupt.h), <0 error. A look first: no mask change when
+ * it is readable already. */
 int mproc__poll_in(int fd, int64_t deadline);
 
 /* The authkey handshake (auth.c), with Python's roles: the server delivers a challenge, then

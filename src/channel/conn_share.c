@@ -192,7 +192,7 @@ typedef struct {
     uint64_t slot;
     uint64_t max_message;
     int32_t fd;
-    uint8_t readable, writable, is_socket, broken;
+    uint8_t readable, writable, is_socket, broken, nowait;
 } wire;
 
 typedef struct {
@@ -234,6 +234,7 @@ int mproc__conn_pass_prepare(mproc__conn_batch **out)
                                 .readable = c->readable,
                                 .writable = c->writable,
                                 .is_socket = c->is_socket,
+                                .nowait = c->nowait,
                                 .broken = c->broken || mid};
         b->fds[b->m.n++] = c->fd;
     }
@@ -369,6 +370,7 @@ int mproc__conn_pass_install(mproc__conn_batch *b, int *keep, size_t nkeep)
         c->readable = w->readable;
         c->writable = w->writable;
         c->is_socket = w->is_socket;
+        c->nowait = w->nowait;
         c->broken = w->broken;
         c->max_message = w->max_message;
         hold_only(c, 0);

@@ -15,6 +15,7 @@
 #include <openssl/crypto.h>
 
 #include "channel/conn.h"
+#include "platform/interrupt.h"
 #include "platform/platform.h"
 
 #define LISTENER_MAGIC 0x4c69736eu /* "Lisn" */
@@ -195,19 +196,11 @@ static int connect_one(const mproc__addr *a, int64_t deadline)
     int r = connect(fd, (const struct sockaddr *)&a->sa, a->len);
     if (r < 0 && (errno == EINPROGRESS || errno == EINTR)) {
         /* EINTR: the connection goes on asynchronously, as EINPROGRESS */
-        for (;;) {
-            struct pollfd p = {.fd = fd, .events = POLLOUT};
-            int pr = poll(&p, 1, mproc__poll_ms(deadline));
-            if (pr > 0) break;
-            if (pr == 0 && mproc__remaining_ns(deadline) <= 0) {
-                close(fd);
-                return -ETIMEDOUT;
-            }
-            if (pr < 0 && errno != EINTR) {
-                r = -errno;
-                close(fd);
-                return r;
-            }
+        struct pollfd p = {.fd = fd, .events = POLLOUT};
+        int pr = mproc__intr_poll(&p, 1, deadline);
+        if (pr <= 0) {
+            close(fd);
+            return pr == 0 ? -ETIMEDOUT : pr; /* -EINTR: a handler ran */
         }
         int err = 0;
         socklen_t el = sizeof err;
@@ -237,7 +230,7 @@ int mproc_client_connect_opts(mproc_conn **out, const char *address, const void 
     if (n < 0) return n;
     int64_t deadline = mproc__deadline(o.handshake_timeout);
     int fd = -ECONNREFUSED;
-    for (int i = 0; i < n && fd < 0; i++)
+    for (int i = 0; i < n && fd < 0 && fd != -EINTR; i++)
         fd = connect_one(&addrs[i], deadline);
     if (fd < 0) return fd;
     mproc_conn *c;

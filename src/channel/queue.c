@@ -633,11 +633,7 @@ int mproc_queue_join(mproc_queue *q, double timeout)
     if (!valid(q) || !q->joinable || mproc__timeout_check(timeout)) return -EINVAL;
     if (atomic_load(&q->unfinished) == 0) return 0;
     if (timeout == 0) return -ETIMEDOUT;
-    mproc__intr st;
-    mproc__intr_block(&st);
-    int r = mproc__intr_wait(&st, join_step, q, mproc__deadline(timeout));
-    mproc__intr_restore(&st);
-    return r;
+    return mproc__intr_sleep(join_step, q, mproc__deadline(timeout));
 }
 
 void mproc_queue_free(mproc_queue *q)

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 #include "channel/conn.h"
+#include "platform/interrupt.h"
 #include "platform/platform.h"
 
 int mproc_wait(const int *fds, size_t n, bool *ready, double timeout)
@@ -18,17 +19,12 @@ int mproc_wait(const int *fds, size_t n, bool *ready, double timeout)
     if (!p) return -ENOMEM;
     for (size_t i = 0; i < n; i++)
         p[i] = (struct pollfd){.fd = fds[i], .events = POLLIN};
-    int64_t deadline = mproc__deadline(timeout);
-    int r;
-    for (;;) {
-        r = poll(p, (nfds_t)n, mproc__poll_ms(deadline));
-        if (r > 0) break;
-        if (r == 0 && mproc__remaining_ns(deadline) <= 0) break;
-        if (r < 0 && errno != EINTR) {
-            r = -errno;
-            break;
-        }
-    }
+    /* A look first: when one is ready already, no signal mask changes (platform/interrupt.h). */
+    int r = poll(p, (nfds_t)n, 0);
+    if (r == 0)
+        r = mproc__intr_poll(p, (nfds_t)n, mproc__deadline(timeout));
+    else if (r < 0)
+        r = -errno;
     if (r >= 0) {
         int count = 0;
         for (size_t i = 0; i < n; i++) {

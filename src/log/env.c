@@ -173,8 +173,9 @@ int mproc__log_env_decode(const char *s, mproc__log_env_cfg *out)
         }
         s = *end ? end + 1 : end;
     }
-    if (!version) return refuse(out, "no key", "v", "v" + 1, "v=1");
-    if (!out->app[0]) return refuse(out, "no key", "app", "app" + 3, "a non-empty app=NAME");
+    static const char v_key[] = "v", app_key[] = "app";
+    if (!version) return refuse(out, "no key", v_key, v_key + 1, "v=1");
+    if (!out->app[0]) return refuse(out, "no key", app_key, app_key + 3, "a non-empty app=NAME");
     if (!out->dir[0]) c->file_level = MPROC_LOG_OFF;
     return 0;
 }

@@ -53,10 +53,10 @@ int mproc__intr_wait(const mproc__intr *st, int (*wait)(void *arg, int64_t step)
     }
 }
 
-int mproc__intr_poll_in(const mproc__intr *st, int fd, int64_t deadline)
+/* ppoll until a fd is ready or the deadline, signals blocked but during the sleep. */
+static int ppoll_until(const mproc__intr *st, struct pollfd *fds, nfds_t n, int64_t deadline)
 {
     for (;;) {
-        struct pollfd pfd = {.fd = fd, .events = POLLIN};
         struct timespec ts, *tsp = NULL;
         if (deadline != INT64_MAX) {
             int64_t left = mproc__remaining_ns(deadline);
@@ -65,13 +65,48 @@ int mproc__intr_poll_in(const mproc__intr *st, int fd, int64_t deadline)
             tsp = &ts;
         }
         /* Never restarted after a handler, SA_RESTART or not (signal(7)). */
-        int r = ppoll(&pfd, 1, tsp, &st->old);
-        if (r > 0) return 1;
+        int r = ppoll(fds, n, tsp, &st->old);
+        if (r > 0) return r;
         if (r == 0) {
             if (mproc__remaining_ns(deadline) <= 0) return 0;
             continue;
         }
-        if (errno == EINTR) return -EINTR;
-        return -errno;
+        if (errno != EINTR) return -errno;
+        /* What it waited for wins a tie. */
+        r = poll(fds, n, 0);
+        return r > 0 ? r : -EINTR;
     }
+}
+
+int mproc__intr_poll_in(const mproc__intr *st, int fd, int64_t deadline)
+{
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    int r = ppoll_until(st, &pfd, 1, deadline);
+    return r > 0 ? 1 : r;
+}
+
+int mproc__intr_sleep(int (*step)(void *arg, int64_t until), void *arg, int64_t deadline)
+{
+    mproc__intr st;
+    mproc__intr_block(&st);
+    int r = mproc__intr_wait(&st, step, arg, deadline);
+    if (r == -EINTR) {
+        int last = step(arg, 0);
+        if (last != -ETIMEDOUT) r = last;
+    }
+    mproc__intr_restore(&st);
+    return r;
+}
+
+int mproc__intr_poll(struct pollfd *fds, nfds_t n, int64_t deadline)
+{
+    if (deadline <= mproc__now_ns()) {
+        int r = poll(fds, n, 0);
+        return r < 0 ? -errno : r;
+    }
+    mproc__intr st;
+    mproc__intr_block(&st);
+    int r = ppoll_until(&st, fds, n, deadline);
+    mproc__intr_restore(&st);
+    return r;
 }

@@ -11,6 +11,7 @@
 #ifndef MPROC_PLATFORM_INTERRUPT_H
 #define MPROC_PLATFORM_INTERRUPT_H
 
+#include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -50,7 +51,24 @@ int mproc__intr_wait(const mproc__intr *st, int (*wait)(void *arg, int64_t step)
                      int64_t deadline);
 /* Wait for fd to become readable until `deadline`, signals blocked except during the sleep itself
  * (ppoll with the caller's mask): 1 readable, 0 deadline passed, -EINTR once a handler ran (a
- * signal pending on entry runs at once), or another negative errno. No polling steps. */
+ * signal pending on entry runs at once) and fd is still not readable, or another negative errno.
+ * No polling steps. */
 int mproc__intr_poll_in(const mproc__intr *st, int fd, int64_t deadline);
+
+/* The two halves every blocking call is made of (docs/conventions.md, Signals). The caller first
+ * looks for its result, and spins if it likes, with its own mask (no system call); then one of
+ * these blocks the asynchronous signals, sleeps, and restores the mask before it returns, so a
+ * handler has run by then. */
+
+/* The sleep of a wait on shared memory: step(arg, until) as in mproc__intr_wait (it may sleep
+ * until `until`; 0 or its result when done, -ETIMEDOUT when `until` passed). On -EINTR, one more
+ * step(arg, 0) (a look that must not sleep: `until` has passed) so that what it waited for wins a
+ * tie; it returns what that look found unless -ETIMEDOUT. */
+int mproc__intr_sleep(int (*step)(void *arg, int64_t until), void *arg, int64_t deadline);
+
+/* The sleep of an fd wait: poll(fds) until `deadline` in ppoll with the caller's mask. The count
+ * of ready fds, 0 once the deadline passed (at once if it has: no mask change), -EINTR when a
+ * handler ran and still none is ready, or another negative errno. The caller looks first. */
+int mproc__intr_poll(struct pollfd *fds, nfds_t n, int64_t deadline);
 
 #endif

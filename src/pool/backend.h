@@ -20,8 +20,9 @@ struct mproc__pool_backend {
     int (*send)(mproc_pool *p, const uint32_t *idx, uint32_t n);
     /* No more tasks will come: workers leave once the queue is empty. */
     void (*close)(mproc_pool *p);
-    /* Wait until every worker has exited and been reaped (after close or terminate). */
-    int (*join)(mproc_pool *p, int64_t deadline);
+    /* Wait until every worker has exited and been reaped (after close or terminate). With intr,
+     * -EINTR when a signal handler ran meanwhile (the pool goes on closing; join again). */
+    int (*join)(mproc_pool *p, int64_t deadline, bool intr);
     /* Kill every worker now and fail queued and running tasks with `code` (MPROC_ECANCELLED for
      * terminate, MPROC_EBROKEN for a broken pool); returns once they are reaped. */
     void (*terminate)(mproc_pool *p, int code);

@@ -49,11 +49,7 @@ static int wait_slot(mproc__slot *s, int64_t deadline)
     if (mproc__slot_done(s)) return 0;
     int r = mproc__slot_spin(s, deadline);
     if (r == 0 || deadline <= mproc__now_ns()) return r;
-    mproc__intr st;
-    mproc__intr_block(&st);
-    r = mproc__intr_wait(&st, sleep_step, s, deadline);
-    mproc__intr_restore(&st);
-    return r == -EINTR && mproc__slot_done(s) ? 0 : r;
+    return mproc__intr_sleep(sleep_step, s, deadline);
 }
 
 int mproc_future_wait(mproc_future *f, double timeout)
@@ -318,11 +314,7 @@ int mproc_futures_wait(mproc_future **fs, size_t n, int mode, double timeout)
         watch_locked(fs[i]);
         pthread_mutex_unlock(&fs[i]->pool->mu);
     }
-    mproc__intr st;
-    mproc__intr_block(&st);
-    int r = mproc__intr_wait(&st, first_step, (void *)&w, mproc__deadline(timeout));
-    mproc__intr_restore(&st);
-    return r == -EINTR && any_done(&w) ? 0 : r;
+    return mproc__intr_sleep(first_step, &w, mproc__deadline(timeout));
 }
 
 void mproc_future_free(mproc_future *f)

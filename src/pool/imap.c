@@ -106,11 +106,13 @@ static int imap_chunk(mproc_task *t)
     size_t pos = sizeof(res_hdr); /* the next item's record */
     int r = mproc__collect_reserve(&c, pos + sizeof(res_item));
     if (r == 0) memcpy(c.buf, &(res_hdr){h.n, (int32_t)getpid()}, sizeof(res_hdr));
-    /* The item's own task: the chunk's record and time limit, no inline argument copy. */
+    /* The item's own task (also mproc_task_current's while it runs): the chunk's record and
+     * time limit, no inline argument copy. */
     mproc_task sub;
     sub.s = t->s;
     sub.soft_deadline = t->soft_deadline;
     sub.collect = &c;
+    mproc__task_current = &sub;
     for (uint32_t i = 0; r == 0 && i < h.n; i++) {
         uint64_t ilen;
         memcpy(&ilen, a + sizeof h + i * sizeof(uint64_t), sizeof ilen);
@@ -136,6 +138,7 @@ static int imap_chunk(mproc_task *t)
         r = mproc__collect_reserve(&c, pos + sizeof(res_item));
         off += PAD8((size_t)ilen);
     }
+    mproc__task_current = t;
     if (r == 0) r = mproc_task_return(t, c.buf, pos);
     free(c.buf);
     return r;

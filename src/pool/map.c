@@ -8,12 +8,15 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "arena/arena.h"
 #include "platform/interrupt.h"
-#include "pool/pool.h"
+#include "pool/backend.h"
+#include "pool/pointers.h"
+#include "pool/task.h"
 
 #define CHUNKS_PER_WORKER 4
 
@@ -25,11 +28,29 @@ typedef struct {
     size_t in_size, out_size;
 } map_desc;
 
+/* `first` first: until the chunk writes its progress over the argument (map_chunk), the first
+ * 8 bytes of the record's inline buffer already name its first item. */
 typedef struct {
-    const map_desc *d;
     size_t first, count;
+    const map_desc *d;
 } chunk_arg;
 _Static_assert(sizeof(chunk_arg) <= MPROC__SLOT_INLINE, "chunk descriptor travels inline");
+
+/* The item a chunk is at, kept in its record where the argument was (the worker copied it out
+ * before it ran the chunk): if the worker dies, the caller still reads which item it died in.
+ * The record's first line is the chunk's own; the caller reads it only after the chunk is done. */
+static inline void set_progress(mproc__slot *s, size_t i)
+{
+    uint64_t v = i;
+    memcpy(s->inline_buf, &v, sizeof v);
+}
+
+static inline size_t get_progress(const mproc__slot *s)
+{
+    uint64_t v;
+    memcpy(&v, s->inline_buf, sizeof v);
+    return (size_t)v;
+}
 
 static int map_chunk(mproc_task *t)
 {
@@ -39,15 +60,35 @@ static int map_chunk(mproc_task *t)
     char *out = d->out + a->first * d->out_size;
     mproc_map_fn fn = d->fn;
     void *arg = d->arg;
-    size_t is = d->in_size, os = d->out_size;
-    for (size_t i = 0; i < a->count; i++) {
-        int r = fn(in + i * is, out + i * os, arg);
-        if (r != 0)
-            return mproc_task_fail(t, r < 0 ? r : MPROC_ETASKFAILED, "map item %zu failed (%d)",
-                                   a->first + i, r);
-        if ((i & 63) == 63 && mproc_task_cancelled(t)) return MPROC_ECANCELLED;
+    size_t is = d->in_size, os = d->out_size, first = a->first, count = a->count;
+    /* The items' own task (mproc_task_current): its mproc_task_fail writes to a collector, so
+     * the chunk's failure can name the item. */
+    mproc__collect c = {0};
+    mproc__slot *s = t->s;
+    mproc_task item = {.s = s, .collect = &c, .soft_deadline = t->soft_deadline};
+    mproc__task_current = &item;
+    int code = 0, r = 0;
+    for (size_t i = 0; i < count; i++) {
+        set_progress(s, first + i);
+        r = fn(in + i * is, out + i * os, arg);
+        if (r != 0 || item.failed) {
+            code = item.failed ? item.code : r < 0 ? r : MPROC_ETASKFAILED;
+            break;
+        }
+        if ((i & 63) == 63 && mproc_task_cancelled(t)) {
+            code = MPROC_ECANCELLED;
+            break;
+        }
     }
-    return 0;
+    mproc__task_current = t;
+    if (code && item.failed && c.len)
+        mproc_task_fail(t, code, "%.*s", (int)c.len, (const char *)c.buf);
+    else if (code && item.failed)
+        mproc_task_fail(t, code, "the item failed (%s)", mproc_strerror(code));
+    else if (code && code != MPROC_ECANCELLED)
+        mproc_task_fail(t, code, "the item function returned %d", r);
+    free(c.buf);
+    return code;
 }
 
 /* Wait for a chunk; -EINTR as soon as a signal is pending for the caller (platform/interrupt.h:
@@ -80,9 +121,13 @@ typedef struct {
     size_t cs, nchunks, queued;
     bool direct; /* both buffers are in the arena: the workers use them in place, no staging */
     size_t in_off, out_off;
+    size_t arg_off, arg_size; /* opts.arg copied into the staging block when arg_size > 0 */
     mproc__stage *st;
-    char *base; /* st->mem: the map_desc, then the staged inputs, then the staged outputs */
+    char *base; /* st->mem: the map_desc, the copied arg, the staged inputs, the staged outputs */
     mproc_future **fs;
+    mproc_error *err;     /* opts.error */
+    size_t *failed_index; /* opts.failed_index */
+    bool err_filled;
 } map_call;
 
 static void chunk_span(const map_call *m, size_t c, size_t *first, size_t *count)
@@ -97,7 +142,8 @@ static int stage_in(map_call *m, mproc_map_fn fn, void *arg)
     size_t in_bytes = m->n * m->in_size, out_bytes = m->n * m->out_size;
     m->direct = (!in_bytes || mproc__arena_contains(m->in, in_bytes)) &&
                 (!out_bytes || mproc__arena_contains(m->out, out_bytes));
-    m->in_off = 64;
+    m->arg_off = 64;
+    m->in_off = m->arg_off + ((m->arg_size + 63) & ~(size_t)63);
     m->out_off = m->in_off + (m->direct ? 0 : (in_bytes + 63) & ~(size_t)63);
     size_t total = m->out_off + (m->direct ? 0 : out_bytes);
     m->fs = malloc(m->nchunks * sizeof *m->fs);
@@ -113,6 +159,10 @@ static int stage_in(map_call *m, mproc_map_fn fn, void *arg)
     map_desc *d = (map_desc *)m->base;
     d->fn = fn;
     d->arg = arg;
+    if (m->arg_size) {
+        memcpy(m->base + m->arg_off, arg, m->arg_size);
+        d->arg = m->base + m->arg_off;
+    }
     d->in = m->direct ? m->in : m->base + m->in_off;
     d->out = m->direct ? m->out : m->base + m->out_off;
     d->in_size = m->in_size;
@@ -129,7 +179,7 @@ static int queue_chunk(map_call *m, size_t c)
     if (!m->direct && m->in_size)
         memcpy(m->base + m->in_off + first * m->in_size, m->in + first * m->in_size,
                count * m->in_size);
-    chunk_arg a = {(const map_desc *)m->base, first, count};
+    chunk_arg a = {first, count, (const map_desc *)m->base};
     pthread_mutex_lock(&p->mu);
     int r = mproc__pool_state_check_locked(p);
     if (r == 0) r = mproc__pool_submit_locked(p, map_chunk, &a, sizeof a, NULL, m->st, &m->fs[c]);
@@ -147,6 +197,32 @@ static int dispatch(map_call *m)
     return r;
 }
 
+/* The failure of chunk c, for opts.error and opts.failed_index: the item it failed in (the
+ * chunk's first if it never ran), with the record's error prefixed by that item. */
+static void report_chunk(map_call *m, size_t c)
+{
+    if (!m->err && !m->failed_index) return;
+    size_t first, count;
+    chunk_span(m, c, &first, &count);
+    mproc__slot *s = mproc__slot_at(m->p->slot_chunks, m->fs[c]->idx);
+    size_t k = get_progress(s); /* first, while the record still holds the argument */
+    bool known = s->pid != 0 && k >= first && k < first + count;
+    if (!known) k = first;
+    if (m->failed_index) *m->failed_index = k;
+    if (!m->err) return;
+    m->err_filled = true;
+    if (mproc_future_error(m->fs[c], m->err) != 0) return;
+    char pre[96];
+    int n = known || count == 1
+                ? snprintf(pre, sizeof pre, "map item %zu: ", k)
+                : snprintf(pre, sizeof pre, "map items %zu-%zu: ", first, first + count - 1);
+    size_t len = strlen(m->err->message), cap = sizeof m->err->message;
+    if ((size_t)n + len >= cap) len = cap - 1 - (size_t)n;
+    memmove(m->err->message + n, m->err->message, len);
+    memcpy(m->err->message, pre, (size_t)n);
+    m->err->message[(size_t)n + len] = '\0';
+}
+
 /* Wait for the queued chunks in order and copy their results out; the map's outcome, given the
  * outcome of dispatching it. */
 static int collect(map_call *m, const mproc__intr *intr, int first_err)
@@ -161,6 +237,7 @@ static int collect(map_call *m, const mproc__intr *intr, int first_err)
         int code = mproc__slot_code(s);
         if (code != 0 && first_err == 0) {
             first_err = code;
+            report_chunk(m, c);
             abandon(m->fs, c + 1, m->queued);
             /* Chunks still running write only to the staging block, which they keep alive:
              * no need to wait for them. With arena buffers they write to `out`: wait. */
@@ -176,32 +253,66 @@ static int collect(map_call *m, const mproc__intr *intr, int first_err)
     return first_err;
 }
 
-int mproc_pool_map(mproc_pool *p, mproc_map_fn fn, const void *in, size_t in_size, void *out,
-                   size_t out_size, size_t n, const mproc_map_opts *opts)
+/* opts.error for a failure no item is to blame for (arguments, state, -EINTR, memory). */
+static int report_plain(map_call *m, int code, const char *msg)
 {
+    if (code == 0 || !m->err || m->err_filled) return code;
+    m->err_filled = true;
+    m->err->code = code;
+    snprintf(m->err->message, sizeof m->err->message, "map: %s", msg ? msg : mproc_strerror(code));
+    return code;
+}
+
+static int map_run(map_call *m, mproc_map_fn fn, const mproc_map_opts *opts)
+{
+    mproc_pool *p = m->p;
+    size_t n = m->n;
     if (!mproc__pool_valid(p) || !fn) return -EINVAL;
-    if (n && ((in_size && !in) || (out_size && !out))) return -EINVAL;
-    if (n && (in_size > SIZE_MAX / n || out_size > SIZE_MAX / n)) return -EINVAL;
+    if (n && ((m->in_size && !m->in) || (m->out_size && !m->out))) return -EINVAL;
+    if (n && (m->in_size > SIZE_MAX / n || m->out_size > SIZE_MAX / n)) return -EINVAL;
+    void *arg = opts ? opts->arg : NULL;
+    m->arg_size = opts ? opts->arg_size : 0;
+    if (m->arg_size && (!arg || m->arg_size > SIZE_MAX / 4)) return -EINVAL;
+    if (arg && !m->arg_size && p->ptrs) {
+        char msg[MPROC_ERROR_MSG_MAX];
+        pid_t w = 0;
+        if (p->backend->worker_pids(p, &w, 1) < 1) w = 0;
+        int r = mproc__ptr_check(p->ptrs, w, arg, "map_opts.arg", msg, sizeof msg);
+        if (r < 0) return report_plain(m, r, msg);
+    }
     pthread_mutex_lock(&p->mu);
     int r = mproc__pool_state_check_locked(p);
     pthread_mutex_unlock(&p->mu);
     if (r < 0 || n == 0) return r;
 
-    map_call m = {.p = p, .in = in, .out = out, .in_size = in_size, .out_size = out_size, .n = n};
-    m.cs = opts && opts->chunksize ? opts->chunksize : auto_chunksize(n, p->nworkers);
-    m.nchunks = (n + m.cs - 1) / m.cs;
-    r = stage_in(&m, fn, opts ? opts->arg : NULL);
+    m->cs = opts && opts->chunksize ? opts->chunksize : auto_chunksize(n, p->nworkers);
+    m->nchunks = (n + m->cs - 1) / m->cs;
+    r = stage_in(m, fn, arg);
     if (r < 0) return r;
     mproc__intr intr;
     mproc__intr_block(&intr);
-    r = collect(&m, &intr, dispatch(&m));
-    for (size_t c = 0; c < m.queued; c++)
-        mproc_future_free(m.fs[c]);
-    free(m.fs);
+    r = collect(m, &intr, dispatch(m));
+    for (size_t c = 0; c < m->queued; c++)
+        mproc_future_free(m->fs[c]);
+    free(m->fs);
     /* A signal that came meanwhile is delivered now, its handler running before we return. */
     mproc__intr_restore(&intr);
     pthread_mutex_lock(&p->mu);
-    mproc__stage_unref(p, m.st);
+    mproc__stage_unref(p, m->st);
     pthread_mutex_unlock(&p->mu);
     return r;
+}
+
+int mproc_pool_map(mproc_pool *p, mproc_map_fn fn, const void *in, size_t in_size, void *out,
+                   size_t out_size, size_t n, const mproc_map_opts *opts)
+{
+    map_call m = {.p = p, .in = in, .out = out, .in_size = in_size, .out_size = out_size, .n = n};
+    m.err = opts ? opts->error : NULL;
+    m.failed_index = opts ? opts->failed_index : NULL;
+    if (m.err) {
+        memset(m.err, 0, sizeof *m.err);
+        m.err->exit_status = -1;
+    }
+    if (m.failed_index) *m.failed_index = SIZE_MAX;
+    return report_plain(&m, map_run(&m, fn, opts), NULL);
 }

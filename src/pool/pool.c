@@ -13,6 +13,7 @@
 #include "process/start_method.h"
 #include "pool/backend.h"
 #include "pool/future.h"
+#include "pool/pointers.h"
 
 /* Every pool of this process, so that exit, mproc_shutdown() and a child's end stop them (no
  * worker replaced, every worker reaped by its supervisor) before the process layer ends the
@@ -32,7 +33,7 @@ static void pools_at_exit(void)
         pthread_mutex_unlock(&p->mu);
         p->backend->terminate(p, MPROC_ECANCELLED);
         /* Not joined when called from its own supervisor (a done-callback): a later free joins. */
-        if (p->backend->join(p, INT64_MAX) == 0) p->joined = true;
+        if (p->backend->join(p, INT64_MAX, false) == 0) p->joined = true;
     }
     pthread_mutex_unlock(&pools_mu);
 }
@@ -62,12 +63,41 @@ static void pools_remove(mproc_pool *p)
     pthread_mutex_unlock(&pools_mu);
 }
 
+/* opts.initarg_size: the initializer gets an arena copy, valid in every worker. */
+static int copy_initarg(mproc_pool *p)
+{
+    if (!p->opts.initarg_size) return 0;
+    int r = mproc__arena_alloc(&p->initarg_copy, p->opts.initarg_size);
+    if (r < 0) return r;
+    memcpy(p->initarg_copy, p->opts.initarg, p->opts.initarg_size);
+    p->opts.initarg = p->initarg_copy;
+    return 0;
+}
+
+/* MPROC_CHECK_POINTERS: note what a worker has (pointers.c), and check initarg against it. A
+ * thread pool shares our memory: nothing to check. */
+static int snapshot_pointers(mproc_pool *p, const void *stack_floor)
+{
+    if (p->method == MPROC__START_THREAD || !mproc__ptr_check_enabled()) return 0;
+    pid_t w;
+    if (p->backend->worker_pids(p, &w, 1) < 1) return 0;
+    if (mproc__ptr_snapshot_take(w, stack_floor, &p->ptrs) < 0) return 0;
+    /* A fork worker was forked just now: it has whatever initarg points at (and its initializer
+     * may have changed those bytes since). A forkserver one has the helper's older memory. */
+    if (p->initarg_copy || p->method != MPROC__START_FORKSERVER) return 0;
+    return mproc__ptr_check(p->ptrs, w, p->opts.initarg, "initarg", NULL, 0);
+}
+
 int mproc_pool_new(mproc_pool **out, const mproc_pool_opts *opts)
 {
     if (!out) return -EINVAL;
     *out = NULL;
     mproc_pool_opts o = opts ? *opts : (mproc_pool_opts){0};
-    if (o.workers < 0 || o.task_timeout < 0 || o.restart_window < 0) return -EINVAL;
+    /* Every number is checked here: a bad one is -EINVAL, never a crash later (limits in
+     * mproc/pool.h). */
+    if (o.workers < 0 || o.workers > MPROC_POOL_MAX_WORKERS || o.task_timeout < 0 ||
+        o.restart_window < 0)
+        return -EINVAL;
     if (mproc__timeout_check(o.task_timeout) || mproc__timeout_check(o.restart_window))
         return -EINVAL;
     if (o.name && (strlen(o.name) == 0 || strlen(o.name) > 48)) return -EINVAL;
@@ -78,6 +108,7 @@ int mproc_pool_new(mproc_pool **out, const mproc_pool_opts *opts)
         if (strcmp(backend_name, "mpi") == 0) return -ENOTSUP;
         return -EINVAL;
     }
+    if (o.initarg_size && !o.initarg) return -EINVAL;
     mproc__start_method method;
     int r = mproc__start_method_for(o.start_method, &method);
     if (r < 0) return r;
@@ -97,6 +128,7 @@ int mproc_pool_new(mproc_pool **out, const mproc_pool_opts *opts)
     o.backend = backend->name;
     p->nworkers = o.workers ? o.workers : mproc_cpu_count();
     if (!o.max_restarts) o.max_restarts = (unsigned)(p->nworkers * 2 > 8 ? p->nworkers * 2 : 8);
+    if (o.max_restarts > MPROC_POOL_MAX_RESTARTS) o.max_restarts = MPROC_POOL_NO_RESTART_LIMIT;
     if (o.restart_window == 0) o.restart_window = 10.0;
     p->opts = o;
     p->free_head = MPROC__SLOT_NONE;
@@ -105,11 +137,21 @@ int mproc_pool_new(mproc_pool **out, const mproc_pool_opts *opts)
     p->method_name = method_names[method];
     o.start_method = p->method_name;
     p->state = MPROC__POOL_OPEN;
-    r = backend->start(p);
+    r = copy_initarg(p);
+    if (r == 0) r = backend->start(p);
     if (r < 0) {
+        mproc__arena_free(p->initarg_copy);
         pthread_mutex_destroy(&p->mu);
         pthread_cond_destroy(&p->cv);
         free(p);
+        return r;
+    }
+    /* Our own frame: the caller's locals lie above it, later calls' below. */
+    r = snapshot_pointers(p, __builtin_frame_address(0));
+    if (r < 0) {
+        mproc_pool_terminate(p);
+        p->backend->join(p, INT64_MAX, false);
+        mproc__pool_destroy(p);
         return r;
     }
     pools_add(p);
@@ -187,7 +229,8 @@ int mproc_pool_terminate(mproc_pool *p)
     return 0;
 }
 
-int mproc_pool_join(mproc_pool *p, double timeout)
+/* mproc_pool_join; free joins without being interrupted. */
+static int pool_join(mproc_pool *p, double timeout, bool intr)
 {
     if (!mproc__pool_valid(p) || mproc__timeout_check(timeout)) return -EINVAL;
     pthread_mutex_lock(&p->mu);
@@ -196,13 +239,18 @@ int mproc_pool_join(mproc_pool *p, double timeout)
     pthread_mutex_unlock(&p->mu);
     if (st == MPROC__POOL_OPEN) return -EINVAL;
     if (joined) return 0;
-    int r = p->backend->join(p, mproc__deadline(timeout));
+    int r = p->backend->join(p, mproc__deadline(timeout), intr);
     if (r == 0) {
         pthread_mutex_lock(&p->mu);
         p->joined = true;
         pthread_mutex_unlock(&p->mu);
     }
     return r;
+}
+
+int mproc_pool_join(mproc_pool *p, double timeout)
+{
+    return pool_join(p, timeout, true);
 }
 
 void mproc_pool_free(mproc_pool *p)
@@ -212,7 +260,7 @@ void mproc_pool_free(mproc_pool *p)
         mproc_pool_close(p);
         /* -EDEADLK from the pool's own done-callback: freeing it would pull the supervisor's
          * memory from under it, so it stays (stopped at exit). */
-        if (mproc_pool_join(p, MPROC_FOREVER) < 0) return;
+        if (pool_join(p, MPROC_FOREVER, false) < 0) return;
     }
     pools_remove(p);
     pthread_mutex_lock(&p->mu);

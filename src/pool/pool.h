@@ -81,7 +81,9 @@ struct mproc_pool {
     char broken_msg[512];
     mproc_future *watch; /* futures with MPROC__SLOT_NOTIFY, not yet fired */
     struct mproc__stage *stage_cache;
-    mproc_pool *next_pool; /* all pools of this process, for exit */
+    void *initarg_copy;               /* arena copy of opts.initarg (opts.initarg_size > 0) */
+    struct mproc__ptr_snapshot *ptrs; /* MPROC_CHECK_POINTERS: what workers have (pointers.c) */
+    mproc_pool *next_pool;            /* all pools of this process, for exit */
 };
 
 static inline mproc_future *mproc__future_at(mproc_pool *p, uint32_t idx)

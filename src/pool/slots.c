@@ -12,6 +12,7 @@
 #include "platform/interrupt.h"
 #include "platform/spin.h"
 #include "pool/backend.h"
+#include "pool/pointers.h"
 
 #define WAIT_SPIN_NS 20000
 /* Of that, spin on the CPU this long (spin.h). Not the queue's 2 µs: with 2 µs the caller and the
@@ -339,6 +340,8 @@ void mproc__pool_destroy(mproc_pool *p)
         mproc__arena_free(p->stage_cache->mem);
         free(p->stage_cache);
     }
+    mproc__arena_free(p->initarg_copy);
+    mproc__ptr_snapshot_free(p->ptrs);
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->cv);
     p->magic = 0;

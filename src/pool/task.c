@@ -8,6 +8,13 @@
 #include "arena/arena.h"
 #include "pool/task.h"
 
+MPROC_TLS mproc_task *mproc__task_current;
+
+mproc_task *mproc_task_current(void)
+{
+    return mproc__task_current;
+}
+
 const void *mproc_task_arg(mproc_task *t, size_t *len)
 {
     if (!t) {

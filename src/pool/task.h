@@ -39,4 +39,8 @@ static inline bool mproc__task_cancelled(const mproc_task *t)
     return t->soft_deadline && mproc__now_ns() >= t->soft_deadline;
 }
 
+/* The task the calling thread runs (a worker's run loop sets it; a map chunk points it at its
+ * items' own task while they run); NULL outside a task. */
+extern MPROC_TLS mproc_task *mproc__task_current;
+
 #endif

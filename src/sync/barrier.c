@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <limits.h>
 
+#include "platform/interrupt.h"
 #include "sync/sync.h"
 
 enum { FILLING = 0, DRAINING = 1, RESETTING = -1, BROKEN = -2 };
@@ -121,7 +122,7 @@ static void recount(mproc_barrier *b)
 
 static void lock(mproc_barrier *b)
 {
-    if (mproc__robust_mutex_lock(&b->m, MPROC_FOREVER) == MPROC_EOWNERDEAD) {
+    if (mproc__robust_mutex_hold(&b->m) == MPROC_EOWNERDEAD) {
         break_barrier(b);
         recount(b);
     }
@@ -140,8 +141,32 @@ static void unlock(mproc_barrier *b)
     pthread_mutex_unlock(&b->m);
 }
 
+typedef struct {
+    mproc_barrier *b;
+    uint32_t seq;
+    int64_t next_check;
+} change_wait;
+
+/* One bounded sleep until the state changes (mproc__intr_sleep); a dead party counts as one. */
+static int change_step(void *arg, int64_t until)
+{
+    change_wait *w = arg;
+    while (atomic_load(&w->b->seq) == w->seq) {
+        if (mproc__futex_wait(&w->b->seq, w->seq, until) != -ETIMEDOUT) continue;
+        /* A party that dies waiting bumps nothing: it has to be looked for, now and then. */
+        int64_t now = mproc__now_ns();
+        if (now >= w->next_check) {
+            w->next_check = now + MPROC__BARRIER_CHECK_NS;
+            if (any_dead(w->b)) return 0;
+        }
+        return -ETIMEDOUT;
+    }
+    return 0;
+}
+
 /* Release the mutex, sleep until the state changes or the deadline, take the mutex again.
- * -ETIMEDOUT when the deadline passed, else 0 (the caller re-checks the state). */
+ * -ETIMEDOUT when the deadline passed, -EINTR when a handler ran, else 0 (the caller re-checks
+ * the state in every case). */
 static int wait_change(mproc_barrier *b, int64_t deadline)
 {
     uint32_t s = atomic_load(&b->seq);
@@ -149,21 +174,24 @@ static int wait_change(mproc_barrier *b, int64_t deadline)
     int r = 0;
     if (!mproc__spin_while_eq(&b->seq, s)) {
         atomic_fetch_add(&b->sleepers, 1);
-        while (atomic_load(&b->seq) == s) {
-            int64_t now = mproc__now_ns();
-            if (now >= deadline) {
-                r = -ETIMEDOUT;
-                break;
-            }
-            /* Sleep in slices: a party that dies waiting bumps nothing, it has to be looked for. */
-            int64_t until =
-                deadline - now > MPROC__BARRIER_CHECK_NS ? now + MPROC__BARRIER_CHECK_NS : deadline;
-            if (mproc__futex_wait(&b->seq, s, until) == -ETIMEDOUT && any_dead(b)) break;
-        }
+        change_wait w = {b, s, mproc__now_ns() + MPROC__BARRIER_CHECK_NS};
+        r = mproc__intr_sleep(change_step, &w, deadline);
         atomic_fetch_sub(&b->sleepers, 1);
     }
     lock(b);
     return r;
+}
+
+/* The arrival index of a party that will wait: one whose mark is free. Without parties that left
+ * on -EINTR that is the count (marks 0..count-1 are held); after one left, its index is free again,
+ * so the indices of a round stay distinct. */
+static unsigned take_index(mproc_barrier *b)
+{
+    unsigned i = b->count;
+    if (mproc__mark_held(&b->marks[i]))
+        for (i = 0; i + 1 < nmarks(b) && mproc__mark_held(&b->marks[i]); i++) {
+        }
+    return i;
 }
 
 /* The party with this arrival index leaves wait(). */
@@ -173,21 +201,29 @@ static void leave(mproc_barrier *b, int index)
     count_down(b);
 }
 
+static bool between_rounds(const mproc_barrier *b)
+{
+    return b->state == DRAINING || b->state == RESETTING;
+}
+
 int mproc_barrier_wait(mproc_barrier *b, double timeout)
 {
     if (!valid(b) || mproc__timeout_check(timeout)) return -EINVAL;
     int64_t deadline = mproc__deadline(timeout);
     lock(b);
     /* Wait for the previous round to drain (or a reset to finish): no deadline, as in Python. */
-    while (b->state == DRAINING || b->state == RESETTING)
-        wait_change(b, INT64_MAX);
+    while (between_rounds(b))
+        if (wait_change(b, INT64_MAX) == -EINTR && between_rounds(b)) {
+            unlock(b);
+            return -EINTR;
+        }
     if (b->state == BROKEN) {
         unlock(b);
         return MPROC_EBROKEN;
     }
-    int index = (int)b->count++;
-    int r = index;
-    if ((unsigned)index + 1 == b->parties) {
+    int index, r;
+    if (b->count + 1 == b->parties) {
+        index = r = (int)b->count++;
         if (b->action && b->action(b->arg) != 0) {
             break_barrier(b);
             r = MPROC_EBROKEN;
@@ -196,11 +232,20 @@ int mproc_barrier_wait(mproc_barrier *b, double timeout)
             notify_all(b);
         }
     } else {
+        index = r = (int)take_index(b);
+        b->count++;
         mproc__mark_hold(&b->marks[index]);
         while (b->state == FILLING) {
-            if (wait_change(b, deadline) == -ETIMEDOUT && b->state == FILLING) {
+            int w = wait_change(b, deadline);
+            if (b->state != FILLING) break;
+            if (w == -ETIMEDOUT) {
                 break_barrier(b);
                 r = -ETIMEDOUT;
+                break;
+            }
+            if (w == -EINTR) {
+                /* As Python's: the party leaves a round still filling, which stays unbroken. */
+                r = -EINTR;
                 break;
             }
         }

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <limits.h>
 
+#include "platform/interrupt.h"
 #include "sync/sync.h"
 
 enum { SEAT_FREE, SEAT_WAITING, SEAT_SLEEPING, SEAT_NOTIFIED };
@@ -129,6 +130,19 @@ static seat *take_seat(mproc_condition *c)
     }
 }
 
+/* One bounded sleep on the seat until a notify chose it (mproc__intr_sleep). */
+static int notify_step(void *arg, int64_t until)
+{
+    seat *s = arg;
+    for (;;) {
+        uint32_t st = atomic_load(&s->state);
+        if (st == SEAT_NOTIFIED) return 0;
+        if (st == SEAT_WAITING && !atomic_compare_exchange_strong(&s->state, &st, SEAT_SLEEPING))
+            continue;
+        if (mproc__futex_wait(&s->state, SEAT_SLEEPING, until) == -ETIMEDOUT) return -ETIMEDOUT;
+    }
+}
+
 int mproc_condition_wait(mproc_condition *c, double timeout)
 {
     if (!valid(c) || mproc__timeout_check(timeout)) return -EINVAL;
@@ -140,20 +154,19 @@ int mproc_condition_wait(mproc_condition *c, double timeout)
     s->arrival = c->arrivals++;
     atomic_store(&s->state, SEAT_WAITING);
     pthread_mutex_unlock(&c->lock->m);
-    if (timeout != 0) {
-        for (;;) {
-            uint32_t st = atomic_load(&s->state);
-            if (st == SEAT_NOTIFIED) break;
-            if (st == SEAT_WAITING) {
-                if (mproc__spin_while_eq(&s->state, SEAT_WAITING)) continue;
-                if (!atomic_compare_exchange_strong(&s->state, &st, SEAT_SLEEPING)) continue;
-            }
-            if (mproc__futex_wait(&s->state, SEAT_SLEEPING, deadline) == -ETIMEDOUT) break;
-        }
-    }
-    int lr = mproc__robust_mutex_lock(&c->lock->m, MPROC_FOREVER);
-    /* With the lock held the seat's state is final: a notify that chose us counts. */
-    int r = atomic_load(&s->state) == SEAT_NOTIFIED ? 0 : -ETIMEDOUT;
+    int r = -ETIMEDOUT;
+    /* Only a notify moves the seat on from WAITING. */
+    if (timeout != 0 && !mproc__spin_while_eq(&s->state, SEAT_WAITING))
+        r = mproc__intr_sleep(notify_step, s, deadline);
+    /* Back with the lock held whatever happened (an -EINTR included, as Python re-acquires it):
+     * the caller must know that it holds it. */
+    int lr = mproc__robust_mutex_hold(&c->lock->m);
+    /* With the lock held the seat's state is final: a notify that chose us counts, so none is
+     * lost to an interrupted or timed-out waiter. */
+    if (atomic_load(&s->state) == SEAT_NOTIFIED)
+        r = 0;
+    else if (r != -EINTR)
+        r = -ETIMEDOUT;
     atomic_store(&s->state, SEAT_FREE);
     mproc__mark_drop(&s->mark);
     return lr == MPROC_EOWNERDEAD ? lr : r;

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <limits.h>
 
+#include "platform/interrupt.h"
 #include "sync/sync.h"
 
 struct mproc_event {
@@ -50,6 +51,24 @@ static bool woken(uint32_t start, uint32_t now)
     return (now & 1) || (now >> 1) != (start >> 1);
 }
 
+typedef struct {
+    mproc_event *e;
+    uint32_t start;
+} event_wait;
+
+/* One bounded sleep until a set (mproc__intr_sleep). */
+static int set_step(void *arg, int64_t until)
+{
+    event_wait *w = arg;
+    for (;;) {
+        uint32_t now = atomic_load(&w->e->word);
+        if (woken(w->start, now)) return 0;
+        /* Sleeps only while the word is still now: a set in between makes it return at once. */
+        if (mproc__futex_wait(&w->e->word, now, until) == -ETIMEDOUT)
+            return woken(w->start, atomic_load(&w->e->word)) ? 0 : -ETIMEDOUT;
+    }
+}
+
 int mproc_event_wait(mproc_event *e, double timeout)
 {
     if (!mproc__sync_valid(e, sizeof *e, MPROC__EVENT_MAGIC) || mproc__timeout_check(timeout))
@@ -61,21 +80,8 @@ int mproc_event_wait(mproc_event *e, double timeout)
     if (mproc__spin_while_eq(&e->word, start)) {
         if (woken(start, atomic_load_explicit(&e->word, memory_order_acquire))) return 0;
     }
-    int r = 0;
     atomic_fetch_add(&e->sleepers, 1);
-    for (;;) {
-        uint32_t w = atomic_load(&e->word);
-        if (woken(start, w)) {
-            r = 0;
-            break;
-        }
-        /* Sleeps only while the word is still w: a set in between makes it return at once. */
-        r = mproc__futex_wait(&e->word, w, deadline);
-        if (r == -ETIMEDOUT) {
-            r = woken(start, atomic_load(&e->word)) ? 0 : -ETIMEDOUT;
-            break;
-        }
-    }
+    int r = mproc__intr_sleep(set_step, &(event_wait){e, start}, deadline);
     atomic_fetch_sub(&e->sleepers, 1);
     return r;
 }

@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <time.h>
 
+#include "platform/interrupt.h"
 #include "sync/sync.h"
 
 static int mutex_result(pthread_mutex_t *m, int r)
@@ -25,23 +26,50 @@ static int mutex_result(pthread_mutex_t *m, int r)
     }
 }
 
-int mproc__robust_mutex_lock(pthread_mutex_t *m, double timeout)
+/* The first look and the spin, with the caller's signal mask: true when they settled it (*r the
+ * pthread result), false when the holder kept it. */
+static bool try_then_spin(pthread_mutex_t *m, double timeout, int *r)
 {
     /* Uncontended: one atomic compare-and-swap (plus the robust-list bookkeeping). */
-    int r = pthread_mutex_trylock(m);
-    if (r != EBUSY || timeout == 0) return mutex_result(m, r);
+    *r = pthread_mutex_trylock(m);
+    if (*r != EBUSY || timeout == 0) return true;
     /* Held by another: it is often released within a few µs, cheaper to wait out than to sleep. */
     _Atomic uint32_t *word = (_Atomic uint32_t *)&m->__data.__lock;
     uint32_t seen = atomic_load_explicit(word, memory_order_relaxed);
     if (seen && mproc__spin_while_eq(word, seen)) {
-        r = pthread_mutex_trylock(m);
-        if (r != EBUSY) return mutex_result(m, r);
+        *r = pthread_mutex_trylock(m);
+        if (*r != EBUSY) return true;
     }
-    if (timeout < 0) return mutex_result(m, pthread_mutex_lock(m));
-    int64_t deadline = mproc__deadline(timeout);
-    if (deadline == INT64_MAX) return mutex_result(m, pthread_mutex_lock(m));
-    struct timespec ts = mproc__abs_timespec(deadline);
-    return mutex_result(m, pthread_mutex_clocklock(m, CLOCK_MONOTONIC, &ts));
+    return false;
+}
+
+/* One bounded sleep on the mutex (mproc__intr_sleep); `until` passed: a look. */
+static int lock_step(void *arg, int64_t until)
+{
+    pthread_mutex_t *m = arg;
+    int r;
+    if (until <= mproc__now_ns()) {
+        r = pthread_mutex_trylock(m);
+    } else {
+        struct timespec ts = mproc__abs_timespec(until);
+        r = pthread_mutex_clocklock(m, CLOCK_MONOTONIC, &ts);
+    }
+    return r == EBUSY || r == ETIMEDOUT ? -ETIMEDOUT : mutex_result(m, r);
+}
+
+int mproc__robust_mutex_lock(pthread_mutex_t *m, double timeout)
+{
+    int r;
+    if (try_then_spin(m, timeout, &r)) return mutex_result(m, r);
+    /* glibc retries its futex wait after a handler: sleep in steps, signals blocked. */
+    return mproc__intr_sleep(lock_step, m, mproc__deadline(timeout));
+}
+
+int mproc__robust_mutex_hold(pthread_mutex_t *m)
+{
+    int r;
+    if (try_then_spin(m, MPROC_FOREVER, &r)) return mutex_result(m, r);
+    return mutex_result(m, pthread_mutex_lock(m));
 }
 
 static int lock_init(void *obj, void *arg)

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <limits.h>
 
+#include "platform/interrupt.h"
 #include "sync/sync.h"
 
 struct mproc_semaphore {
@@ -44,6 +45,18 @@ static bool try_take(mproc_semaphore *s)
     return false;
 }
 
+/* One bounded sleep while the value is 0 (mproc__intr_sleep). */
+static int take_step(void *arg, int64_t until)
+{
+    mproc_semaphore *s = arg;
+    for (;;) {
+        /* Always try before giving up: a wake meant for us may race with our timeout. */
+        if (try_take(s)) return 0;
+        if (mproc__futex_wait(&s->value, 0, until) == -ETIMEDOUT)
+            return try_take(s) ? 0 : -ETIMEDOUT;
+    }
+}
+
 int mproc_semaphore_acquire(mproc_semaphore *s, double timeout)
 {
     if (!mproc__sync_valid(s, sizeof *s, MPROC__SEMAPHORE_MAGIC) || mproc__timeout_check(timeout))
@@ -52,20 +65,10 @@ int mproc_semaphore_acquire(mproc_semaphore *s, double timeout)
     if (timeout == 0) return -EAGAIN;
     int64_t deadline = mproc__deadline(timeout);
     if (mproc__spin_while_eq(&s->value, 0) && try_take(s)) return 0;
-    int r;
+    /* A wake that an interrupted sleeper took is not lost: its last look takes the unit, or
+     * someone else did. */
     atomic_fetch_add(&s->sleepers, 1);
-    for (;;) {
-        /* Always try before giving up: a wake meant for us may race with our timeout. */
-        if (try_take(s)) {
-            r = 0;
-            break;
-        }
-        r = mproc__futex_wait(&s->value, 0, deadline);
-        if (r == -ETIMEDOUT) {
-            r = try_take(s) ? 0 : -ETIMEDOUT;
-            break;
-        }
-    }
+    int r = mproc__intr_sleep(take_step, s, deadline);
     atomic_fetch_sub(&s->sleepers, 1);
     return r;
 }

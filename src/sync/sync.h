@@ -74,8 +74,12 @@ unsigned mproc__semaphore_sleepers(mproc_semaphore *s);
 
 /* Acquire a robust mutex with an mproc timeout: 0, MPROC_EOWNERDEAD (acquired; the state it
  * protects was left by a dead holder, and the mutex is made consistent again), -ETIMEDOUT,
- * -EAGAIN (timeout 0 and held), -EDEADLK (error-checking mutex held by the caller). */
+ * -EAGAIN (timeout 0 and held), -EDEADLK (error-checking mutex held by the caller), -EINTR (not
+ * acquired: a signal handler ran while it slept, docs/conventions.md, Signals). */
 int mproc__robust_mutex_lock(pthread_mutex_t *m, double timeout);
+/* The same without a timeout and never interrupted: for a mutex the caller must hold on return
+ * (a condition's lock after a wait, a primitive's own short-held mutex). */
+int mproc__robust_mutex_hold(pthread_mutex_t *m);
 
 /* Spin briefly while *w == v: true when it changed. Waking a sleeper costs a syscall on each side
  * and a cross-CPU wake-up (tens of µs on virtual machines), so a short wait is cheaper spent here.

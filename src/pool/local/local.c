@@ -26,9 +26,12 @@
 #include "pool/backend.h"
 #include "pool/future.h"
 #include "pool/local/local.h"
+#include "platform/interrupt.h"
 #include "platform/spin.h"
 
 enum { KILL_NONE, KILL_TIMEOUT, KILL_STOP };
+
+_Atomic uint64_t mproc__pool_stuck_wakes;
 
 typedef struct {
     mproc_process *proc;
@@ -57,6 +60,12 @@ typedef struct {
     int64_t *deaths; /* ring of death times for the crash-loop limit */
     unsigned ndeaths, dpos;
     uint64_t ok_mark;
+    /* check_stuck, at its last look: the spinner, and the head at which records have waited
+     * since seen_at (UINT64_MAX: none waited) */
+    uint32_t seen_spinner;
+    uint64_t seen_head;
+    int64_t seen_at;
+    unsigned idle_looks; /* looks in a row that found nothing queued and no spinner */
 } local_rt;
 
 static local_rt *RT(mproc_pool *p)
@@ -142,12 +151,13 @@ static uint64_t total_ok(local_rt *rt)
 static bool crash_loop(mproc_pool *p)
 {
     local_rt *rt = RT(p);
+    if (p->opts.max_restarts == MPROC_POOL_NO_RESTART_LIMIT) return false;
     uint64_t ok = total_ok(rt);
     if (ok != rt->ok_mark) { /* a task succeeded since the last death: start counting again */
         rt->ok_mark = ok;
         rt->ndeaths = 0;
     }
-    unsigned cap = p->opts.max_restarts + 1;
+    unsigned cap = p->opts.max_restarts + 1; /* at most MPROC_POOL_MAX_RESTARTS + 1 (pool.c) */
     int64_t now = mproc__now_ns();
     rt->deaths[rt->dpos] = now;
     rt->dpos = (rt->dpos + 1) % cap;
@@ -277,12 +287,12 @@ static void why_broken_locked(mproc_pool *p, uint32_t i, const death *d, char *b
     if (d->phase == MPROC__WORKER_INIT_FAILED)
         snprintf(brk, cap, "worker initializer failed in %s (pid %d): %s", w->name, (int)w->pid,
                  rt->shm->seats[i].init_msg);
-    else if (d->phase == MPROC__WORKER_STARTING)
-        snprintf(brk, cap, "worker %s (pid %d) %s while starting (in its initializer)", w->name,
-                 (int)w->pid, d->how);
+    /* A death while starting (killed from outside, or a crash in the initializer) is a death
+     * like any other: only an initializer that returns nonzero breaks the pool at once. */
     else if (crash_loop(p))
-        snprintf(brk, cap, "%u worker deaths within %g s with no task succeeding (last: %s %s)",
-                 p->opts.max_restarts + 1, p->opts.restart_window, w->name, d->how);
+        snprintf(brk, cap, "%u worker deaths within %g s with no task succeeding (last: %s %s%s)",
+                 p->opts.max_restarts + 1, p->opts.restart_window, w->name, d->how,
+                 d->phase == MPROC__WORKER_STARTING ? " while starting" : "");
 }
 
 static void handle_death(mproc_pool *p, uint32_t i)
@@ -363,6 +373,69 @@ static int64_t check_deadlines(mproc_pool *p)
     return next;
 }
 
+/* Whether records wait for a worker, or a worker spins for work (seq_cst loads). */
+static bool queue_active(mproc__pool_shm *shm)
+{
+    return atomic_load(&shm->spinner) != 0 || atomic_load(&shm->head) < atomic_load(&shm->tail);
+}
+
+/* Whether no wake-up was issued since any sleeping worker went to sleep. */
+static bool none_woken(mproc__pool_shm *shm)
+{
+    uint32_t seq = atomic_load(&shm->wake_seq);
+    for (uint32_t i = 0; i < shm->nseats; i++)
+        if (atomic_load(&shm->seats[i].asleep) && atomic_load(&shm->seats[i].sleep_seq) != seq)
+            return false;
+    return true;
+}
+
+/* A worker stopped at the wrong moment (SIGSTOP, or kept off its CPU). The waking rule leaves
+ * some wake-ups to a worker rather than to the parent, so that a busy pool makes no system call
+ * per task (local_send): a send that finds a worker spinning wakes nobody, the spinner will see
+ * the records and wake the next sleeper; a send behind records not yet taken wakes nobody, the
+ * worker that takes them wakes the next sleeper (chain_wake). A worker stopped while spinning or
+ * between taking a record and waking the next does neither, and the queue would wait for it
+ * while the other workers sleep. So while records are queued or a worker spins, the supervisor
+ * looks every MPROC__LOCAL_TICK_NS: records waiting at the same head a whole tick later, with
+ * workers asleep, mean the worker trusted with the wake-up did not do it; the spinner (if the
+ * same one) loses its mark and every worker wakes. A working worker moves the head within
+ * microseconds, so this does not fire in a pool that works. Returns when to look next,
+ * INT64_MAX once nothing was queued and no worker spun for MPROC__LOCAL_IDLE_TICKS looks (then
+ * sup_ticking is 0, and local_send wakes the supervisor when it leaves a wake-up to a worker). */
+static int64_t check_stuck(mproc_pool *p, int64_t now)
+{
+    local_rt *rt = RT(p);
+    mproc__pool_shm *shm = rt->shm;
+    uint32_t sp = atomic_load(&shm->spinner);
+    uint64_t h = atomic_load(&shm->head), t = atomic_load(&shm->tail);
+    if (h < t && h == rt->seen_head && now - rt->seen_at >= MPROC__LOCAL_TICK_NS) {
+        if (sp && sp == rt->seen_spinner) atomic_compare_exchange_strong(&shm->spinner, &sp, 0);
+        if (atomic_load(&shm->sleepers)) {
+            if (!sp && none_woken(shm)) atomic_fetch_add(&mproc__pool_stuck_wakes, 1);
+            wake_all_workers(shm);
+        }
+        rt->seen_at = now;
+    } else if (h != rt->seen_head || h >= t) {
+        /* Records waiting at a new head, or none waiting: start timing afresh. */
+        rt->seen_head = h < t ? h : UINT64_MAX;
+        rt->seen_at = now;
+    }
+    rt->seen_spinner = sp;
+    /* Records queued, a spinner, or woken while not ticking (by a send: local_send). */
+    bool was_ticking = atomic_exchange(&shm->sup_ticking, 1);
+    if (sp || h < t || !was_ticking) rt->idle_looks = 0;
+    /* Tick on for a while after the last activity: a pool between two tasks (an apply loop)
+     * often looks idle for a moment, and each stop would cost the next send an eventfd write. */
+    if (rt->idle_looks++ < MPROC__LOCAL_IDLE_TICKS) return now + MPROC__LOCAL_TICK_NS;
+    /* Dekker with local_send: it publishes, fences, then reads sup_ticking. */
+    atomic_store(&shm->sup_ticking, 0);
+    if (queue_active(shm)) {
+        atomic_store(&shm->sup_ticking, 1);
+        return now + MPROC__LOCAL_TICK_NS;
+    }
+    return INT64_MAX;
+}
+
 /* Turns the workers' futex notifications into ctl_efd writes (local.h). */
 static void *relay(void *arg)
 {
@@ -410,6 +483,8 @@ static void *supervise(void *arg)
         /* A worker may have started a timed task between the scan and the store above. */
         int64_t again = check_deadlines(p);
         if (again < next) next = again;
+        int64_t tick = check_stuck(p, mproc__now_ns());
+        if (tick < next) next = tick;
         pf[0] = (struct pollfd){.fd = shm->ctl_efd, .events = POLLIN};
         uint32_t k = 0;
         for (uint32_t i = 0; i < n; i++) {
@@ -440,8 +515,10 @@ static int local_start(mproc_pool *p)
     if (!rt) return -ENOMEM;
     p->backend_state = rt;
     uint32_t n = (uint32_t)p->nworkers;
+    rt->seen_head = UINT64_MAX;
     rt->seats = calloc(n, sizeof *rt->seats);
-    rt->deaths = calloc(p->opts.max_restarts + 1, sizeof *rt->deaths);
+    bool limited = p->opts.max_restarts != MPROC_POOL_NO_RESTART_LIMIT;
+    rt->deaths = calloc(limited ? p->opts.max_restarts + 1 : 1, sizeof *rt->deaths);
     void *shm = NULL, *q = NULL;
     int r = (!rt->seats || !rt->deaths) ? -ENOMEM : 0;
     /* The arena gives 16-byte alignment; the shared block wants cache lines. */
@@ -516,14 +593,20 @@ static int local_send(mproc_pool *p, const uint32_t *idx, uint32_t n)
     atomic_thread_fence(memory_order_seq_cst);
     uint32_t sl = atomic_load_explicit(&shm->sleepers, memory_order_relaxed);
     if (!sl) return 0;
+    /* Every way on leaves the next step to one worker (the spinner, the one that claims the
+     * records before ours, or the sleeper woken below), which may be stopped: the supervisor
+     * looks for that while it ticks (check_stuck), and is woken here when it does not tick
+     * (once per idle period, not per task). */
+    if (!atomic_load_explicit(&shm->sup_ticking, memory_order_relaxed)) efd_write(shm->ctl_efd);
     /* A spinning worker will see the records (it looks at the queue again after it stops
-     * spinning and before it sleeps) and wakes the next sleeper itself (chain_wake). */
-    if (atomic_load_explicit(&shm->spinner, memory_order_relaxed)) return 0;
-    /* Positions before ours not yet passed: a worker will pass them, and one that claims a
+     * spinning and before it sleeps) and wakes the next sleeper itself (chain_wake). And with
+     * positions before ours not yet passed, a worker will pass them, and one that claims a
      * record while more are queued wakes a sleeper (chain_wake), so a busy pool makes no system
      * call here. A worker that went to sleep without seeing our records had passed every
      * position up to t, so then head >= t. */
-    if (n == 1 && atomic_load_explicit(&shm->head, memory_order_relaxed) < t) return 0;
+    if (atomic_load_explicit(&shm->spinner, memory_order_relaxed) ||
+        (n == 1 && atomic_load_explicit(&shm->head, memory_order_relaxed) < t))
+        return 0;
     atomic_fetch_add(&shm->wake_seq, 1);
     mproc__wake(&shm->wake_seq, (int)(n < sl ? n : sl));
     return 0;
@@ -568,23 +651,34 @@ static void stop_relay(local_rt *rt)
     pthread_join(rt->relay, NULL);
 }
 
-static int local_join(mproc_pool *p, int64_t deadline)
+/* Wait (mu held) for the supervisor to exit until `until`: 0, or -ETIMEDOUT. */
+static int sup_exit_step(void *arg, int64_t until)
+{
+    mproc_pool *p = arg;
+    local_rt *rt = RT(p);
+    while (rt->sup_started && !rt->sup_exited) {
+        if (until == INT64_MAX) {
+            pthread_cond_wait(&p->cv, &p->mu);
+        } else {
+            struct timespec ts = mproc__abs_timespec(until);
+            if (pthread_cond_timedwait(&p->cv, &p->mu, &ts) == ETIMEDOUT && !rt->sup_exited)
+                return -ETIMEDOUT;
+        }
+    }
+    return 0;
+}
+
+static int local_join(mproc_pool *p, int64_t deadline, bool intr)
 {
     local_rt *rt = RT(p);
     if (in_supervisor(rt)) return -EDEADLK; /* from a done-callback: it would wait for itself */
     pthread_mutex_lock(&p->mu);
     rt->req_exit = true;
     efd_write(rt->shm->ctl_efd);
-    while (rt->sup_started && !rt->sup_exited) {
-        if (deadline == INT64_MAX) {
-            pthread_cond_wait(&p->cv, &p->mu);
-        } else {
-            struct timespec ts = mproc__abs_timespec(deadline);
-            if (pthread_cond_timedwait(&p->cv, &p->mu, &ts) == ETIMEDOUT && !rt->sup_exited) {
-                pthread_mutex_unlock(&p->mu);
-                return -ETIMEDOUT;
-            }
-        }
+    int r = intr ? mproc__intr_sleep(sup_exit_step, p, deadline) : sup_exit_step(p, deadline);
+    if (r < 0) {
+        pthread_mutex_unlock(&p->mu);
+        return r;
     }
     bool need_join = rt->sup_started && !rt->sup_joined;
     rt->sup_joined = true;

@@ -9,6 +9,10 @@
 
 #define MPROC__LOCAL_QUEUE_CAP (1u << 20)
 #define MPROC__LOCAL_CRASH_MAX 3072
+/* How often the supervisor looks for a stopped worker while work is queued (local.c). */
+#define MPROC__LOCAL_TICK_NS 10000000
+/* Ticks it goes on with after the queue went idle (so a pool between tasks is not woken). */
+#define MPROC__LOCAL_IDLE_TICKS 20
 
 enum {
     MPROC__WORKER_STARTING,
@@ -26,6 +30,7 @@ typedef struct {
     /* 1 while counted in shm->sleepers (set after the increment, cleared before the decrement),
      * so the supervisor can take a killed sleeper out of the count. */
     _Atomic uint32_t asleep;
+    _Atomic uint32_t sleep_seq; /* the wake_seq it went to sleep on (for check_stuck's count) */
     int32_t init_code;
     _Atomic int64_t deadline_ns; /* hard deadline of the running task, 0: none */
     _Atomic uint64_t ok;         /* tasks that succeeded */
@@ -51,12 +56,22 @@ struct mproc__pool_shm {
     _Atomic uint32_t spinner;    /* incarnation of the one worker spinning for work, 0: none */
     _Atomic uint32_t shutdown;   /* 1: leave when the queue is empty */
     _Atomic int64_t sup_wake_ns; /* when the supervisor next looks at deadlines */
+    /* 1 while the supervisor looks at the queue every MPROC__LOCAL_TICK_NS for a spinner that
+     * stopped (local.c, check_stuck); a send that relies on the spinner wakes it otherwise. */
+    _Atomic uint32_t sup_ticking;
     /* Workers -> supervisor, without any fd (a forkserver child inherits none of ours): a
      * futex word that a relay thread in the parent turns into a write of ctl_efd. */
     alignas(64) _Atomic uint32_t notify_seq;
     _Atomic uint32_t relay_sleeping;
     alignas(64) mproc__seat seats[];
 };
+
+/* How often check_stuck (local.c) found records waiting a whole tick while every sleeping worker
+ * slept on the current wake_seq (no wake-up issued since: a lost wake-up, or a worker stopped
+ * while trusted with one), in this process. Tests where no worker is stopped expect 0: the
+ * tick's rescue would hide a lost wake-up otherwise. A worker woken but kept waiting for a CPU
+ * is not counted (a wake was issued). */
+extern _Atomic uint64_t mproc__pool_stuck_wakes;
 
 /* The worker process body (local/worker.c). */
 typedef struct {

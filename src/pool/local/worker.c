@@ -131,7 +131,9 @@ static void run(uint32_t idx)
             if (dl < atomic_load(&W->sup_wake_ns)) wake_supervisor();
         }
     }
+    mproc__task_current = &t;
     int r = s->fn(&t);
+    mproc__task_current = NULL;
     if (hard) atomic_store_explicit(&seat->deadline_ns, 0, memory_order_relaxed);
     uint32_t kind = MPROC__SLOT_DONE_OK;
     if (t.failed || r != 0) {
@@ -169,6 +171,14 @@ static void chain_wake(void)
     }
 }
 
+/* The mark may have been taken away meanwhile (this worker was stopped: check_stuck in
+ * local/local.c) and given to another spinner: leave that one's. */
+static void give_up_spinner(void)
+{
+    uint32_t mine = my_inc;
+    atomic_compare_exchange_strong(&W->spinner, &mine, 0);
+}
+
 static void idle(void)
 {
     uint32_t none = 0;
@@ -178,13 +188,13 @@ static void idle(void)
         mproc__spin_start(&sp, now, HARD_SPIN_NS, SPIN_NS);
         for (unsigned i = 0;; i++) {
             if (queue_nonempty() || atomic_load_explicit(&W->shutdown, memory_order_relaxed)) {
-                atomic_store(&W->spinner, 0);
+                give_up_spinner();
                 return;
             }
             if (sp.yielding || (i & 63) == 63) now = mproc__now_ns();
             if (!mproc__spin_pause(&sp, now)) break;
         }
-        atomic_store(&W->spinner, 0);
+        give_up_spinner();
     }
     /* Publish the intent to sleep, then look at the queue once more (seq_cst, pairs with the
      * fence in local_send), then sleep on the sequence word the parent bumps before it wakes.
@@ -192,6 +202,7 @@ static void idle(void)
     atomic_fetch_add(&W->sleepers, 1);
     atomic_store(&seat->asleep, 1);
     uint32_t seq = atomic_load(&W->wake_seq);
+    atomic_store_explicit(&seat->sleep_seq, seq, memory_order_relaxed);
     if (!queue_nonempty() && !atomic_load(&W->shutdown)) mproc__sleep(&W->wake_seq, seq, INT64_MAX);
     atomic_store(&seat->asleep, 0);
     atomic_fetch_sub(&W->sleepers, 1);
