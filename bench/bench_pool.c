@@ -10,7 +10,15 @@
 #include "bench.h"
 #include "mproc.h"
 
-enum { ONE_N = 100000, MANY_N = 100000, APPLY_N = 50000, MAP_N = 10000000, IDLE_N = 2000 };
+enum {
+    ONE_N = 100000,
+    MANY_N = 100000,
+    APPLY_N = 50000,
+    MAP_N = 10000000,
+    IDLE_N = 2000,
+    IMAP_N = 5000000,
+    IMAP_CHUNK = 1000
+};
 #define IDLE_PAUSE 200e-6 /* longer than any wait's spin: the workers are asleep */
 
 /* ---- mproc ---- */
@@ -33,6 +41,61 @@ static void die(const char *what, int r)
 {
     fprintf(stderr, "bench_pool: %s: %s\n", what, mproc_strerror(r));
     exit(1);
+}
+
+/* imap of tiny items: an int each, doubled through a pointer as a pool taking the caller's
+ * function must (the peer is bench/peers' MPI master/worker, 1000 items per message). */
+static int (*volatile imap_item_fn)(const void *, void *, void *) = twice;
+
+static int imap_gen(const void **data, size_t *len, void *arg)
+{
+    int *next = arg;
+    if (*next >= IMAP_N) return 0;
+    static int item;
+    item = (*next)++;
+    *data = &item;
+    *len = sizeof item;
+    return 1;
+}
+
+static int imap_task(mproc_task *t)
+{
+    int y;
+    imap_item_fn(mproc_task_arg(t, NULL), &y, NULL);
+    return mproc_task_return(t, &y, sizeof y);
+}
+
+static void imap_check(size_t index, const void *data, size_t len, size_t want)
+{
+    if (index != want || len != sizeof(int) || *(const int *)data != (int)want * 2)
+        die("imap result", -1);
+}
+
+/* Items per second over IMAP_N, every result checked; batch: mproc_imap_next_batch. */
+static double imap_once(mproc_pool *p, bool batch)
+{
+    int next = 0, r;
+    mproc_imap *it;
+    double t0 = bench_now();
+    r = mproc_imap_new(&it, p, imap_task, imap_gen, &next,
+                       &(mproc_imap_opts){.chunksize = IMAP_CHUNK});
+    if (r < 0) die("imap_new", r);
+    size_t want = 0;
+    if (batch) {
+        mproc_imap_item items[IMAP_CHUNK];
+        while ((r = mproc_imap_next_batch(it, items, IMAP_CHUNK, MPROC_FOREVER)) > 0)
+            for (int i = 0; i < r; i++, want++)
+                imap_check(items[i].index, items[i].data, items[i].len, want);
+    } else {
+        const void *data;
+        size_t len, index;
+        while ((r = mproc_imap_next(it, &data, &len, &index, MPROC_FOREVER)) == 0)
+            imap_check(index, data, len, want++);
+    }
+    double dt = bench_now() - t0;
+    if (r != MPROC_EEND || want != IMAP_N) die("imap end", r);
+    mproc_imap_free(it);
+    return IMAP_N / dt;
 }
 
 static void mproc_rows(int *in, int *out)
@@ -68,6 +131,11 @@ static void mproc_rows(int *in, int *out)
     }
     bench_row("submit+get throughput, 100k in flight", "mproc", MANY_N / (bench_now() - t0),
               "tasks/s", "higher");
+
+    imap_once(p, false); /* warm, as the map rows are */
+    bench_row("imap tiny items, chunksize 1000", "mproc", imap_once(p, false), "items/s", "higher");
+    bench_row("imap tiny items, chunksize 1000, next_batch", "mproc", imap_once(p, true), "items/s",
+              "higher");
 
     t0 = bench_now();
     for (int i = 0; i < APPLY_N; i++)

@@ -1,5 +1,6 @@
 #include <signal.h>
 #include <stdbool.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <stdlib.h>
 #include <string.h>
@@ -300,6 +301,54 @@ TEST(small_frees_keep_their_pages_until_trim)
     CHECK(all_zero(c, 4096));
     mproc_shared_free(c);
     CHECK_OK(mproc__arena_check());
+}
+
+/* How many of the pages in [p, p + len) (page-aligned) are resident. */
+static size_t resident_pages(const void *p, size_t len)
+{
+    unsigned char vec[64];
+    size_t n = len / 4096;
+    CHECK(n <= sizeof vec);
+    CHECK_OK(mincore((void *)p, len, vec));
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        k += vec[i] & 1;
+    return k;
+}
+
+TEST(shared_trim_gives_the_cached_blocks_pages_back)
+{
+    enum { N = 8, SIZE = 65536 - 64 }; /* whole 64 KiB blocks: 15 pages past each header page */
+    unsigned char *b[N];
+    for (int i = 0; i < N; i++) {
+        b[i] = mproc_shared_alloc(SIZE);
+        CHECK(b[i] != NULL);
+        memset(b[i], 0x5a, SIZE);
+    }
+    mproc__arena_stats st0, st;
+    mproc__arena_get_stats(&st0);
+    for (int i = 0; i < N; i++)
+        mproc_shared_free(b[i]);
+    mproc__arena_get_stats(&st);
+    CHECK(st.cached >= st0.cached + N * 65536);
+    /* Cached: the pages stay. The block starts one header (64 bytes) before the pointer. */
+    size_t kept = 0;
+    for (int i = 0; i < N; i++)
+        kept += resident_pages(b[i] - 64 + 4096, 65536 - 4096);
+    CHECK_EQ(kept, N * 15);
+    CHECK_OK(mproc_shared_trim());
+    mproc__arena_get_stats(&st);
+    CHECK_EQ(st.cached, 0);
+    size_t left = 0;
+    for (int i = 0; i < N; i++)
+        left += resident_pages(b[i] - 64 + 4096, 65536 - 4096);
+    CHECK_EQ(left, 0);
+    CHECK_OK(mproc__arena_check());
+    /* and the memory comes back zeroed */
+    unsigned char *c = mproc_shared_alloc(SIZE);
+    CHECK(all_zero(c, SIZE));
+    mproc_shared_free(c);
+    CHECK_OK(mproc_shared_trim());
 }
 
 /* Several processes allocating and freeing mixed sizes at once: every block comes zeroed, nobody

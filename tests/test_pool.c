@@ -470,6 +470,154 @@ TEST(imap_item_errors_continue)
     mproc_pool_free(p);
 }
 
+/* Item i: i % 41 bytes (0 to 40, every copy width the packing uses), byte k = i + k. */
+typedef struct {
+    int i, n;
+    unsigned char buf[64];
+} sized_state;
+
+static int sized_next(const void **data, size_t *len, void *arg)
+{
+    sized_state *g = arg;
+    if (g->i >= g->n) return 0;
+    size_t k = (size_t)(g->i % 41);
+    for (size_t j = 0; j < k; j++)
+        g->buf[j] = (unsigned char)(g->i + (int)j);
+    g->i++;
+    *data = k ? g->buf : NULL;
+    *len = k;
+    return 1;
+}
+
+static void check_sized(size_t idx, const void *data, size_t len)
+{
+    CHECK_EQ(len, idx % 41);
+    for (size_t j = 0; j < len; j++)
+        CHECK_EQ(((const unsigned char *)data)[j], (unsigned char)(idx + j));
+}
+
+TEST(imap_items_of_every_small_size_next_and_batch)
+{
+    mproc_pool *p = make_pool(2);
+    const size_t chunks[] = {0, 16, 1000};
+    for (size_t c = 0; c < 3; c++) {
+        for (int batch = 0; batch < 2; batch++) {
+            sized_state g = {.n = 3000};
+            mproc_imap *it;
+            CHECK_OK(mproc_imap_new(&it, p, echo, sized_next, &g,
+                                    &(mproc_imap_opts){.chunksize = chunks[c]}));
+            size_t want = 0, calls = 0;
+            int r;
+            if (batch) {
+                mproc_imap_item items[37]; /* not a divisor of the chunk: batches end mid-chunk */
+                while ((r = mproc_imap_next_batch(it, items, 37, MPROC_FOREVER)) > 0) {
+                    CHECK(r <= 37);
+                    if (chunks[c] <= 1) CHECK_EQ(r, 1);
+                    for (int i = 0; i < r; i++, want++) {
+                        CHECK_EQ(items[i].index, want);
+                        check_sized(items[i].index, items[i].data, items[i].len);
+                    }
+                    calls++;
+                }
+                if (chunks[c] == 1000) CHECK(calls < 3000 / 10); /* many items per call */
+            } else {
+                const void *data;
+                size_t len, idx;
+                while ((r = mproc_imap_next(it, &data, &len, &idx, MPROC_FOREVER)) == 0) {
+                    CHECK_EQ(idx, want++);
+                    check_sized(idx, data, len);
+                }
+            }
+            CHECK_RC(r, MPROC_EEND);
+            CHECK_EQ(want, 3000);
+            mproc_imap_free(it);
+        }
+    }
+    mproc_pool_free(p);
+}
+
+/* Uses only mproc_task_current(), as code deep inside a task would. */
+static int echo_via_current(mproc_task *t)
+{
+    (void)t;
+    mproc_task *cur = mproc_task_current();
+    size_t len;
+    const void *s = mproc_task_arg(cur, &len);
+    if (len == 1 && ((const char *)s)[0] == '7') return mproc_task_fail(cur, -EDOM, "seven");
+    return mproc_task_return(cur, s, len);
+}
+
+TEST(imap_chunk_items_are_the_current_task)
+{
+    mproc_pool *p = make_pool(2);
+    for (size_t chunksize = 0; chunksize <= 10; chunksize += 10) {
+        gen_state g = {.n = 50};
+        mproc_imap *it;
+        CHECK_OK(mproc_imap_new(&it, p, echo_via_current, gen_next, &g,
+                                &(mproc_imap_opts){.chunksize = chunksize}));
+        const void *data;
+        size_t len, idx;
+        int r, n = 0;
+        while ((r = mproc_imap_next(it, &data, &len, &idx, MPROC_FOREVER)) != MPROC_EEND) {
+            char want[8];
+            int k = snprintf(want, sizeof want, "%zu", idx);
+            if (idx == 7) {
+                CHECK_RC(r, -EDOM);
+                mproc_error e;
+                CHECK_OK(mproc_imap_error(it, &e));
+                CHECK(strstr(e.message, "seven") != NULL);
+            } else {
+                CHECK_OK(r);
+                CHECK_EQ(len, (size_t)k);
+                CHECK(memcmp(data, want, len) == 0);
+            }
+            n++;
+        }
+        CHECK_EQ(n, 50);
+        mproc_imap_free(it);
+    }
+    mproc_pool_free(p);
+}
+
+TEST(imap_batch_stops_before_a_failed_item)
+{
+    mproc_pool *p = make_pool(2);
+    for (size_t chunksize = 0; chunksize <= 5; chunksize += 5) {
+        gen_state g = {.n = 10};
+        mproc_imap *it;
+        CHECK_OK(mproc_imap_new(&it, p, fail_odd, gen_next, &g,
+                                &(mproc_imap_opts){.chunksize = chunksize, .unordered = true}));
+        mproc_imap_item items[8];
+        int ok = 0, bad = 0, r;
+        bool seen[10] = {0};
+        while ((r = mproc_imap_next_batch(it, items, 8, MPROC_FOREVER)) != MPROC_EEND) {
+            if (r > 0) {
+                for (int i = 0; i < r; i++) {
+                    CHECK_EQ(items[i].index % 2, 0); /* the failed ones are never in a batch */
+                    CHECK_EQ(items[i].len, 1);
+                    CHECK_EQ(((const char *)items[i].data)[0], (char)('0' + items[i].index));
+                    CHECK(!seen[items[i].index]);
+                    seen[items[i].index] = true;
+                    ok++;
+                }
+            } else {
+                CHECK_RC(r, -EDOM);
+                mproc_error e;
+                CHECK_OK(mproc_imap_error(it, &e));
+                CHECK(strstr(e.message, "odd") != NULL);
+                CHECK(e.worker > 0);
+                bad++;
+            }
+        }
+        CHECK_EQ(ok, 5);
+        CHECK_EQ(bad, 5);
+        CHECK_RC(mproc_imap_next_batch(it, items, 0, 0), -EINVAL);
+        CHECK_RC(mproc_imap_next_batch(NULL, items, 8, 0), -EINVAL);
+        mproc_imap_free(it);
+    }
+    mproc_pool_free(p);
+}
+
 /* Kills its worker on the item "13". */
 static int die_on_13(mproc_task *t)
 {

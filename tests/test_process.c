@@ -353,6 +353,59 @@ TEST(host_children_are_not_stolen)
     CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 9);
 }
 
+/* 1 if SIGUSR2 is blocked in the child, 0 if not. */
+static int usr2_blocked(void *arg)
+{
+    (void)arg;
+    sigset_t cur;
+    pthread_sigmask(SIG_BLOCK, NULL, &cur);
+    return sigismember(&cur, SIGUSR2);
+}
+
+TEST(child_starts_with_the_starting_threads_mask)
+{
+    sigset_t usr2, old;
+    sigemptyset(&usr2);
+    sigaddset(&usr2, SIGUSR2);
+    pthread_sigmask(SIG_BLOCK, &usr2, &old);
+    mproc_process *p = harness_start(usr2_blocked, NULL);
+    CHECK_EQ(harness_join(p), 1);
+    pthread_sigmask(SIG_UNBLOCK, &usr2, NULL);
+    p = harness_start(usr2_blocked, NULL);
+    CHECK_EQ(harness_join(p), 0);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+static int sleep_long(void *arg)
+{
+    (void)arg;
+    sleep(30);
+    return 0;
+}
+
+TEST(a_plain_fork_of_the_parent_does_not_own_its_children)
+{
+    SKIP_IN_THREAD_MODE("a thread cannot be killed alone");
+    /* The library keeps its pid without a system call per use: a fork() of the program must
+     * still make the child a process of its own, not the owner of its parent's children. */
+    mproc_process *p = harness_start(sleep_long, NULL);
+    CHECK(mproc_process_is_alive(p));
+    pid_t host = fork();
+    if (host == 0) {
+        int r = mproc_process_join(p, 0);
+        bool alive = mproc_process_is_alive(p);
+        int code;
+        int e = mproc_process_exitcode(p, &code);
+        _exit(r == -ECHILD && !alive && e == -ECHILD ? 0 : 1);
+    }
+    int status;
+    CHECK_EQ(waitpid(host, &status, 0), host);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK(mproc_process_is_alive(p));
+    CHECK_OK(mproc_process_kill(p));
+    CHECK_EQ(harness_join(p), -SIGKILL);
+}
+
 TEST(bad_input)
 {
     mproc_process *p = NULL;

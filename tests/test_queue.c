@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "arena/arena.h"
 #include "channel/queue.h"
 #include "queue_util.h"
 
@@ -62,6 +63,35 @@ TEST(wraps_around_the_ring_many_times)
         }
     }
     mproc_queue_free(q);
+}
+
+/* Messages around 4 KiB take 8 KiB arena blocks that the arena's cache hands back dirty: each one
+ * read back must be exactly what was put, whatever the one before it in that block held. */
+TEST(freed_and_reused_4_kib_messages_are_intact)
+{
+    mproc_queue *q;
+    CHECK_OK(mproc_queue_new(&q, &(mproc_queue_opts){.max_items = 4}));
+    static unsigned char in[4200], out[4200];
+    const size_t sizes[] = {4096, 4000, 4160, 3968, 4095, 4097, 1, 4096};
+    for (unsigned i = 0; i < 4000; i++) {
+        size_t len = sizes[i % 8];
+        fill(in, len, i);
+        CHECK_OK(mproc_queue_put(q, in, len, 0));
+        if (i % 3 == 2) {
+            for (unsigned k = 0; k < 3; k++) {
+                size_t got, want = sizes[(i - 2 + k) % 8];
+                memset(out, 0xee, sizeof out);
+                CHECK_OK(mproc_queue_get(q, out, sizeof out, &got, 0));
+                CHECK_EQ(got, want);
+                fill(in, want, i - 2 + k);
+                CHECK(memcmp(in, out, want) == 0);
+                CHECK_EQ(out[want], 0xee); /* nothing past the message */
+            }
+        }
+    }
+    mproc_queue_free(q);
+    CHECK_OK(mproc_shared_trim());
+    CHECK_OK(mproc__arena_check());
 }
 
 TEST(zero_length_messages)

@@ -47,7 +47,7 @@ static double imap_once(mproc_pool *p)
         want++;
     }
     double dt = peer_now() - t0;
-    if (r != MPROC_ECLOSED || want != PEER_IMAP_N) peer_fail("mproc imap end");
+    if (r != MPROC_EEND || want != PEER_IMAP_N) peer_fail("mproc imap end");
     mproc_imap_free(it);
     return PEER_IMAP_N / dt;
 }

@@ -176,6 +176,17 @@ int mproc_imap_new(mproc_imap **out, mproc_pool *p, mproc_task_fn fn, mproc_imap
  * again for the next one; *index tells which failed); -ETIMEDOUT; -EINTR when a signal handler
  * ran while it waited (call again to go on). */
 int mproc_imap_next(mproc_imap *it, const void **data, size_t *len, size_t *index, double timeout);
+/* Up to n results at once (n >= 1), as n calls of mproc_imap_next would return them, without
+ * its per-call cost: > 0, the number of items filled in, all from one task (so up to chunksize),
+ * each valid until the next call or free; the first item's outcome as mproc_imap_next returns it
+ * otherwise (MPROC_EEND, an item's error code, -ETIMEDOUT, -EINTR). A batch stops before an
+ * item that failed: the next call returns its code, and mproc_imap_error describes it. */
+typedef struct {
+    const void *data;
+    size_t len;
+    size_t index; /* the input's position */
+} mproc_imap_item;
+int mproc_imap_next_batch(mproc_imap *it, mproc_imap_item *items, size_t n, double timeout);
 /* The error record of the last failed item. */
 int mproc_imap_error(mproc_imap *it, mproc_error *out);
 /* Cancels what is still in flight. NULL-safe. */

@@ -22,6 +22,12 @@ void mproc_shared_free(void *ptr);
 /* Usable size of a live block from mproc_shared_alloc (>= the size asked for); 0 with errno
  * EINVAL for NULL, a freed block, or a pointer that is not the start of an arena block. */
 size_t mproc_shared_size(const void *ptr);
+/* Give the memory of the arena's cache of recently freed blocks back to the kernel now. Freed
+ * blocks of up to 2 MiB are kept with their pages, up to 32 MiB in all (1/16 of a smaller arena),
+ * so that a size that keeps coming and going is not faulted in again; a program that is done
+ * with a burst of messages calls this to shrink to what is live. 0 (also without an arena), or a
+ * negative code. The whole family shares the arena: any process may call it. */
+int mproc_shared_trim(void);
 
 typedef struct mproc_value mproc_value;
 /* A zeroed block of `size` bytes in the arena; with `lock`, guarded by an RLock. */

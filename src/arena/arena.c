@@ -928,6 +928,12 @@ void mproc_shared_free(void *ptr)
     mproc__arena_free(ptr);
 }
 
+int mproc_shared_trim(void)
+{
+    mproc__arena_trim();
+    return 0;
+}
+
 size_t mproc_shared_size(const void *ptr)
 {
     /* The header is read only once it is known to lie inside the mapping: a stack or heap

@@ -5,6 +5,7 @@
 #include <linux/futex.h>
 #include <math.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sys/syscall.h>
 #include <stdlib.h>
 #include <string.h>
@@ -115,6 +116,29 @@ int mproc__pidfd_wait(int pidfd, int64_t deadline)
         }
         if (errno != EINTR) return -errno;
     }
+}
+
+static pid_t cached_pid;
+
+static void pid_forget(void)
+{
+    __atomic_store_n(&cached_pid, 0, __ATOMIC_RELAXED);
+}
+
+static void pid_hook(void)
+{
+    pthread_atfork(NULL, NULL, pid_forget);
+}
+
+pid_t mproc__pid(void)
+{
+    pid_t p = __atomic_load_n(&cached_pid, __ATOMIC_RELAXED);
+    if (p) return p;
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, pid_hook); /* before the getpid: no fork in between goes unseen */
+    p = getpid();
+    __atomic_store_n(&cached_pid, p, __ATOMIC_RELAXED);
+    return p;
 }
 
 pid_t mproc__gettid(void)

@@ -85,5 +85,9 @@ int mproc__pidfd_wait(int pidfd, int64_t deadline);
 
 /* This thread's kernel id. */
 pid_t mproc__gettid(void);
+/* getpid() without the system call after the first: cached, and cleared in a fork child by a
+ * pthread_atfork handler, so every fork() (the library's and the program's) is seen; a child
+ * made without fork() (a raw clone, _Fork) must not call the library before exec. */
+pid_t mproc__pid(void);
 
 #endif

@@ -55,7 +55,8 @@ static int wait_slot(mproc__slot *s, int64_t deadline)
 int mproc_future_wait(mproc_future *f, double timeout)
 {
     if (!future_valid(f) || mproc__timeout_check(timeout)) return -EINVAL;
-    return wait_slot(slot_of(f), mproc__deadline(timeout));
+    mproc__slot *s = slot_of(f);
+    return mproc__slot_done(s) ? 0 : wait_slot(s, mproc__deadline(timeout));
 }
 
 bool mproc_future_done(mproc_future *f)
@@ -68,14 +69,15 @@ int mproc_future_get(mproc_future *f, void *buf, size_t cap, size_t *len, double
     if (len) *len = 0;
     if (!future_valid(f) || (!buf && cap) || mproc__timeout_check(timeout)) return -EINVAL;
     mproc__slot *s = slot_of(f);
-    int r = wait_slot(s, mproc__deadline(timeout));
+    /* Done already (every get while the pool has work in flight): no deadline, no clock read. */
+    int r = mproc__slot_done(s) ? 0 : wait_slot(s, mproc__deadline(timeout));
     if (r < 0) return r;
     r = mproc__slot_code(s);
     if (r != 0) return r;
     size_t n = s->res_len;
     if (len) *len = n;
     if (n > cap) return -EMSGSIZE;
-    if (n) memcpy(buf, n <= MPROC__SLOT_INLINE ? (const void *)s->inline_buf : s->res_ext, n);
+    mproc__copy_small(buf, n <= MPROC__SLOT_INLINE ? (const void *)s->inline_buf : s->res_ext, n);
     return 0;
 }
 
@@ -323,8 +325,10 @@ void mproc_future_free(mproc_future *f)
     while (f->flags & MPROC__FUTURE_FIRING)
         pthread_cond_wait(&p->cv, &p->mu);
     unlink_watch(p, f);
-    mproc__slot_fail(p, f->idx, MPROC__SLOT_QUEUED, MPROC_ECANCELLED, 0, -1, 0, "cancelled");
-    if (!mproc__slot_done(slot_of(f))) {
+    mproc__slot *s = slot_of(f);
+    if (!mproc__slot_done(s))
+        mproc__slot_fail(p, f->idx, MPROC__SLOT_QUEUED, MPROC_ECANCELLED, 0, -1, 0, "cancelled");
+    if (!mproc__slot_done(s)) {
         /* Still running: the supervisor releases the record when it completes. */
         f->flags |= MPROC__FUTURE_ORPHAN;
         watch_locked(f);

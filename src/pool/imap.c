@@ -15,6 +15,7 @@
  * the mproc_task_fail message), each padded to 8 bytes.
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -24,7 +25,7 @@
 #include "pool/task.h"
 
 #define IMAP_MAGIC 0x696d6170U
-#define PAD8(n) (((n) + 7) & ~(size_t)7)
+#define PAD8 MPROC__PAD8
 
 typedef struct {
     mproc_task_fn fn;
@@ -45,16 +46,21 @@ typedef struct {
 /* A task in flight: one item, or a chunk of n. */
 typedef struct {
     mproc_future *f;
-    size_t first;     /* input index of its first item */
-    uint32_t n, next; /* its items, and the next one to hand out */
-    size_t off;       /* chunks: where the next item's record starts in the result */
-    bool opened;      /* the result was looked at */
-    int err;          /* the whole task failed with this */
-    const unsigned char *res;
-    size_t res_len;
+    size_t first; /* input index of its first item */
+    uint32_t n;
 } entry;
 
 struct mproc_imap {
+    /* The open task: its result is being handed out, by the inline path of mproc_imap_next
+     * while it holds a chunk's records (ok_left), one record per call and no other work. */
+    const unsigned char *cur, *end; /* chunks: the next item's record; the result's end */
+    size_t ok_left;                 /* chunk records not handed out yet */
+    size_t err_left;                /* the whole task failed: its items still to report */
+    size_t cur_index;               /* the input index of the next item */
+    int cur_err;                    /* what the whole task failed with */
+    int32_t cur_pid;                /* the worker that ran the open chunk */
+    mproc_future *held;             /* the open task, freed when the next one is opened */
+
     uint32_t magic;
     mproc_pool *p;
     mproc_task_fn fn;
@@ -62,46 +68,31 @@ struct mproc_imap {
     void *iarg;
     bool unordered;
     size_t window, chunksize;
-    entry *ent;         /* ordered: a ring from head; unordered: [0, count) */
+    entry *ent;         /* tasks in flight; ordered: a ring from head; unordered: [0, count) */
     mproc_future **fsw; /* unordered: the futures to wait on */
     size_t head, count;
     size_t next_index;
     bool input_done, err_reported;
     int input_err;
-    mproc_future *held;
     unsigned char *pack; /* a chunk being packed */
     size_t pack_cap;
     mproc_error err;
 };
 
-/* ---- in the worker ---- */
-
 /* Make *buf hold at least need bytes, doubling. */
 static int reserve(unsigned char **buf, size_t *cap, size_t need)
 {
-    if (need <= *cap) return 0;
-    size_t c = *cap ? *cap : 256;
-    while (c < need)
-        c *= 2;
-    unsigned char *b = realloc(*buf, c);
-    if (!b) return -ENOMEM;
-    *buf = b;
-    *cap = c;
-    return 0;
+    mproc__collect c = {.buf = *buf, .cap = *cap};
+    int r = mproc__collect_reserve(&c, need);
+    *buf = c.buf;
+    *cap = c.cap;
+    return r;
 }
 
-/* Add n bytes at *len, zero-padded to 8 so the next record stays aligned. */
-static int append(unsigned char **buf, size_t *len, size_t *cap, const void *data, size_t n)
-{
-    size_t need = *len + PAD8(n);
-    int r = reserve(buf, cap, need);
-    if (r < 0) return r;
-    if (n) memcpy(*buf + *len, data, n);
-    memset(*buf + *len + n, 0, PAD8(n) - n);
-    *len = need;
-    return 0;
-}
+/* ---- in the worker ---- */
 
+/* Runs the chunk's items one after the other; each item's result (or failure message) is
+ * written by mproc_task_return/mproc_task_fail straight into its record (task.c). */
 static int imap_chunk(mproc_task *t)
 {
     size_t alen;
@@ -111,11 +102,17 @@ static int imap_chunk(mproc_task *t)
     memcpy(&h, a, sizeof h);
     size_t off = sizeof h + (size_t)h.n * sizeof(uint64_t);
     if (off > alen) return -EINVAL;
-    unsigned char *out = NULL;
-    size_t len = 0, cap = 0;
-    res_hdr rh = {h.n, (int32_t)getpid()};
     mproc__collect c = {0};
-    int r = append(&out, &len, &cap, &rh, sizeof rh);
+    size_t pos = sizeof(res_hdr); /* the next item's record */
+    int r = mproc__collect_reserve(&c, pos + sizeof(res_item));
+    if (r == 0) memcpy(c.buf, &(res_hdr){h.n, (int32_t)getpid()}, sizeof(res_hdr));
+    /* The item's own task (also mproc_task_current's while it runs): the chunk's record and
+     * time limit, no inline argument copy. */
+    mproc_task sub;
+    sub.s = t->s;
+    sub.soft_deadline = t->soft_deadline;
+    sub.collect = &c;
+    mproc__task_current = &sub;
     for (uint32_t i = 0; r == 0 && i < h.n; i++) {
         uint64_t ilen;
         memcpy(&ilen, a + sizeof h + i * sizeof(uint64_t), sizeof ilen);
@@ -123,31 +120,27 @@ static int imap_chunk(mproc_task *t)
             r = -EINVAL;
             break;
         }
-        if (mproc_task_cancelled(t)) {
+        if (mproc__task_cancelled(t)) {
             r = MPROC_ECANCELLED;
             break;
         }
-        /* The item's own task: the chunk's record and time limit, no inline argument copy. */
-        mproc_task sub;
-        sub.s = t->s;
-        sub.soft_deadline = t->soft_deadline;
         sub.arg = a + off;
         sub.arg_len = (size_t)ilen;
-        sub.collect = &c;
         sub.failed = false;
         sub.code = 0;
+        c.at = pos + sizeof(res_item);
         c.len = 0;
         int fr = h.fn(&sub);
         int code = sub.failed ? sub.code : fr > 0 ? MPROC_ETASKFAILED : fr;
         if (code && !sub.failed) c.len = 0; /* a plain error return has no message */
-        res_item it = {code, (uint32_t)c.len};
-        r = append(&out, &len, &cap, &it, sizeof it);
-        if (r == 0) r = append(&out, &len, &cap, c.buf, c.len);
+        memcpy(c.buf + pos, &(res_item){code, (uint32_t)c.len}, sizeof(res_item));
+        pos = c.at + PAD8(c.len);
+        r = mproc__collect_reserve(&c, pos + sizeof(res_item));
         off += PAD8((size_t)ilen);
     }
+    mproc__task_current = t;
+    if (r == 0) r = mproc_task_return(t, c.buf, pos);
     free(c.buf);
-    if (r == 0) r = mproc_task_return(t, out, len);
-    free(out);
     return r;
 }
 
@@ -180,11 +173,6 @@ int mproc_imap_new(mproc_imap **out, mproc_pool *p, mproc_task_fn fn, mproc_imap
     return 0;
 }
 
-static int pack_add(mproc_imap *it, size_t *len, const void *data, size_t n)
-{
-    return append(&it->pack, len, &it->pack_cap, data, n);
-}
-
 /* Pull up to chunksize items and pack them (room is kept for every length entry, and the items
  * are moved up over the unused ones at the end). Returns 1 while the input may have more, 0 at
  * its end, or an error; *count items were packed either way. */
@@ -198,17 +186,19 @@ static int pack_chunk(mproc_imap *it, uint32_t *count, size_t *plen)
     size_t len = head;
     uint32_t n = 0;
     r = 1;
-    while (r > 0 && n < it->chunksize) {
+    while (n < it->chunksize) {
         const void *data = NULL;
         size_t dlen = 0;
         r = it->input(&data, &dlen, it->iarg);
         if (r <= 0) break;
-        r = pack_add(it, &len, data, dlen);
-        if (r < 0) break;
-        r = 1;
+        size_t need = len + PAD8(dlen);
+        if (need > it->pack_cap && (r = reserve(&it->pack, &it->pack_cap, need)) < 0) break;
+        mproc__copy_pad8(it->pack + len, data, dlen);
+        len = need;
         uint64_t l = dlen;
         memcpy(it->pack + sizeof(chunk_hdr) + n * sizeof(uint64_t), &l, sizeof l);
         n++;
+        r = 1;
     }
     if (n == 0) return r;
     size_t used = sizeof(chunk_hdr) + n * sizeof(uint64_t);
@@ -220,6 +210,7 @@ static int pack_chunk(mproc_imap *it, uint32_t *count, size_t *plen)
     return r;
 }
 
+/* Keep `window` tasks in flight: one submit per task, i.e. per chunk. */
 static void fill(mproc_imap *it)
 {
     while (it->count < it->window && !it->input_done) {
@@ -258,68 +249,77 @@ static void fill(mproc_imap *it)
     }
 }
 
-/* Look at a finished task's result once. */
-static void open_entry(mproc_imap *it, entry *e)
+/* A record that does not parse: the rest of its task is dropped. */
+static int item_bad(mproc_imap *it, const void **data, size_t *len, size_t *index)
 {
-    const void *data;
-    size_t len;
-    e->opened = true;
-    e->err = mproc_future_result(e->f, &data, &len);
-    if (e->err) return;
-    e->res = data;
-    e->res_len = len;
-    if (it->chunksize > 1) {
-        res_hdr h;
-        if (len < sizeof h) {
-            e->err = -EPROTO;
-            return;
-        }
-        memcpy(&h, data, sizeof h);
-        if (h.n != e->n) e->err = -EPROTO;
-        e->off = sizeof h;
-    }
-}
-
-/* Hand out the entry's next item. */
-static int take_item(mproc_imap *it, entry *e, const void **data, size_t *len)
-{
-    if (e->err) {
-        mproc_future_error(e->f, &it->err);
-        return e->err;
-    }
-    if (it->chunksize == 1) {
-        *data = e->res;
-        if (len) *len = e->res_len;
-        return 0;
-    }
-    res_item ri;
-    if (e->res_len - e->off < sizeof ri) return -EPROTO;
-    memcpy(&ri, e->res + e->off, sizeof ri);
-    const unsigned char *bytes = e->res + e->off + sizeof ri;
-    if (ri.len > e->res_len - e->off - sizeof ri) return -EPROTO;
-    e->off += sizeof ri + PAD8((size_t)ri.len);
-    if (ri.code == 0) {
-        *data = bytes;
-        if (len) *len = ri.len;
-        return 0;
-    }
-    res_hdr h;
-    memcpy(&h, e->res, sizeof h);
-    memset(&it->err, 0, sizeof it->err);
-    it->err.code = ri.code;
-    it->err.worker = h.pid;
-    it->err.exit_status = -1;
-    size_t m = ri.len < sizeof it->err.message ? ri.len : sizeof it->err.message - 1;
-    memcpy(it->err.message, bytes, m);
-    it->err.message[m] = '\0';
-    return ri.code;
-}
-
-int mproc_imap_next(mproc_imap *it, const void **data, size_t *len, size_t *index, double timeout)
-{
-    if (!it || it->magic != IMAP_MAGIC || !data || mproc__timeout_check(timeout)) return -EINVAL;
     *data = NULL;
     if (len) *len = 0;
+    if (index) *index = it->cur_index;
+    it->ok_left = 0;
+    return -EPROTO;
+}
+
+/* An item that failed by itself: its error record from the message the worker kept. */
+static int item_failed(mproc_imap *it, const res_item *ri, const unsigned char *msg,
+                       const void **data, size_t *len)
+{
+    *data = NULL;
+    if (len) *len = 0;
+    memset(&it->err, 0, sizeof it->err);
+    it->err.code = ri->code;
+    it->err.worker = it->cur_pid;
+    it->err.exit_status = -1;
+    size_t m = ri->len < sizeof it->err.message ? ri->len : sizeof it->err.message - 1;
+    memcpy(it->err.message, msg, m);
+    it->err.message[m] = '\0';
+    return ri->code;
+}
+
+/* Hand out the open chunk's next record if it is a result (ok_left > 0): true with the item set.
+ * Inline: with the checks a record needs, this is all a call costs for every item of a chunk
+ * but its first. */
+static inline bool take_ok(mproc_imap *it, const void **data, size_t *len, size_t *index)
+{
+    const unsigned char *c = it->cur;
+    size_t rem = (size_t)(it->end - c);
+    res_item ri;
+    if (rem < sizeof ri) return false;
+    memcpy(&ri, c, sizeof ri);
+    size_t step = sizeof ri + PAD8((size_t)ri.len); /* records are padded: within rem */
+    if (ri.code != 0 || step > rem) return false;
+    it->cur = c + step;
+    it->ok_left--;
+    *data = c + sizeof ri;
+    if (len) *len = ri.len;
+    if (index) *index = it->cur_index;
+    it->cur_index++;
+    return true;
+}
+
+/* The open chunk's next record when take_ok did not take it: a failed item, or a record that
+ * does not parse (the rest of the chunk is dropped). */
+static int chunk_item(mproc_imap *it, const void **data, size_t *len, size_t *index)
+{
+    if (take_ok(it, data, len, index)) return 0;
+    size_t rem = (size_t)(it->end - it->cur);
+    res_item ri;
+    if (rem < sizeof ri) return item_bad(it, data, len, index);
+    memcpy(&ri, it->cur, sizeof ri);
+    if (ri.len > rem - sizeof ri) return item_bad(it, data, len, index);
+    const unsigned char *msg = it->cur + sizeof ri;
+    size_t step = sizeof ri + PAD8((size_t)ri.len);
+    it->cur = step < rem ? it->cur + step : it->end;
+    it->ok_left--;
+    if (index) *index = it->cur_index;
+    it->cur_index++;
+    return item_failed(it, &ri, msg, data, len);
+}
+
+/* The open task is used up: free it, refill the window, wait for the next task and make it the
+ * open one (it still counts in the window: at most window tasks' inputs are read ahead), hand
+ * out its first item; 1 if the whole task failed. */
+static int open_next(mproc_imap *it, const void **data, size_t *len, size_t *index, double timeout)
+{
     if (it->held) {
         mproc_future_free(it->held);
         it->held = NULL;
@@ -335,14 +335,12 @@ int mproc_imap_next(mproc_imap *it, const void **data, size_t *len, size_t *inde
     size_t k;
     if (!it->unordered) {
         k = it->head;
-        if (!it->ent[k].opened) {
-            int r = mproc_future_wait(it->ent[k].f, timeout);
-            if (r < 0) return r;
-        }
+        int r = mproc_future_wait(it->ent[k].f, timeout);
+        if (r < 0) return r;
     } else {
         for (;;) {
             for (k = 0; k < it->count; k++)
-                if (it->ent[k].opened || mproc_future_done(it->ent[k].f)) break;
+                if (mproc_future_done(it->ent[k].f)) break;
             if (k < it->count) break;
             for (size_t i = 0; i < it->count; i++)
                 it->fsw[i] = it->ent[i].f;
@@ -350,21 +348,79 @@ int mproc_imap_next(mproc_imap *it, const void **data, size_t *len, size_t *inde
             if (r < 0) return r;
         }
     }
-    entry *e = &it->ent[k];
-    if (!e->opened) open_entry(it, e);
-    if (index) *index = e->first + e->next;
-    int r = take_item(it, e, data, len);
-    if (++e->next == e->n || r == -EPROTO) {
-        /* Its last item: the result stays readable until the next call. */
-        it->held = e->f;
-        if (it->unordered)
-            *e = it->ent[it->count - 1];
-        else
-            it->head = (it->head + 1) % it->window;
-        it->count--;
-        fill(it);
+    entry e = it->ent[k];
+    if (it->unordered)
+        it->ent[k] = it->ent[it->count - 1];
+    else
+        it->head = (it->head + 1) % it->window;
+    it->count--;
+    it->held = e.f;
+    it->cur_index = e.first;
+
+    const void *res;
+    size_t rlen;
+    int err = mproc_future_result(e.f, &res, &rlen);
+    if (err) {
+        it->cur_err = err;
+        it->err_left = e.n;
+        return 1; /* its items are reported by next_slow */
     }
-    return r;
+    if (it->chunksize == 1) {
+        *data = res;
+        if (len) *len = rlen;
+        if (index) *index = it->cur_index;
+        it->cur_index++;
+        return 0;
+    }
+    res_hdr h;
+    if (rlen < sizeof h || (memcpy(&h, res, sizeof h), h.n != e.n))
+        return item_bad(it, data, len, index);
+    it->cur_pid = h.pid;
+    it->cur = (const unsigned char *)res + sizeof h;
+    it->end = (const unsigned char *)res + rlen;
+    it->ok_left = e.n;
+    return chunk_item(it, data, len, index);
+}
+
+/* Everything but a result of the open chunk: a failed item, the items of a task that failed as
+ * a whole, the next task. Out of line, so that the inline path saves no registers. */
+__attribute__((noinline)) static int next_slow(mproc_imap *it, const void **data, size_t *len,
+                                               size_t *index, double timeout)
+{
+    if (it->ok_left) return chunk_item(it, data, len, index);
+    *data = NULL;
+    if (len) *len = 0;
+    if (!it->err_left) {
+        int r = open_next(it, data, len, index, timeout);
+        if (r <= 0) return r;
+    }
+    it->err_left--;
+    if (index) *index = it->cur_index;
+    it->cur_index++;
+    mproc_future_error(it->held, &it->err);
+    return it->cur_err;
+}
+
+int mproc_imap_next(mproc_imap *it, const void **data, size_t *len, size_t *index, double timeout)
+{
+    if (!it || it->magic != IMAP_MAGIC || !data || mproc__timeout_check(timeout)) return -EINVAL;
+    if (it->ok_left && take_ok(it, data, len, index)) return 0;
+    return next_slow(it, data, len, index, timeout);
+}
+
+int mproc_imap_next_batch(mproc_imap *it, mproc_imap_item *items, size_t n, double timeout)
+{
+    if (!items || n == 0) return -EINVAL;
+    int r = mproc_imap_next(it, &items[0].data, &items[0].len, &items[0].index, timeout);
+    if (r != 0) return r;
+    size_t got = 1;
+    if (n > INT_MAX) n = INT_MAX;
+    /* The rest from the same chunk, up to (not including) an item that failed or is malformed:
+     * it is the next call's to report, so every error still comes with its own mproc_imap_error. */
+    while (got < n && it->ok_left &&
+           take_ok(it, &items[got].data, &items[got].len, &items[got].index))
+        got++;
+    return (int)got;
 }
 
 int mproc_imap_error(mproc_imap *it, mproc_error *out)

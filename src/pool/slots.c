@@ -94,7 +94,7 @@ static int slot_fill(mproc__slot *s, mproc_task_fn fn, const void *arg, size_t l
     s->fn = fn;
     s->arg_len = (uint32_t)len;
     if (len <= MPROC__SLOT_INLINE) {
-        if (len) memcpy(s->inline_buf, arg, len);
+        mproc__copy_pad8(s->inline_buf, arg, len); /* a small argument: no memcpy call */
     } else {
         int r = mproc__arena_alloc(&s->arg_ext, len);
         if (r < 0) return r;

@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include <sys/mman.h>
 #include <sys/types.h>
@@ -89,6 +90,37 @@ static inline void mproc__prefault(void *addr, size_t len)
     uintptr_t a = ((uintptr_t)addr + 4095) & ~(uintptr_t)4095;
     uintptr_t e = ((uintptr_t)addr + len) & ~(uintptr_t)4095;
     if (e > a) madvise((void *)a, e - a, MPROC__MADV_POPULATE_WRITE);
+}
+
+#define MPROC__PAD8(n) (((n) + 7) & ~(size_t)7)
+
+/* Copy n bytes, n small in the common case (task arguments and results, imap items): fixed-size
+ * moves the compiler inlines instead of a memcpy call. */
+static inline void mproc__copy_small(void *dst, const void *src, size_t n)
+{
+    unsigned char *d = dst;
+    const unsigned char *s = src;
+    if (n > 16) {
+        memcpy(d, s, n);
+    } else if (n >= 8) {
+        memcpy(d, s, 8);
+        memcpy(d + n - 8, s + n - 8, 8);
+    } else if (n >= 4) {
+        memcpy(d, s, 4);
+        memcpy(d + n - 4, s + n - 4, 4);
+    } else if (n) {
+        d[0] = s[0];
+        d[n / 2] = s[n / 2];
+        d[n - 1] = s[n - 1];
+    }
+}
+
+/* The same, zeroing dst up to the next multiple of 8 (dst 8-aligned, with that room). */
+static inline void mproc__copy_pad8(unsigned char *dst, const void *src, size_t n)
+{
+    if (n == 0) return;
+    memset(dst + MPROC__PAD8(n) - 8, 0, 8);
+    mproc__copy_small(dst, src, n);
 }
 
 /* Slot address from its index (parent or worker). */

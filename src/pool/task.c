@@ -25,16 +25,25 @@ const void *mproc_task_arg(mproc_task *t, size_t *len)
     return t->arg;
 }
 
-/* Keep an item's result (or failure message) in its chunk's collector. */
-static int collect(mproc__collect *c, const void *data, size_t len)
+int mproc__collect_grow(mproc__collect *c, size_t need)
 {
-    if (len > c->cap) {
-        void *b = realloc(c->buf, len);
-        if (!b) return -ENOMEM;
-        c->buf = b;
-        c->cap = len;
-    }
-    if (len) memcpy(c->buf, data, len);
+    size_t cap = c->cap ? c->cap : 256;
+    while (cap < need)
+        cap *= 2;
+    unsigned char *b = realloc(c->buf, cap);
+    if (!b) return -ENOMEM;
+    c->buf = b;
+    c->cap = cap;
+    return 0;
+}
+
+/* Keep an item's result (or failure message) in its chunk's collector, in place. */
+static inline __attribute__((always_inline)) int collect(mproc__collect *c, const void *data,
+                                                         size_t len)
+{
+    int r = mproc__collect_reserve(c, c->at + MPROC__PAD8(len));
+    if (r < 0) return r;
+    mproc__copy_pad8(c->buf + c->at, data, len);
     c->len = len;
     return 0;
 }
@@ -96,7 +105,5 @@ int mproc_task_fail(mproc_task *t, int code, const char *fmt, ...)
 
 bool mproc_task_cancelled(mproc_task *t)
 {
-    if (!t) return false;
-    if (atomic_load_explicit(&t->s->flags, memory_order_relaxed) & MPROC__SLOT_CANCEL) return true;
-    return t->soft_deadline && mproc__now_ns() >= t->soft_deadline;
+    return t && mproc__task_cancelled(t);
 }

@@ -17,8 +17,10 @@ static void guard_and_detach_stdin(bool daemon, pid_t real_parent)
 {
     prctl(PR_SET_PDEATHSIG, daemon ? SIGKILL : SIGTERM);
     if (getppid() != real_parent) _exit(128 + (daemon ? SIGKILL : SIGTERM));
-    int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    if (null > STDIN_FILENO) {
+    /* The lowest free descriptor, 0 once it is closed: no dup2 and second close. */
+    close(STDIN_FILENO);
+    int null = open("/dev/null", O_RDONLY);
+    if (null > STDIN_FILENO) { /* only if someone else took 0 meanwhile: not in a new child */
         dup2(null, STDIN_FILENO);
         close(null);
     }
@@ -35,7 +37,7 @@ _Noreturn void mproc__run_child(mproc_process *p, pid_t real_parent, pid_t logic
     guard_and_detach_stdin(p->daemon, real_parent);
     /* The program's mask, not the forking thread's (a library thread blocks everything), and
      * none of the dispositions the library set in this process for itself. */
-    mproc__sig_child_reset(&p->start_mask);
+    mproc__sig_child_reset(p->start_mask_set ? &p->start_mask : NULL);
     mproc__child_setup(p, logical_parent);
     mproc__child_exit(p->run(p->arg));
 }

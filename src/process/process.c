@@ -148,8 +148,8 @@ void mproc__registry_end_children(void)
     for (unsigned i = 0; i < nh; i++)
         end_hooks[i]();
 
-    pid_t self = getpid();
     pthread_mutex_lock(&reg_mu);
+    pid_t self = reg_head ? mproc__pid() : 0; /* a child without children of its own: no call */
     for (mproc_process *p = reg_head; p; p = p->next)
         if (p->owner == self && p->daemon && !p->ops->in_process) p->ops->signal(p, SIGTERM);
     int64_t grace = mproc__deadline(DAEMON_GRACE_S);
@@ -251,12 +251,14 @@ int mproc_process_start(mproc_process *p)
      * child discards its copy of the buffers: child.c). */
     fflush(stdout);
     fflush(stderr);
-    mproc__sig_start_mask(&p->start_mask);
+    /* A fork from a thread of the program gives the child this thread's mask already. */
+    p->start_mask_set = !p->ops->inherits_mask || mproc__sig_in_service();
+    if (p->start_mask_set) mproc__sig_start_mask(&p->start_mask);
     pthread_mutex_lock(&reg_mu);
     sweep_detached_locked();
     int r = p->ops->start(p);
     if (r == 0) {
-        p->owner = getpid();
+        p->owner = mproc__pid();
         p->state = MPROC__PROCESS_STARTED;
         reg_add(p);
     }
@@ -273,7 +275,7 @@ int mproc_process_run(mproc_process *p)
 static int check_started(const mproc_process *p)
 {
     if (!valid(p) || p->state == MPROC__PROCESS_NEW) return -EINVAL;
-    if (p->owner != getpid()) return -ECHILD;
+    if (p->owner != mproc__pid()) return -ECHILD;
     return 0;
 }
 
@@ -286,11 +288,12 @@ static bool reap(mproc_process *p)
 }
 
 /* Join with signals blocked but while asleep (interrupt.h): a handler that runs makes it -EINTR,
- * unless the child has ended by then. */
+ * unless the child has ended by then. The caller has just looked: the first look is the poll's
+ * (an ended child's fd is readable), not another waitid. */
 static int join_blocked(mproc_process *p, const mproc__intr *st, int64_t deadline)
 {
-    for (;;) {
-        if (reap(p)) return 0;
+    for (bool looked = true;; looked = false) {
+        if (!looked && reap(p)) return 0;
         int r = mproc__intr_poll_in(st, p->fd, deadline);
         if (r == -EINTR) return reap(p) ? 0 : -EINTR;
         if (r < 0) return r;
@@ -323,7 +326,7 @@ int mproc_process_exitcode(mproc_process *p, int *code)
 {
     if (!valid(p) || !code) return -EINVAL;
     if (p->state == MPROC__PROCESS_NEW) return -EAGAIN;
-    if (p->owner != getpid()) return -ECHILD;
+    if (p->owner != mproc__pid()) return -ECHILD;
     if (!reap(p)) return -EAGAIN;
     if (p->exitcode == -ECHILD) return -ECHILD;
     *code = p->exitcode;
@@ -374,7 +377,7 @@ void mproc_process_free(mproc_process *p)
     if (!valid(p)) return;
     pthread_mutex_lock(&reg_mu);
     if (p->ending ||
-        (p->state == MPROC__PROCESS_STARTED && p->owner == getpid() && !try_reap_locked(p))) {
+        (p->state == MPROC__PROCESS_STARTED && p->owner == mproc__pid() && !try_reap_locked(p))) {
         p->detached = true;
         pthread_mutex_unlock(&reg_mu);
         return;

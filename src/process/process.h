@@ -38,6 +38,7 @@ struct mproc_process {
     /* The mask the child starts with: the starting thread's, or the program's for a start from a
      * library thread (signals.h). */
     sigset_t start_mask;
+    bool start_mask_set;       /* false: the child has it already (inherited), nothing to set */
     pthread_t thread;          /* thread mode */
     _Atomic uint32_t finished; /* thread mode: set when the body has returned */
     mproc_process *prev, *next;

@@ -33,6 +33,11 @@ void mproc__sig_start_mask(sigset_t *mask)
         pthread_sigmask(SIG_BLOCK, NULL, mask);
 }
 
+bool mproc__sig_in_service(void)
+{
+    return in_service;
+}
+
 typedef struct {
     void *(*fn)(void *);
     void *arg;

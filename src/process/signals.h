@@ -6,6 +6,7 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #define MPROC__SIG_COUNT 65 /* signals 1..64 */
@@ -13,6 +14,8 @@
 /* The mask a child started from the calling thread gets: the thread's own, or in a service thread
  * (mproc__service_thread_create) the mask of the program thread that made it. */
 void mproc__sig_start_mask(sigset_t *mask);
+/* Whether this thread is a library service thread (its own mask is not the program's). */
+bool mproc__sig_in_service(void);
 
 /* A library thread that takes no signal (they go to the program's threads), whose children start
  * with the mask of the calling thread. 0 or a negative code. */

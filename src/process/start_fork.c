@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <unistd.h>
 
+#include "platform/platform.h"
 #include "process/child_watch.h"
 #include "process/process.h"
 
@@ -11,7 +12,7 @@ static int fork_start(mproc_process *p)
     mproc__watch_prep w;
     int r = mproc__watch_prepare(&w);
     if (r < 0) return r;
-    pid_t parent = getpid();
+    pid_t parent = mproc__pid();
     pid_t pid = fork();
     if (pid == 0) {
         mproc__watch_in_child(&w);
@@ -38,6 +39,7 @@ int mproc__signal_watched(mproc_process *p, int sig)
 
 const mproc__start_ops mproc__start_fork_ops = {
     .name = "fork",
+    .inherits_mask = true,
     .start = fork_start,
     .reap = fork_reap,
     .signal = mproc__signal_watched,

@@ -175,8 +175,12 @@ static _Noreturn void helper_main(int sock, pid_t parent)
             free(pfds);
             install_conns(conns, &w);
             mproc__sig_apply(rq.disp, own_disp);
-            mproc_process p = {
-                .run = rq.run, .arg = rq.arg, .daemon = rq.daemon, .fd = -1, .start_mask = rq.mask};
+            mproc_process p = {.run = rq.run,
+                               .arg = rq.arg,
+                               .daemon = rq.daemon,
+                               .fd = -1,
+                               .start_mask = rq.mask,
+                               .start_mask_set = true};
             memcpy(p.name, rq.name, sizeof p.name);
             memcpy(p.identity, rq.identity, sizeof p.identity);
             mproc__run_child(&p, self, rq.logical_parent);

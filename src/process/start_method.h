@@ -22,6 +22,8 @@ typedef struct mproc__start_ops {
     const char *name; /* as in mproc_config.start_method */
     /* The child is a thread of this process: it cannot be signalled alone and ends with it. */
     bool in_process;
+    /* The child starts with the starting thread's signal mask (a fork in that thread). */
+    bool inherits_mask;
     /* Start the child (p->pid, p->fd set). 0 or a negative code; nothing left running on error. */
     int (*start)(mproc_process *p);
     /* Collect its exit status if it has ended: 1 (*code = N or -SIGNAL), 0 still running, or a

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "channel/conn.h"
+#include "platform/platform.h"
 #include "process/process.h"
 
 static void *thread_main(void *arg)
@@ -33,7 +34,7 @@ static int thread_start(mproc_process *p)
 {
     p->fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (p->fd < 0) return -errno;
-    p->owner = getpid();
+    p->owner = mproc__pid();
     p->pid = p->owner;
     /* Its own references to the caller's connections, as a fork child gets its own fds. */
     int r = mproc__conn_ctx_share((uintptr_t)p);
