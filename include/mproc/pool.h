@@ -97,6 +97,58 @@ int mproc_pool_size(mproc_pool *p);
 /* Pids of the live workers (for tests and monitoring): fills up to cap, returns how many live. */
 int mproc_pool_worker_pids(mproc_pool *p, pid_t *pids, int cap);
 
+/* ---- Statistics (docs/pool.md, "Reading the stats") ------------------------------------- */
+
+/* What the pool did since it started or since the last mproc_pool_stats_reset. A task is one
+ * submit, or one chunk of a map or an imap. Counts are exact once the pool is quiet; while tasks
+ * run, each count is a moment's value (a task finishing meanwhile may show in one and not yet in
+ * another). */
+typedef struct {
+    size_t submitted; /* tasks submitted */
+    size_t queued;    /* now: waiting for a worker (not reset) */
+    size_t running;   /* now: running on a worker (not reset) */
+    size_t done;      /* succeeded */
+    size_t failed;    /* failed: the task's own error, a crash of its worker (MPROC_EWORKERLOST),
+                         a hard time limit, a broken pool */
+    size_t cancelled; /* ended with MPROC_ECANCELLED: cancelled before they ran, by terminate,
+                         or tasks that stopped on a cancel request and said so */
+    size_t worker_deaths; /* workers that died (crash, kill, time limit), not those retired by
+                             max_tasks_per_child or shut down */
+    int workers;          /* workers the pool keeps */
+    double wall_seconds;  /* since the pool started or the reset */
+    double busy_seconds;  /* time the workers spent in tasks (running ones count so far) */
+    double utilisation;   /* busy / (workers * wall), 0..1 */
+    /* Dispatch latency: from submit to a worker starting the task, seconds (a task that waits
+     * behind others waits for them too). Mean, median and 99th percentile of the tasks started,
+     * p50/p99 to within 19 % (log-scale histograms). */
+    double dispatch_mean, dispatch_p50, dispatch_p99;
+    /* The part of the dispatch latency the task's worker was free: from submit, or from the end
+     * of the worker's previous task if that was later, to the start. What each task costs to
+     * hand over (wake-up, queue), without the waiting behind other tasks. */
+    double overhead_mean;
+    /* Run time of the tasks that ended (on their worker, from start to end), seconds. */
+    double run_mean, run_p50, run_p99;
+} mproc_pool_stat;
+
+/* One worker seat (a replacement takes over the seat of the worker it replaces). */
+typedef struct {
+    pid_t pid;           /* the worker in the seat now, 0: none */
+    size_t tasks;        /* tasks started in the seat */
+    size_t done, failed; /* of those, succeeded / failed or cancelled (deaths included) */
+    double busy_seconds;
+    double utilisation; /* busy / wall */
+} mproc_pool_worker_stat;
+
+/* 0 and *out filled; -EINVAL (NULL). Costs a few microseconds per worker: call it when a
+ * status line or a report wants it, not per task. */
+int mproc_pool_stats(mproc_pool *p, mproc_pool_stat *out);
+/* Fills out[0..cap) with the seats in order and returns how many seats the pool has (at most
+ * MPROC_POOL_MAX_WORKERS), or -EINVAL. */
+int mproc_pool_worker_stats(mproc_pool *p, mproc_pool_worker_stat *out, int cap);
+/* Start counting afresh: the counts, times and histograms read from now on (queued and running
+ * stay what they are). 0 or -EINVAL, -ENOMEM. */
+int mproc_pool_stats_reset(mproc_pool *p);
+
 /* Per-task options (submit_opts). Both limits count from the moment a worker starts the task. */
 typedef struct {
     double timeout;      /* hard limit (kill + replace the worker, MPROC_ETIMELIMIT); 0: the pool's;

@@ -14,6 +14,7 @@
 #include "pool/backend.h"
 #include "pool/future.h"
 #include "pool/pointers.h"
+#include "platform/ticks.h"
 
 /* Every pool of this process, so that exit, mproc_shutdown() and a child's end stop them (no
  * worker replaced, every worker reaped by its supervisor) before the process layer ends the
@@ -137,6 +138,8 @@ int mproc_pool_new(mproc_pool **out, const mproc_pool_opts *opts)
     p->method_name = method_names[method];
     o.start_method = p->method_name;
     p->state = MPROC__POOL_OPEN;
+    mproc__ticks_mark();
+    p->stats_since_ns = mproc__now_ns();
     r = copy_initarg(p);
     if (r == 0) r = backend->start(p);
     if (r < 0) {

@@ -105,6 +105,13 @@ static int spawn(mproc_pool *p, uint32_t i)
     atomic_store(&sh->current, MPROC__SLOT_NONE);
     atomic_store(&sh->deadline_ns, 0);
     atomic_store(&sh->crash_len, 0);
+    /* The worker before died in a task: it was busy until then (stats.h: we write the line only
+     * while no worker is in the seat). */
+    uint64_t began = atomic_load_explicit(&sh->st.cur_start, memory_order_relaxed);
+    if (began) {
+        mproc__stat_add(&sh->st.busy, mproc__ticks() - began);
+        atomic_store_explicit(&sh->st.cur_start, 0, memory_order_relaxed);
+    }
     sh->crash_sig = 0;
     sh->init_code = 0;
     sh->init_msg[0] = '\0';
@@ -142,7 +149,7 @@ static uint64_t total_ok(local_rt *rt)
 {
     uint64_t n = 0;
     for (uint32_t i = 0; i < rt->shm->nseats; i++)
-        n += atomic_load(&rt->shm->seats[i].ok);
+        n += atomic_load(&rt->shm->seats[i].st.ok);
     return n;
 }
 
@@ -305,6 +312,7 @@ static void handle_death(mproc_pool *p, uint32_t i)
     pthread_mutex_lock(&p->mu);
     w->alive = false;
     rt->alive--;
+    if (!d.normal && w->kill_reason != KILL_STOP) p->counts.deaths++;
     if (w->kill_reason == KILL_TIMEOUT) unquarantine_locked(p, w->quarantined);
     w->quarantined = MPROC__SLOT_NONE;
     fail_running_locked(p, i, &d);
@@ -523,7 +531,7 @@ static int local_start(mproc_pool *p)
     /* The arena gives 16-byte alignment; the shared block wants cache lines. */
     if (r == 0)
         r = mproc__arena_alloc(&shm, sizeof(mproc__pool_shm) + n * sizeof(mproc__seat) + 64);
-    if (r == 0) r = mproc__arena_alloc(&q, MPROC__LOCAL_QUEUE_CAP * sizeof(uint32_t));
+    if (r == 0) r = mproc__arena_alloc(&q, MPROC__LOCAL_QUEUE_CAP * sizeof(uint64_t));
     if (r < 0) {
         mproc__arena_free(shm);
         free(rt->seats);
@@ -580,9 +588,10 @@ static int local_send(mproc_pool *p, const uint32_t *idx, uint32_t n)
     uint64_t t = atomic_load_explicit(&shm->tail, memory_order_relaxed);
     uint64_t h = atomic_load_explicit(&shm->head, memory_order_acquire);
     if (t + n - h > MPROC__LOCAL_QUEUE_CAP) return -EAGAIN;
+    uint64_t now = mproc__ticks(); /* one stamp for the batch: the dispatch latency's start */
     for (uint32_t j = 0; j < n; j++)
-        atomic_store_explicit(&shm->q[(t + j) & (MPROC__LOCAL_QUEUE_CAP - 1)], idx[j],
-                              memory_order_relaxed);
+        atomic_store_explicit(&shm->q[(t + j) & (MPROC__LOCAL_QUEUE_CAP - 1)],
+                              mproc__q_entry(idx[j], now), memory_order_relaxed);
     atomic_store_explicit(&shm->tail, t + n, memory_order_release);
     /* Dekker with the worker going to sleep (worker.c idle: sleepers++, then a look at
      * head and tail): after this fence either that look sees our records, or the loads below
@@ -696,7 +705,7 @@ static void local_for_queued(mproc_pool *p, void (*fn)(mproc_pool *, uint32_t, v
     mproc__pool_shm *shm = RT(p)->shm;
     uint64_t t = atomic_load(&shm->tail);
     for (uint64_t h = atomic_load(&shm->head); h < t; h++)
-        fn(p, atomic_load(&shm->q[h & (MPROC__LOCAL_QUEUE_CAP - 1)]), arg);
+        fn(p, mproc__q_idx(atomic_load(&shm->q[h & (MPROC__LOCAL_QUEUE_CAP - 1)])), arg);
 }
 
 static int local_worker_pids(mproc_pool *p, pid_t *pids, int cap)
@@ -711,6 +720,15 @@ static int local_worker_pids(mproc_pool *p, pid_t *pids, int cap)
     }
     pthread_mutex_unlock(&p->mu);
     return n;
+}
+
+static bool local_seat_stats(mproc_pool *p, uint32_t i, mproc__stat_line **line, pid_t *pid)
+{
+    local_rt *rt = RT(p);
+    if (i >= rt->shm->nseats) return false;
+    *line = &rt->shm->seats[i].st;
+    *pid = rt->seats[i].alive ? rt->seats[i].pid : 0;
+    return true;
 }
 
 static void local_destroy(mproc_pool *p)
@@ -737,5 +755,6 @@ const mproc__pool_backend mproc__pool_local_backend = {
     .notify = local_notify,
     .for_queued = local_for_queued,
     .worker_pids = local_worker_pids,
+    .seat_stats = local_seat_stats,
     .destroy = local_destroy,
 };
