@@ -86,6 +86,19 @@ typedef struct {
                                  when the helper was forked: docs/start-methods.md), "thread" (a
                                  thread pool: no crash isolation; hard time limits become cancel
                                  requests). Env MPROC_START wins. */
+    /* Where the workers run (docs/pool.md, "Placement"). MPROC_PLACE_CORES: one worker per
+     * physical core (hwloc), pinned to that core's CPUs, its SMT siblings left to the rest of
+     * the system; MPROC_PLACE_CPUS: one per logical CPU, pinned to it; with either, workers = 0
+     * means one per core / CPU, and more workers than that go round the cores / CPUs again.
+     * Only the CPUs this process may use count (its affinity mask, and through it the cgroup's
+     * cpuset). A replacement worker takes the seat, and the CPUs, of the one it replaces.
+     * Another value: -EINVAL. */
+    mproc_placement placement;
+    /* A CPU list, "0-3,8": the workers are confined to these CPUs (with a placement: the cores or
+     * CPUs among them; without: all workers share them, workers = 0 meaning one per CPU).
+     * NULL: every CPU this process may use. -EINVAL for a malformed list or a CPU this process
+     * may not use. */
+    const char *cpus;
 } mproc_pool_opts;
 
 /* -EINVAL (a number out of its limits, bad name, initarg_size without initarg), -ENOTSUP

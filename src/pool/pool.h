@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -90,6 +91,10 @@ struct mproc_pool {
     mproc__pool_counts counts;
     struct mproc__stats_base *stats_base; /* NULL: nothing reset, count from zero */
     int64_t stats_since_ns;               /* wall clock start: the pool's start or the reset */
+
+    /* Placement: seat i runs on cpu_sets[i % ncpu_sets]; none (NULL) when not placed. */
+    cpu_set_t *cpu_sets;
+    int ncpu_sets;
 };
 
 static inline mproc_future *mproc__future_at(mproc_pool *p, uint32_t idx)

@@ -350,6 +350,7 @@ void mproc__pool_destroy(mproc_pool *p)
     mproc__arena_free(p->initarg_copy);
     mproc__ptr_snapshot_free(p->ptrs);
     free(p->stats_base);
+    free(p->cpu_sets);
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->cv);
     p->magic = 0;

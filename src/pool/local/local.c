@@ -113,6 +113,9 @@ static int spawn(mproc_pool *p, uint32_t i)
         atomic_store_explicit(&sh->st.cur_start, 0, memory_order_relaxed);
     }
     sh->crash_sig = 0;
+    /* The seat's CPUs: a replacement runs where the worker it replaces ran. */
+    sh->pinned = p->ncpu_sets > 0;
+    if (sh->pinned) sh->cpus = p->cpu_sets[i % (uint32_t)p->ncpu_sets];
     sh->init_code = 0;
     sh->init_msg[0] = '\0';
     atomic_store(&sh->inc, inc);

@@ -67,6 +67,8 @@ typedef struct {
     _Atomic uint32_t crash_len; /* bytes of backtrace in crash[] */
     int32_t crash_sig;
     char crash[MPROC__LOCAL_CRASH_MAX];
+    bool pinned; /* the worker confines itself to cpus before anything else */
+    cpu_set_t cpus;
     mproc__stat_line st; /* the seat's statistics, on lines of their own (st.ok: crash loops) */
 } mproc__seat;
 

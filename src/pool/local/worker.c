@@ -20,6 +20,7 @@
 #include <pthread.h>
 #include <execinfo.h>
 #include <limits.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -357,6 +358,15 @@ int mproc__worker_main(void *arg)
          * pool. */
         mproc__sig_override(SIGINT, &(struct sigaction){.sa_handler = SIG_IGN});
         install_crash_handlers();
+    }
+    /* Placement (pool opts): before the initializer, so that what it allocates is local to the
+     * CPUs the worker will run on. */
+    if (seat->pinned && sched_setaffinity(0, sizeof seat->cpus, &seat->cpus) != 0) {
+        seat->init_code = -errno;
+        snprintf(seat->init_msg, sizeof seat->init_msg, "cannot pin the worker to its CPUs: %s",
+                 strerror(errno));
+        atomic_store(&seat->phase, MPROC__WORKER_INIT_FAILED);
+        return 1;
     }
     if (b->initializer) {
         int r = b->initializer(b->initarg);
