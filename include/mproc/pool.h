@@ -207,6 +207,13 @@ typedef struct {
      * SIZE_MAX when no item is to blame (success, -EINVAL, -EINTR, ...). */
     mproc_error *error;
     size_t *failed_index;
+    /* Called in the caller's thread while the map runs, with how many items are done (those of
+     * the chunks that have ended) and n: at most every progress_interval seconds while the
+     * count moves, and once at the end (with n after a success). The count never goes down.
+     * Signals stay blocked while it runs (a handler runs once the map returns). */
+    void (*progress)(size_t done, size_t total, void *arg);
+    void *progress_arg;
+    double progress_interval; /* 0: 0.1 s; negative or NaN: -EINVAL */
 } mproc_map_opts;
 /* out[i] = fn(in[i]) for i < n. in/out may be any memory: items are staged through the arena
  * (no copy when both already lie in the arena). n == 0 returns 0 at once. Returns 0, the first
