@@ -14,6 +14,7 @@
 
 #include "arena/arena.h"
 #include "platform/interrupt.h"
+#include "pool/advice.h"
 #include "pool/backend.h"
 #include "pool/pointers.h"
 #include "pool/task.h"
@@ -347,6 +348,8 @@ static int map_run(map_call *m, mproc_map_fn fn, const mproc_map_opts *opts)
     m->nchunks = (n + m->cs - 1) / m->cs;
     r = stage_in(m, fn, arg);
     if (r < 0) return r;
+    mproc__map_watch watch;
+    mproc__map_watch_begin(p, &watch);
     mproc__intr intr;
     mproc__intr_block(&intr);
     int64_t t0 = mproc__now_ns();
@@ -361,6 +364,8 @@ static int map_run(map_call *m, mproc_map_fn fn, const mproc_map_opts *opts)
     pthread_mutex_lock(&p->mu);
     mproc__stage_unref(p, m->st);
     pthread_mutex_unlock(&p->mu);
+    mproc__map_watch_end(p, &watch, m->queued, r);
+    mproc__advise_overhead(p);
     return r;
 }
 

@@ -11,6 +11,7 @@
 #include "arena/arena.h"
 #include "process/process.h"
 #include "process/start_method.h"
+#include "pool/advice.h"
 #include "pool/backend.h"
 #include "pool/future.h"
 #include "pool/pointers.h"
@@ -235,6 +236,7 @@ int mproc_pool_close(mproc_pool *p)
     if (was_open) p->state = MPROC__POOL_CLOSED;
     pthread_mutex_unlock(&p->mu);
     if (was_open) p->backend->close(p);
+    if (was_open) mproc__advise_overhead(p);
     return 0;
 }
 

@@ -95,6 +95,9 @@ struct mproc_pool {
     /* Placement: seat i runs on cpu_sets[i % ncpu_sets]; none (NULL) when not placed. */
     cpu_set_t *cpu_sets;
     int ncpu_sets;
+
+    /* Advice lines already logged (advice.c; mu) */
+    bool advised_overhead, advised_parallel;
 };
 
 static inline mproc_future *mproc__future_at(mproc_pool *p, uint32_t idx)

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "platform/ticks.h"
+#include "pool/advice.h"
 #include "pool/backend.h"
 
 /* One seat's line as read at one moment. */
@@ -160,6 +161,7 @@ int mproc_pool_stats(mproc_pool *p, mproc_pool_stat *out)
     out->run_p50 = quantile(sum->run_hist, nrun, 0.50) * s;
     out->run_p99 = quantile(sum->run_hist, nrun, 0.99) * s;
     free(sum);
+    mproc__advise_overhead(p);
     return 0;
 }
 
