@@ -70,6 +70,10 @@ typedef struct {
     void *initarg;
     size_t initarg_size;
     unsigned max_tasks_per_child; /* 0: unlimited; else a worker is replaced after N tasks */
+    /* 0: none; else a worker whose resident set passed this many bytes after a task is replaced
+     * before its next one (a leak guard, billiard's max_memory_per_child). Costs one read of
+     * /proc/self/statm per task; ignored by thread pools (their RSS is the whole process's). */
+    size_t max_memory_per_child;
     double task_timeout;   /* hard limit per task, from its start: it fails with MPROC_ETIMELIMIT,
                               its worker is killed and replaced; 0: none (as are infinity and
                               > 1e9 s); negative or NaN: -EINVAL */

@@ -547,6 +547,7 @@ static int local_start(mproc_pool *p)
     rt->shm->q = q;
     rt->shm->nseats = n;
     rt->shm->max_tasks = p->opts.max_tasks_per_child;
+    rt->shm->max_rss = p->opts.max_memory_per_child;
     int64_t limit = 0; /* checked in mproc_pool_new; a huge one means none */
     mproc__timeout_ns(p->opts.task_timeout, &limit);
     rt->shm->pool_timeout_ns = limit == INT64_MAX ? 0 : limit;

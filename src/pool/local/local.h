@@ -80,6 +80,7 @@ struct mproc__pool_shm {
     int ctl_efd;      /* wakes the supervisor (parent only: workers may not share our fds) */
     bool thread_mode; /* workers are threads of the parent (start method "thread") */
     unsigned max_tasks;
+    size_t max_rss; /* opts.max_memory_per_child */
     int64_t pool_timeout_ns;
     alignas(64) _Atomic uint64_t tail; /* positions published (parent) */
     alignas(64) _Atomic uint64_t head; /* positions passed (workers; a hint, see local/worker.c) */

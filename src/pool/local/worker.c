@@ -343,6 +343,30 @@ static void install_crash_handlers(void)
         mproc__sig_override(sigs[i], &sa);
 }
 
+/* max_memory_per_child: this process's resident set in bytes, from /proc/self/statm (its
+ * second field, in pages), read through an fd kept open; 0 when it cannot be read. A task that
+ * closed the fd, or put another file at its number, makes the next look open it again. */
+static int statm_fd = -1;
+
+static size_t resident_bytes(void)
+{
+    char buf[128];
+    for (int attempt = 0; attempt < 2; attempt++) {
+        if (statm_fd < 0) statm_fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+        if (statm_fd < 0) return 0;
+        ssize_t n = pread(statm_fd, buf, sizeof buf - 1, 0);
+        unsigned long size, pages;
+        if (n > 0) {
+            buf[n] = '\0';
+            if (sscanf(buf, "%lu %lu", &size, &pages) == 2)
+                return (size_t)pages * (size_t)sysconf(_SC_PAGESIZE);
+        }
+        close(statm_fd);
+        statm_fd = -1;
+    }
+    return 0;
+}
+
 int mproc__worker_main(void *arg)
 {
     mproc__worker_boot *b = arg;
@@ -385,7 +409,10 @@ int mproc__worker_main(void *arg)
         if (idx != MPROC__SLOT_NONE) {
             chain_wake();
             run(idx, sent);
-            if (max && ++done >= max) {
+            /* Retire (replaced by the supervisor, like a worker that ended by itself) after
+             * max_tasks_per_child tasks, or once past max_memory_per_child. */
+            if ((max && ++done >= max) ||
+                (W->max_rss && !W->thread_mode && resident_bytes() > W->max_rss)) {
                 atomic_store(&seat->phase, MPROC__WORKER_RETIRED);
                 return 0;
             }
