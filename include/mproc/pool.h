@@ -111,6 +111,12 @@ typedef struct {
 int mproc_pool_new(mproc_pool **out, const mproc_pool_opts *opts);
 /* Number of workers the pool keeps running. */
 int mproc_pool_size(mproc_pool *p);
+/* Keep n workers from now on: new ones start at once (on the next seats, with their placement);
+ * when shrinking, the workers past n finish the task they run and leave (queued tasks go to the
+ * others). Returns without waiting for either. n from 1 to the pool's room: 64, 4 per CPU, or
+ * its starting size, whichever is most (-EINVAL past it); MPROC_ECLOSED once closed,
+ * MPROC_EBROKEN. mproc_pool_size then says n. */
+int mproc_pool_resize(mproc_pool *p, int n);
 /* Pids of the live workers (for tests and monitoring): fills up to cap, returns how many live. */
 int mproc_pool_worker_pids(mproc_pool *p, pid_t *pids, int cap);
 
@@ -159,8 +165,9 @@ typedef struct {
 /* 0 and *out filled; -EINVAL (NULL). Costs a few microseconds per worker: call it when a
  * status line or a report wants it, not per task. */
 int mproc_pool_stats(mproc_pool *p, mproc_pool_stat *out);
-/* Fills out[0..cap) with the seats in order and returns how many seats the pool has (at most
- * MPROC_POOL_MAX_WORKERS), or -EINVAL. */
+/* Fills out[0..cap) with the seats in order and returns how many seats the pool has used (its
+ * largest size so far: after mproc_pool_resize shrank it, the emptied seats keep their counts
+ * and have pid 0), or -EINVAL. */
 int mproc_pool_worker_stats(mproc_pool *p, mproc_pool_worker_stat *out, int cap);
 /* Start counting afresh: the counts, times and histograms read from now on (queued and running
  * stay what they are). 0 or -EINVAL, -ENOMEM. */

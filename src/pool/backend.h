@@ -35,6 +35,9 @@ struct mproc__pool_backend {
     /* Seat i's statistics line and the pid of its worker (0: none); false when i is past the
      * last seat (pool->mu held). */
     bool (*seat_stats)(mproc_pool *p, uint32_t i, mproc__stat_line **line, pid_t *pid);
+    /* Keep n workers from now on (pool open, mu not held): start the missing ones, and those
+     * past n leave once idle. -EINVAL when n is past what the backend can hold. */
+    int (*resize)(mproc_pool *p, int n);
     /* Release everything (workers already gone). */
     void (*destroy)(mproc_pool *p);
 };

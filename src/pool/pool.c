@@ -184,6 +184,22 @@ int mproc_pool_size(mproc_pool *p)
     return mproc__pool_valid(p) ? p->nworkers : -EINVAL;
 }
 
+int mproc_pool_resize(mproc_pool *p, int n)
+{
+    if (!mproc__pool_valid(p) || n < 1 || n > MPROC_POOL_MAX_WORKERS) return -EINVAL;
+    pthread_mutex_lock(&p->mu);
+    int r = mproc__pool_check_open_locked(p);
+    pthread_mutex_unlock(&p->mu);
+    if (r < 0) return r;
+    r = p->backend->resize(p, n);
+    if (r == 0) {
+        pthread_mutex_lock(&p->mu);
+        p->nworkers = n;
+        pthread_mutex_unlock(&p->mu);
+    }
+    return r;
+}
+
 int mproc_pool_worker_pids(mproc_pool *p, pid_t *pids, int cap)
 {
     if (!mproc__pool_valid(p) || (cap > 0 && !pids) || cap < 0) return -EINVAL;

@@ -56,6 +56,9 @@ typedef struct {
     int alive;
     unsigned next_number;
     uint32_t next_inc;
+    /* Seats [0, target) have a worker (mproc_pool_resize moves it, mu); span: the seats ever
+     * used, whose statistics count (an emptied one keeps its counts). */
+    uint32_t target, span;
     int64_t *deaths; /* ring of death times for the crash-loop limit */
     unsigned ndeaths, dpos;
     uint64_t ok_mark;
@@ -102,6 +105,7 @@ static int spawn(mproc_pool *p, uint32_t i)
     uint32_t inc = ++rt->next_inc & 0xffffff;
     if (inc == 0) inc = rt->next_inc = 1;
     atomic_store(&sh->phase, MPROC__WORKER_STARTING);
+    atomic_store(&sh->leave, 0);
     atomic_store(&sh->current, MPROC__SLOT_NONE);
     atomic_store(&sh->deadline_ns, 0);
     atomic_store(&sh->crash_len, 0);
@@ -320,7 +324,7 @@ static void handle_death(mproc_pool *p, uint32_t i)
     w->quarantined = MPROC__SLOT_NONE;
     fail_running_locked(p, i, &d);
     why_broken_locked(p, i, &d, brk, sizeof brk);
-    bool respawn = !rt->stop_all && !brk[0];
+    bool respawn = !rt->stop_all && !brk[0] && i < rt->target;
     if (respawn && atomic_load(&rt->shm->shutdown))
         respawn = atomic_load(&rt->shm->head) < atomic_load(&rt->shm->tail);
     pthread_cond_broadcast(&p->cv);
@@ -468,6 +472,29 @@ static void *relay(void *arg)
     return NULL;
 }
 
+/* mproc_pool_resize grew the pool: start the workers of the new seats (mu held; dropped while
+ * each starts, as handle_death does). A seat whose worker is still leaving after a shrink gets
+ * its own replacement when it is gone (handle_death). */
+static void grow_locked(mproc_pool *p)
+{
+    local_rt *rt = RT(p);
+    for (uint32_t i = 0; i < rt->target; i++) {
+        if (rt->seats[i].alive || rt->seats[i].proc || rt->stop_all || atomic_load(&p->broken) ||
+            atomic_load(&rt->shm->shutdown))
+            continue;
+        pthread_mutex_unlock(&p->mu);
+        int r = spawn(p, i);
+        pthread_mutex_lock(&p->mu);
+        if (r < 0) {
+            pthread_mutex_unlock(&p->mu);
+            mproc__pool_break(p, "cannot start a worker for mproc_pool_resize");
+            pthread_mutex_lock(&p->mu);
+            kill_all_locked(p, MPROC_EBROKEN);
+            return;
+        }
+    }
+}
+
 static void *supervise(void *arg)
 {
     mproc_pool *p = arg;
@@ -480,6 +507,7 @@ static void *supervise(void *arg)
     for (;;) {
         pthread_mutex_lock(&p->mu);
         if (rt->stop_all) kill_all_locked(p, rt->stop_code);
+        grow_locked(p);
         if (rt->req_exit && rt->alive == 0) {
             rt->sup_exited = true;
             pthread_cond_broadcast(&p->cv);
@@ -519,12 +547,24 @@ static void *supervise(void *arg)
 
 static void local_destroy(mproc_pool *p);
 
+/* Seats a pool of n workers gets: room for mproc_pool_resize to grow it to 64, or 4 per CPU. */
+static uint32_t mproc__local_capacity(int n)
+{
+    int cap = 4 * mproc_cpu_count();
+    if (cap < 64) cap = 64;
+    if (cap > MPROC_POOL_MAX_WORKERS) cap = MPROC_POOL_MAX_WORKERS;
+    return (uint32_t)(n > cap ? n : cap);
+}
+
 static int local_start(mproc_pool *p)
 {
     local_rt *rt = calloc(1, sizeof *rt);
     if (!rt) return -ENOMEM;
     p->backend_state = rt;
-    uint32_t n = (uint32_t)p->nworkers;
+    /* Seats for what mproc_pool_resize may grow to: untouched ones cost address space only (the
+     * arena gives large blocks back zeroed by the kernel). */
+    uint32_t n = mproc__local_capacity(p->nworkers);
+    rt->target = rt->span = (uint32_t)p->nworkers;
     rt->seen_head = UINT64_MAX;
     rt->seats = calloc(n, sizeof *rt->seats);
     bool limited = p->opts.max_restarts != MPROC_POOL_NO_RESTART_LIMIT;
@@ -554,11 +594,13 @@ static int local_start(mproc_pool *p)
     rt->shm->ctl_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     rt->shm->thread_mode = p->method == MPROC__START_THREAD;
     p->slot_chunks = rt->shm->chunks;
-    for (uint32_t i = 0; i < n; i++)
+    for (uint32_t i = 0; i < n; i++) {
         rt->seats[i].pidfd = -1;
+        rt->seats[i].quarantined = MPROC__SLOT_NONE; /* seats not started yet too */
+    }
     if (rt->shm->ctl_efd < 0) r = -errno;
     if (!rt->shm->thread_mode) mproc__worker_prepare();
-    for (uint32_t i = 0; r == 0 && i < n; i++)
+    for (uint32_t i = 0; r == 0 && i < rt->target; i++)
         r = spawn(p, i);
     if (r == 0) {
         /* The supervisor never takes signals: they go to the program's threads. The workers it
@@ -729,10 +771,25 @@ static int local_worker_pids(mproc_pool *p, pid_t *pids, int cap)
 static bool local_seat_stats(mproc_pool *p, uint32_t i, mproc__stat_line **line, pid_t *pid)
 {
     local_rt *rt = RT(p);
-    if (i >= rt->shm->nseats) return false;
+    if (i >= rt->span) return false;
     *line = &rt->shm->seats[i].st;
     *pid = rt->seats[i].alive ? rt->seats[i].pid : 0;
     return true;
+}
+
+static int local_resize(mproc_pool *p, int n)
+{
+    local_rt *rt = RT(p);
+    if (n < 1 || (uint32_t)n > rt->shm->nseats) return -EINVAL;
+    pthread_mutex_lock(&p->mu);
+    rt->target = (uint32_t)n;
+    for (uint32_t i = 0; i < rt->shm->nseats; i++)
+        atomic_store(&rt->shm->seats[i].leave, i >= rt->target);
+    if (rt->span < rt->target) rt->span = rt->target;
+    pthread_mutex_unlock(&p->mu);
+    wake_all_workers(rt->shm);   /* sleepers past the target leave */
+    efd_write(rt->shm->ctl_efd); /* the supervisor starts the new seats' workers */
+    return 0;
 }
 
 static void local_destroy(mproc_pool *p)
@@ -760,5 +817,6 @@ const mproc__pool_backend mproc__pool_local_backend = {
     .for_queued = local_for_queued,
     .worker_pids = local_worker_pids,
     .seat_stats = local_seat_stats,
+    .resize = local_resize,
     .destroy = local_destroy,
 };

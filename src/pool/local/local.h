@@ -61,6 +61,7 @@ typedef struct {
      * so the supervisor can take a killed sleeper out of the count. */
     _Atomic uint32_t asleep;
     _Atomic uint32_t sleep_seq; /* the wake_seq it went to sleep on (for check_stuck's count) */
+    _Atomic uint32_t leave;     /* 1: the pool shrank past this seat: retire when idle */
     int32_t init_code;
     _Atomic int64_t deadline_ns; /* hard deadline of the running task, 0: none */
     char init_msg[256];
@@ -74,7 +75,7 @@ typedef struct {
 
 struct mproc__pool_shm {
     uint32_t magic;
-    uint32_t nseats;
+    uint32_t nseats;     /* seats made: what mproc_pool_resize may grow to (local.c) */
     _Atomic uint64_t *q; /* MPROC__LOCAL_QUEUE_CAP entries (mproc__q_entry), by position */
     mproc__slot *chunks[MPROC__SLOT_MAX_CHUNKS];
     int ctl_efd;      /* wakes the supervisor (parent only: workers may not share our fds) */

@@ -230,7 +230,8 @@ static void idle(void)
         mproc__spin sp;
         mproc__spin_start(&sp, now, HARD_SPIN_NS, SPIN_NS);
         for (unsigned i = 0;; i++) {
-            if (queue_nonempty() || atomic_load_explicit(&W->shutdown, memory_order_relaxed)) {
+            if (queue_nonempty() || atomic_load_explicit(&W->shutdown, memory_order_relaxed) ||
+                atomic_load_explicit(&seat->leave, memory_order_relaxed)) {
                 give_up_spinner();
                 return;
             }
@@ -246,7 +247,8 @@ static void idle(void)
     atomic_store(&seat->asleep, 1);
     uint32_t seq = atomic_load(&W->wake_seq);
     atomic_store_explicit(&seat->sleep_seq, seq, memory_order_relaxed);
-    if (!queue_nonempty() && !atomic_load(&W->shutdown)) mproc__sleep(&W->wake_seq, seq, INT64_MAX);
+    if (!queue_nonempty() && !atomic_load(&W->shutdown) && !atomic_load(&seat->leave))
+        mproc__sleep(&W->wake_seq, seq, INT64_MAX);
     atomic_store(&seat->asleep, 0);
     atomic_fetch_sub(&W->sleepers, 1);
 }
@@ -404,6 +406,11 @@ int mproc__worker_main(void *arg)
     atomic_store(&seat->phase, MPROC__WORKER_READY);
     unsigned done = 0, max = W->max_tasks;
     for (;;) {
+        /* The pool shrank past this seat (mproc_pool_resize): leave between two tasks. */
+        if (atomic_load(&seat->leave)) {
+            atomic_store(&seat->phase, MPROC__WORKER_RETIRED);
+            return 0;
+        }
         uint64_t sent;
         uint32_t idx = claim(&sent);
         if (idx != MPROC__SLOT_NONE) {
