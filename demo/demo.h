@@ -38,12 +38,20 @@ typedef struct {
     double seconds;
 } e_result;
 
+/* The verdict "ran in parallel": two workers busy at least this share of the time (pool mode:
+ * utilisation; process mode: a total under this share of the work's sum). */
+#define DEMO_PARALLEL_UTILISATION 0.75
+
 typedef struct {
     const char *mode; /* "process" or "pool" */
     int rc;           /* 0, or what went wrong (an mproc code) */
     dir_result dir;
     e_result e;
     double total_seconds;
+    /* pool mode: the pool's stats over the time both tasks could run (mproc_pool_stats) */
+    bool have_stats;
+    double utilisation, busy_seconds, wall_seconds;
+    int workers;
 } mode_result;
 
 typedef struct {

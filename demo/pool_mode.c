@@ -63,6 +63,15 @@ int run_pool_mode(const demo_opts *o, dir_progress *pg, FILE *status, bool tty, 
         goto done;
     }
 
+    /* The stats count from the moment both tasks run (or the directory task is done already):
+     * the workers' start-up is not what the verdict is about. */
+    double until = demo_now() + 5.0;
+    mproc_pool_stat st;
+    while (mproc_pool_stats(pool, &st) == 0 && st.running < 2 && !mproc_future_done(fdir) &&
+           demo_now() < until)
+        mproc_future_wait(fdir, 0.0002);
+    mproc_pool_stats_reset(pool);
+
     double tick = tty && o->interval > 0.1 ? 0.1 : o->interval;
     size_t len = 0;
     while ((rc = mproc_future_get(fdir, &out->dir, sizeof out->dir, &len, tick)) == -ETIMEDOUT)
@@ -74,6 +83,13 @@ int run_pool_mode(const demo_opts *o, dir_progress *pg, FILE *status, bool tty, 
     int erc = mproc_future_get(fe, &out->e, sizeof out->e, &len, 30.0);
     if (erc < 0) log_failure(fe, "e", erc);
     if (rc == 0) rc = erc;
+    if (mproc_pool_stats(pool, &st) == 0) {
+        out->have_stats = true;
+        out->utilisation = st.utilisation;
+        out->busy_seconds = st.busy_seconds;
+        out->wall_seconds = st.wall_seconds;
+        out->workers = st.workers;
+    }
 done:
     if (stop) mproc_event_set(stop); /* whatever failed, the e task must be able to end */
     mproc_future_free(fdir);

@@ -26,10 +26,19 @@ void report_text(FILE *out, const mode_result *r, const char *log_path)
     }
     fprintf(out, "  e = %.15f (%llu iterations in %.2f s)\n", r->e.e,
             (unsigned long long)r->e.iterations, r->e.seconds);
-    /* The e worker ran the whole time the directory was hashed: parallel work shows as a total
-     * near the longer of the two, not their sum. */
-    fprintf(out, "  total %.2f s for %.2f s of work: the two workers ran in parallel\n",
-            r->total_seconds, d->seconds + r->e.seconds);
+    /* The e worker runs the whole time the directory is hashed: parallel work shows as a total
+     * near the longer of the two, not their sum; in pool mode the pool's stats say it. */
+    double work = d->seconds + r->e.seconds;
+    bool parallel;
+    if (r->have_stats) {
+        parallel = r->utilisation >= DEMO_PARALLEL_UTILISATION;
+        fprintf(out, "  pool: %d workers busy %.2f s of %d x %.2f s: utilisation %.0f %%\n",
+                r->workers, r->busy_seconds, r->workers, r->wall_seconds, 100 * r->utilisation);
+    } else {
+        parallel = r->total_seconds < DEMO_PARALLEL_UTILISATION * work;
+    }
+    fprintf(out, "  total %.2f s for %.2f s of work: the two workers %s\n", r->total_seconds, work,
+            parallel ? "ran in parallel" : "did not run in parallel");
 }
 
 static void json_string(FILE *out, const char *s)
@@ -71,10 +80,15 @@ void report_json(FILE *out, const demo_opts *o, const char *start, const mode_re
                 ",\"files_found\":%llu,\"files\":%llu,\"bytes\":%llu,\"skipped\":%llu,"
                 "\"sha256\":\"%s\","
                 "\"dir_seconds\":%.6f,\"e\":%.17g,\"e_iterations\":%llu,\"e_seconds\":%.6f,"
-                "\"total_seconds\":%.6f}",
+                "\"total_seconds\":%.6f",
                 (unsigned long long)d->found, (unsigned long long)d->files,
                 (unsigned long long)d->bytes, (unsigned long long)d->skipped, d->sha256, d->seconds,
                 r->e.e, (unsigned long long)r->e.iterations, r->e.seconds, r->total_seconds);
+        /* pool mode: the pool's stats over the time both tasks could run */
+        if (r->have_stats)
+            fprintf(out, ",\"utilisation\":%.4f,\"busy_seconds\":%.6f", r->utilisation,
+                    r->busy_seconds);
+        fputc('}', out);
     }
     fprintf(out, "],\"total_seconds\":%.6f,\"log_file\":", total);
     if (log_path)

@@ -79,6 +79,13 @@ int mproc_cpu_count(void);
 /* Physical cores among the CPUs this process may use (hwloc). Always >= 1. */
 int mproc_physical_cores(void);
 
+/* Where a pool puts its workers (mproc_pool_opts.placement; docs/pool.md, "Placement"). */
+typedef enum {
+    MPROC_PLACE_NONE = 0, /* the scheduler decides (within opts.cpus, if given) */
+    MPROC_PLACE_CORES,    /* one worker per physical core, pinned to that core's CPUs */
+    MPROC_PLACE_CPUS,     /* one worker per logical CPU, pinned to it */
+} mproc_placement;
+
 /* "MainProcess", or the name of this process as given when the library started it. */
 const char *mproc_current_name(void);
 

@@ -70,6 +70,10 @@ typedef struct {
     void *initarg;
     size_t initarg_size;
     unsigned max_tasks_per_child; /* 0: unlimited; else a worker is replaced after N tasks */
+    /* 0: none; else a worker whose resident set passed this many bytes after a task is replaced
+     * before its next one (a leak guard, billiard's max_memory_per_child). Costs one read of
+     * /proc/self/statm per task; ignored by thread pools (their RSS is the whole process's). */
+    size_t max_memory_per_child;
     double task_timeout;   /* hard limit per task, from its start: it fails with MPROC_ETIMELIMIT,
                               its worker is killed and replaced; 0: none (as are infinity and
                               > 1e9 s); negative or NaN: -EINVAL */
@@ -86,6 +90,19 @@ typedef struct {
                                  when the helper was forked: docs/start-methods.md), "thread" (a
                                  thread pool: no crash isolation; hard time limits become cancel
                                  requests). Env MPROC_START wins. */
+    /* Where the workers run (docs/pool.md, "Placement"). MPROC_PLACE_CORES: one worker per
+     * physical core (hwloc), pinned to that core's CPUs, its SMT siblings left to the rest of
+     * the system; MPROC_PLACE_CPUS: one per logical CPU, pinned to it; with either, workers = 0
+     * means one per core / CPU, and more workers than that go round the cores / CPUs again.
+     * Only the CPUs this process may use count (its affinity mask, and through it the cgroup's
+     * cpuset). A replacement worker takes the seat, and the CPUs, of the one it replaces.
+     * Another value: -EINVAL. */
+    mproc_placement placement;
+    /* A CPU list, "0-3,8": the workers are confined to these CPUs (with a placement: the cores or
+     * CPUs among them; without: all workers share them, workers = 0 meaning one per CPU).
+     * NULL: every CPU this process may use. -EINVAL for a malformed list or a CPU this process
+     * may not use. */
+    const char *cpus;
 } mproc_pool_opts;
 
 /* -EINVAL (a number out of its limits, bad name, initarg_size without initarg), -ENOTSUP
@@ -94,8 +111,67 @@ typedef struct {
 int mproc_pool_new(mproc_pool **out, const mproc_pool_opts *opts);
 /* Number of workers the pool keeps running. */
 int mproc_pool_size(mproc_pool *p);
+/* Keep n workers from now on: new ones start at once (on the next seats, with their placement);
+ * when shrinking, the workers past n finish the task they run and leave (queued tasks go to the
+ * others). Returns without waiting for either. n from 1 to the pool's room: 64, 4 per CPU, or
+ * its starting size, whichever is most (-EINVAL past it); MPROC_ECLOSED once closed,
+ * MPROC_EBROKEN. mproc_pool_size then says n. */
+int mproc_pool_resize(mproc_pool *p, int n);
 /* Pids of the live workers (for tests and monitoring): fills up to cap, returns how many live. */
 int mproc_pool_worker_pids(mproc_pool *p, pid_t *pids, int cap);
+
+/* ---- Statistics (docs/pool.md, "Reading the stats") ------------------------------------- */
+
+/* What the pool did since it started or since the last mproc_pool_stats_reset. A task is one
+ * submit, or one chunk of a map or an imap. Counts are exact once the pool is quiet; while tasks
+ * run, each count is a moment's value (a task finishing meanwhile may show in one and not yet in
+ * another). */
+typedef struct {
+    size_t submitted; /* tasks submitted */
+    size_t queued;    /* now: waiting for a worker (not reset) */
+    size_t running;   /* now: running on a worker (not reset) */
+    size_t done;      /* succeeded */
+    size_t failed;    /* failed: the task's own error, a crash of its worker (MPROC_EWORKERLOST),
+                         a hard time limit, a broken pool */
+    size_t cancelled; /* ended with MPROC_ECANCELLED: cancelled before they ran, by terminate,
+                         or tasks that stopped on a cancel request and said so */
+    size_t worker_deaths; /* workers that died (crash, kill, time limit), not those retired by
+                             max_tasks_per_child or shut down */
+    int workers;          /* workers the pool keeps */
+    double wall_seconds;  /* since the pool started or the reset */
+    double busy_seconds;  /* time the workers spent in tasks (running ones count so far) */
+    double utilisation;   /* busy / (workers * wall), 0..1 */
+    /* Dispatch latency: from submit to a worker starting the task, seconds (a task that waits
+     * behind others waits for them too). Mean, median and 99th percentile of the tasks started,
+     * p50/p99 to within 19 % (log-scale histograms). */
+    double dispatch_mean, dispatch_p50, dispatch_p99;
+    /* The part of the dispatch latency the task's worker was free: from submit, or from the end
+     * of the worker's previous task if that was later, to the start. What each task costs to
+     * hand over (wake-up, queue), without the waiting behind other tasks. */
+    double overhead_mean;
+    /* Run time of the tasks that ended (on their worker, from start to end), seconds. */
+    double run_mean, run_p50, run_p99;
+} mproc_pool_stat;
+
+/* One worker seat (a replacement takes over the seat of the worker it replaces). */
+typedef struct {
+    pid_t pid;           /* the worker in the seat now, 0: none */
+    size_t tasks;        /* tasks started in the seat */
+    size_t done, failed; /* of those, succeeded / failed or cancelled (deaths included) */
+    double busy_seconds;
+    double utilisation; /* busy / wall */
+} mproc_pool_worker_stat;
+
+/* 0 and *out filled; -EINVAL (NULL). Costs a few microseconds per worker: call it when a
+ * status line or a report wants it, not per task. */
+int mproc_pool_stats(mproc_pool *p, mproc_pool_stat *out);
+/* Fills out[0..cap) with the seats in order and returns how many seats the pool has used (its
+ * largest size so far: after mproc_pool_resize shrank it, the emptied seats keep their counts
+ * and have pid 0), or -EINVAL. */
+int mproc_pool_worker_stats(mproc_pool *p, mproc_pool_worker_stat *out, int cap);
+/* Start counting afresh: the counts, times and histograms read from now on (queued and running
+ * stay what they are). 0 or -EINVAL, -ENOMEM. */
+int mproc_pool_stats_reset(mproc_pool *p);
 
 /* Per-task options (submit_opts). Both limits count from the moment a worker starts the task. */
 typedef struct {
@@ -142,6 +218,13 @@ typedef struct {
      * SIZE_MAX when no item is to blame (success, -EINVAL, -EINTR, ...). */
     mproc_error *error;
     size_t *failed_index;
+    /* Called in the caller's thread while the map runs, with how many items are done (those of
+     * the chunks that have ended) and n: at most every progress_interval seconds while the
+     * count moves, and once at the end (with n after a success). The count never goes down.
+     * Signals stay blocked while it runs (a handler runs once the map returns). */
+    void (*progress)(size_t done, size_t total, void *arg);
+    void *progress_arg;
+    double progress_interval; /* 0: 0.1 s; negative or NaN: -EINVAL */
 } mproc_map_opts;
 /* out[i] = fn(in[i]) for i < n. in/out may be any memory: items are staged through the arena
  * (no copy when both already lie in the arena). n == 0 returns 0 at once. Returns 0, the first

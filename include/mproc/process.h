@@ -42,9 +42,12 @@ typedef struct {
                                * with "forkserver" when arg is not in the arena */
     const char *start_method; /* NULL: the library's ("fork"); "forkserver", "thread". The
                                * environment variable MPROC_START overrides it. */
+    const char *cpus; /* a CPU list ("0-3,8"): the child runs only on these CPUs (set before its
+                       * body runs); NULL: where its parent may. A malformed list, or a CPU this
+                       * process may not use: -EINVAL */
 } mproc_process_opts;
 
-/* -EINVAL: opts or opts->run is NULL, or the name is too long. */
+/* -EINVAL: opts or opts->run is NULL, the name is too long, or a bad cpus list. */
 int mproc_process_new(mproc_process **out, const mproc_process_opts *opts);
 /* Start once: a second start returns -EINVAL. -EAGAIN/-ENOMEM when fork fails. */
 int mproc_process_start(mproc_process *p);

@@ -138,3 +138,108 @@ int mproc_physical_cores(void)
     __atomic_store_n(&cached, n, __ATOMIC_RELAXED);
     return n;
 }
+
+int mproc__cpu_list_parse(const char *list, cpu_set_t *out)
+{
+    CPU_ZERO(out);
+    if (!list || !*list) return -EINVAL;
+    const char *s = list;
+    for (;;) {
+        char *end;
+        if (*s < '0' || *s > '9') return -EINVAL;
+        unsigned long lo = strtoul(s, &end, 10), hi = lo;
+        s = end;
+        if (*s == '-') {
+            s++;
+            if (*s < '0' || *s > '9') return -EINVAL;
+            hi = strtoul(s, &end, 10);
+            s = end;
+        }
+        if (hi < lo || hi >= CPU_SETSIZE) return -EINVAL;
+        for (unsigned long c = lo; c <= hi; c++)
+            CPU_SET((int)c, out);
+        if (*s == '\0') return 0;
+        if (*s++ != ',') return -EINVAL;
+    }
+}
+
+/* Append `set` to the array (grown by doubling). */
+static int push_set(cpu_set_t **sets, int *n, int *cap, const cpu_set_t *set)
+{
+    if (*n == *cap) {
+        int c = *cap ? *cap * 2 : 16;
+        cpu_set_t *g = realloc(*sets, (size_t)c * sizeof *g);
+        if (!g) return -ENOMEM;
+        *sets = g;
+        *cap = c;
+    }
+    (*sets)[(*n)++] = *set;
+    return 0;
+}
+
+/* One set per physical core: its CPUs among `allowed`. hwloc's view is the whole machine's
+ * (disallowed CPUs included or not, by version): narrowing each core to `allowed` gives the
+ * same answer either way. */
+static int core_sets(const cpu_set_t *allowed, cpu_set_t **sets, int *n, int *cap)
+{
+    hwloc_topology_t topo;
+    if (hwloc_topology_init(&topo) != 0) return -ENOMEM;
+    int r = 0;
+    if (hwloc_topology_load(topo) == 0) {
+        int cores = hwloc_get_nbobjs_by_type(topo, HWLOC_OBJ_CORE);
+        for (int i = 0; r == 0 && i < cores; i++) {
+            hwloc_obj_t core = hwloc_get_obj_by_type(topo, HWLOC_OBJ_CORE, (unsigned)i);
+            if (!core || !core->cpuset) continue;
+            cpu_set_t set;
+            CPU_ZERO(&set);
+            int id;
+            hwloc_bitmap_foreach_begin(id, core->cpuset)
+            {
+                if (id < CPU_SETSIZE && CPU_ISSET(id, allowed)) CPU_SET(id, &set);
+            }
+            hwloc_bitmap_foreach_end();
+            if (CPU_COUNT(&set) > 0) r = push_set(sets, n, cap, &set);
+        }
+    }
+    hwloc_topology_destroy(topo);
+    return r;
+}
+
+int mproc__cpu_placement(int placement, const char *list, cpu_set_t **sets)
+{
+    *sets = NULL;
+    if (placement < 0 || placement > 2) return -EINVAL;
+    cpu_set_t allowed, want;
+    if (sched_getaffinity(0, sizeof allowed, &allowed) != 0) return -errno;
+    if (list) {
+        int r = mproc__cpu_list_parse(list, &want);
+        if (r < 0) return r;
+        cpu_set_t outside;
+        CPU_XOR(&outside, &want, &allowed);
+        CPU_AND(&outside, &outside, &want);
+        if (CPU_COUNT(&outside) > 0) return -EINVAL; /* never pin outside what we may use */
+        allowed = want;
+    }
+    int n = 0, cap = 0, r = 0;
+    if (placement == 0) {
+        r = push_set(sets, &n, &cap, &allowed);
+    } else if (placement == 2) {
+        for (int c = 0; r == 0 && c < CPU_SETSIZE; c++) {
+            if (!CPU_ISSET(c, &allowed)) continue;
+            cpu_set_t one;
+            CPU_ZERO(&one);
+            CPU_SET(c, &one);
+            r = push_set(sets, &n, &cap, &one);
+        }
+    } else {
+        r = core_sets(&allowed, sets, &n, &cap);
+        /* No topology: each CPU is its own core. */
+        if (r == 0 && n == 0) return mproc__cpu_placement(2, list, sets);
+    }
+    if (r < 0) {
+        free(*sets);
+        *sets = NULL;
+        return r;
+    }
+    return n;
+}

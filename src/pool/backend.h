@@ -5,6 +5,7 @@
 #ifndef MPROC_POOL_BACKEND_H
 #define MPROC_POOL_BACKEND_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -32,6 +33,12 @@ struct mproc__pool_backend {
     void (*for_queued)(mproc_pool *p, void (*fn)(mproc_pool *, uint32_t idx, void *), void *arg);
     /* Live worker pids. */
     int (*worker_pids)(mproc_pool *p, pid_t *pids, int cap);
+    /* Seat i's statistics line and the pid of its worker (0: none); false when i is past the
+     * last seat (pool->mu held). */
+    bool (*seat_stats)(mproc_pool *p, uint32_t i, mproc__stat_line **line, pid_t *pid);
+    /* Keep n workers from now on (pool open, mu not held): start the missing ones, and those
+     * past n leave once idle. -EINVAL when n is past what the backend can hold. */
+    int (*resize)(mproc_pool *p, int n);
     /* Release everything (workers already gone). */
     void (*destroy)(mproc_pool *p);
 };

@@ -14,6 +14,7 @@
 
 #include "arena/arena.h"
 #include "platform/interrupt.h"
+#include "pool/advice.h"
 #include "pool/backend.h"
 #include "pool/pointers.h"
 #include "pool/task.h"
@@ -128,6 +129,11 @@ typedef struct {
     mproc_error *err;     /* opts.error */
     size_t *failed_index; /* opts.failed_index */
     bool err_filled;
+    /* opts.progress */
+    void (*progress)(size_t done, size_t total, void *arg);
+    void *progress_arg;
+    int64_t progress_every, progress_next; /* ns */
+    size_t progress_shown;
 } map_call;
 
 static void chunk_span(const map_call *m, size_t c, size_t *first, size_t *count)
@@ -223,13 +229,57 @@ static void report_chunk(map_call *m, size_t c)
     m->err->message[(size_t)n + len] = '\0';
 }
 
+/* Items done: the chunks before `from` (collected in order), and those after that have ended
+ * successfully. */
+static size_t items_done(const map_call *m, size_t from)
+{
+    size_t done = from * m->cs;
+    for (size_t c = from; c < m->queued; c++) {
+        mproc__slot *s = mproc__slot_at(m->p->slot_chunks, m->fs[c]->idx);
+        if (mproc__slot_done(s) && mproc__slot_code(s) == 0) {
+            size_t first, count;
+            chunk_span(m, c, &first, &count);
+            done += count;
+        }
+    }
+    return done < m->n ? done : m->n;
+}
+
+/* opts.progress while collecting from chunk c: when its interval has passed and the count
+ * moved (or at the end, always once). */
+static void show_progress(map_call *m, size_t c, bool end, bool all)
+{
+    if (!m->progress) return;
+    int64_t now = mproc__now_ns();
+    if (!end && now < m->progress_next) return;
+    size_t done = all ? m->n : items_done(m, c);
+    if (done < m->progress_shown)
+        done = m->progress_shown; /* a chunk failed after it was counted */
+    if (!end && done == m->progress_shown) return;
+    m->progress_shown = done;
+    m->progress_next = now > INT64_MAX - m->progress_every ? INT64_MAX : now + m->progress_every;
+    m->progress(done, m->n, m->progress_arg);
+}
+
+/* Wait for chunk c's record: in steps of the progress interval when there is one. */
+static int wait_chunk(map_call *m, const mproc__intr *intr, size_t c)
+{
+    mproc__slot *s = mproc__slot_at(m->p->slot_chunks, m->fs[c]->idx);
+    for (;;) {
+        int r = mproc__intr_wait(intr, wait_slot, s, m->progress ? m->progress_next : INT64_MAX);
+        if (r != -ETIMEDOUT || !m->progress) return r;
+        show_progress(m, c, false, false);
+    }
+}
+
 /* Wait for the queued chunks in order and copy their results out; the map's outcome, given the
  * outcome of dispatching it. */
 static int collect(map_call *m, const mproc__intr *intr, int first_err)
 {
     for (size_t c = 0; c < m->queued; c++) {
         mproc__slot *s = mproc__slot_at(m->p->slot_chunks, m->fs[c]->idx);
-        int r = mproc__intr_wait(intr, wait_slot, s, INT64_MAX);
+        int r = wait_chunk(m, intr, c);
+        show_progress(m, c, false, false);
         if (r == -EINTR) {
             abandon(m->fs, c, m->queued);
             return -EINTR;
@@ -272,6 +322,15 @@ static int map_run(map_call *m, mproc_map_fn fn, const mproc_map_opts *opts)
     if (n && (m->in_size > SIZE_MAX / n || m->out_size > SIZE_MAX / n)) return -EINVAL;
     void *arg = opts ? opts->arg : NULL;
     m->arg_size = opts ? opts->arg_size : 0;
+    if (opts && opts->progress) {
+        int64_t every = 0;
+        if (opts->progress_interval < 0 || mproc__timeout_check(opts->progress_interval))
+            return -EINVAL;
+        if (opts->progress_interval > 0) mproc__timeout_ns(opts->progress_interval, &every);
+        m->progress = opts->progress;
+        m->progress_arg = opts->progress_arg;
+        m->progress_every = every ? every : 100000000;
+    }
     if (m->arg_size && (!arg || m->arg_size > SIZE_MAX / 4)) return -EINVAL;
     if (arg && !m->arg_size && p->ptrs) {
         char msg[MPROC_ERROR_MSG_MAX];
@@ -289,9 +348,14 @@ static int map_run(map_call *m, mproc_map_fn fn, const mproc_map_opts *opts)
     m->nchunks = (n + m->cs - 1) / m->cs;
     r = stage_in(m, fn, arg);
     if (r < 0) return r;
+    mproc__map_watch watch;
+    mproc__map_watch_begin(p, &watch);
     mproc__intr intr;
     mproc__intr_block(&intr);
+    int64_t t0 = mproc__now_ns();
+    m->progress_next = t0 > INT64_MAX - m->progress_every ? INT64_MAX : t0 + m->progress_every;
     r = collect(m, &intr, dispatch(m));
+    show_progress(m, 0, true, r == 0);
     for (size_t c = 0; c < m->queued; c++)
         mproc_future_free(m->fs[c]);
     free(m->fs);
@@ -300,6 +364,8 @@ static int map_run(map_call *m, mproc_map_fn fn, const mproc_map_opts *opts)
     pthread_mutex_lock(&p->mu);
     mproc__stage_unref(p, m->st);
     pthread_mutex_unlock(&p->mu);
+    mproc__map_watch_end(p, &watch, m->queued, r);
+    mproc__advise_overhead(p);
     return r;
 }
 

@@ -11,9 +11,12 @@
 #include "arena/arena.h"
 #include "process/process.h"
 #include "process/start_method.h"
+#include "pool/advice.h"
 #include "pool/backend.h"
 #include "pool/future.h"
 #include "pool/pointers.h"
+#include "platform/cpu.h"
+#include "platform/ticks.h"
 
 /* Every pool of this process, so that exit, mproc_shutdown() and a child's end stop them (no
  * worker replaced, every worker reaped by its supervisor) before the process layer ends the
@@ -112,9 +115,17 @@ int mproc_pool_new(mproc_pool **out, const mproc_pool_opts *opts)
     mproc__start_method method;
     int r = mproc__start_method_for(o.start_method, &method);
     if (r < 0) return r;
+    cpu_set_t *sets;
+    int nsets = mproc__cpu_placement((int)o.placement, o.cpus, &sets);
+    if (nsets < 0) return nsets;
     static const char *const method_names[] = {"fork", "forkserver", "thread"};
     mproc_pool *p = calloc(1, sizeof *p);
-    if (!p) return -ENOMEM;
+    if (!p) {
+        free(sets);
+        return -ENOMEM;
+    }
+    p->cpu_sets = sets;
+    p->ncpu_sets = nsets;
     p->magic = MPROC__POOL_MAGIC;
     p->owner = getpid();
     pthread_mutex_init(&p->mu, NULL);
@@ -126,21 +137,30 @@ int mproc_pool_new(mproc_pool **out, const mproc_pool_opts *opts)
     snprintf(p->name, sizeof p->name, "%s", o.name ? o.name : "PoolWorker");
     o.name = p->name;
     o.backend = backend->name;
-    p->nworkers = o.workers ? o.workers : mproc_cpu_count();
+    /* workers = 0: one per core or CPU placed on; confined to a list, one per CPU in it. */
+    p->nworkers = o.workers                         ? o.workers
+                  : o.placement != MPROC_PLACE_NONE ? nsets
+                  : o.cpus                          ? CPU_COUNT(&sets[0])
+                                                    : mproc_cpu_count();
+    if (p->nworkers > MPROC_POOL_MAX_WORKERS) p->nworkers = MPROC_POOL_MAX_WORKERS;
     if (!o.max_restarts) o.max_restarts = (unsigned)(p->nworkers * 2 > 8 ? p->nworkers * 2 : 8);
     if (o.max_restarts > MPROC_POOL_MAX_RESTARTS) o.max_restarts = MPROC_POOL_NO_RESTART_LIMIT;
     if (o.restart_window == 0) o.restart_window = 10.0;
     p->opts = o;
+    p->opts.cpus = NULL; /* the caller's string need not outlive this call: cpu_sets has it */
     p->free_head = MPROC__SLOT_NONE;
     p->backend = backend;
     p->method = (int)method;
     p->method_name = method_names[method];
     o.start_method = p->method_name;
     p->state = MPROC__POOL_OPEN;
+    mproc__ticks_mark();
+    p->stats_since_ns = mproc__now_ns();
     r = copy_initarg(p);
     if (r == 0) r = backend->start(p);
     if (r < 0) {
         mproc__arena_free(p->initarg_copy);
+        free(p->cpu_sets);
         pthread_mutex_destroy(&p->mu);
         pthread_cond_destroy(&p->cv);
         free(p);
@@ -162,6 +182,22 @@ int mproc_pool_new(mproc_pool **out, const mproc_pool_opts *opts)
 int mproc_pool_size(mproc_pool *p)
 {
     return mproc__pool_valid(p) ? p->nworkers : -EINVAL;
+}
+
+int mproc_pool_resize(mproc_pool *p, int n)
+{
+    if (!mproc__pool_valid(p) || n < 1 || n > MPROC_POOL_MAX_WORKERS) return -EINVAL;
+    pthread_mutex_lock(&p->mu);
+    int r = mproc__pool_check_open_locked(p);
+    pthread_mutex_unlock(&p->mu);
+    if (r < 0) return r;
+    r = p->backend->resize(p, n);
+    if (r == 0) {
+        pthread_mutex_lock(&p->mu);
+        p->nworkers = n;
+        pthread_mutex_unlock(&p->mu);
+    }
+    return r;
 }
 
 int mproc_pool_worker_pids(mproc_pool *p, pid_t *pids, int cap)
@@ -216,6 +252,7 @@ int mproc_pool_close(mproc_pool *p)
     if (was_open) p->state = MPROC__POOL_CLOSED;
     pthread_mutex_unlock(&p->mu);
     if (was_open) p->backend->close(p);
+    if (was_open) mproc__advise_overhead(p);
     return 0;
 }
 

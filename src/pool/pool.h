@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -12,6 +13,7 @@
 
 #include "mproc/pool.h"
 #include "pool/slots.h"
+#include "pool/stats.h"
 
 #define MPROC__POOL_MAGIC 0x706f6f6cU   /* "pool" */
 #define MPROC__FUTURE_MAGIC 0x66757475U /* "futu" */
@@ -84,6 +86,18 @@ struct mproc_pool {
     void *initarg_copy;               /* arena copy of opts.initarg (opts.initarg_size > 0) */
     struct mproc__ptr_snapshot *ptrs; /* MPROC_CHECK_POINTERS: what workers have (pointers.c) */
     mproc_pool *next_pool;            /* all pools of this process, for exit */
+
+    /* Statistics (stats.h): the parent's counts (mu), and what the last reset saw. */
+    mproc__pool_counts counts;
+    struct mproc__stats_base *stats_base; /* NULL: nothing reset, count from zero */
+    int64_t stats_since_ns;               /* wall clock start: the pool's start or the reset */
+
+    /* Placement: seat i runs on cpu_sets[i % ncpu_sets]; none (NULL) when not placed. */
+    cpu_set_t *cpu_sets;
+    int ncpu_sets;
+
+    /* Advice lines already logged (advice.c; mu) */
+    bool advised_overhead, advised_parallel;
 };
 
 static inline mproc_future *mproc__future_at(mproc_pool *p, uint32_t idx)

@@ -175,6 +175,12 @@ bool mproc__slot_fail(mproc_pool *p, uint32_t idx, uint32_t expect, int code, in
         if (atomic_compare_exchange_weak(&s->state, &st, MPROC__SLOT_DONE_OUTSIDE_ERROR)) break;
     }
     if (st & MPROC__SLOT_WAITER) mproc__futex_wake(&s->state, INT32_MAX);
+    /* Statistics (stats.h): the workers count what they complete, we count this. */
+    if (code == MPROC_ECANCELLED)
+        p->counts.cancelled++;
+    else
+        p->counts.failed++;
+    if (MPROC__SLOT_KIND(expect) == MPROC__SLOT_QUEUED) p->counts.unstarted++;
     mproc_future *f = mproc__future_at(p, idx);
     if (f->flags & MPROC__FUTURE_WATCHED) p->backend->notify(p);
     return true;
@@ -248,6 +254,7 @@ int mproc__pool_submit_locked(mproc_pool *p, mproc_task_fn fn, const void *arg, 
         mproc__pool_release_locked(p, f);
         return r;
     }
+    p->counts.submitted++;
     *out = f;
     return 0;
 }
@@ -342,6 +349,8 @@ void mproc__pool_destroy(mproc_pool *p)
     }
     mproc__arena_free(p->initarg_copy);
     mproc__ptr_snapshot_free(p->ptrs);
+    free(p->stats_base);
+    free(p->cpu_sets);
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->cv);
     p->magic = 0;

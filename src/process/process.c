@@ -2,6 +2,7 @@
  * How a child is started, reaped and signalled is its start method's (start_method.h); what the
  * child does is child.c's. */
 #include <errno.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +11,7 @@
 #include <unistd.h>
 
 #include "arena/arena.h"
+#include "platform/cpu.h"
 #include "platform/interrupt.h"
 #include "platform/platform.h"
 #include "process/process.h"
@@ -56,6 +58,7 @@ static void release(mproc_process *p)
     if (p->fd >= 0) close(p->fd);
     if (p->ops->release) p->ops->release(p);
     mproc__arena_free(p->arg_copy);
+    mproc__arena_free(p->pin);
     p->magic = 0;
     free(p);
 }
@@ -68,6 +71,8 @@ static void mark_ended(mproc_process *p, int code)
     /* The child has ended, so nobody reads its copy of the argument any more. */
     mproc__arena_free(p->arg_copy);
     p->arg_copy = NULL;
+    mproc__arena_free(p->pin);
+    p->pin = NULL;
 }
 
 /* Collect the exit status if the process has ended. Called with reg_mu held. */
@@ -198,6 +203,40 @@ void mproc__child_setup(mproc_process *p, pid_t parent)
     mproc__set_identity(p->name, p->identity, parent);
 }
 
+/* opts.cpus: the child's body runs through this, which first confines it to its CPUs. In the
+ * arena, so a forkserver child reads it too. */
+typedef struct {
+    cpu_set_t cpus;
+    mproc_run_fn run;
+    void *arg;
+} pinned_body;
+
+static int run_pinned(void *arg)
+{
+    pinned_body *b = arg;
+    if (sched_setaffinity(0, sizeof b->cpus, &b->cpus) != 0) return 127;
+    return b->run(b->arg);
+}
+
+static int make_pin(mproc_process *p, const char *cpus)
+{
+    cpu_set_t *set;
+    int r = mproc__cpu_placement(0, cpus, &set);
+    if (r < 0) return r;
+    pinned_body *b;
+    r = mproc__arena_alloc(&p->pin, sizeof *b);
+    if (r == 0) {
+        b = p->pin;
+        b->cpus = set[0];
+        b->run = p->run;
+        b->arg = p->arg;
+        p->run = run_pinned;
+        p->arg = b;
+    }
+    free(set);
+    return r;
+}
+
 int mproc_process_new(mproc_process **out, const mproc_process_opts *opts)
 {
     if (!out) return -EINVAL;
@@ -222,6 +261,11 @@ int mproc_process_new(mproc_process **out, const mproc_process_opts *opts)
     p->ops = mproc__start_ops_of(method);
     p->run = opts->run;
     p->arg = p->arg_copy ? p->arg_copy : opts->arg;
+    if (opts->cpus && (r = make_pin(p, opts->cpus)) < 0) {
+        mproc__arena_free(p->arg_copy);
+        free(p);
+        return r;
+    }
     p->daemon = opts->daemon;
     p->fd = -1;
     p->number = __atomic_add_fetch(thread_self ? &thread_self->children_made : &child_counter, 1,
@@ -269,6 +313,10 @@ int mproc_process_start(mproc_process *p)
 int mproc_process_run(mproc_process *p)
 {
     if (!valid(p)) return -EINVAL;
+    if (p->pin) { /* here, in the caller: without pinning it */
+        pinned_body *b = p->pin;
+        return b->run(b->arg);
+    }
     return p->run(p->arg);
 }
 

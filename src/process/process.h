@@ -26,6 +26,7 @@ struct mproc_process {
     mproc_run_fn run;
     void *arg;
     void *arg_copy;  /* arena copy of arg when opts.arg_size was given; freed once it has ended */
+    void *pin;       /* opts.cpus: arena block the child pins itself with (run and arg are its) */
     pid_t pid;       /* the process, or in thread mode the thread's kernel id */
     pid_t owner;     /* the process that started it: only it may wait for it */
     int fd;          /* pidfd (fork, forkserver) or eventfd (thread): readable once it has ended */

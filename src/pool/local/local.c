@@ -57,6 +57,9 @@ typedef struct {
     int alive;
     unsigned next_number;
     uint32_t next_inc;
+    /* Seats [0, target) have a worker (mproc_pool_resize moves it, mu); span: the seats ever
+     * used, whose statistics count (an emptied one keeps its counts). */
+    uint32_t target, span;
     int64_t *deaths; /* ring of death times for the crash-loop limit */
     unsigned ndeaths, dpos;
     uint64_t ok_mark;
@@ -103,10 +106,21 @@ static int spawn(mproc_pool *p, uint32_t i)
     uint32_t inc = ++rt->next_inc & 0xffffff;
     if (inc == 0) inc = rt->next_inc = 1;
     atomic_store(&sh->phase, MPROC__WORKER_STARTING);
+    atomic_store(&sh->leave, 0);
     atomic_store(&sh->current, MPROC__SLOT_NONE);
     atomic_store(&sh->deadline_ns, 0);
     atomic_store(&sh->crash_len, 0);
+    /* The worker before died in a task: it was busy until then (stats.h: we write the line only
+     * while no worker is in the seat). */
+    uint64_t began = atomic_load_explicit(&sh->st.cur_start, memory_order_relaxed);
+    if (began) {
+        mproc__stat_add(&sh->st.busy, mproc__ticks() - began);
+        atomic_store_explicit(&sh->st.cur_start, 0, memory_order_relaxed);
+    }
     sh->crash_sig = 0;
+    /* The seat's CPUs: a replacement runs where the worker it replaces ran. */
+    sh->pinned = p->ncpu_sets > 0;
+    if (sh->pinned) sh->cpus = p->cpu_sets[i % (uint32_t)p->ncpu_sets];
     sh->init_code = 0;
     sh->init_msg[0] = '\0';
     atomic_store(&sh->inc, inc);
@@ -143,7 +157,7 @@ static uint64_t total_ok(local_rt *rt)
 {
     uint64_t n = 0;
     for (uint32_t i = 0; i < rt->shm->nseats; i++)
-        n += atomic_load(&rt->shm->seats[i].ok);
+        n += atomic_load(&rt->shm->seats[i].st.ok);
     return n;
 }
 
@@ -306,11 +320,12 @@ static void handle_death(mproc_pool *p, uint32_t i)
     pthread_mutex_lock(&p->mu);
     w->alive = false;
     rt->alive--;
+    if (!d.normal && w->kill_reason != KILL_STOP) p->counts.deaths++;
     if (w->kill_reason == KILL_TIMEOUT) unquarantine_locked(p, w->quarantined);
     w->quarantined = MPROC__SLOT_NONE;
     fail_running_locked(p, i, &d);
     why_broken_locked(p, i, &d, brk, sizeof brk);
-    bool respawn = !rt->stop_all && !brk[0];
+    bool respawn = !rt->stop_all && !brk[0] && i < rt->target;
     if (respawn && atomic_load(&rt->shm->shutdown))
         respawn = atomic_load(&rt->shm->head) < atomic_load(&rt->shm->tail);
     pthread_cond_broadcast(&p->cv);
@@ -458,6 +473,29 @@ static void *relay(void *arg)
     return NULL;
 }
 
+/* mproc_pool_resize grew the pool: start the workers of the new seats (mu held; dropped while
+ * each starts, as handle_death does). A seat whose worker is still leaving after a shrink gets
+ * its own replacement when it is gone (handle_death). */
+static void grow_locked(mproc_pool *p)
+{
+    local_rt *rt = RT(p);
+    for (uint32_t i = 0; i < rt->target; i++) {
+        if (rt->seats[i].alive || rt->seats[i].proc || rt->stop_all || atomic_load(&p->broken) ||
+            atomic_load(&rt->shm->shutdown))
+            continue;
+        pthread_mutex_unlock(&p->mu);
+        int r = spawn(p, i);
+        pthread_mutex_lock(&p->mu);
+        if (r < 0) {
+            pthread_mutex_unlock(&p->mu);
+            mproc__pool_break(p, "cannot start a worker for mproc_pool_resize");
+            pthread_mutex_lock(&p->mu);
+            kill_all_locked(p, MPROC_EBROKEN);
+            return;
+        }
+    }
+}
+
 static void *supervise(void *arg)
 {
     mproc_pool *p = arg;
@@ -470,6 +508,7 @@ static void *supervise(void *arg)
     for (;;) {
         pthread_mutex_lock(&p->mu);
         if (rt->stop_all) kill_all_locked(p, rt->stop_code);
+        grow_locked(p);
         if (rt->req_exit && rt->alive == 0) {
             rt->sup_exited = true;
             pthread_cond_broadcast(&p->cv);
@@ -509,12 +548,24 @@ static void *supervise(void *arg)
 
 static void local_destroy(mproc_pool *p);
 
+/* Seats a pool of n workers gets: room for mproc_pool_resize to grow it to 64, or 4 per CPU. */
+static uint32_t mproc__local_capacity(int n)
+{
+    int cap = 4 * mproc_cpu_count();
+    if (cap < 64) cap = 64;
+    if (cap > MPROC_POOL_MAX_WORKERS) cap = MPROC_POOL_MAX_WORKERS;
+    return (uint32_t)(n > cap ? n : cap);
+}
+
 static int local_start(mproc_pool *p)
 {
     local_rt *rt = calloc(1, sizeof *rt);
     if (!rt) return -ENOMEM;
     p->backend_state = rt;
-    uint32_t n = (uint32_t)p->nworkers;
+    /* Seats for what mproc_pool_resize may grow to: untouched ones cost address space only (the
+     * arena gives large blocks back zeroed by the kernel). */
+    uint32_t n = mproc__local_capacity(p->nworkers);
+    rt->target = rt->span = (uint32_t)p->nworkers;
     rt->seen_head = UINT64_MAX;
     rt->seats = calloc(n, sizeof *rt->seats);
     bool limited = p->opts.max_restarts != MPROC_POOL_NO_RESTART_LIMIT;
@@ -524,7 +575,7 @@ static int local_start(mproc_pool *p)
     /* The arena gives 16-byte alignment; the shared block wants cache lines. */
     if (r == 0)
         r = mproc__arena_alloc(&shm, sizeof(mproc__pool_shm) + n * sizeof(mproc__seat) + 64);
-    if (r == 0) r = mproc__arena_alloc(&q, MPROC__LOCAL_QUEUE_CAP * sizeof(uint32_t));
+    if (r == 0) r = mproc__arena_alloc(&q, MPROC__LOCAL_QUEUE_CAP * sizeof(uint64_t));
     if (r < 0) {
         mproc__arena_free(shm);
         free(rt->seats);
@@ -537,17 +588,20 @@ static int local_start(mproc_pool *p)
     rt->shm->q = q;
     rt->shm->nseats = n;
     rt->shm->max_tasks = p->opts.max_tasks_per_child;
+    rt->shm->max_rss = p->opts.max_memory_per_child;
     int64_t limit = 0; /* checked in mproc_pool_new; a huge one means none */
     mproc__timeout_ns(p->opts.task_timeout, &limit);
     rt->shm->pool_timeout_ns = limit == INT64_MAX ? 0 : limit;
     rt->shm->ctl_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     rt->shm->thread_mode = p->method == MPROC__START_THREAD;
     p->slot_chunks = rt->shm->chunks;
-    for (uint32_t i = 0; i < n; i++)
+    for (uint32_t i = 0; i < n; i++) {
         rt->seats[i].pidfd = -1;
+        rt->seats[i].quarantined = MPROC__SLOT_NONE; /* seats not started yet too */
+    }
     if (rt->shm->ctl_efd < 0) r = -errno;
     if (!rt->shm->thread_mode) mproc__worker_prepare();
-    for (uint32_t i = 0; r == 0 && i < n; i++)
+    for (uint32_t i = 0; r == 0 && i < rt->target; i++)
         r = spawn(p, i);
     if (r == 0) {
         /* The supervisor never takes signals: they go to the program's threads. The workers it
@@ -581,9 +635,10 @@ static int local_send(mproc_pool *p, const uint32_t *idx, uint32_t n)
     uint64_t t = atomic_load_explicit(&shm->tail, memory_order_relaxed);
     uint64_t h = atomic_load_explicit(&shm->head, memory_order_acquire);
     if (t + n - h > MPROC__LOCAL_QUEUE_CAP) return -EAGAIN;
+    uint64_t now = mproc__ticks(); /* one stamp for the batch: the dispatch latency's start */
     for (uint32_t j = 0; j < n; j++)
-        atomic_store_explicit(&shm->q[(t + j) & (MPROC__LOCAL_QUEUE_CAP - 1)], idx[j],
-                              memory_order_relaxed);
+        atomic_store_explicit(&shm->q[(t + j) & (MPROC__LOCAL_QUEUE_CAP - 1)],
+                              mproc__q_entry(idx[j], now), memory_order_relaxed);
     atomic_store_explicit(&shm->tail, t + n, memory_order_release);
     /* Dekker with the worker going to sleep (worker.c idle: sleepers++, then a look at
      * head and tail): after this fence either that look sees our records, or the loads below
@@ -708,7 +763,7 @@ static void local_for_queued(mproc_pool *p, void (*fn)(mproc_pool *, uint32_t, v
     mproc__pool_shm *shm = RT(p)->shm;
     uint64_t t = atomic_load(&shm->tail);
     for (uint64_t h = atomic_load(&shm->head); h < t; h++)
-        fn(p, atomic_load(&shm->q[h & (MPROC__LOCAL_QUEUE_CAP - 1)]), arg);
+        fn(p, mproc__q_idx(atomic_load(&shm->q[h & (MPROC__LOCAL_QUEUE_CAP - 1)])), arg);
 }
 
 static int local_worker_pids(mproc_pool *p, pid_t *pids, int cap)
@@ -723,6 +778,30 @@ static int local_worker_pids(mproc_pool *p, pid_t *pids, int cap)
     }
     pthread_mutex_unlock(&p->mu);
     return n;
+}
+
+static bool local_seat_stats(mproc_pool *p, uint32_t i, mproc__stat_line **line, pid_t *pid)
+{
+    local_rt *rt = RT(p);
+    if (i >= rt->span) return false;
+    *line = &rt->shm->seats[i].st;
+    *pid = rt->seats[i].alive ? rt->seats[i].pid : 0;
+    return true;
+}
+
+static int local_resize(mproc_pool *p, int n)
+{
+    local_rt *rt = RT(p);
+    if (n < 1 || (uint32_t)n > rt->shm->nseats) return -EINVAL;
+    pthread_mutex_lock(&p->mu);
+    rt->target = (uint32_t)n;
+    for (uint32_t i = 0; i < rt->shm->nseats; i++)
+        atomic_store(&rt->shm->seats[i].leave, i >= rt->target);
+    if (rt->span < rt->target) rt->span = rt->target;
+    pthread_mutex_unlock(&p->mu);
+    wake_all_workers(rt->shm);   /* sleepers past the target leave */
+    efd_write(rt->shm->ctl_efd); /* the supervisor starts the new seats' workers */
+    return 0;
 }
 
 static void local_destroy(mproc_pool *p)
@@ -749,5 +828,7 @@ const mproc__pool_backend mproc__pool_local_backend = {
     .notify = local_notify,
     .for_queued = local_for_queued,
     .worker_pids = local_worker_pids,
+    .seat_stats = local_seat_stats,
+    .resize = local_resize,
     .destroy = local_destroy,
 };

@@ -5,6 +5,7 @@
 
 #include <stdalign.h>
 
+#include "platform/ticks.h"
 #include "pool/pool.h"
 
 #define MPROC__LOCAL_QUEUE_CAP (1u << 20)
@@ -13,6 +14,35 @@
 #define MPROC__LOCAL_TICK_NS 10000000
 /* Ticks it goes on with after the queue went idle (so a pool between tasks is not woken). */
 #define MPROC__LOCAL_IDLE_TICKS 20
+
+/* A queue entry: the record index (24 bits hold every record: MPROC__SLOT_MAX_CHUNKS chunks of
+ * MPROC__SLOT_CHUNK) and, above it, when it was sent, in units of 2^MPROC__Q_SHIFT ticks modulo
+ * 2^40 (about 20 ns units, wrapping after 6 hours on x86): the worker that takes it counts its
+ * dispatch latency (stats.h) without another line of shared memory per task. */
+#define MPROC__Q_IDX_BITS 24
+#if defined(__x86_64__)
+#define MPROC__Q_SHIFT 6
+#else
+#define MPROC__Q_SHIFT 2
+#endif
+_Static_assert((uint64_t)MPROC__SLOT_MAX_CHUNKS << MPROC__SLOT_CHUNK_SHIFT <=
+                   (uint64_t)1 << MPROC__Q_IDX_BITS,
+               "record indices fit a queue entry");
+static inline uint64_t mproc__q_entry(uint32_t idx, uint64_t ticks)
+{
+    return (ticks >> MPROC__Q_SHIFT) << MPROC__Q_IDX_BITS | idx;
+}
+static inline uint32_t mproc__q_idx(uint64_t e)
+{
+    return (uint32_t)(e & ((1u << MPROC__Q_IDX_BITS) - 1));
+}
+/* Ticks from the entry's stamp to `now`. */
+static inline uint64_t mproc__q_waited(uint64_t e, uint64_t now)
+{
+    uint64_t units = ((now >> MPROC__Q_SHIFT) - (e >> MPROC__Q_IDX_BITS)) &
+                     (((uint64_t)1 << (64 - MPROC__Q_IDX_BITS)) - 1);
+    return units << MPROC__Q_SHIFT;
+}
 
 enum {
     MPROC__WORKER_STARTING,
@@ -31,23 +61,27 @@ typedef struct {
      * so the supervisor can take a killed sleeper out of the count. */
     _Atomic uint32_t asleep;
     _Atomic uint32_t sleep_seq; /* the wake_seq it went to sleep on (for check_stuck's count) */
+    _Atomic uint32_t leave;     /* 1: the pool shrank past this seat: retire when idle */
     int32_t init_code;
     _Atomic int64_t deadline_ns; /* hard deadline of the running task, 0: none */
-    _Atomic uint64_t ok;         /* tasks that succeeded */
     char init_msg[256];
     _Atomic uint32_t crash_len; /* bytes of backtrace in crash[] */
     int32_t crash_sig;
     char crash[MPROC__LOCAL_CRASH_MAX];
+    bool pinned; /* the worker confines itself to cpus before anything else */
+    cpu_set_t cpus;
+    mproc__stat_line st; /* the seat's statistics, on lines of their own (st.ok: crash loops) */
 } mproc__seat;
 
 struct mproc__pool_shm {
     uint32_t magic;
-    uint32_t nseats;
-    _Atomic uint32_t *q; /* MPROC__LOCAL_QUEUE_CAP record indices, by position */
+    uint32_t nseats;     /* seats made: what mproc_pool_resize may grow to (local.c) */
+    _Atomic uint64_t *q; /* MPROC__LOCAL_QUEUE_CAP entries (mproc__q_entry), by position */
     mproc__slot *chunks[MPROC__SLOT_MAX_CHUNKS];
     int ctl_efd;      /* wakes the supervisor (parent only: workers may not share our fds) */
     bool thread_mode; /* workers are threads of the parent (start method "thread") */
     unsigned max_tasks;
+    size_t max_rss; /* opts.max_memory_per_child */
     int64_t pool_timeout_ns;
     alignas(64) _Atomic uint64_t tail; /* positions published (parent) */
     alignas(64) _Atomic uint64_t head; /* positions passed (workers; a hint, see local/worker.c) */

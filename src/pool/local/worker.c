@@ -20,6 +20,7 @@
 #include <pthread.h>
 #include <execinfo.h>
 #include <limits.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -72,15 +73,18 @@ static bool queue_nonempty(void)
     return atomic_load(&W->head) < atomic_load(&W->tail);
 }
 
-/* Take one queued record, or MPROC__SLOT_NONE when the queue is empty. */
-static uint32_t claim(void)
+/* Take one queued record, or MPROC__SLOT_NONE when the queue is empty; *sent gets its queue
+ * entry (when it was sent). A stale position read here gives a record queued again since an
+ * older stamp: its latency reads long, a rare error in a statistic, never in the task. */
+static uint32_t claim(uint64_t *sent)
 {
     for (;;) {
         uint64_t h = atomic_load_explicit(&W->head, memory_order_acquire);
         uint64_t t = atomic_load_explicit(&W->tail, memory_order_acquire);
         if (h >= t) return MPROC__SLOT_NONE;
-        uint32_t idx =
+        uint64_t e =
             atomic_load_explicit(&W->q[h & (MPROC__LOCAL_QUEUE_CAP - 1)], memory_order_acquire);
+        uint32_t idx = mproc__q_idx(e);
         fault_in_chunk(idx);
         mproc__slot *s = slot_at(idx);
         uint32_t st = atomic_load_explicit(&s->state, memory_order_acquire);
@@ -89,6 +93,7 @@ static uint32_t claim(void)
             if (atomic_compare_exchange_strong(
                     &s->state, &st, (st & MPROC__SLOT_WAITER) | MPROC__SLOT_RUNNING_BY(my_inc))) {
                 atomic_compare_exchange_strong(&W->head, &h, h + 1);
+                *sent = e;
                 return idx;
             }
             continue;
@@ -103,9 +108,42 @@ static void wake_supervisor(void)
     if (atomic_load(&W->relay_sleeping)) mproc__futex_wake(&W->notify_seq, 1);
 }
 
-static void run(uint32_t idx)
+/* The statistics of a task starting (stats.h: this worker's own line). */
+static uint64_t count_start(mproc__stat_line *st, uint64_t sent)
+{
+    uint64_t now = mproc__ticks();
+    uint64_t lat = mproc__q_waited(sent, now);
+    /* The worker was free from the end of its last task: the latency before that was waiting
+     * behind other tasks, not the cost of the hand-over. */
+    uint64_t since_end = now - atomic_load_explicit(&st->last_end, memory_order_relaxed);
+    uint64_t ovh = since_end < lat ? since_end : lat;
+    mproc__stat_add(&st->started, 1);
+    mproc__stat_add(&st->lat_sum, lat);
+    mproc__stat_add(&st->ovh_sum, ovh);
+    mproc__stat_add(&st->lat_hist[mproc__hist_bucket(lat)], 1);
+    atomic_store_explicit(&st->cur_start, now, memory_order_relaxed);
+    return now;
+}
+
+/* ... and ending: its run time now (whatever becomes of it: the caller may have failed it from
+ * outside meanwhile), its outcome once the record is completed. cur_start is cleared before busy
+ * grows, so a reader (stats.c) may miss a task for a moment but never counts it twice. */
+static void count_end(mproc__stat_line *st, uint64_t began)
+{
+    uint64_t now = mproc__ticks(), ran = now - began;
+    atomic_store_explicit(&st->cur_start, 0, memory_order_relaxed);
+    atomic_store_explicit(&st->busy, atomic_load_explicit(&st->busy, memory_order_relaxed) + ran,
+                          memory_order_release);
+    mproc__stat_add(&st->run_sum, ran);
+    mproc__stat_add(&st->run_hist[mproc__hist_bucket(ran)], 1);
+    atomic_store_explicit(&st->last_end, now, memory_order_relaxed);
+}
+
+static void run(uint32_t idx, uint64_t sent)
 {
     mproc__slot *s = slot_at(idx);
+    mproc__stat_line *st = &seat->st;
+    uint64_t began = count_start(st, sent);
     mproc_task t;
     t.s = s;
     t.code = 0;
@@ -134,28 +172,33 @@ static void run(uint32_t idx)
     mproc__task_current = &t;
     int r = s->fn(&t);
     mproc__task_current = NULL;
+    count_end(st, began);
     if (hard) atomic_store_explicit(&seat->deadline_ns, 0, memory_order_relaxed);
     uint32_t kind = MPROC__SLOT_DONE_OK;
     if (t.failed || r != 0) {
         kind = MPROC__SLOT_DONE_TASK_ERROR;
         s->err_code = t.failed ? t.code : (r < 0 ? r : MPROC_ETASKFAILED);
     }
-    uint32_t st = atomic_load_explicit(&s->state, memory_order_relaxed);
+    /* Counted before the record is completed, so that a caller who saw it done reads it in the
+     * stats; taken back if the record was failed from outside meanwhile. */
+    _Atomic uint64_t *outcome = kind == MPROC__SLOT_DONE_OK       ? &st->ok
+                                : s->err_code == MPROC_ECANCELLED ? &st->cancelled
+                                                                  : &st->failed;
+    mproc__stat_add(outcome, 1);
+    uint32_t state = atomic_load_explicit(&s->state, memory_order_relaxed);
     for (;;) {
         /* Failed from outside meanwhile (time limit, terminate): the supervisor is killing
          * this worker; taking another task now would only lose it. A thread cannot be killed:
          * it was asked to leave instead. */
-        if ((st & ~MPROC__SLOT_WAITER) != MPROC__SLOT_RUNNING_BY(my_inc)) {
+        if ((state & ~MPROC__SLOT_WAITER) != MPROC__SLOT_RUNNING_BY(my_inc)) {
+            mproc__stat_add(outcome, (uint64_t)-1);
             if (W->thread_mode) return;
             for (;;)
                 pause();
         }
-        if (atomic_compare_exchange_weak(&s->state, &st, kind)) break;
+        if (atomic_compare_exchange_weak(&s->state, &state, kind)) break;
     }
-    if (st & MPROC__SLOT_WAITER) mproc__wake(&s->state, INT_MAX);
-    if (kind == MPROC__SLOT_DONE_OK)
-        atomic_store_explicit(&seat->ok, atomic_load_explicit(&seat->ok, memory_order_relaxed) + 1,
-                              memory_order_relaxed);
+    if (state & MPROC__SLOT_WAITER) mproc__wake(&s->state, INT_MAX);
     if (atomic_load(&s->flags) & MPROC__SLOT_NOTIFY) wake_supervisor();
 }
 
@@ -187,7 +230,8 @@ static void idle(void)
         mproc__spin sp;
         mproc__spin_start(&sp, now, HARD_SPIN_NS, SPIN_NS);
         for (unsigned i = 0;; i++) {
-            if (queue_nonempty() || atomic_load_explicit(&W->shutdown, memory_order_relaxed)) {
+            if (queue_nonempty() || atomic_load_explicit(&W->shutdown, memory_order_relaxed) ||
+                atomic_load_explicit(&seat->leave, memory_order_relaxed)) {
                 give_up_spinner();
                 return;
             }
@@ -203,7 +247,8 @@ static void idle(void)
     atomic_store(&seat->asleep, 1);
     uint32_t seq = atomic_load(&W->wake_seq);
     atomic_store_explicit(&seat->sleep_seq, seq, memory_order_relaxed);
-    if (!queue_nonempty() && !atomic_load(&W->shutdown)) mproc__sleep(&W->wake_seq, seq, INT64_MAX);
+    if (!queue_nonempty() && !atomic_load(&W->shutdown) && !atomic_load(&seat->leave))
+        mproc__sleep(&W->wake_seq, seq, INT64_MAX);
     atomic_store(&seat->asleep, 0);
     atomic_fetch_sub(&W->sleepers, 1);
 }
@@ -300,6 +345,30 @@ static void install_crash_handlers(void)
         mproc__sig_override(sigs[i], &sa);
 }
 
+/* max_memory_per_child: this process's resident set in bytes, from /proc/self/statm (its
+ * second field, in pages), read through an fd kept open; 0 when it cannot be read. A task that
+ * closed the fd, or put another file at its number, makes the next look open it again. */
+static int statm_fd = -1;
+
+static size_t resident_bytes(void)
+{
+    char buf[128];
+    for (int attempt = 0; attempt < 2; attempt++) {
+        if (statm_fd < 0) statm_fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+        if (statm_fd < 0) return 0;
+        ssize_t n = pread(statm_fd, buf, sizeof buf - 1, 0);
+        unsigned long size, pages;
+        if (n > 0) {
+            buf[n] = '\0';
+            if (sscanf(buf, "%lu %lu", &size, &pages) == 2)
+                return (size_t)pages * (size_t)sysconf(_SC_PAGESIZE);
+        }
+        close(statm_fd);
+        statm_fd = -1;
+    }
+    return 0;
+}
+
 int mproc__worker_main(void *arg)
 {
     mproc__worker_boot *b = arg;
@@ -316,6 +385,15 @@ int mproc__worker_main(void *arg)
         mproc__sig_override(SIGINT, &(struct sigaction){.sa_handler = SIG_IGN});
         install_crash_handlers();
     }
+    /* Placement (pool opts): before the initializer, so that what it allocates is local to the
+     * CPUs the worker will run on. */
+    if (seat->pinned && sched_setaffinity(0, sizeof seat->cpus, &seat->cpus) != 0) {
+        seat->init_code = -errno;
+        snprintf(seat->init_msg, sizeof seat->init_msg, "cannot pin the worker to its CPUs: %s",
+                 strerror(errno));
+        atomic_store(&seat->phase, MPROC__WORKER_INIT_FAILED);
+        return 1;
+    }
     if (b->initializer) {
         int r = b->initializer(b->initarg);
         if (r != 0) {
@@ -328,11 +406,20 @@ int mproc__worker_main(void *arg)
     atomic_store(&seat->phase, MPROC__WORKER_READY);
     unsigned done = 0, max = W->max_tasks;
     for (;;) {
-        uint32_t idx = claim();
+        /* The pool shrank past this seat (mproc_pool_resize): leave between two tasks. */
+        if (atomic_load(&seat->leave)) {
+            atomic_store(&seat->phase, MPROC__WORKER_RETIRED);
+            return 0;
+        }
+        uint64_t sent;
+        uint32_t idx = claim(&sent);
         if (idx != MPROC__SLOT_NONE) {
             chain_wake();
-            run(idx);
-            if (max && ++done >= max) {
+            run(idx, sent);
+            /* Retire (replaced by the supervisor, like a worker that ended by itself) after
+             * max_tasks_per_child tasks, or once past max_memory_per_child. */
+            if ((max && ++done >= max) ||
+                (W->max_rss && !W->thread_mode && resident_bytes() > W->max_rss)) {
                 atomic_store(&seat->phase, MPROC__WORKER_RETIRED);
                 return 0;
             }
