@@ -6,6 +6,7 @@
 #include "mproc/process.h"
 #include "mproc/sync.h"
 #include "mproc/shared.h"
+#include "mproc/containers.h"
 #include "mproc/queue.h"
 #include "mproc/conn.h"
 #include "mproc/pool.h"
