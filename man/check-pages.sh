@@ -3,11 +3,11 @@
 # - every symbol libmproc.so exports (nm -D) is declared in a public header, so it is named in
 #   that header's page and, when the pages are built, has a page file of its own (a link);
 # - every built page renders without warnings from man (what lintian checks);
-# - mproc-demo(1) describes every option the program's --help prints;
+# - mproc-demo(1) and mproc-longtask(1) describe every option their program's --help prints;
 # - mproc(7) names every MPROC_* environment variable the library reads, and every section 3 page.
-# usage: check-pages.sh NM LIBMPROC PYTHON3 HEADER2SCD SOURCE_DIR MPROC_DEMO PAGES_DIR|-
+# usage: check-pages.sh NM LIBMPROC PYTHON3 HEADER2SCD SOURCE_DIR MPROC_DEMO PAGES_DIR|- [MPROC_LONGTASK]
 set -eu
-nm=$1 lib=$2 python=$3 gen=$4 src=$5 demo=$6 pages=$7
+nm=$1 lib=$2 python=$3 gen=$4 src=$5 demo=$6 pages=$7 longtask=${8:-}
 fail=0
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -43,9 +43,16 @@ if [ "$pages" != - ]; then
     echo "pages checked in $pages"
 fi
 
-for opt in $("$demo" --help | grep -oE -- '--[a-z][a-z-]*' | sort -u); do
-    grep -qF -- "*$opt*" "$src/man/mproc-demo.1.scd" ||
-        { echo "mproc-demo(1) does not describe $opt"; fail=1; }
+options_described() { # PROGRAM PAGE: --help runs before any display or pool is opened
+    for opt in $("$1" --help | grep -oE -- '--[a-z][a-z-]*' | sort -u); do
+        grep -qF -- "*$opt*" "$src/man/$2.scd" || { echo "$2 does not describe $opt"; fail=1; }
+    done
+}
+options_described "$demo" mproc-demo.1
+[ -z "$longtask" ] || options_described "$longtask" mproc-longtask.1
+for page in "$src"/man/*.1.scd; do
+    name=$(basename "$page" .1.scd)
+    grep -qF -- "*$name*(1)" "$src/man/mproc.7.scd" || { echo "mproc(7) does not list $name(1)"; fail=1; }
 done
 for var in $(grep -rhoE 'getenv\("MPROC_[A-Z_]+"\)' "$src/src" | grep -oE 'MPROC_[A-Z_]+' | sort -u); do
     grep -qF -- "*$var*" "$src/man/mproc.7.scd" || { echo "mproc(7) does not describe $var"; fail=1; }
