@@ -26,9 +26,9 @@ typedef struct {
     int error;        /* 0, or a negative errno: the directory could not be scanned at all */
     uint64_t found;   /* regular files listed (symlinks are not followed) */
     uint64_t files;   /* of those, files hashed whole */
-    uint64_t bytes;   /* bytes fed to the digest (a file cut short by a read error included) */
+    uint64_t bytes;   /* bytes read (of a file cut short by a read error too) */
     uint64_t skipped; /* files not hashed whole, and directories not listed whole (logged) */
-    char sha256[65];  /* hex digest of the contents of all files, in bytewise order of path */
+    char sha256[65];  /* hex digest of the files' digests in bytewise order of path (below) */
     double seconds;
 } dir_result;
 
@@ -63,8 +63,31 @@ typedef struct {
     bool verbose;
 } demo_opts;
 
-/* dirinfo.c: scan DIR (no symlinks followed), hash every regular file in bytewise order of the
- * relative paths. Publishes its progress in pg (may be NULL). */
+/* dirinfo.c. The tree's digest is SHA-256 over the files' SHA-256 digests in hex, one line each
+ * ("<64 hex digits>\n"), in bytewise order of the relative paths: what
+ * `find . -type f -print0 | LC_ALL=C sort -z | xargs -0 -r sha256sum | cut -c1-64 | sha256sum`
+ * prints. Files can so be hashed apart, in any order: pool mode maps dirinfo_hash_file. */
+typedef struct {
+    int root;     /* the directory, open */
+    char **paths; /* regular files (no symlinks followed), relative, sorted bytewise */
+    size_t n;
+    uint64_t skipped; /* directories that could not be listed whole (logged) */
+} dir_list;
+typedef struct {
+    int64_t bytes;   /* read */
+    int status;      /* 0: hashed whole; 1: cut short by a read error; -errno: not opened */
+    char sha256[65]; /* hex, when status is 0 */
+} file_digest;
+/* Lists DIR into *out, publishing the counts in pg (may be NULL). 0 or -errno (logged). */
+int dirinfo_list(const char *dir, dir_progress *pg, dir_list *out);
+void dirinfo_list_free(dir_list *l);
+/* Hashes path (relative to the directory fd root); bytes go to pg. Logs why a file was skipped. */
+void dirinfo_hash_file(int root, const char *path, dir_progress *pg, file_digest *out);
+/* The result from the list and its n digests (files[i] for paths[i]): counts and the tree's digest,
+ * unless error (then only the counts), logged; seconds since t0. */
+void dirinfo_summarise(const dir_list *l, const file_digest *files, int error, double t0,
+                       dir_result *out);
+/* All of it in the calling process (process mode's DirInfo worker). */
 void dirinfo_compute(const char *dir, dir_progress *pg, dir_result *out);
 
 /* e.c: sum 1/k! until stop is set (checked every 1000 terms). */

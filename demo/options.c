@@ -11,8 +11,9 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: mproc-demo [options] [DIR]\n"
-            "Hash every regular file under DIR (SHA-256, bytewise path order, symlinks not\n"
-            "followed) in one worker while another computes e, as the multiprocessing talk did.\n"
+            "Hash every regular file under DIR (SHA-256 of the files' SHA-256s in bytewise path\n"
+            "order, symlinks not followed) in one worker while another computes e, as the\n"
+            "multiprocessing talk did.\n"
             "DIR defaults to the Python standard library (/usr/lib/python3.N), else /usr/share.\n"
             "\n"
             "  --mode process|pool|both   how to run the workers (default both)\n"

@@ -1,8 +1,10 @@
 /* mproc-demo end to end: on a generated directory tree (nested directories, an empty file, binary
  * files, names that sort differently bytewise than in a locale, symlinks and a FIFO that must not
- * be followed or read), its SHA-256, file count and byte count equal what coreutils compute with
- * `find . -type f -print0 | LC_ALL=C sort -z | xargs -0 cat | sha256sum`, in both modes and with
- * every start method; unreadable entries are skipped, counted and logged; bad input exits 2. */
+ * be followed or read), its SHA-256 (of the files' digests), file count and byte count equal what
+ * coreutils compute with
+ * `find . -type f -print0 | LC_ALL=C sort -z | xargs -0 -r sha256sum | cut -c1-64 | sha256sum`,
+ * in both modes and with every start method; pool mode's status lines come from the map's
+ * progress callback; unreadable entries are skipped, counted and logged; bad input exits 2. */
 #include <fcntl.h>
 #include <glob.h>
 #include <grp.h>
@@ -134,7 +136,8 @@ static summary coreutils(const char *dir, uid_t uid)
 {
     static const char script[] =
         "cd \"$1\" || exit 9\n"
-        "find . -type f -print0 | LC_ALL=C sort -z | xargs -0 cat | sha256sum\n"
+        "find . -type f -print0 | LC_ALL=C sort -z | xargs -0 -r sha256sum 2>/dev/null |"
+        " cut -c1-64 | sha256sum\n"
         "find . -type f -print0 | tr -cd '\\000' | wc -c\n"
         "find . -type f -print0 | LC_ALL=C sort -z | xargs -0 cat | wc -c\n";
     harness_run_result r = harness_run_as(
@@ -312,6 +315,64 @@ TEST_T(text_output_status_lines_and_per_process_log, 120)
     remove_tree(&fx);
 }
 
+/* The status lines of one pool-mode run: the files done in each, in order, and the total. */
+static int pool_status_lines(const char *out, unsigned long long *done, int cap,
+                             unsigned long long *total)
+{
+    int n = 0;
+    for (const char *p = out; (p = strstr(p, "waiting on dir info for ")); p++) {
+        const char *dots = strstr(p, " ... ");
+        unsigned long long d, t;
+        if (!dots || sscanf(dots, " ... %llu/%llu files, ", &d, &t) != 2)
+            harness_fail(__FILE__, __LINE__, "not a status line with files: %.120s", p);
+        if (n < cap) done[n] = d;
+        *total = t;
+        n++;
+    }
+    return n;
+}
+
+/* Pool mode hashes the files with mproc_pool_map, and its status lines are the map's progress
+ * callback: at most one per interval while the count moves, and always one at the end with every
+ * file done, however fast the tree was hashed (a wait loop with a timeout prints none then). */
+TEST_T(pool_status_lines_are_the_map_progress, 120)
+{
+    fixture fx;
+    make_tree(&fx);
+    summary want = coreutils(fx.tree, (uid_t)-1);
+    char demo[PATH_MAX];
+    demo_path(demo, sizeof demo);
+    unsigned long long done[4096], total = 0;
+
+    /* An interval longer than the run: the end's call only. */
+    harness_run_result r =
+        harness_run((char *[]){demo, "--mode", "pool", "--interval", "100", fx.tree, NULL},
+                    (char *[]){fx.state_env, NULL});
+    check_exit(&r, 0);
+    CHECK_EQ(pool_status_lines(r.out, done, 4096, &total), 1);
+    CHECK_EQ(done[0], want.files);
+    CHECK_EQ(total, want.files);
+    char line[160];
+    snprintf(line, sizeof line, " ... %llu/%llu files, %.1f/%.1f MB hashed (100%%)\npool mode:\n",
+             want.files, want.files, (double)want.bytes / 1e6, (double)want.bytes / 1e6);
+    CHECK_HAS(r.out, line);
+    harness_run_free(&r);
+
+    /* A short one: lines as the chunks end, the count never going down, ending at every file. */
+    r = harness_run((char *[]){demo, "--mode", "pool", "--interval", "0.001", fx.tree, NULL},
+                    (char *[]){fx.state_env, NULL});
+    check_exit(&r, 0);
+    int n = pool_status_lines(r.out, done, 4096, &total);
+    CHECK(n >= 1 && n <= 4096);
+    CHECK_EQ(total, want.files);
+    for (int i = 1; i < n; i++)
+        CHECK(done[i] >= done[i - 1]);
+    CHECK_EQ(done[n - 1], want.files);
+    CHECK_HAS(r.out, line);
+    harness_run_free(&r);
+    remove_tree(&fx);
+}
+
 /* On a terminal the status is one line rewritten in place, with a bar (script(1) gives the demo a
  * pseudo-terminal). */
 TEST_T(terminal_gets_one_updating_line_with_a_bar, 120)
@@ -341,8 +402,8 @@ TEST_T(terminal_gets_one_updating_line_with_a_bar, 120)
     remove_tree(&fx);
 }
 
-/* Unreadable entries are skipped, counted and logged, and the digest covers the rest, as cat's
- * does. Root reads everything, so as root the demo (and coreutils) run as nobody. */
+/* Unreadable entries are skipped, counted and logged, and the digest covers the rest, as
+ * sha256sum's does. Root reads everything, so as root the demo (and coreutils) run as nobody. */
 TEST_T(unreadable_entries_are_skipped_counted_and_logged, 120)
 {
     fixture fx;
