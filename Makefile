@@ -9,8 +9,8 @@ JOBS ?= $(shell nproc)
 DIR ?=
 DEMO_ARGS ?=
 
-.PHONY: all deps ci-deps configure build test demo bench install abi-check abi-update package format \
-	format-check clean
+.PHONY: all deps ci-deps configure build test demo bench install abi-check abi-update package fuzz \
+	format format-check clean
 
 all: build
 
@@ -54,6 +54,10 @@ abi-update: build
 # Build the Debian packages, lintian them, install them, use them, remove them (what CI does).
 package:
 	@scripts/ci-package
+
+# The libFuzzer targets of tests/fuzz (build-fuzz): replay the corpus, fuzz each FUZZ_SECONDS (60).
+fuzz: ci-deps
+	@scripts/fuzz
 
 format: ci-deps
 	@clang-format -i $$(git ls-files '*.c' '*.h')

@@ -589,5 +589,6 @@ TEST(build_deps_leave_out_ci_tools)
     check_exit(&r, 0);
     CHECK_HAS(r.out, "libssl-dev");
     CHECK_HAS(r.out, " clang clang-format valgrind");
+    CHECK_HAS(r.out, " libclang-rt-dev"); /* libFuzzer, for scripts/fuzz */
     harness_run_free(&r);
 }
