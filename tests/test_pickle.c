@@ -3,6 +3,9 @@
  * hostile input: forbidden globals, lying lengths, deep nesting, memo abuse, truncation and bit
  * flips, all refused with MPROC_EPROTO, never a crash or a big allocation. */
 #include <arpa/inet.h>
+#include <dirent.h>
+#include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -604,4 +607,43 @@ TEST(bit_flips_and_random_bytes_never_crash)
         CHECK(r == 0 || r == MPROC_EPROTO);
         if (r == 0) mproc__pk_doc_free(d);
     }
+}
+
+/* The fuzz target's seed corpus: every frame of a real CPython 3.11 SyncManager session reads,
+ * rewrites to the same value, and the replies are ('#KIND', value). */
+TEST(captured_manager_frames_read_and_rewrite)
+{
+    char dir[PATH_MAX];
+    const char *slash = strrchr(__FILE__, '/');
+    snprintf(dir, sizeof dir, "%.*s/fuzz/corpus/pickle", slash ? (int)(slash - __FILE__) : 1,
+             slash ? __FILE__ : ".");
+    DIR *dp = opendir(dir);
+    CHECK(dp);
+    int files = 0, replies = 0;
+    for (struct dirent *e; (e = readdir(dp));) {
+        if (e->d_name[0] == '.') continue;
+        char path[PATH_MAX + 256];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        FILE *f = fopen(path, "rb");
+        CHECK(f);
+        static char buf[1 << 16];
+        size_t n = fread(buf, 1, sizeof buf, f);
+        fclose(f);
+        mproc__pk_doc *d;
+        mproc__pk *v;
+        int r = read_pk(buf, n, &d, &v);
+        if (r != 0) harness_fail(__FILE__, __LINE__, "%s: %s", e->d_name, mproc_strerror(r));
+        rewrite_is_stable(v);
+        CHECK_EQ(v->kind, MPROC__PK_TUPLE);
+        if (strstr(e->d_name, "reply")) {
+            CHECK(v->n == 2 && v->u.items[0]->kind == MPROC__PK_STR &&
+                  v->u.items[0]->u.bytes[0] == '#');
+            replies++;
+        } else
+            CHECK_EQ(v->n, 4);
+        mproc__pk_doc_free(d);
+        files++;
+    }
+    closedir(dp);
+    CHECK(files >= 50 && replies >= 20);
 }

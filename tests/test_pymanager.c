@@ -79,6 +79,11 @@ static void dict_ops(server *s)
     CHECK(res->kind == MPROC__PK_BYTES && res->n == 3 && memcmp(res->u.bytes, "v\0w", 3) == 0);
     CHECK_OK(mproc__pym_call(d, "__len__", NULL, NULL, &res));
     CHECK(res->kind == MPROC__PK_INT && res->u.i == 1);
+    /* a dict view travels as builtins.list(...) */
+    CHECK_OK(mproc__pym_call(d, "items", NULL, NULL, &res));
+    char buf[64];
+    mproc__pk_repr(res, buf, sizeof buf);
+    CHECK(strcmp(buf, "[('k', b'v\\x00w')]") == 0);
     /* KeyError -> -ENOENT, with Python's text */
     CHECK_RC(mproc__pym_call(d, "__getitem__", mproc__pk_tuple(a, 1, mproc__pk_cstr(a, "nope")),
                              NULL, &res),

@@ -321,6 +321,7 @@ enum {
     G_BYTEARRAY,
     G_SET,
     G_FROZENSET,
+    G_LIST,
     G_RECONSTRUCTOR,
     G_OBJECT
 };
@@ -381,6 +382,7 @@ static const struct {
     {"builtins", "bytearray", G_BYTEARRAY},
     {"builtins", "set", G_SET},
     {"builtins", "frozenset", G_FROZENSET},
+    {"builtins", "list", G_LIST}, /* how multiprocessing sends dict views: list(items) */
     {"builtins", "object", G_OBJECT},
     {"_codecs", "encode", G_CODECS_ENCODE},
     {"copyreg", "_reconstructor", G_RECONSTRUCTOR},
@@ -725,7 +727,7 @@ static int push_bytes_from(reader *r, int kind, mproc__pk **a, size_t n)
     return rc;
 }
 
-/* set(iterable) / frozenset(iterable), protocols 2 and 3. */
+/* set(iterable) / frozenset(iterable) (protocols 2 and 3), list(iterable) (dict views). */
 static int push_set_from(reader *r, int kind, mproc__pk **a, size_t n)
 {
     if (n > 1 || (n == 1 && a[0]->kind != MPROC__PK_LIST && a[0]->kind != MPROC__PK_TUPLE))
@@ -736,7 +738,7 @@ static int push_set_from(reader *r, int kind, mproc__pk **a, size_t n)
         TRY(charge(r, a[0]->n));
         TRY(add_slots(s, a[0]->n));
         for (size_t i = 0; i < a[0]->n; i++) {
-            if (!hashable(a[0]->u.items[i])) return BAD;
+            if (kind != MPROC__PK_LIST && !hashable(a[0]->u.items[i])) return BAD;
             s->u.items[s->n++] = a[0]->u.items[i];
         }
     }
@@ -771,6 +773,8 @@ static int reduce(reader *r, mproc__pk *f, mproc__pk *args)
         return push_set_from(r, MPROC__PK_SET, a, n);
     case G_FROZENSET:
         return push_set_from(r, MPROC__PK_FROZENSET, a, n);
+    case G_LIST:
+        return push_set_from(r, MPROC__PK_LIST, a, n);
     case G_RECONSTRUCTOR: /* copyreg._reconstructor(cls, object, None): cls.__new__(cls) */
         if (n != 3 || a[0]->kind != MPROC__PK_GLOBAL || global_kind(a[0]) != G_CLASS ||
             a[1]->kind != MPROC__PK_GLOBAL || global_kind(a[1]) != G_OBJECT ||
