@@ -1,11 +1,11 @@
-/* libFuzzer target for the pickle reader (src/channel/pickle.c): whatever the bytes, the reader
- * returns 0 or MPROC_EPROTO (-ENOMEM only if malloc fails), never crashes, never allocates beyond
- * its limits; whatever it accepts, the writer, repr and comparison handle. Seed corpus:
+/* libFuzzer target for the pickle reader (src/channel/pickle_read.c): whatever the bytes, the
+ * reader returns 0 or MPROC_EPROTO (-ENOMEM only if malloc fails), never crashes, never allocates
+ * beyond its limits; whatever it accepts, the writer, repr and comparison handle. Seed corpus:
  * tests/fuzz/corpus/pickle/ (pickles of a real CPython 3.11 SyncManager session, both directions,
  * recorded by tests/python/capture_manager_frames.py).
  *
  * By hand: clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Iinclude -Isrc \
- *            tests/fuzz/fuzz_pickle.c src/channel/pickle.c -lm -o fuzz_pickle
+ *            tests/fuzz/fuzz_pickle.c src/channel/pickle_*.c -lm -o fuzz_pickle
  *          ./fuzz_pickle -max_len=4096 tests/fuzz/corpus/pickle */
 #include <errno.h>
 #include <stdint.h>
