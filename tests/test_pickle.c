@@ -1,5 +1,5 @@
-/* The pickle codec (src/channel/pickle_read.c): round trips with the real CPython for every value kind
- * and protocol 2-5 (tests/python/pickle_peer.py), the values a manager sends built in C, and
+/* The pickle codec (src/channel/pickle_read.c): round trips with the real CPython for every value
+ * kind and protocol 2-5 (tests/python/pickle_peer.py), the values a manager sends built in C, and
  * hostile input: forbidden globals, lying lengths, deep nesting, memo abuse, truncation and bit
  * flips, all refused with MPROC_EPROTO, never a crash or a big allocation. */
 #include <arpa/inet.h>
