@@ -298,6 +298,42 @@ TEST_T(registered_name_get_jobs_is_the_servers_dict, 60)
     stop(&s);
 }
 
+TEST_T(a_proxy_reply_becomes_a_proxy_holding_its_reference, 60)
+{
+    server s = serve("tcp:127.0.0.1:0");
+    mproc__pk_doc *d;
+    mproc__pk *v;
+    CHECK_OK(mproc__pym_request(s.m, "number_of_objects", NULL, NULL, &d, &v));
+    int64_t before = v->u.i;
+    mproc__pk_doc_free(d);
+    mproc__pym_proxy *box, *child;
+    CHECK_OK(mproc__pym_create(s.m, "get_box", NULL, NULL, &box));
+    CHECK_RC(mproc__pym_take_proxy(box, &child), -ENOENT);
+    CHECK_RC(mproc__pym_call(box, "child", NULL, NULL, NULL), MPROC__PYM_PROXY);
+    CHECK_OK(mproc__pym_take_proxy(box, &child));
+    CHECK(strcmp(mproc__pym_typeid(child), "dict") == 0);
+    CHECK(mproc__pym_exposes(child, "__getitem__"));
+    CHECK(strcmp(mproc__pym_id(child), mproc__pym_id(box)) != 0);
+    mproc__pk_doc *a;
+    CHECK_OK(mproc__pk_doc_new(&a));
+    const mproc__pk *res;
+    CHECK_OK(mproc__pym_call(child, "__getitem__",
+                             mproc__pk_tuple(a, 1, mproc__pk_cstr(a, "alpha")), NULL, &res));
+    CHECK(res->kind == MPROC__PK_INT && res->u.i == 1);
+    mproc__pk_doc_free(a);
+    CHECK_OK(mproc__pym_request(s.m, "number_of_objects", NULL, NULL, &d, &v));
+    CHECK_EQ(v->u.i, before + 2);
+    mproc__pk_doc_free(d);
+    /* a proxy reply nobody takes is let go with its maker */
+    CHECK_RC(mproc__pym_call(box, "child", NULL, NULL, NULL), MPROC__PYM_PROXY);
+    mproc__pym_proxy_free(box);
+    mproc__pym_proxy_free(child);
+    CHECK_OK(mproc__pym_request(s.m, "number_of_objects", NULL, NULL, &d, &v));
+    CHECK_EQ(v->u.i, before);
+    mproc__pk_doc_free(d);
+    stop(&s);
+}
+
 TEST_T(connection_setup_and_ops_per_second_beside_python, 120)
 {
     server s = serve("tcp:127.0.0.1:0");

@@ -10,7 +10,7 @@
     py_manager.py check_jobs ADDRESS KEYHEX     exit 0 if get_jobs() holds gamma == "from C"
     py_manager.py bench ADDRESS KEYHEX N        N dict set+get pairs through a Python proxy:
                                                 prints "BENCH <connect ms> <ops/s>"
-The registered names: get_jobs (a dict, DictProxy), get_event, get_queue.
+The registered names: get_jobs (a dict, DictProxy), get_event, get_queue, get_box.
 """
 import queue
 import sys
@@ -23,6 +23,13 @@ from peerlib import format_address, parse_address
 JOBS = {"alpha": 1, "beta": [2, 3]}
 EVENT = threading.Event()
 QUEUE = queue.Queue()
+
+
+class Box:
+    """get_box(): its child() is answered with '#PROXY' (a proxy of JOBS, typeid 'dict')."""
+
+    def child(self):
+        return JOBS
 
 
 class Manager(SyncManager):
@@ -44,6 +51,8 @@ def main():
         Manager.register("get_jobs", callable=lambda: JOBS, proxytype=DictProxy)
         Manager.register("get_event", callable=lambda: EVENT, proxytype=EventProxy)
         Manager.register("get_queue", callable=lambda: QUEUE)
+        Manager.register("get_box", callable=Box, exposed=("child",),
+                         method_to_typeid={"child": "dict"})
         server = Manager(address=parse_address(address), authkey=key).get_server()
         print(f"READY {format_address(server.address)}", flush=True)
         server.serve_forever()  # until a shutdown request: sys.exit(0)
