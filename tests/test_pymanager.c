@@ -3,6 +3,8 @@
  * dict get/set/KeyError, Event both ways, Queue with timeouts, a registered name (get_jobs),
  * reference counts, wrong keys, and the cost of a connection and of an op beside Python's own. */
 #include <math.h>
+#include <signal.h>
+#include <sys/time.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -332,6 +334,52 @@ TEST_T(a_proxy_reply_becomes_a_proxy_holding_its_reference, 60)
     CHECK_EQ(v->u.i, before);
     mproc__pk_doc_free(d);
     stop(&s);
+}
+
+static void on_alarm(int sig)
+{
+    (void)sig;
+}
+
+TEST_T(an_interrupted_call_never_desynchronises_the_proxy, 60)
+{
+    server s = serve("tcp:127.0.0.1:0");
+    mproc__pym_proxy *ev;
+    CHECK_OK(mproc__pym_create(s.m, "Event", NULL, NULL, &ev));
+    struct sigaction sa = {.sa_handler = on_alarm};
+    CHECK(sigaction(SIGALRM, &sa, NULL) == 0);
+    struct itimerval it = {.it_value = {.tv_usec = 200000}};
+    CHECK(setitimer(ITIMER_REAL, &it, NULL) == 0);
+    CHECK_RC(mproc__pym_wait(ev, "wait", MPROC_FOREVER), -EINTR);
+    /* the server still waits on the old connection; the next call gets its own answer */
+    const mproc__pk *res;
+    CHECK_OK(mproc__pym_call(ev, "is_set", NULL, NULL, &res));
+    CHECK(res->kind == MPROC__PK_BOOL && !res->u.b);
+    CHECK_OK(mproc__pym_call(ev, "set", NULL, NULL, &res));
+    CHECK_EQ(res->kind, MPROC__PK_NONE);
+    CHECK_OK(mproc__pym_call(ev, "is_set", NULL, NULL, &res));
+    CHECK(res->kind == MPROC__PK_BOOL && res->u.b);
+    mproc__pym_proxy_free(ev);
+    stop(&s);
+}
+
+TEST_T(a_dead_server_fails_calls_cleanly, 60)
+{
+    server s = serve("tcp:127.0.0.1:0");
+    mproc__pym_proxy *d;
+    CHECK_OK(mproc__pym_create(s.m, "dict", NULL, NULL, &d));
+    CHECK_OK(mproc__pym_call(d, "__len__", NULL, NULL, NULL));
+    kill(s.h.pid, SIGKILL);
+    CHECK_EQ(py_reap(&s.h), -SIGKILL);
+    int r = mproc__pym_call(d, "__len__", NULL, NULL, NULL);
+    CHECK(r == MPROC_ECLOSED || r == -EPIPE || r == -ECONNRESET);
+    /* and again: now nothing listens */
+    CHECK_RC(mproc__pym_call(d, "__len__", NULL, NULL, NULL), -ECONNREFUSED);
+    mproc__pk_doc *doc;
+    mproc__pk *v;
+    CHECK_RC(mproc__pym_request(s.m, "dummy", NULL, NULL, &doc, &v), -ECONNREFUSED);
+    mproc__pym_proxy_free(d); /* its decref fails quietly */
+    mproc__pym_free(s.m);
 }
 
 TEST_T(connection_setup_and_ops_per_second_beside_python, 120)
