@@ -113,7 +113,7 @@ TEST(strerror_names_every_code)
 {
     int codes[] = {MPROC_ECLOSED, MPROC_EWORKERLOST, MPROC_ETASKFAILED, MPROC_ECANCELLED,
                    MPROC_EBROKEN, MPROC_EAUTH,       MPROC_EOWNERDEAD,  MPROC_EPROTO,
-                   MPROC_EEND,    MPROC_ETIMELIMIT};
+                   MPROC_EEND,    MPROC_ETIMELIMIT,  MPROC_EREMOTE};
     for (size_t i = 0; i < sizeof codes / sizeof *codes; i++) {
         CHECK(codes[i] < -4095);
         CHECK(strcmp(mproc_strerror(codes[i]), "unknown error") != 0);
@@ -128,6 +128,7 @@ TEST(strerror_names_every_code)
     CHECK(strcmp(mproc_strerror(-EALREADY), "already done") == 0);
     CHECK(strcmp(mproc_strerror(MPROC_EEND), "no more results") == 0);
     CHECK(strstr(mproc_strerror(MPROC_ETIMELIMIT), "time limit") != NULL);
+    CHECK(strcmp(mproc_strerror(MPROC_EREMOTE), "the remote side raised an exception") == 0);
     CHECK(strcmp(mproc_strerror(-ENOENT), "No such file or directory") == 0); /* the C library's */
     CHECK(strcmp(mproc_strerror(0), "success") == 0);
     CHECK(strcmp(mproc_strerror(-999999), "unknown error") == 0);

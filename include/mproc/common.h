@@ -43,6 +43,7 @@ enum {
     MPROC_EPROTO = -10008,      /* malformed message */
     MPROC_EEND = -10009,        /* an imap has no more results (its normal end) */
     MPROC_ETIMELIMIT = -10010,  /* the task ran past its hard time limit; its worker was killed */
+    MPROC_EREMOTE = -10011,     /* the remote side raised an exception (a Python manager's) */
 };
 
 /* A static, human-readable description of any code this library returns (or of 0). The errno

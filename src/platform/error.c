@@ -28,6 +28,8 @@ const char *mproc_strerror(int code)
         return "no more results";
     case MPROC_ETIMELIMIT:
         return "the task exceeded its time limit (its worker was killed)";
+    case MPROC_EREMOTE:
+        return "the remote side raised an exception";
     /* The errno codes as the API uses them (conventions.md), not as the C library words them
      * for sockets and devices. */
     case -ETIMEDOUT:

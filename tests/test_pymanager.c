@@ -1,0 +1,432 @@
+/* The client of a Python manager (src/channel/pymanager.c) against a real CPython SyncManager
+ * (tests/python/py_manager.py serve), with Python clients of the same objects on the other side:
+ * dict get/set/KeyError, Event both ways, Queue with timeouts, a registered name (get_jobs),
+ * reference counts, wrong keys, and the cost of a connection and of an op beside Python's own. */
+#include <math.h>
+#include <signal.h>
+#include <sys/time.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "channel/pymanager.h"
+#include "harness.h"
+#include "py_util.h"
+
+#define KEY "manager key"
+#define KEYHEX "6d616e61676572206b6579"
+
+typedef struct {
+    py_helper h;
+    char address[256];
+    mproc__pym *m;
+} server;
+
+static server serve_with(const char *python, const char *address)
+{
+    server s;
+    const char *args[] = {"serve", address, KEYHEX, NULL};
+    s.h = py_spawn(python, "py_manager.py", args);
+    py_await_ready(&s.h, s.address, sizeof s.address);
+    CHECK_OK(mproc__pym_connect(&s.m, s.address, KEY, strlen(KEY)));
+    return s;
+}
+
+static server serve(const char *address)
+{
+    py_need();
+    return serve_with("python3", address);
+}
+
+static void stop(server *s)
+{
+    CHECK_OK(mproc__pym_shutdown(s->m));
+    mproc__pym_free(s->m);
+    CHECK_EQ(py_reap(&s->h), 0);
+}
+
+/* A Python client of the same server, started and past its READY line. */
+static py_helper client(const server *s, const char *mode, const char *arg)
+{
+    const char *args[] = {mode, s->address, KEYHEX, arg, NULL};
+    py_helper h = py_spawn("python3", "py_manager.py", args);
+    char rest[8];
+    py_await_ready(&h, rest, sizeof rest);
+    return h;
+}
+
+static int run_client(const server *s, const char *mode, const char *arg)
+{
+    const char *args[] = {mode, s->address, KEYHEX, arg, NULL};
+    py_helper h = py_spawn("python3", "py_manager.py", args);
+    return py_reap(&h);
+}
+
+static void dict_ops(server *s)
+{
+    mproc__pym_proxy *d;
+    CHECK_OK(mproc__pym_create(s->m, "dict", NULL, NULL, &d));
+    CHECK(strcmp(mproc__pym_typeid(d), "dict") == 0);
+    CHECK(mproc__pym_exposes(d, "__getitem__") && mproc__pym_exposes(d, "__setitem__"));
+    mproc__pk_doc *a;
+    CHECK_OK(mproc__pk_doc_new(&a));
+    const mproc__pk *res;
+    CHECK_OK(mproc__pym_call(d, "__setitem__",
+                             mproc__pk_tuple(a, 2, mproc__pk_cstr(a, "k"),
+                                             mproc__pk_bytes(a, MPROC__PK_BYTES, "v\0w", 3)),
+                             NULL, &res));
+    CHECK_EQ(res->kind, MPROC__PK_NONE);
+    CHECK_OK(mproc__pym_call(d, "__getitem__", mproc__pk_tuple(a, 1, mproc__pk_cstr(a, "k")), NULL,
+                             &res));
+    CHECK(res->kind == MPROC__PK_BYTES && res->n == 3 && memcmp(res->u.bytes, "v\0w", 3) == 0);
+    CHECK_OK(mproc__pym_call(d, "__len__", NULL, NULL, &res));
+    CHECK(res->kind == MPROC__PK_INT && res->u.i == 1);
+    /* a dict view travels as builtins.list(...) */
+    CHECK_OK(mproc__pym_call(d, "items", NULL, NULL, &res));
+    char buf[64];
+    mproc__pk_repr(res, buf, sizeof buf);
+    CHECK(strcmp(buf, "[('k', b'v\\x00w')]") == 0);
+    /* KeyError -> -ENOENT, with Python's text */
+    CHECK_RC(mproc__pym_call(d, "__getitem__", mproc__pk_tuple(a, 1, mproc__pk_cstr(a, "nope")),
+                             NULL, &res),
+             -ENOENT);
+    CHECK(strcmp(mproc__pym_error(d), "KeyError: 'nope'") == 0);
+    /* get with a default, as Python's dict.get */
+    CHECK_OK(
+        mproc__pym_call(d, "get", mproc__pk_tuple(a, 1, mproc__pk_cstr(a, "nope")), NULL, &res));
+    CHECK_EQ(res->kind, MPROC__PK_NONE);
+    CHECK(strcmp(mproc__pym_error(d), "") == 0);
+    /* a method the typeid does not expose: the server's traceback */
+    CHECK_RC(mproc__pym_call(d, "__class__", NULL, NULL, &res), MPROC_EREMOTE);
+    CHECK(strstr(mproc__pym_error(d), "not in exposed") != NULL);
+    /* the connection is still in step */
+    CHECK_OK(mproc__pym_call(d, "__contains__", mproc__pk_tuple(a, 1, mproc__pk_cstr(a, "k")), NULL,
+                             &res));
+    CHECK(res->kind == MPROC__PK_BOOL && res->u.b);
+    mproc__pk_doc_free(a);
+    mproc__pym_proxy_free(d);
+}
+
+TEST_T(dict_set_get_and_keyerror_over_tcp, 60)
+{
+    server s = serve("tcp:127.0.0.1:0");
+    dict_ops(&s);
+    stop(&s);
+}
+
+TEST_T(dict_set_get_and_keyerror_over_unix, 60)
+{
+    char addr[64];
+    snprintf(addr, sizeof addr, "unix:@mproc-pym-%d", (int)getpid());
+    server s = serve(addr);
+    dict_ops(&s);
+    stop(&s);
+}
+
+TEST_T(other_cpython_versions_serve_dict_and_event, 120)
+{
+    int ran = 0;
+    static const char *versions[] = {"3.12", "3.13"};
+    for (size_t i = 0; i < sizeof versions / sizeof *versions; i++) {
+        const char *py = py_find(versions[i]);
+        if (!py) continue;
+        server s = serve_with(py, "tcp:127.0.0.1:0");
+        dict_ops(&s);
+        mproc__pym_proxy *ev;
+        CHECK_OK(mproc__pym_create(s.m, "Event", NULL, NULL, &ev));
+        CHECK_RC(mproc__pym_wait(ev, "wait", 0), -EAGAIN);
+        CHECK_OK(mproc__pym_call(ev, "set", NULL, NULL, NULL));
+        CHECK_OK(mproc__pym_wait(ev, "wait", MPROC_FOREVER));
+        mproc__pym_proxy_free(ev);
+        stop(&s);
+        ran++;
+    }
+    if (!ran) harness_skip("no CPython 3.12 or 3.13 found");
+}
+
+TEST_T(create_holds_one_reference_and_free_drops_it, 60)
+{
+    server s = serve("tcp:127.0.0.1:0");
+    mproc__pk_doc *d;
+    mproc__pk *v;
+    CHECK_OK(mproc__pym_request(s.m, "number_of_objects", NULL, NULL, &d, &v));
+    int64_t before = v->u.i;
+    mproc__pk_doc_free(d);
+    mproc__pym_proxy *p;
+    CHECK_OK(mproc__pym_create(s.m, "list", NULL, NULL, &p));
+    CHECK_OK(mproc__pym_request(s.m, "number_of_objects", NULL, NULL, &d, &v));
+    CHECK_EQ(v->u.i, before + 1);
+    mproc__pk_doc_free(d);
+    /* incref + decref leave it alive */
+    CHECK_OK(mproc__pym_incref(p));
+    CHECK_OK(mproc__pym_decref(p));
+    CHECK_RC(mproc__pym_call(p, "append", NULL, NULL, NULL), MPROC_EREMOTE);
+    CHECK(strstr(mproc__pym_error(p), "TypeError") != NULL); /* append() takes one argument */
+    mproc__pym_proxy_free(p);
+    CHECK_OK(mproc__pym_request(s.m, "number_of_objects", NULL, NULL, &d, &v));
+    CHECK_EQ(v->u.i, before);
+    mproc__pk_doc_free(d);
+    /* an unknown typeid: the server's traceback, on the manager */
+    CHECK_RC(mproc__pym_create(s.m, "no_such_type", NULL, NULL, &p), MPROC_EREMOTE);
+    CHECK(strstr(mproc__pym_manager_error(s.m), "no_such_type") != NULL);
+    stop(&s);
+}
+
+TEST_T(wrong_key_is_refused, 60)
+{
+    server s = serve("tcp:127.0.0.1:0");
+    mproc__pym *m;
+    CHECK_RC(mproc__pym_connect(&m, s.address, "other key", 9), MPROC_EAUTH);
+    CHECK_RC(mproc__pym_connect(&m, NULL, "k", 1), -EINVAL);
+    stop(&s);
+}
+
+TEST_T(event_set_in_c_is_seen_by_a_python_waiter, 60)
+{
+    server s = serve("tcp:127.0.0.1:0");
+    mproc__pym_proxy *ev;
+    CHECK_OK(mproc__pym_create(s.m, "get_event", NULL, NULL, &ev));
+    CHECK_RC(mproc__pym_wait(ev, "wait", 0), -EAGAIN);
+    double t0 = harness_now();
+    CHECK_RC(mproc__pym_wait(ev, "wait", 0.2), -ETIMEDOUT);
+    CHECK_BETWEEN(harness_now() - t0, 0.15, 5 * harness_slow());
+    py_helper w = client(&s, "wait_event", "60");
+    CHECK_OK(mproc__pym_call(ev, "set", NULL, NULL, NULL));
+    CHECK_EQ(py_reap(&w), 0);
+    const mproc__pk *res;
+    CHECK_OK(mproc__pym_call(ev, "is_set", NULL, NULL, &res));
+    CHECK(res->kind == MPROC__PK_BOOL && res->u.b);
+    mproc__pym_proxy_free(ev);
+    stop(&s);
+}
+
+TEST_T(event_set_in_python_wakes_a_c_waiter, 60)
+{
+    server s = serve("tcp:127.0.0.1:0");
+    mproc__pym_proxy *ev;
+    CHECK_OK(mproc__pym_create(s.m, "get_event", NULL, NULL, &ev));
+    CHECK_RC(mproc__pym_wait(ev, "wait", 0), -EAGAIN);
+    py_helper setter = client(&s, "set_event", NULL);
+    py_write_all(&setter, "go\n", 3);
+    CHECK_OK(mproc__pym_wait(ev, "wait", 60));
+    CHECK_OK(mproc__pym_wait(ev, "wait", MPROC_FOREVER));
+    CHECK_EQ(py_reap(&setter), 0);
+    /* an Event of C's own: clear, set, wait */
+    mproc__pym_proxy *mine;
+    CHECK_OK(mproc__pym_create(s.m, "Event", NULL, NULL, &mine));
+    CHECK_RC(mproc__pym_wait(mine, "wait", 0), -EAGAIN);
+    CHECK_OK(mproc__pym_call(mine, "set", NULL, NULL, NULL));
+    CHECK_OK(mproc__pym_wait(mine, "wait", 1));
+    /* a Lock: acquire, a second acquire times out, release */
+    mproc__pym_proxy *lock;
+    CHECK_OK(mproc__pym_create(s.m, "Lock", NULL, NULL, &lock));
+    CHECK_OK(mproc__pym_wait(lock, "acquire", MPROC_FOREVER));
+    CHECK_RC(mproc__pym_wait(lock, "acquire", 0), -EAGAIN);
+    CHECK_RC(mproc__pym_wait(lock, "acquire", 0.1), -ETIMEDOUT);
+    CHECK_OK(mproc__pym_call(lock, "release", NULL, NULL, NULL));
+    CHECK_OK(mproc__pym_wait(lock, "acquire", 0));
+    mproc__pym_proxy_free(lock);
+    mproc__pym_proxy_free(mine);
+    mproc__pym_proxy_free(ev);
+    stop(&s);
+}
+
+TEST_T(queue_put_get_with_timeouts_and_a_python_peer, 60)
+{
+    server s = serve("tcp:127.0.0.1:0");
+    mproc__pym_proxy *q;
+    CHECK_OK(mproc__pym_create(s.m, "Queue", NULL, NULL, &q));
+    const mproc__pk *item;
+    CHECK_RC(mproc__pym_queue_get(q, 0, &item), -EAGAIN);
+    CHECK(strcmp(mproc__pym_error(q), "Empty") == 0);
+    double t0 = harness_now();
+    CHECK_RC(mproc__pym_queue_get(q, 0.2, &item), -ETIMEDOUT);
+    CHECK_BETWEEN(harness_now() - t0, 0.15, 5 * harness_slow());
+    mproc__pk_doc *a;
+    CHECK_OK(mproc__pk_doc_new(&a));
+    CHECK_OK(mproc__pym_queue_put(q, mproc__pk_int(a, 7), MPROC_FOREVER));
+    CHECK_OK(mproc__pym_queue_put(q, mproc__pk_cstr(a, "eight"), 0));
+    CHECK_OK(mproc__pym_queue_get(q, MPROC_FOREVER, &item));
+    CHECK(item->kind == MPROC__PK_INT && item->u.i == 7);
+    CHECK_OK(mproc__pym_queue_get(q, 1, &item));
+    CHECK(mproc__pk_is_str(item, "eight"));
+    CHECK_RC(mproc__pym_queue_get(q, NAN, &item), -EINVAL);
+    /* a bounded queue: Full */
+    mproc__pym_proxy *b;
+    CHECK_OK(mproc__pym_create(s.m, "Queue", mproc__pk_tuple(a, 1, mproc__pk_int(a, 1)), NULL, &b));
+    CHECK_OK(mproc__pym_queue_put(b, mproc__pk_int(a, 1), 0));
+    CHECK_RC(mproc__pym_queue_put(b, mproc__pk_int(a, 2), 0), -EAGAIN);
+    CHECK_RC(mproc__pym_queue_put(b, mproc__pk_int(a, 2), 0.1), -ETIMEDOUT);
+    CHECK(strcmp(mproc__pym_error(b), "Full") == 0);
+    mproc__pym_proxy_free(b);
+    /* across languages: C puts, a Python client takes it and answers */
+    mproc__pym_proxy *shared;
+    CHECK_OK(mproc__pym_create(s.m, "get_queue", NULL, NULL, &shared));
+    py_helper echo = client(&s, "echo_queue", NULL);
+    CHECK_OK(mproc__pym_queue_put(shared, mproc__pk_cstr(a, "ping"), MPROC_FOREVER));
+    CHECK_EQ(py_reap(&echo), 0);
+    CHECK_OK(mproc__pym_queue_get(shared, 30, &item));
+    char buf[64];
+    mproc__pk_repr(item, buf, sizeof buf);
+    CHECK(strcmp(buf, "('echo', 'ping')") == 0);
+    mproc__pym_proxy_free(shared);
+    mproc__pk_doc_free(a);
+    mproc__pym_proxy_free(q);
+    stop(&s);
+}
+
+TEST_T(registered_name_get_jobs_is_the_servers_dict, 60)
+{
+    server s = serve("tcp:127.0.0.1:0");
+    mproc__pym_proxy *jobs;
+    CHECK_OK(mproc__pym_create(s.m, "get_jobs", NULL, NULL, &jobs));
+    mproc__pk_doc *a;
+    CHECK_OK(mproc__pk_doc_new(&a));
+    const mproc__pk *res;
+    CHECK_OK(mproc__pym_call(jobs, "__getitem__", mproc__pk_tuple(a, 1, mproc__pk_cstr(a, "alpha")),
+                             NULL, &res));
+    CHECK(res->kind == MPROC__PK_INT && res->u.i == 1);
+    CHECK_OK(mproc__pym_call(jobs, "copy", NULL, NULL, &res));
+    char buf[128];
+    mproc__pk_repr(res, buf, sizeof buf);
+    CHECK(strcmp(buf, "{'alpha': 1, 'beta': [2, 3]}") == 0);
+    CHECK_OK(mproc__pym_call(
+        jobs, "__setitem__",
+        mproc__pk_tuple(a, 2, mproc__pk_cstr(a, "gamma"), mproc__pk_cstr(a, "from C")), NULL,
+        NULL));
+    CHECK_EQ(run_client(&s, "check_jobs", NULL), 0);
+    mproc__pk_doc_free(a);
+    mproc__pym_proxy_free(jobs);
+    stop(&s);
+}
+
+TEST_T(a_proxy_reply_becomes_a_proxy_holding_its_reference, 60)
+{
+    server s = serve("tcp:127.0.0.1:0");
+    mproc__pk_doc *d;
+    mproc__pk *v;
+    CHECK_OK(mproc__pym_request(s.m, "number_of_objects", NULL, NULL, &d, &v));
+    int64_t before = v->u.i;
+    mproc__pk_doc_free(d);
+    mproc__pym_proxy *box, *child;
+    CHECK_OK(mproc__pym_create(s.m, "get_box", NULL, NULL, &box));
+    CHECK_RC(mproc__pym_take_proxy(box, &child), -ENOENT);
+    CHECK_RC(mproc__pym_call(box, "child", NULL, NULL, NULL), MPROC__PYM_PROXY);
+    CHECK_OK(mproc__pym_take_proxy(box, &child));
+    CHECK(strcmp(mproc__pym_typeid(child), "dict") == 0);
+    CHECK(mproc__pym_exposes(child, "__getitem__"));
+    CHECK(strcmp(mproc__pym_id(child), mproc__pym_id(box)) != 0);
+    mproc__pk_doc *a;
+    CHECK_OK(mproc__pk_doc_new(&a));
+    const mproc__pk *res;
+    CHECK_OK(mproc__pym_call(child, "__getitem__",
+                             mproc__pk_tuple(a, 1, mproc__pk_cstr(a, "alpha")), NULL, &res));
+    CHECK(res->kind == MPROC__PK_INT && res->u.i == 1);
+    mproc__pk_doc_free(a);
+    CHECK_OK(mproc__pym_request(s.m, "number_of_objects", NULL, NULL, &d, &v));
+    CHECK_EQ(v->u.i, before + 2);
+    mproc__pk_doc_free(d);
+    /* a proxy reply nobody takes is let go with its maker */
+    CHECK_RC(mproc__pym_call(box, "child", NULL, NULL, NULL), MPROC__PYM_PROXY);
+    mproc__pym_proxy_free(box);
+    mproc__pym_proxy_free(child);
+    CHECK_OK(mproc__pym_request(s.m, "number_of_objects", NULL, NULL, &d, &v));
+    CHECK_EQ(v->u.i, before);
+    mproc__pk_doc_free(d);
+    stop(&s);
+}
+
+static void on_alarm(int sig)
+{
+    (void)sig;
+}
+
+TEST_T(an_interrupted_call_never_desynchronises_the_proxy, 60)
+{
+    server s = serve("tcp:127.0.0.1:0");
+    mproc__pym_proxy *ev;
+    CHECK_OK(mproc__pym_create(s.m, "Event", NULL, NULL, &ev));
+    struct sigaction sa = {.sa_handler = on_alarm};
+    CHECK(sigaction(SIGALRM, &sa, NULL) == 0);
+    struct itimerval it = {.it_value = {.tv_usec = 200000}};
+    CHECK(setitimer(ITIMER_REAL, &it, NULL) == 0);
+    CHECK_RC(mproc__pym_wait(ev, "wait", MPROC_FOREVER), -EINTR);
+    /* the server still waits on the old connection; the next call gets its own answer */
+    const mproc__pk *res;
+    CHECK_OK(mproc__pym_call(ev, "is_set", NULL, NULL, &res));
+    CHECK(res->kind == MPROC__PK_BOOL && !res->u.b);
+    CHECK_OK(mproc__pym_call(ev, "set", NULL, NULL, &res));
+    CHECK_EQ(res->kind, MPROC__PK_NONE);
+    CHECK_OK(mproc__pym_call(ev, "is_set", NULL, NULL, &res));
+    CHECK(res->kind == MPROC__PK_BOOL && res->u.b);
+    mproc__pym_proxy_free(ev);
+    stop(&s);
+}
+
+TEST_T(a_dead_server_fails_calls_cleanly, 60)
+{
+    server s = serve("tcp:127.0.0.1:0");
+    mproc__pym_proxy *d;
+    CHECK_OK(mproc__pym_create(s.m, "dict", NULL, NULL, &d));
+    CHECK_OK(mproc__pym_call(d, "__len__", NULL, NULL, NULL));
+    kill(s.h.pid, SIGKILL);
+    CHECK_EQ(py_reap(&s.h), -SIGKILL);
+    int r = mproc__pym_call(d, "__len__", NULL, NULL, NULL);
+    CHECK(r == MPROC_ECLOSED || r == -EPIPE || r == -ECONNRESET);
+    /* and again: now nothing listens */
+    CHECK_RC(mproc__pym_call(d, "__len__", NULL, NULL, NULL), -ECONNREFUSED);
+    mproc__pk_doc *doc;
+    mproc__pk *v;
+    CHECK_RC(mproc__pym_request(s.m, "dummy", NULL, NULL, &doc, &v), -ECONNREFUSED);
+    mproc__pym_proxy_free(d); /* its decref fails quietly */
+    mproc__pym_free(s.m);
+}
+
+TEST_T(connection_setup_and_ops_per_second_beside_python, 120)
+{
+    server s = serve("tcp:127.0.0.1:0");
+    enum { N = 2000, ROUNDS = 5 };
+    double setup[ROUNDS], first[ROUNDS];
+    mproc__pk_doc *a;
+    CHECK_OK(mproc__pk_doc_new(&a));
+    mproc__pym_proxy *d = NULL;
+    for (int i = 0; i < ROUNDS; i++) {
+        double t0 = harness_now();
+        mproc__pym *m;
+        CHECK_OK(mproc__pym_connect(&m, s.address, KEY, strlen(KEY)));
+        setup[i] = harness_now() - t0;
+        t0 = harness_now();
+        mproc__pym_proxy_free(d);
+        CHECK_OK(mproc__pym_create(m, "dict", NULL, NULL, &d));
+        CHECK_OK(mproc__pym_call(d, "__len__", NULL, NULL, NULL));
+        first[i] = harness_now() - t0; /* create + the proxy's connection + one call */
+        mproc__pym_free(m);
+    }
+    mproc__pk *set = mproc__pk_tuple(a, 2, mproc__pk_cstr(a, "k"), mproc__pk_int(a, 1));
+    mproc__pk *get = mproc__pk_tuple(a, 1, mproc__pk_cstr(a, "k"));
+    double t0 = harness_now();
+    for (int i = 0; i < N; i++) {
+        CHECK_OK(mproc__pym_call(d, "__setitem__", set, NULL, NULL));
+        CHECK_OK(mproc__pym_call(d, "__getitem__", get, NULL, NULL));
+    }
+    double ops = 2.0 * N / (harness_now() - t0);
+    mproc__pym_proxy_free(d);
+    mproc__pk_doc_free(a);
+    char n[16];
+    snprintf(n, sizeof n, "%d", N);
+    const char *args[] = {"bench", s.address, KEYHEX, n, NULL};
+    py_helper b = py_spawn("python3", "py_manager.py", args);
+    char line[128];
+    py_await_ready(&b, line, sizeof line); /* not READY: the helper prints BENCH */
+    CHECK_EQ(py_reap(&b), 0);
+    double connect_ms = harness_quantile(setup, ROUNDS, 0.5) * 1000;
+    double first_ms = harness_quantile(first, ROUNDS, 0.5) * 1000;
+    printf("    C client: connect+dummy %.2f ms, create+proxy connection+call %.2f ms, %.0f ops/s "
+           "(dict set/get); Python client: %s\n",
+           connect_ms, first_ms, ops, line);
+    /* loose bands (a loaded machine): no 40 ms delayed-ACK stall, and a few thousand ops/s */
+    CHECK(connect_ms < 40 * harness_slow());
+    CHECK(first_ms < 80 * harness_slow());
+    CHECK(ops > 500 / harness_slow());
+    stop(&s);
+}
