@@ -393,3 +393,41 @@ TEST(a_fork_child_makes_its_own_connection)
     CHECK(e3 == e);
     mproc_manager_free(m);
 }
+
+/* The mproc-manager command: its address on stdout, clients served, SIGTERM a clean end. */
+TEST(the_command_serves_until_sigterm)
+{
+    char *bad[] = {(char *)MPROC_MANAGER_TOOL, "--address", "tcp:127.0.0.1:0", NULL};
+    pid_t pid;
+    CHECK_EQ(posix_spawn(&pid, MPROC_MANAGER_TOOL, NULL, NULL, bad, environ), 0);
+    CHECK_EQ(wait_peer(pid), 2); /* tcp without a key */
+    char keyfile[] = "/tmp/mproc-test-key-XXXXXX";
+    int kfd = mkstemp(keyfile);
+    CHECK(kfd >= 0);
+    CHECK_EQ(write(kfd, "k3y\n", 4), 4);
+    close(kfd);
+    int p[2];
+    CHECK_EQ(pipe2(p, O_CLOEXEC), 0);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, p[1], 1);
+    char *argv[] = {(char *)MPROC_MANAGER_TOOL, "--address", "tcp:127.0.0.1:0", "--authkey-file",
+                    keyfile, "--foreground", NULL};
+    CHECK_EQ(posix_spawn(&pid, MPROC_MANAGER_TOOL, &fa, NULL, argv, environ), 0);
+    posix_spawn_file_actions_destroy(&fa);
+    close(p[1]);
+    char addr[128] = {0};
+    size_t n = 0;
+    while (n < sizeof addr - 1 && !strchr(addr, '\n')) {
+        ssize_t r = read(p[0], addr + n, sizeof addr - 1 - n);
+        CHECK(r > 0);
+        n += (size_t)r;
+    }
+    close(p[0]);
+    *strchr(addr, '\n') = 0;
+    CHECK(strncmp(addr, "tcp:127.0.0.1:", 14) == 0);
+    CHECK_EQ(run_peer(addr, "k3y", "all", NULL), 0); /* the file's newline is not the key's */
+    CHECK_EQ(kill(pid, SIGTERM), 0);
+    CHECK_EQ(wait_peer(pid), 0);
+    unlink(keyfile);
+}

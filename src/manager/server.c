@@ -375,6 +375,10 @@ int mproc__mgr_serve(const char *address, const void *key, size_t keylen, bool h
                 continue;
             }
             if (t == &tag_watch || t == &tag_signal) {
+                /* consume the signal, or it would be delivered (and kill) once unblocked */
+                struct signalfd_siginfo si;
+                if (t == &tag_signal && read(sfd, &si, sizeof si) < 0) {
+                }
                 s.stop = true;
                 break;
             }
