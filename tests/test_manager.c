@@ -81,6 +81,14 @@ TEST(a_family_member_gets_the_arena_objects)
     CHECK_OK(mproc_manager_value(m, "v", 8, false, &v));
     CHECK(mproc_value_ptr(v) != NULL); /* the object itself, not a proxy */
     memcpy(mproc_value_ptr(v), "12345678", 8);
+    char buf[8];
+    CHECK_OK(mproc_value_load(v, buf, 8)); /* load and store work on local values too */
+    CHECK(memcmp(buf, "12345678", 8) == 0);
+    CHECK_OK(mproc_value_store(v, "abcd", 4));
+    CHECK(memcmp(mproc_value_ptr(v), "abcd5678", 8) == 0);
+    CHECK_RC(mproc_value_load(v, buf, 9), -EINVAL);
+    CHECK_RC(mproc_value_load(v, NULL, 1), -EINVAL);
+    CHECK_RC(mproc_value_store(NULL, buf, 1), -EINVAL);
     mproc_value *again;
     CHECK_OK(mproc_manager_value(m, "v", 8, false, &again));
     CHECK(again == v);
@@ -156,6 +164,7 @@ TEST(a_lock_held_by_a_killed_client_is_released_with_eownerdead)
 
 TEST(a_server_killed_mid_call_fails_the_call_cleanly)
 {
+    SKIP_IN_THREAD_MODE("the server is a thread: it cannot be killed or outlive its starter");
     mproc_manager *m;
     CHECK_OK(mproc_manager_start(&m, unique_unix(), NULL, 0, NULL));
     mproc_event *parked;
@@ -175,6 +184,7 @@ TEST(a_server_killed_mid_call_fails_the_call_cleanly)
 
 TEST(reconnect_once_a_server_is_back)
 {
+    SKIP_IN_THREAD_MODE("the server is a thread: it cannot be killed or outlive its starter");
     const char *addr = unique_unix();
     mproc_manager *m;
     CHECK_OK(mproc_manager_start(&m, addr, NULL, 0, NULL));
@@ -340,7 +350,10 @@ TEST(limits_are_enforced)
 
 TEST(no_fds_or_processes_left_behind)
 {
-    int before = harness_fd_count();
+    mproc_manager *first; /* the first start may set up what stays (a forkserver helper) */
+    CHECK_OK(mproc_manager_start(&first, unique_unix(), NULL, 0, NULL));
+    mproc_manager_free(first);
+    int before = harness_fd_count(), children = harness_child_count(getpid());
     for (int i = 0; i < 3; i++) {
         mproc_manager *m;
         CHECK_OK(mproc_manager_start(&m, unique_unix(), "k", 1, NULL));
@@ -350,11 +363,12 @@ TEST(no_fds_or_processes_left_behind)
         mproc_manager_free(m);
     }
     CHECK_EQ(harness_fd_count(), before);
-    CHECK_EQ(harness_child_count(getpid()), 0);
+    CHECK_EQ(harness_child_count(getpid()), children);
 }
 
 TEST(a_detached_server_outlives_its_handle)
 {
+    SKIP_IN_THREAD_MODE("the server is a thread: it cannot be killed or outlive its starter");
     const char *addr = unique_unix();
     mproc_manager *m;
     CHECK_OK(mproc_manager_start(&m, addr, NULL, 0, &(mproc_manager_opts){.detached = true}));

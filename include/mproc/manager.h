@@ -61,7 +61,8 @@ typedef struct mproc_manager mproc_manager;
 
 typedef struct {
     /* Keep the server running after the process that started it ends (until
-     * mproc_manager_shutdown, or a signal). Otherwise it ends with its starter. */
+     * mproc_manager_shutdown, or a signal). Otherwise it ends with its starter. Under the "thread"
+     * start method the server is a thread of the program and ends with it regardless. */
     bool detached;
     size_t max_message;       /* bytes of one request or reply, 0: default */
     size_t max_objects;       /* named objects, 0: default; at most MPROC_MANAGER_MAX_OBJECTS */

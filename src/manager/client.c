@@ -232,6 +232,7 @@ int mgr_connect_locked(mproc_manager *m)
         m->in_len = 0;
     }
     if (m->conn) mgr_disconnect_locked(m);
+    mgr_proxy_register_ops(); /* before any proxy exists: the ordinary calls then know them */
     mproc_conn_opts co = {.handshake_timeout = m->handshake_timeout};
     mproc_conn *c;
     int r = mproc_client_connect_opts(&c, m->address, m->has_key ? m->key : NULL, m->keylen, &co);

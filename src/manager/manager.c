@@ -234,6 +234,7 @@ int mproc_manager_serve(const char *address, const void *authkey, size_t keylen,
 typedef struct {
     mproc_event *ready;
     int code;
+    bool thread; /* the server runs as a thread of the starter (the "thread" start method) */
     pid_t starter;
     bool has_key, detached;
     size_t keylen;
@@ -255,6 +256,7 @@ static int server_main(void *arg)
 {
     start_info *si = arg;
     bool own_process = mproc__pid() != si->starter; /* not under the thread start method */
+    si->thread = !own_process; /* read by the starter once the server listens */
     if (own_process) signal(SIGINT, SIG_IGN); /* Ctrl-C is for the program, not its manager */
     if (si->detached && own_process) {
         pid_t pid = fork();
@@ -332,7 +334,7 @@ int mproc_manager_start(mproc_manager **out, const char *address, const void *au
     mproc_manager *m;
     if ((r = new_handle(&m, si->bound, authkey, keylen, opts ? opts->handshake_timeout : 0)) < 0)
         goto out;
-    if (si->detached) {
+    if (si->detached && !si->thread) {
         mproc_process_join(p, MPROC_FOREVER); /* the go-between ends once the server listens */
         mproc_process_free(p);
     } else {
