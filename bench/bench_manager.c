@@ -10,7 +10,7 @@
 #include "bench.h"
 
 #define ROUNDS 5
-#define ONE_OPS 20000   /* set+get pairs a round, through a proxy */
+#define ONE_OPS 20000 /* set+get pairs a round, through a proxy */
 #define ARENA_OPS 1000000
 #define BATCH 1000
 #define BATCHES 50

@@ -22,7 +22,7 @@
     do {                                                                                           \
         int r_ = (e);                                                                              \
         if (r_ != (code)) {                                                                        \
-            fprintf(stderr, "manager_peer:%d: %s = %d (%s), expected %d\n", __LINE__, #e, r_,     \
+            fprintf(stderr, "manager_peer:%d: %s = %d (%s), expected %d\n", __LINE__, #e, r_,      \
                     mproc_strerror(r_), (int)(code));                                              \
             exit(1);                                                                               \
         }                                                                                          \
@@ -69,7 +69,8 @@ static void every_type(mproc_manager *m)
     CHECK(n == 1);
     mproc_dict_item it[3] = {{"a", 1, "1", 1}, {"b", 1, "22", 2}, {"c", 1, "", 0}};
     CHECK_RC(mproc_dict_set_many(d, it, 3), 0);
-    mproc_dict_item q[3] = {{.key = "b", .klen = 1}, {.key = "zz", .klen = 2}, {.key = "c", .klen = 1}};
+    mproc_dict_item q[3] = {
+        {.key = "b", .klen = 1}, {.key = "zz", .klen = 2}, {.key = "c", .klen = 1}};
     void *block = NULL;
     CHECK_RC(mproc_dict_get_many(d, q, 3, &block), 2);
     CHECK(q[0].vlen == 2 && memcmp(q[0].val, "22", 2) == 0 && q[1].val == NULL && q[2].val);
@@ -108,7 +109,8 @@ static void every_type(mproc_manager *m)
 
     /* queue */
     mproc_queue *qu;
-    CHECK_RC(mproc_manager_queue(m, "q", &(mproc_queue_opts){.max_items = 2, .joinable = true}, &qu), 0);
+    CHECK_RC(
+        mproc_manager_queue(m, "q", &(mproc_queue_opts){.max_items = 2, .joinable = true}, &qu), 0);
     CHECK(mproc_queue_empty(qu));
     CHECK_RC(mproc_queue_put(qu, "m1", 2, 0), 0);
     CHECK_RC(mproc_queue_put(qu, "m2", 2, MPROC_FOREVER), 0);

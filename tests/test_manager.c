@@ -24,11 +24,10 @@ static const char *unique_unix(void)
     return buf;
 }
 
-static pid_t spawn_peer(const char *address, const char *key, const char *scenario,
-                        const char *arg)
+static pid_t spawn_peer(const char *address, const char *key, const char *scenario, const char *arg)
 {
     char *argv[] = {(char *)MANAGER_PEER, (char *)address, (char *)(key ? key : "-"),
-                    (char *)scenario, (char *)arg, NULL};
+                    (char *)scenario,     (char *)arg,     NULL};
     pid_t pid;
     CHECK_EQ(posix_spawn(&pid, MANAGER_PEER, NULL, NULL, argv, environ), 0);
     return pid;
@@ -237,7 +236,9 @@ static int raw_connect(const char *address)
     size_t n = strlen(name);
     memcpy(sa.sun_path, name, n);
     if (name[0] == '@') sa.sun_path[0] = 0;
-    CHECK_EQ(connect(fd, (struct sockaddr *)&sa, (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n)), 0);
+    CHECK_EQ(connect(fd, (struct sockaddr *)&sa,
+                     (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n)),
+             0);
     return fd;
 }
 
@@ -425,8 +426,13 @@ TEST(the_command_serves_until_sigterm)
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_adddup2(&fa, p[1], 1);
-    char *argv[] = {(char *)MPROC_MANAGER_TOOL, "--address", "tcp:127.0.0.1:0", "--authkey-file",
-                    keyfile, "--foreground", NULL};
+    char *argv[] = {(char *)MPROC_MANAGER_TOOL,
+                    "--address",
+                    "tcp:127.0.0.1:0",
+                    "--authkey-file",
+                    keyfile,
+                    "--foreground",
+                    NULL};
     CHECK_EQ(posix_spawn(&pid, MPROC_MANAGER_TOOL, &fa, NULL, argv, environ), 0);
     posix_spawn_file_actions_destroy(&fa);
     close(p[1]);

@@ -15,17 +15,18 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: mproc-manager --address ADDR [--authkey-file FILE] [--foreground]\n"
-               "\n"
-               "Serve named shared objects (dicts, lists, queues, events, locks, values) to\n"
-               "mproc_manager_connect() clients.\n"
-               "\n"
-               "  --address ADDR       unix:/path, unix:@name or tcp:host:port (port 0 picks one)\n"
-               "  --authkey-file FILE  the key clients must prove they hold (required for tcp:)\n"
-               "  --foreground         stay in the foreground (default: detach once listening)\n"
-               "  --max-connections N  clients at once (default %d)\n"
-               "  --help               print this and exit\n",
-               MPROC_MANAGER_DEFAULT_MAX_CONNECTIONS);
+    fprintf(f,
+            "usage: mproc-manager --address ADDR [--authkey-file FILE] [--foreground]\n"
+            "\n"
+            "Serve named shared objects (dicts, lists, queues, events, locks, values) to\n"
+            "mproc_manager_connect() clients.\n"
+            "\n"
+            "  --address ADDR       unix:/path, unix:@name or tcp:host:port (port 0 picks one)\n"
+            "  --authkey-file FILE  the key clients must prove they hold (required for tcp:)\n"
+            "  --foreground         stay in the foreground (default: detach once listening)\n"
+            "  --max-connections N  clients at once (default %d)\n"
+            "  --help               print this and exit\n",
+            MPROC_MANAGER_DEFAULT_MAX_CONNECTIONS);
 }
 
 static int read_key(const char *path, unsigned char *key, size_t *len)
@@ -66,20 +67,24 @@ static void on_ready(const char *address, void *arg)
 
 int main(int argc, char **argv)
 {
-    static const struct option opts[] = {{"address", required_argument, 0, 'a'},
-                                         {"authkey-file", required_argument, 0, 'k'},
-                                         {"foreground", no_argument, 0, 'f'},
-                                         {"max-connections", required_argument, 0, 'c'},
-                                         {"help", no_argument, 0, 'h'},
-                                         {0, 0, 0, 0}};
+    static const struct option opts[] = {
+        {"address", required_argument, 0, 'a'}, {"authkey-file", required_argument, 0, 'k'},
+        {"foreground", no_argument, 0, 'f'},    {"max-connections", required_argument, 0, 'c'},
+        {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
     const char *address = NULL, *keyfile = NULL;
     bool foreground = false;
     mproc_manager_opts mo = {.ready = on_ready};
     for (int c; (c = getopt_long(argc, argv, "", opts, NULL)) != -1;) {
         switch (c) {
-        case 'a': address = optarg; break;
-        case 'k': keyfile = optarg; break;
-        case 'f': foreground = true; break;
+        case 'a':
+            address = optarg;
+            break;
+        case 'k':
+            keyfile = optarg;
+            break;
+        case 'f':
+            foreground = true;
+            break;
         case 'c': {
             char *end;
             long n = strtol(optarg, &end, 10);
@@ -91,13 +96,19 @@ int main(int argc, char **argv)
             mo.max_connections = (size_t)n;
             break;
         }
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
         }
     }
     if (optind < argc || !address) {
-        if (!address) fprintf(stderr, "mproc-manager: --address is required\n");
-        else fprintf(stderr, "mproc-manager: unexpected argument: %s\n", argv[optind]);
+        if (!address)
+            fprintf(stderr, "mproc-manager: --address is required\n");
+        else
+            fprintf(stderr, "mproc-manager: unexpected argument: %s\n", argv[optind]);
         usage(stderr);
         return 2;
     }

@@ -86,7 +86,8 @@ int mproc_manager_start(mproc_manager **out, const char *address, const void *au
  * -ECONNREFUSED / -ENOENT (nobody there), -ETIMEDOUT. */
 int mproc_manager_connect(mproc_manager **out, const char *address, const void *authkey,
                           size_t keylen);
-/* The server's address in listener syntax (the bound port for tcp port 0). NULL for a bad handle. */
+/* The server's address in listener syntax (the bound port for tcp port 0). NULL for a bad handle.
+ */
 const char *mproc_manager_address(const mproc_manager *m);
 /* Drop the connection and connect again (after a fork, this is done on the next call anyway).
  * Every proxy finds its object again by name on its next call. */

@@ -50,8 +50,8 @@ void mgr_disconnect_locked(mproc_manager *m)
 static int send_all(int fd, struct iovec *v, int n)
 {
     while (n > 0) {
-        ssize_t w = sendmsg(fd, &(struct msghdr){.msg_iov = v, .msg_iovlen = (size_t)n},
-                            MSG_NOSIGNAL);
+        ssize_t w =
+            sendmsg(fd, &(struct msghdr){.msg_iov = v, .msg_iovlen = (size_t)n}, MSG_NOSIGNAL);
         if (w < 0) {
             if (errno == EINTR) continue; /* part of a frame may be out: finish it */
             return -EPIPE;
@@ -188,8 +188,8 @@ static int await_reply(mproc_manager *m, mgr_wait *w, bool intr)
 }
 
 /* Send a request and wait for its reply. Caller holds m->mu and a live connection. */
-static int roundtrip(mproc_manager *m, uint16_t op, uint32_t obj, const struct iovec *iov,
-                     int niov, bool intr, mgr_result *res)
+static int roundtrip(mproc_manager *m, uint16_t op, uint32_t obj, const struct iovec *iov, int niov,
+                     bool intr, mgr_result *res)
 {
     struct iovec v[8];
     if (niov > 7) return -EINVAL;
@@ -253,7 +253,8 @@ int mgr_connect_locked(mproc_manager *m)
     mgr_put32(ver, MPROC__MGR_VERSION);
     mgr_result res = {.buf = out, .cap = sizeof out};
     r = roundtrip(m, MGR_HELLO, 0, &(struct iovec){ver, 4}, 1, false, &res);
-    if (r == 0 && (res.status < 0 || res.len != sizeof out)) r = res.status < 0 ? res.status : MPROC_EPROTO;
+    if (r == 0 && (res.status < 0 || res.len != sizeof out))
+        r = res.status < 0 ? res.status : MPROC_EPROTO;
     if (r < 0) {
         mgr_disconnect_locked(m);
         return r;

@@ -90,7 +90,7 @@ void mgr_proxy_register_ops(void);
 struct mproc__proxy_ops;
 void mgr_proxy_fill_containers(struct mproc__proxy_ops *ops);
 /* A call on a proxy's object, finding it again by name after a reconnect. */
-int mgr_proxy_call(mgr_proxy *p, uint16_t op, const struct iovec *iov, int niov,
-                   bool interruptible, mgr_result *res);
+int mgr_proxy_call(mgr_proxy *p, uint16_t op, const struct iovec *iov, int niov, bool interruptible,
+                   mgr_result *res);
 
 #endif

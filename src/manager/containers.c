@@ -199,7 +199,9 @@ int mgr_container_op(mgr_srv *s, mgr_conn *c, mgr_obj *o, const mproc__mgr_req *
             mgr_reply_fetch(s, c, id, UINT64_MAX, dict_fetch, &f);
             return 0;
         }
-        case MGR_DICT_DEL: mgr_reply(c, id, mproc_dict_del(d, b.p, b.left), NULL, 0); return 0;
+        case MGR_DICT_DEL:
+            mgr_reply(c, id, mproc_dict_del(d, b.p, b.left), NULL, 0);
+            return 0;
         case MGR_DICT_CONTAINS:
             mgr_reply(c, id, mproc_dict_contains(d, b.p, b.left), NULL, 0);
             return 0;
@@ -210,17 +212,27 @@ int mgr_container_op(mgr_srv *s, mgr_conn *c, mgr_obj *o, const mproc__mgr_req *
             mgr_reply(c, id, r, out, r == 0 ? 8 : 0);
             return 0;
         }
-        case MGR_DICT_CLEAR: mgr_reply(c, id, mproc_dict_clear(d), NULL, 0); return 0;
-        case MGR_DICT_SET_MANY: set_many(c, d, id, &b); return 0;
-        case MGR_DICT_GET_MANY: get_many(s, c, d, id, &b); return 0;
-        case MGR_DICT_ITEMS: items(s, c, d, id, &b); return 0;
+        case MGR_DICT_CLEAR:
+            mgr_reply(c, id, mproc_dict_clear(d), NULL, 0);
+            return 0;
+        case MGR_DICT_SET_MANY:
+            set_many(c, d, id, &b);
+            return 0;
+        case MGR_DICT_GET_MANY:
+            get_many(s, c, d, id, &b);
+            return 0;
+        case MGR_DICT_ITEMS:
+            items(s, c, d, id, &b);
+            return 0;
         }
         return -ENOSYS;
     }
     if (h->op < MGR_LIST_APPEND || h->op > MGR_LIST_CLEAR || o->kind != MGR_LIST) return -ENOSYS;
     mproc_list *l = o->ptr;
     switch (h->op) {
-    case MGR_LIST_APPEND: mgr_reply(c, id, mproc_list_append(l, b.p, b.left), NULL, 0); return 0;
+    case MGR_LIST_APPEND:
+        mgr_reply(c, id, mproc_list_append(l, b.p, b.left), NULL, 0);
+        return 0;
     case MGR_LIST_LEN: {
         int r = mproc_list_len(l, &n);
         unsigned char out[8];
@@ -228,7 +240,9 @@ int mgr_container_op(mgr_srv *s, mgr_conn *c, mgr_obj *o, const mproc__mgr_req *
         mgr_reply(c, id, r, out, r == 0 ? 8 : 0);
         return 0;
     }
-    case MGR_LIST_CLEAR: mgr_reply(c, id, mproc_list_clear(l), NULL, 0); return 0;
+    case MGR_LIST_CLEAR:
+        mgr_reply(c, id, mproc_list_clear(l), NULL, 0);
+        return 0;
     }
     ptrdiff_t index = (ptrdiff_t)(int64_t)rd64(&b);
     if (b.bad) return -ENOSYS;
@@ -236,7 +250,9 @@ int mgr_container_op(mgr_srv *s, mgr_conn *c, mgr_obj *o, const mproc__mgr_req *
     case MGR_LIST_INSERT:
         mgr_reply(c, id, mproc_list_insert(l, index, b.p, b.left), NULL, 0);
         return 0;
-    case MGR_LIST_SET: mgr_reply(c, id, mproc_list_set(l, index, b.p, b.left), NULL, 0); return 0;
+    case MGR_LIST_SET:
+        mgr_reply(c, id, mproc_list_set(l, index, b.p, b.left), NULL, 0);
+        return 0;
     case MGR_LIST_GET: {
         fetch_ctx f = {.obj = l, .index = index};
         mgr_reply_fetch(s, c, id, UINT64_MAX, list_fetch, &f);

@@ -34,8 +34,8 @@ static int check_args(const char *address, const void *authkey, size_t keylen)
     return 0;
 }
 
-static int new_handle(mproc_manager **out, const char *address, const void *authkey,
-                      size_t keylen, double handshake_timeout)
+static int new_handle(mproc_manager **out, const char *address, const void *authkey, size_t keylen,
+                      double handshake_timeout)
 {
     mproc_manager *m = calloc(1, sizeof *m);
     if (!m) return -ENOMEM;
@@ -64,8 +64,10 @@ static void free_handle(mproc_manager *m)
     while (m->proxies)
         mgr_proxy_free(m->proxies);
     pthread_mutex_lock(&m->mu);
-    if (m->conn && m->pid == mproc__pid()) mgr_disconnect_locked(m);
-    else if (m->conn) mproc_conn_close(m->conn); /* a fork child's copy: just let go */
+    if (m->conn && m->pid == mproc__pid())
+        mgr_disconnect_locked(m);
+    else if (m->conn)
+        mproc_conn_close(m->conn); /* a fork child's copy: just let go */
     pthread_mutex_unlock(&m->mu);
     if (m->server) mproc_process_free(m->server);
     OPENSSL_cleanse(m->key, m->keylen);
@@ -256,7 +258,7 @@ static int server_main(void *arg)
 {
     start_info *si = arg;
     bool own_process = mproc__pid() != si->starter; /* not under the thread start method */
-    si->thread = !own_process; /* read by the starter once the server listens */
+    si->thread = !own_process;                /* read by the starter once the server listens */
     if (own_process) signal(SIGINT, SIG_IGN); /* Ctrl-C is for the program, not its manager */
     if (si->detached && own_process) {
         pid_t pid = fork();
@@ -299,7 +301,7 @@ int mproc_manager_start(mproc_manager **out, const char *address, const void *au
     *out = NULL;
     int r = check_args(address, authkey, keylen);
     if (r < 0 || (r = check_opts(opts)) < 0) return r;
-    if (strlen(address) >= sizeof ((start_info *)0)->address) return -ENAMETOOLONG;
+    if (strlen(address) >= sizeof((start_info *)0)->address) return -ENAMETOOLONG;
     start_info *si = mproc_shared_alloc(sizeof *si + keylen);
     if (!si) return -ENOMEM;
     if ((r = mproc_event_new(&si->ready)) < 0) {

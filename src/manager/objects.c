@@ -47,11 +47,20 @@ int mgr_objects_init(mgr_srv *s)
 static void arena_free(uint8_t kind, void *ptr)
 {
     switch (kind) {
-    case MGR_QUEUE: mproc_queue_free(ptr); break;
-    case MGR_EVENT: mproc_event_free(ptr); break;
-    case MGR_LOCK: mproc_lock_free(ptr); break; /* also lets go of it if this thread holds it */
-    case MGR_VALUE: mproc_value_free(ptr); break;
-    default: mgr_container_free(kind, ptr);
+    case MGR_QUEUE:
+        mproc_queue_free(ptr);
+        break;
+    case MGR_EVENT:
+        mproc_event_free(ptr);
+        break;
+    case MGR_LOCK:
+        mproc_lock_free(ptr);
+        break; /* also lets go of it if this thread holds it */
+    case MGR_VALUE:
+        mproc_value_free(ptr);
+        break;
+    default:
+        mgr_container_free(kind, ptr);
     }
 }
 
@@ -161,14 +170,18 @@ static int make(uint8_t kind, const unsigned char *b, void **ptr, size_t *size)
         mproc_queue_opts qo = {.max_items = a, .max_bytes = bb, .joinable = c};
         return mproc_queue_new((mproc_queue **)ptr, &qo);
     }
-    case MGR_EVENT: return mproc_event_new((mproc_event **)ptr);
-    case MGR_LOCK: return mproc_lock_new((mproc_lock **)ptr);
+    case MGR_EVENT:
+        return mproc_event_new((mproc_event **)ptr);
+    case MGR_LOCK:
+        return mproc_lock_new((mproc_lock **)ptr);
     case MGR_VALUE:
         *size = a;
         return mproc_value_new((mproc_value **)ptr, a, c);
     case MGR_DICT:
-    case MGR_LIST: return mgr_container_new(kind, ptr);
-    default: return -EINVAL;
+    case MGR_LIST:
+        return mgr_container_new(kind, ptr);
+    default:
+        return -EINVAL;
     }
 }
 
@@ -294,7 +307,8 @@ static int try_call(mgr_srv *s, mgr_conn *c, mgr_obj *o, uint32_t id, uint16_t o
         r = mproc_queue_put(o->ptr, data, len, 0);
         if (r == -EAGAIN) return 1;
         break;
-    case MGR_QUEUE_GET: return mgr_reply_fetch(s, c, id, cap, queue_fetch, o->ptr);
+    case MGR_QUEUE_GET:
+        return mgr_reply_fetch(s, c, id, cap, queue_fetch, o->ptr);
     case MGR_QUEUE_JOIN:
         r = mproc_queue_join(o->ptr, 0);
         if (r == -ETIMEDOUT) return 1;
@@ -318,7 +332,8 @@ static int try_call(mgr_srv *s, mgr_conn *c, mgr_obj *o, uint32_t id, uint16_t o
             c->nheld++;
         }
         break;
-    default: r = -EINVAL;
+    default:
+        r = -EINVAL;
     }
     mgr_reply(c, id, r, NULL, 0);
     return 0;
@@ -382,6 +397,7 @@ static void blocking(mgr_srv *s, mgr_conn *c, mgr_obj *o, const mproc__mgr_req *
     else
         s->parked = p;
     s->parked_tail = p;
+    if (p->deadline < s->next_wake) s->next_wake = p->deadline;
     s->nparked++;
     c->nparked++;
     o->nparked++;
@@ -391,6 +407,7 @@ void mgr_wake(mgr_srv *s, mgr_obj *o)
 {
     if (!s->nparked || (o && !o->nparked)) return;
     int64_t now = mproc__now_ns();
+    if (!o) s->next_wake = INT64_MAX; /* recomputed over every call still parked */
     for (mgr_parked *p = s->parked, *nx; p; p = nx) {
         nx = p->next;
         if (o && p->o != o) continue;
@@ -400,16 +417,10 @@ void mgr_wake(mgr_srv *s, mgr_obj *o)
         } else if (p->deadline <= now) {
             mgr_reply(p->c, p->id, -ETIMEDOUT, NULL, 0);
             unpark(s, p);
+        } else if (!o && p->deadline < s->next_wake) {
+            s->next_wake = p->deadline;
         }
     }
-}
-
-int64_t mgr_next_deadline(mgr_srv *s)
-{
-    int64_t next = INT64_MAX;
-    for (mgr_parked *p = s->parked; p; p = p->next)
-        if (p->deadline < next) next = p->deadline;
-    return next;
 }
 
 static void op_cancel(mgr_srv *s, mgr_conn *c, const mproc__mgr_req *h, const unsigned char *b)
@@ -557,10 +568,18 @@ static void object_op(mgr_srv *s, mgr_conn *c, mgr_obj *o, const mproc__mgr_req 
 void mgr_dispatch(mgr_srv *s, mgr_conn *c, const mproc__mgr_req *h, const unsigned char *b)
 {
     switch (h->op) {
-    case MGR_HELLO: hello(s, c, h, b); return;
-    case MGR_OPEN: op_open(s, c, h, b); return;
-    case MGR_DELETE: op_delete(s, c, h, b); return;
-    case MGR_CANCEL: op_cancel(s, c, h, b); return;
+    case MGR_HELLO:
+        hello(s, c, h, b);
+        return;
+    case MGR_OPEN:
+        op_open(s, c, h, b);
+        return;
+    case MGR_DELETE:
+        op_delete(s, c, h, b);
+        return;
+    case MGR_CANCEL:
+        op_cancel(s, c, h, b);
+        return;
     case MGR_SHUTDOWN:
         mgr_reply(c, h->id, 0, NULL, 0);
         s->stop = true;

@@ -168,8 +168,8 @@ int mgr_open(mproc_manager *m, uint8_t kind, const char *name, uint64_t a, uint6
     return 0;
 }
 
-int mgr_proxy_call(mgr_proxy *p, uint16_t op, const struct iovec *iov, int niov,
-                   bool interruptible, mgr_result *res)
+int mgr_proxy_call(mgr_proxy *p, uint16_t op, const struct iovec *iov, int niov, bool interruptible,
+                   mgr_result *res)
 {
     mproc_manager *m = p->m;
     for (int tries = 0;; tries++) {
@@ -295,7 +295,7 @@ NOARG(l_locked, mproc_lock, MGR_LOCK, MGR_LOCK_LOCKED)
     {                                                                                              \
         PROXY_OR_EINVAL(p, h, kind);                                                               \
         if (mproc__timeout_check(timeout)) return -EINVAL;                                         \
-        return simple(p, op, &timeout, NULL, 0, timeout != 0);                                \
+        return simple(p, op, &timeout, NULL, 0, timeout != 0);                                     \
     }
 TIMED(q_join, mproc_queue, MGR_QUEUE, MGR_QUEUE_JOIN)
 TIMED(e_wait, mproc_event, MGR_EVENT, MGR_EVENT_WAIT)

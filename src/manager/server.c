@@ -23,6 +23,7 @@ enum { HS_RESPONSE, HS_CHALLENGE, HS_VERDICT, READY };
 
 #define READ_CHUNK ((size_t)64 << 10)
 #define THROTTLE_BYTES ((size_t)8 << 20) /* unsent replies past which a client is not read */
+#define SHRINK_BYTES ((size_t)4 << 20)   /* an idle connection keeps buffers up to this size */
 #define TICK_NS 2000000 /* parked calls look again this often, for changes made in the arena */
 
 /* epoll tags: the listener, the watched pidfd and the signalfd have fixed ones. */
@@ -31,9 +32,8 @@ static char tag_listener, tag_watch, tag_signal;
 static void conn_events(mgr_srv *s, mgr_conn *c)
 {
     bool out = c->out_len > c->out_off;
-    struct epoll_event ev = {.events = (c->throttled ? 0 : EPOLLIN) | (out ? EPOLLOUT : 0) |
-                                       EPOLLRDHUP,
-                             .data.ptr = c};
+    struct epoll_event ev = {
+        .events = (c->throttled ? 0 : EPOLLIN) | (out ? EPOLLOUT : 0) | EPOLLRDHUP, .data.ptr = c};
     epoll_ctl(s->ep, EPOLL_CTL_MOD, c->fd, &ev);
     c->polling_out = out;
 }
@@ -60,8 +60,8 @@ static void conn_close(mgr_srv *s, mgr_conn *c)
 static int conn_flush(mgr_conn *c)
 {
     while (c->out_off < c->out_len) {
-        ssize_t w = send(c->fd, c->out + c->out_off, c->out_len - c->out_off,
-                         MSG_NOSIGNAL | MSG_DONTWAIT);
+        ssize_t w =
+            send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (w < 0) {
             if (errno == EINTR) continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK) break;
@@ -69,7 +69,14 @@ static int conn_flush(mgr_conn *c)
         }
         c->out_off += (size_t)w;
     }
-    if (c->out_off == c->out_len) c->out_off = c->out_len = 0;
+    if (c->out_off == c->out_len) {
+        c->out_off = c->out_len = 0;
+        if (c->out_cap > SHRINK_BYTES) { /* a large reply went out: give its memory back */
+            free(c->out);
+            c->out = NULL;
+            c->out_cap = 0;
+        }
+    }
     return 0;
 }
 
@@ -208,6 +215,11 @@ static int conn_parse(mgr_srv *s, mgr_conn *c)
         memmove(c->in, c->in + off, c->in_len - off);
         c->in_len -= off;
     }
+    if (c->in_len == 0 && c->in_cap > SHRINK_BYTES) {
+        free(c->in);
+        c->in = NULL;
+        c->in_cap = 0;
+    }
     return 0;
 }
 
@@ -320,7 +332,11 @@ int mproc__mgr_serve(const char *address, const void *key, size_t keylen, bool h
                      const mproc_manager_opts *opts, int watch_fd, bool quit_on_sigint,
                      void (*ready)(const char *address, int code, void *arg), void *arg)
 {
-    mgr_srv s = {.o = effective(opts), .key = key, .keylen = keylen, .has_key = has_key};
+    mgr_srv s = {.o = effective(opts),
+                 .key = key,
+                 .keylen = keylen,
+                 .has_key = has_key,
+                 .next_wake = INT64_MAX};
     mproc_listener *l = NULL;
     int sfd = -1, r;
     sigset_t set, old;
@@ -352,12 +368,10 @@ int mproc__mgr_serve(const char *address, const void *key, size_t keylen, bool h
     ready = NULL;
 
     struct epoll_event evs[64];
+    int64_t tick_at = 0;
     while (!s.stop) {
-        int64_t next = mgr_next_deadline(&s);
-        if (s.nparked) {
-            int64_t tick = mproc__now_ns() + TICK_NS;
-            if (tick < next) next = tick;
-        }
+        int64_t next = INT64_MAX;
+        if (s.nparked) next = s.next_wake < tick_at ? s.next_wake : tick_at;
         if (s.nhandshaking) {
             int64_t h = handshake_deadlines(&s);
             if (h < next) next = h;
@@ -385,11 +399,21 @@ int mproc__mgr_serve(const char *address, const void *key, size_t keylen, bool h
             mgr_conn *c = t;
             if (c->dead) continue;
             bool bad = false;
-            if (evs[i].events & EPOLLIN) bad = conn_read(&s, c) < 0;
-            else if (evs[i].events & (EPOLLERR | EPOLLHUP)) bad = true;
+            if (evs[i].events & EPOLLIN)
+                bad = conn_read(&s, c) < 0;
+            else if (evs[i].events & (EPOLLERR | EPOLLHUP))
+                bad = true;
             if (bad) c->dead = true;
         }
-        mgr_wake(&s, NULL);
+        /* parked calls: every one again on the tick, or when one's deadline passed (a request
+         * that may free one retries those on its object at once, objects.c) */
+        if (s.nparked) {
+            int64_t now = mproc__now_ns();
+            if (now >= tick_at || now >= s.next_wake) {
+                mgr_wake(&s, NULL);
+                tick_at = now + TICK_NS;
+            }
+        }
         /* Flush every connection with replies waiting (replies to parked calls may go to any). */
         for (mgr_conn *c = s.conns, *nx; c; c = nx) {
             nx = c->next;

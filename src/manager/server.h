@@ -33,10 +33,10 @@ struct mgr_conn {
 struct mgr_obj {
     uint32_t id;
     uint8_t kind;
-    void *ptr; /* the arena object */
-    size_t size; /* a value's */
+    void *ptr;        /* the arena object */
+    size_t size;      /* a value's */
     mgr_conn *holder; /* a lock's holder through the manager */
-    bool owner_died; /* a lock released because its holder's connection closed */
+    bool owner_died;  /* a lock released because its holder's connection closed */
     unsigned nparked;
     mgr_obj *hnext; /* name hash chain */
     size_t nlen;
@@ -73,6 +73,7 @@ struct mgr_srv {
     size_t nfree;
     mgr_parked *parked, *parked_tail;
     size_t nparked;
+    int64_t next_wake;
     uint64_t *token; /* in the arena: proves a client shares it */
 };
 
@@ -95,9 +96,9 @@ void mgr_objects_destroy(mgr_srv *s);
 void mgr_dispatch(mgr_srv *s, mgr_conn *c, const mproc__mgr_req *h, const unsigned char *body);
 /* The connection is going away: its parked calls go, its locks are released. */
 void mgr_conn_gone(mgr_srv *s, mgr_conn *c);
-/* Retry parked calls (all, or those on o) and time out the expired ones; the next deadline. */
+/* Retry parked calls (all, or those on o) and time out the expired ones; with o NULL also
+ * recompute next_wake, the earliest deadline of those left (a park lowers it). */
 void mgr_wake(mgr_srv *s, mgr_obj *o);
-int64_t mgr_next_deadline(mgr_srv *s);
 
 /* containers.c: a dict or list request (0 when done, or -ENOSYS: not one). */
 int mgr_container_op(mgr_srv *s, mgr_conn *c, mgr_obj *o, const mproc__mgr_req *h,

@@ -23,7 +23,8 @@ int mproc_event_new(mproc_event **out)
 
 int mproc_event_set(mproc_event *e)
 {
-    if (!mproc__sync_valid(e, sizeof *e, MPROC__EVENT_MAGIC)) return MPROC__PROXY_OR_EINVAL(event_set, e);
+    if (!mproc__sync_valid(e, sizeof *e, MPROC__EVENT_MAGIC))
+        return MPROC__PROXY_OR_EINVAL(event_set, e);
     uint32_t w = atomic_load(&e->word);
     do {
         if (w & 1) return 0;
@@ -36,14 +37,16 @@ int mproc_event_set(mproc_event *e)
 
 int mproc_event_clear(mproc_event *e)
 {
-    if (!mproc__sync_valid(e, sizeof *e, MPROC__EVENT_MAGIC)) return MPROC__PROXY_OR_EINVAL(event_clear, e);
+    if (!mproc__sync_valid(e, sizeof *e, MPROC__EVENT_MAGIC))
+        return MPROC__PROXY_OR_EINVAL(event_clear, e);
     atomic_fetch_and(&e->word, ~1u);
     return 0;
 }
 
 bool mproc_event_is_set(mproc_event *e)
 {
-    if (!mproc__sync_valid(e, sizeof *e, MPROC__EVENT_MAGIC)) return MPROC__PROXY_OR(-EINVAL, event_is_set, e) > 0;
+    if (!mproc__sync_valid(e, sizeof *e, MPROC__EVENT_MAGIC))
+        return MPROC__PROXY_OR(-EINVAL, event_is_set, e) > 0;
     return atomic_load_explicit(&e->word, memory_order_acquire) & 1;
 }
 
@@ -72,7 +75,8 @@ static int set_step(void *arg, int64_t until)
 
 int mproc_event_wait(mproc_event *e, double timeout)
 {
-    if (!mproc__sync_valid(e, sizeof *e, MPROC__EVENT_MAGIC)) return MPROC__PROXY_OR_EINVAL(event_wait, e, timeout);
+    if (!mproc__sync_valid(e, sizeof *e, MPROC__EVENT_MAGIC))
+        return MPROC__PROXY_OR_EINVAL(event_wait, e, timeout);
     if (mproc__timeout_check(timeout)) return -EINVAL;
     uint32_t start = atomic_load_explicit(&e->word, memory_order_acquire);
     if (start & 1) return 0;

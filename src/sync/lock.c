@@ -86,20 +86,23 @@ int mproc_lock_new(mproc_lock **out)
 
 int mproc_lock_acquire(mproc_lock *l, double timeout)
 {
-    if (!mproc__sync_valid(l, sizeof *l, MPROC__LOCK_MAGIC)) return MPROC__PROXY_OR_EINVAL(lock_acquire, l, timeout);
+    if (!mproc__sync_valid(l, sizeof *l, MPROC__LOCK_MAGIC))
+        return MPROC__PROXY_OR_EINVAL(lock_acquire, l, timeout);
     if (mproc__timeout_check(timeout)) return -EINVAL;
     return mproc__robust_mutex_lock(&l->m, timeout);
 }
 
 int mproc_lock_release(mproc_lock *l)
 {
-    if (!mproc__sync_valid(l, sizeof *l, MPROC__LOCK_MAGIC)) return MPROC__PROXY_OR_EINVAL(lock_release, l);
+    if (!mproc__sync_valid(l, sizeof *l, MPROC__LOCK_MAGIC))
+        return MPROC__PROXY_OR_EINVAL(lock_release, l);
     return -pthread_mutex_unlock(&l->m);
 }
 
 bool mproc_lock_locked(mproc_lock *l)
 {
-    if (!mproc__sync_valid(l, sizeof *l, MPROC__LOCK_MAGIC)) return MPROC__PROXY_OR(-EINVAL, lock_locked, l) > 0;
+    if (!mproc__sync_valid(l, sizeof *l, MPROC__LOCK_MAGIC))
+        return MPROC__PROXY_OR(-EINVAL, lock_locked, l) > 0;
     return mproc__mutex_owner(&l->m) != 0;
 }
 
