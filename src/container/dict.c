@@ -619,8 +619,7 @@ int mproc__dict_check(mproc_dict *d)
     const uint32_t *ix = tab_index(t);
     int r = 0;
     size_t live = 0, slots = 0;
-    if (d->j.op != J_NONE || d->b.op != B_NONE || t->used > t->cap || t->mask != 2 * t->cap - 1)
-        r = -EIO;
+    if (t->used > t->cap || t->mask != 2 * t->cap - 1) r = -EIO;
     for (size_t i = 0; r == 0 && i < t->used; i++) {
         const dent *e = t->ent[i].e;
         if (!e) continue;

@@ -360,7 +360,7 @@ int mproc__list_check(mproc_list *l)
 {
     if (!list_valid(l)) return -EINVAL;
     list_lock(l);
-    int r = l->j.op != J_NONE || l->len > l->arr->cap ? -EIO : 0;
+    int r = l->len > l->arr->cap ? -EIO : 0;
     for (size_t k = 0; r == 0 && k < l->len; k++) {
         const litem *e = l->arr->it[k];
         if (!e || !mproc__arena_contains(e, sizeof *e) ||
