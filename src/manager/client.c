@@ -124,25 +124,22 @@ static int deliver(mproc_manager *m)
     return 0;
 }
 
-/* Read what is there (waiting for it first): >0 bytes, -EINTR, or an error. Unlocked. */
-static ssize_t read_some(mproc_manager *m, int fd, unsigned char *buf, size_t cap, bool intr)
+/* Read what is there, waiting for it: >0 bytes, -EINTR (intr only), or -EPIPE. Unlocked. A call
+ * that is not interruptible (none that can wait for long) sleeps in recv itself: one system call
+ * a reply. An interruptible one looks once, then sleeps in ppoll with the caller's mask
+ * (docs/conventions.md, Signals). */
+static ssize_t read_some(int fd, unsigned char *buf, size_t cap, bool intr)
 {
     for (;;) {
-        ssize_t r = recv(fd, buf, cap, MSG_DONTWAIT);
+        ssize_t r = recv(fd, buf, cap, intr ? MSG_DONTWAIT : 0);
         if (r > 0) return r;
         if (r == 0) return -EPIPE;
-        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) return -EPIPE;
+        if (errno == EINTR) continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK) return -EPIPE;
         struct pollfd p = {.fd = fd, .events = POLLIN};
-        int pr;
-        if (intr) {
-            pr = mproc__intr_poll(&p, 1, INT64_MAX);
-            if (pr == -EINTR) return -EINTR;
-        } else {
-            pr = poll(&p, 1, -1);
-            if (pr < 0 && errno == EINTR) pr = 0;
-        }
+        int pr = mproc__intr_poll(&p, 1, INT64_MAX);
+        if (pr == -EINTR) return -EINTR;
         if (pr < 0) return -EPIPE;
-        (void)m;
     }
 }
 
@@ -161,7 +158,7 @@ static int await_reply(mproc_manager *m, mgr_wait *w, bool intr)
         unsigned char *buf = m->in + m->in_len;
         size_t cap = m->in_cap - m->in_len;
         pthread_mutex_unlock(&m->mu);
-        ssize_t r = read_some(m, fd, buf, cap, intr && !cancelled);
+        ssize_t r = read_some(fd, buf, cap, intr && !cancelled);
         pthread_mutex_lock(&m->mu);
         m->reading = false;
         if (r == -EINTR) {

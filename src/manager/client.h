@@ -38,8 +38,9 @@ struct mproc_manager {
     mgr_wait *waits;
     unsigned char *in;
     size_t in_len, in_cap;
-    /* a server this handle started */
+    /* a server this handle started, by the process starter */
     mproc_process *server;
+    pid_t starter;
     mgr_proxy *proxies;
 };
 

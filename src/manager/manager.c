@@ -69,7 +69,8 @@ static void free_handle(mproc_manager *m)
     else if (m->conn)
         mproc_conn_close(m->conn); /* a fork child's copy: just let go */
     pthread_mutex_unlock(&m->mu);
-    if (m->server) mproc_process_free(m->server);
+    /* a process handle is its maker's: a fork child that inherited this one leaves it be */
+    if (m->server && m->starter == mproc__pid()) mproc_process_free(m->server);
     OPENSSL_cleanse(m->key, m->keylen);
     free(m->key);
     free(m->address);
@@ -123,7 +124,7 @@ int mproc_manager_shutdown(mproc_manager *m)
     pthread_mutex_lock(&m->mu);
     if (m->conn) mgr_disconnect_locked(m);
     pthread_mutex_unlock(&m->mu);
-    if (m->server) {
+    if (m->server && m->starter == mproc__pid()) {
         /* it ends by itself once it has answered; a stuck one is made to */
         if (mproc_process_join(m->server, 5.0) == -ETIMEDOUT) {
             mproc_process_kill(m->server);
@@ -136,7 +137,8 @@ int mproc_manager_shutdown(mproc_manager *m)
 void mproc_manager_free(mproc_manager *m)
 {
     if (!valid(m)) return;
-    if (m->server && mproc_process_is_alive(m->server)) mproc_manager_shutdown(m);
+    if (m->server && m->starter == mproc__pid() && mproc_process_is_alive(m->server))
+        mproc_manager_shutdown(m);
     free_handle(m);
 }
 
@@ -341,6 +343,7 @@ int mproc_manager_start(mproc_manager **out, const char *address, const void *au
         mproc_process_free(p);
     } else {
         m->server = p;
+        m->starter = mproc__pid();
     }
     p = NULL;
     pthread_mutex_lock(&m->mu);
