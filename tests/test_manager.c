@@ -398,6 +398,7 @@ TEST(a_fork_child_makes_its_own_connection)
     if (pid == 0) {
         mproc_event *e2;
         int r = mproc_manager_event(m, "e", &e2); /* over a connection of its own */
+        mproc_manager_free(m); /* the child's copy: the parent's server stays */
         _exit(r == 0 && e2 == e ? 0 : 1);
     }
     int st;
@@ -406,6 +407,7 @@ TEST(a_fork_child_makes_its_own_connection)
     mproc_event *e3;
     CHECK_OK(mproc_manager_event(m, "e", &e3)); /* the parent's is still in step */
     CHECK(e3 == e);
+    CHECK(mproc_process_is_alive(m->server));
     mproc_manager_free(m);
 }
 
