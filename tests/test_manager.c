@@ -398,7 +398,7 @@ TEST(a_fork_child_makes_its_own_connection)
     if (pid == 0) {
         mproc_event *e2;
         int r = mproc_manager_event(m, "e", &e2); /* over a connection of its own */
-        mproc_manager_free(m); /* the child's copy: the parent's server stays */
+        mproc_manager_free(m);                    /* the child's copy: the parent's server stays */
         _exit(r == 0 && e2 == e ? 0 : 1);
     }
     int st;
