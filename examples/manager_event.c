@@ -17,6 +17,7 @@
 #include <mproc.h>
 #include <stdio.h>
 #include <time.h>
+#include <unistd.h>
 
 static int calculate_e(mproc_task *t)
 {
@@ -55,9 +56,10 @@ int main(void)
     mproc_pool *pool = NULL;
     mproc_manager *manager = NULL;
     mproc_event *managed = NULL, *plain = NULL;
+    char address[64]; /* the manager: a server process, on an abstract unix socket, no key */
+    snprintf(address, sizeof address, "unix:@mproc-example-manager-%d", (int)getpid());
     int rc = mproc_pool_new(&pool, NULL);
-    /* the manager: a server process, here on an abstract unix socket without a key */
-    if (rc == 0) rc = mproc_manager_start(&manager, "unix:@mproc-example-manager", NULL, 0, NULL);
+    if (rc == 0) rc = mproc_manager_start(&manager, address, NULL, 0, NULL);
     if (rc == 0) {
         printf("manager at %s\n", mproc_manager_address(manager));
         rc = mproc_manager_event(manager, "exit", &managed);

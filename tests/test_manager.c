@@ -301,7 +301,7 @@ TEST(garbage_handshake_and_a_silent_client_hold_up_nobody)
 {
     mproc_manager *m;
     mproc_manager_opts o = {.handshake_timeout = 0.5};
-    CHECK_OK(mproc_manager_start(&m, "unix:@mproc-test-manager-hs", "k", 1, &o));
+    CHECK_OK(mproc_manager_start(&m, unique_unix(), "k", 1, &o));
     const char *a = mproc_manager_address(m);
     int silent = raw_connect(a);
     int bad = raw_connect(a);
