@@ -324,6 +324,14 @@ int main(int argc, char **argv)
             mproc_manager_free(ms[i]);
         free(ms);
         free(ds);
+    } else if (strcmp(sc, "putwait") == 0) {
+        /* a put parked on a full queue, completed once the family takes a message */
+        mproc_manager *m = connect_or_die();
+        mproc_queue *q;
+        CHECK_RC(mproc_manager_queue(m, "one", &(mproc_queue_opts){.max_items = 1}, &q), 0);
+        CHECK_RC(mproc_queue_put(q, "a", 1, 0), 0);
+        CHECK_RC(mproc_queue_put(q, "b", 1, 20.0), 0);
+        mproc_manager_free(m);
     } else if (strcmp(sc, "oversize") == 0) {
         /* a request past the server's max_message (ARG) is refused here, and nothing breaks */
         mproc_manager *m = connect_or_die();

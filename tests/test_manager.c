@@ -127,6 +127,23 @@ TEST(outside_and_family_share_a_dict_a_queue_and_an_event)
     mproc_manager_free(m);
 }
 
+TEST(a_parked_put_completes_when_the_family_makes_room)
+{
+    mproc_manager *m;
+    CHECK_OK(mproc_manager_start(&m, unique_unix(), NULL, 0, NULL));
+    mproc_queue *q;
+    CHECK_OK(mproc_manager_queue(m, "one", &(mproc_queue_opts){.max_items = 1}, &q));
+    pid_t peer = spawn_peer(mproc_manager_address(m), NULL, "putwait", NULL);
+    char buf[4];
+    size_t len;
+    CHECK_OK(mproc_queue_get(q, buf, sizeof buf, &len, 20.0)); /* directly in the arena */
+    CHECK(len == 1 && buf[0] == 'a');
+    CHECK_OK(mproc_queue_get(q, buf, sizeof buf, &len, 20.0)); /* the parked put's */
+    CHECK(len == 1 && buf[0] == 'b');
+    CHECK_EQ(wait_peer(peer), 0);
+    mproc_manager_free(m);
+}
+
 TEST(parked_calls_time_out)
 {
     mproc_manager *m;
