@@ -11,5 +11,6 @@
 #include "mproc/conn.h"
 #include "mproc/pool.h"
 #include "mproc/log.h"
+#include "mproc/manager.h"
 
 #endif

@@ -89,6 +89,15 @@ TEST(e_main_sleeps_sets_the_event_and_prints_e)
     harness_run_free(&r);
 }
 
+TEST_T(manager_event_hands_a_managers_event_and_an_arena_event_to_a_pool_task, 60)
+{
+    harness_run_result r = run_example("manager_event", NULL);
+    CHECK_HAS(r.out, "manager at unix:@mproc-example-manager-");
+    CHECK_HAS(r.out, "manager Event: e = 2.71828182845904");
+    CHECK_HAS(r.out, "arena Event: e = 2.71828182845904");
+    harness_run_free(&r);
+}
+
 TEST_T(e_pool_with_an_event_pointer, 60)
 {
     for (size_t i = 0; i < sizeof methods / sizeof *methods; i++) {

@@ -32,9 +32,16 @@ int mproc_shared_trim(void);
 typedef struct mproc_value mproc_value;
 /* A zeroed block of `size` bytes in the arena; with `lock`, guarded by an RLock. */
 int mproc_value_new(mproc_value **out, size_t size, bool lock);
+/* The bytes (NULL for a handle from a manager outside its family: use load and store). */
 void *mproc_value_ptr(mproc_value *v);
+/* Copy the first len bytes out of (load) or into (store) the value, holding its lock if it has
+ * one, so a reader never sees half of a store. Works for local values and manager proxies alike.
+ * -EINVAL (bad handle, buf NULL with len > 0, len larger than the value), -EINTR never; through a
+ * manager also its codes (-EPIPE, ...). */
+int mproc_value_load(mproc_value *v, void *buf, size_t len);
+int mproc_value_store(mproc_value *v, const void *buf, size_t len);
 size_t mproc_value_size(mproc_value *v);
-/* NULL when made without a lock. */
+/* NULL when made without a lock (and for a proxy). */
 mproc_rlock *mproc_value_lock(mproc_value *v);
 void mproc_value_free(mproc_value *v);
 

@@ -19,9 +19,10 @@
 #define WELCOME "#WELCOME#"
 #define FAILURE "#FAILURE#"
 #define CHALLENGE_RANDOM 40 /* CPython's MESSAGE_LENGTH; must be > 20 */
+_Static_assert(MPROC__AUTH_CHALLENGE_LEN == sizeof CHALLENGE - 1 + 8 + CHALLENGE_RANDOM, "length");
 #define LEGACY_CHALLENGE_LEN 20
 #define MD5_LEN 16
-#define HANDSHAKE_MAX 256 /* CPython reads every handshake message with recv_bytes(256) */
+#define HANDSHAKE_MAX MPROC__AUTH_MSG_MAX
 #define DIGEST_NAME_MAX 8 /* longest allowed name, "sha3_256" */
 
 static const EVP_MD *digest_by_name(const char *name, size_t n)
@@ -110,21 +111,76 @@ static int verify(const void *key, size_t keylen, const unsigned char *msg, size
     return CRYPTO_memcmp(expected, mac, mac_len) == 0 ? 0 : -1;
 }
 
-int mproc__auth_deliver(mproc_conn *c, const void *key, size_t keylen, int64_t deadline)
+int mproc__auth_challenge(unsigned char out[MPROC__AUTH_CHALLENGE_LEN])
 {
     static const char prefix[] = "{sha256}";
-    unsigned char out[sizeof CHALLENGE - 1 + sizeof prefix - 1 + CHALLENGE_RANDOM];
     memcpy(out, CHALLENGE, sizeof CHALLENGE - 1);
     unsigned char *msg = out + sizeof CHALLENGE - 1;
-    size_t msg_len = sizeof prefix - 1 + CHALLENGE_RANDOM;
     memcpy(msg, prefix, sizeof prefix - 1);
-    if (RAND_bytes(msg + sizeof prefix - 1, CHALLENGE_RANDOM) != 1) return -EIO;
-    int r = mproc_conn_send(c, out, sizeof out);
-    if (r < 0) return r;
+    return RAND_bytes(msg + sizeof prefix - 1, CHALLENGE_RANDOM) == 1 ? 0 : -EIO;
+}
+
+int mproc__auth_check(const void *key, size_t keylen,
+                      const unsigned char challenge[MPROC__AUTH_CHALLENGE_LEN],
+                      const unsigned char *resp, size_t resp_len)
+{
+    size_t pre = sizeof CHALLENGE - 1;
+    return verify(key, keylen, challenge + pre, MPROC__AUTH_CHALLENGE_LEN - pre, resp, resp_len) < 0
+               ? MPROC_EAUTH
+               : 0;
+}
+
+int mproc__auth_respond(const void *key, size_t keylen, const unsigned char *in, size_t in_len,
+                        unsigned char out[MPROC__AUTH_MSG_MAX], size_t *out_len)
+{
+    size_t pre = sizeof CHALLENGE - 1;
+    if (in_len < pre || memcmp(in, CHALLENGE, pre) != 0) return MPROC_EAUTH;
+    const unsigned char *msg = in + pre;
+    size_t msg_len = in_len - pre;
+    if (msg_len < LEGACY_CHALLENGE_LEN) return MPROC_EAUTH; /* challenge too short */
+
+    const char *name;
+    size_t name_len, payload_len;
+    const unsigned char *payload;
+    if (digest_name_and_payload(msg, msg_len, &name, &name_len, &payload, &payload_len) < 0)
+        return MPROC_EAUTH;
+    unsigned mac_len;
+    if (name_len == 0 && hmac(EVP_md5(), key, keylen, msg, msg_len, out, &mac_len) == 0) {
+        *out_len = mac_len; /* legacy server: a bare HMAC-MD5 */
+        return 0;
+    }
+    if (name_len == 0) {
+        /* no MD5 here (FIPS): answer in the modern form, as CPython does */
+        name = "sha256";
+        name_len = 6;
+    }
+    out[0] = '{';
+    memcpy(out + 1, name, name_len);
+    out[name_len + 1] = '}';
+    if (hmac(digest_by_name(name, name_len), key, keylen, msg, msg_len, out + name_len + 2,
+             &mac_len) < 0)
+        return MPROC_EAUTH;
+    *out_len = name_len + 2 + mac_len;
+    return 0;
+}
+
+bool mproc__auth_is_welcome(const unsigned char *m, size_t len)
+{
+    return len == sizeof WELCOME - 1 && memcmp(m, WELCOME, len) == 0;
+}
+
+const char *const mproc__auth_welcome = WELCOME;
+const char *const mproc__auth_failure = FAILURE;
+
+int mproc__auth_deliver(mproc_conn *c, const void *key, size_t keylen, int64_t deadline)
+{
+    unsigned char out[MPROC__AUTH_CHALLENGE_LEN];
+    int r = mproc__auth_challenge(out);
+    if (r < 0 || (r = mproc_conn_send(c, out, sizeof out)) < 0) return r;
     unsigned char resp[HANDSHAKE_MAX];
     size_t resp_len;
     if ((r = recv_capped(c, resp, &resp_len, deadline)) < 0) return r;
-    if (verify(key, keylen, msg, msg_len, resp, resp_len) < 0) {
+    if (mproc__auth_check(key, keylen, out, resp, resp_len) < 0) {
         send_str(c, FAILURE); /* best effort: the peer learns why we hang up */
         return MPROC_EAUTH;
     }
@@ -137,39 +193,10 @@ int mproc__auth_answer(mproc_conn *c, const void *key, size_t keylen, int64_t de
     size_t in_len;
     int r = recv_capped(c, in, &in_len, deadline);
     if (r < 0) return r;
-    size_t pre = sizeof CHALLENGE - 1;
-    if (in_len < pre || memcmp(in, CHALLENGE, pre) != 0) return MPROC_EAUTH;
-    const unsigned char *msg = in + pre;
-    size_t msg_len = in_len - pre;
-    if (msg_len < LEGACY_CHALLENGE_LEN) return MPROC_EAUTH; /* challenge too short */
-
-    const char *name;
-    size_t name_len, payload_len;
-    const unsigned char *payload;
-    if (digest_name_and_payload(msg, msg_len, &name, &name_len, &payload, &payload_len) < 0)
-        return MPROC_EAUTH;
-    /* room for "{sha3_384}" and the largest digest */
-    unsigned char resp[DIGEST_NAME_MAX + 2 + EVP_MAX_MD_SIZE];
-    unsigned mac_len;
+    unsigned char resp[MPROC__AUTH_MSG_MAX];
     size_t resp_len;
-    if (name_len == 0 && hmac(EVP_md5(), key, keylen, msg, msg_len, resp, &mac_len) == 0) {
-        resp_len = mac_len; /* legacy server: a bare HMAC-MD5 */
-    } else {
-        if (name_len == 0) {
-            /* no MD5 here (FIPS): answer in the modern form, as CPython does */
-            name = "sha256";
-            name_len = 6;
-        }
-        resp[0] = '{';
-        memcpy(resp + 1, name, name_len);
-        resp[name_len + 1] = '}';
-        if (hmac(digest_by_name(name, name_len), key, keylen, msg, msg_len, resp + name_len + 2,
-                 &mac_len) < 0)
-            return MPROC_EAUTH;
-        resp_len = name_len + 2 + mac_len;
-    }
+    if ((r = mproc__auth_respond(key, keylen, in, in_len, resp, &resp_len)) < 0) return r;
     if ((r = mproc_conn_send(c, resp, resp_len)) < 0) return r;
     if ((r = recv_capped(c, in, &in_len, deadline)) < 0) return r;
-    if (in_len != sizeof WELCOME - 1 || memcmp(in, WELCOME, in_len) != 0) return MPROC_EAUTH;
-    return 0;
+    return mproc__auth_is_welcome(in, in_len) ? 0 : MPROC_EAUTH;
 }

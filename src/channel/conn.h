@@ -2,6 +2,7 @@
 #ifndef MPROC_CHANNEL_CONN_H
 #define MPROC_CHANNEL_CONN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -93,6 +94,22 @@ int mproc__poll_in(int fd, int64_t deadline);
  * answers the client's; the client does the reverse. 0, MPROC_EAUTH, or an I/O error. */
 int mproc__auth_deliver(mproc_conn *c, const void *key, size_t keylen, int64_t deadline);
 int mproc__auth_answer(mproc_conn *c, const void *key, size_t keylen, int64_t deadline);
+/* The same handshake in pieces with no I/O, for a server with its own event loop (the manager):
+ * every message is one frame (mproc__frame_header) of at most MPROC__AUTH_MSG_MAX bytes
+ * (CPython's recv_bytes(256)). challenge: the message to deliver ("#CHALLENGE#{sha256}" and 40
+ * random bytes); check: the peer's response to it, 0 or MPROC_EAUTH (then send
+ * mproc__auth_failure, else mproc__auth_welcome); respond: the answer to the peer's challenge, 0 or
+ * MPROC_EAUTH; then the peer's verdict is_welcome or not. */
+#define MPROC__AUTH_MSG_MAX 256
+#define MPROC__AUTH_CHALLENGE_LEN 59
+int mproc__auth_challenge(unsigned char out[MPROC__AUTH_CHALLENGE_LEN]);
+int mproc__auth_check(const void *key, size_t keylen,
+                      const unsigned char challenge[MPROC__AUTH_CHALLENGE_LEN],
+                      const unsigned char *resp, size_t resp_len);
+int mproc__auth_respond(const void *key, size_t keylen, const unsigned char *in, size_t in_len,
+                        unsigned char out[MPROC__AUTH_MSG_MAX], size_t *out_len);
+bool mproc__auth_is_welcome(const unsigned char *m, size_t len);
+extern const char *const mproc__auth_welcome, *const mproc__auth_failure;
 
 /* Addresses (address.c). */
 typedef struct {

@@ -18,6 +18,7 @@
 #include "platform/interrupt.h"
 #include "platform/platform.h"
 #include "channel/queue.h"
+#include "sync/proxy.h"
 
 #define SPIN_NS 100000    /* look this long before sleeping (how: spin.h) */
 #define HARD_SPIN_NS 2000 /* of which spin on the CPU this long: peers elsewhere answer sooner */
@@ -342,7 +343,8 @@ static int try_put(mproc_queue *q, void *c, q_block *b)
 
 int mproc_queue_put(mproc_queue *q, const void *data, size_t len, double timeout)
 {
-    if (!valid(q) || (!data && len) || mproc__timeout_check(timeout)) return -EINVAL;
+    if (!valid(q)) return MPROC__PROXY_OR_EINVAL(queue_put, q, data, len, timeout);
+    if ((!data && len) || mproc__timeout_check(timeout)) return -EINVAL;
     if (len > q->max_bytes) return -EMSGSIZE;
     put_ctx pc = {.data = data, .len = len};
     /* The first attempt outside q_run, where the compiler can inline it: most calls end here. */
@@ -489,7 +491,8 @@ static int try_get(mproc_queue *q, void *c, q_block *b)
 
 int mproc_queue_get(mproc_queue *q, void *buf, size_t cap, size_t *len, double timeout)
 {
-    if (!valid(q) || (!buf && cap) || mproc__timeout_check(timeout)) return -EINVAL;
+    if (!valid(q)) return MPROC__PROXY_OR_EINVAL(queue_get, q, buf, cap, len, timeout);
+    if ((!buf && cap) || mproc__timeout_check(timeout)) return -EINVAL;
     get_ctx gc = {.buf = buf, .cap = cap};
     q_block b = {0};
     int r = try_get(q, &gc, &b);
@@ -501,7 +504,8 @@ int mproc_queue_get(mproc_queue *q, void *buf, size_t cap, size_t *len, double t
 int mproc_queue_get_alloc(mproc_queue *q, void **data, size_t *len, double timeout)
 {
     if (data) *data = NULL;
-    if (!valid(q) || !data || !len || mproc__timeout_check(timeout)) return -EINVAL;
+    if (!valid(q)) return MPROC__PROXY_OR_EINVAL(queue_get_alloc, q, data, len, timeout);
+    if (!data || !len || mproc__timeout_check(timeout)) return -EINVAL;
     get_ctx gc = {.alloc = true};
     int r = q_run(q, try_get, &gc, timeout, true);
     if (r == 0 && !gc.buf) gc.buf = malloc(1); /* a zero-length message still gets a buffer */
@@ -568,7 +572,10 @@ int mproc_queue_new(mproc_queue **out, const mproc_queue_opts *opts)
 
 size_t mproc_queue_size(mproc_queue *q)
 {
-    if (!valid(q)) return 0;
+    if (!valid(q)) {
+        size_t n = 0;
+        return MPROC__PROXY_OR(-EINVAL, queue_size, q, &n) == 0 ? n : 0;
+    }
     /* Head first: it only grows, and never passes the tail read after it. */
     uint64_t h = atomic_load(&q->head), t = atomic_load(&q->tail);
     int64_t n = (int64_t)(t - h);
@@ -583,7 +590,7 @@ bool mproc_queue_empty(mproc_queue *q)
 
 bool mproc_queue_full(mproc_queue *q)
 {
-    if (!valid(q)) return false;
+    if (!valid(q)) return MPROC__PROXY_OR(-EINVAL, queue_full, q) > 0;
     if (!q->unbounded && mproc_queue_size(q) >= q->max_items) return true;
     if (q->max_bytes == UNBOUNDED_BYTES) return false;
     return used_bytes(atomic_load(&q->bytes_in), atomic_load(&q->bytes_out)) >= q->max_bytes;
@@ -591,7 +598,7 @@ bool mproc_queue_full(mproc_queue *q)
 
 int mproc_queue_close(mproc_queue *q)
 {
-    if (!valid(q)) return -EINVAL;
+    if (!valid(q)) return MPROC__PROXY_OR_EINVAL(queue_close, q);
     atomic_store(&q->closed, 1);
     atomic_fetch_add(&q->not_empty, 1);
     atomic_fetch_add(&q->not_full, 1);
@@ -602,12 +609,14 @@ int mproc_queue_close(mproc_queue *q)
 
 bool mproc_queue_closed(mproc_queue *q)
 {
-    return valid(q) && atomic_load(&q->closed);
+    if (!valid(q)) return MPROC__PROXY_OR(-EINVAL, queue_closed, q) > 0;
+    return atomic_load(&q->closed);
 }
 
 int mproc_queue_task_done(mproc_queue *q)
 {
-    if (!valid(q) || !q->joinable) return -EINVAL;
+    if (!valid(q)) return MPROC__PROXY_OR_EINVAL(queue_task_done, q);
+    if (!q->joinable) return -EINVAL;
     uint32_t u = atomic_load(&q->unfinished);
     do {
         if (u == 0) return -EINVAL; /* more task_done calls than messages put */
@@ -630,7 +639,8 @@ static int join_step(void *arg, int64_t step)
 
 int mproc_queue_join(mproc_queue *q, double timeout)
 {
-    if (!valid(q) || !q->joinable || mproc__timeout_check(timeout)) return -EINVAL;
+    if (!valid(q)) return MPROC__PROXY_OR_EINVAL(queue_join, q, timeout);
+    if (!q->joinable || mproc__timeout_check(timeout)) return -EINVAL;
     if (atomic_load(&q->unfinished) == 0) return 0;
     if (timeout == 0) return -ETIMEDOUT;
     return mproc__intr_sleep(join_step, q, mproc__deadline(timeout));
@@ -638,7 +648,10 @@ int mproc_queue_join(mproc_queue *q, double timeout)
 
 void mproc_queue_free(mproc_queue *q)
 {
-    if (!valid(q)) return;
+    if (!valid(q)) {
+        if (q) MPROC__PROXY_VOID(queue_free, q);
+        return;
+    }
     uint64_t m = MPROC__QUEUE_MAGIC;
     if (!atomic_compare_exchange_strong(&q->magic, &m, 0)) return;
     for (uint64_t i = 0; i <= q->mask; i++) {

@@ -6,6 +6,7 @@
 #include <limits.h>
 
 #include "platform/interrupt.h"
+#include "sync/proxy.h"
 #include "sync/sync.h"
 
 struct mproc_event {
@@ -22,7 +23,8 @@ int mproc_event_new(mproc_event **out)
 
 int mproc_event_set(mproc_event *e)
 {
-    if (!mproc__sync_valid(e, sizeof *e, MPROC__EVENT_MAGIC)) return -EINVAL;
+    if (!mproc__sync_valid(e, sizeof *e, MPROC__EVENT_MAGIC))
+        return MPROC__PROXY_OR_EINVAL(event_set, e);
     uint32_t w = atomic_load(&e->word);
     do {
         if (w & 1) return 0;
@@ -35,14 +37,16 @@ int mproc_event_set(mproc_event *e)
 
 int mproc_event_clear(mproc_event *e)
 {
-    if (!mproc__sync_valid(e, sizeof *e, MPROC__EVENT_MAGIC)) return -EINVAL;
+    if (!mproc__sync_valid(e, sizeof *e, MPROC__EVENT_MAGIC))
+        return MPROC__PROXY_OR_EINVAL(event_clear, e);
     atomic_fetch_and(&e->word, ~1u);
     return 0;
 }
 
 bool mproc_event_is_set(mproc_event *e)
 {
-    if (!mproc__sync_valid(e, sizeof *e, MPROC__EVENT_MAGIC)) return false;
+    if (!mproc__sync_valid(e, sizeof *e, MPROC__EVENT_MAGIC))
+        return MPROC__PROXY_OR(-EINVAL, event_is_set, e) > 0;
     return atomic_load_explicit(&e->word, memory_order_acquire) & 1;
 }
 
@@ -71,8 +75,9 @@ static int set_step(void *arg, int64_t until)
 
 int mproc_event_wait(mproc_event *e, double timeout)
 {
-    if (!mproc__sync_valid(e, sizeof *e, MPROC__EVENT_MAGIC) || mproc__timeout_check(timeout))
-        return -EINVAL;
+    if (!mproc__sync_valid(e, sizeof *e, MPROC__EVENT_MAGIC))
+        return MPROC__PROXY_OR_EINVAL(event_wait, e, timeout);
+    if (mproc__timeout_check(timeout)) return -EINVAL;
     uint32_t start = atomic_load_explicit(&e->word, memory_order_acquire);
     if (start & 1) return 0;
     if (timeout == 0) return -EAGAIN;
@@ -88,7 +93,10 @@ int mproc_event_wait(mproc_event *e, double timeout)
 
 void mproc_event_free(mproc_event *e)
 {
-    if (!mproc__sync_valid(e, sizeof *e, MPROC__EVENT_MAGIC)) return;
+    if (!mproc__sync_valid(e, sizeof *e, MPROC__EVENT_MAGIC)) {
+        if (e) MPROC__PROXY_VOID(event_free, e);
+        return;
+    }
     __atomic_store_n(&e->magic, MPROC__SYNC_DEAD_MAGIC, __ATOMIC_RELEASE);
     mproc__arena_free(e);
 }

@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "platform/interrupt.h"
+#include "sync/proxy.h"
 #include "sync/sync.h"
 
 static int mutex_result(pthread_mutex_t *m, int r)
@@ -85,26 +86,32 @@ int mproc_lock_new(mproc_lock **out)
 
 int mproc_lock_acquire(mproc_lock *l, double timeout)
 {
-    if (!mproc__sync_valid(l, sizeof *l, MPROC__LOCK_MAGIC) || mproc__timeout_check(timeout))
-        return -EINVAL;
+    if (!mproc__sync_valid(l, sizeof *l, MPROC__LOCK_MAGIC))
+        return MPROC__PROXY_OR_EINVAL(lock_acquire, l, timeout);
+    if (mproc__timeout_check(timeout)) return -EINVAL;
     return mproc__robust_mutex_lock(&l->m, timeout);
 }
 
 int mproc_lock_release(mproc_lock *l)
 {
-    if (!mproc__sync_valid(l, sizeof *l, MPROC__LOCK_MAGIC)) return -EINVAL;
+    if (!mproc__sync_valid(l, sizeof *l, MPROC__LOCK_MAGIC))
+        return MPROC__PROXY_OR_EINVAL(lock_release, l);
     return -pthread_mutex_unlock(&l->m);
 }
 
 bool mproc_lock_locked(mproc_lock *l)
 {
-    if (!mproc__sync_valid(l, sizeof *l, MPROC__LOCK_MAGIC)) return false;
+    if (!mproc__sync_valid(l, sizeof *l, MPROC__LOCK_MAGIC))
+        return MPROC__PROXY_OR(-EINVAL, lock_locked, l) > 0;
     return mproc__mutex_owner(&l->m) != 0;
 }
 
 void mproc_lock_free(mproc_lock *l)
 {
-    if (!mproc__sync_valid(l, sizeof *l, MPROC__LOCK_MAGIC)) return;
+    if (!mproc__sync_valid(l, sizeof *l, MPROC__LOCK_MAGIC)) {
+        if (l) MPROC__PROXY_VOID(lock_free, l);
+        return;
+    }
     /* A mutex still held by this thread is on its robust list: unlink it before the memory is
      * reused, or the kernel would write into whatever lives there when the thread exits. */
     if (mproc__mutex_owner(&l->m) == mproc__gettid()) pthread_mutex_unlock(&l->m);

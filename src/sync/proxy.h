@@ -14,6 +14,9 @@
 #include <stddef.h>
 
 #include "mproc/containers.h"
+#include "mproc/queue.h"
+#include "mproc/shared.h"
+#include "mproc/sync.h"
 
 struct mproc__proxy_ops {
     /* dict (src/container/dict.c) */
@@ -39,7 +42,34 @@ struct mproc__proxy_ops {
     int (*list_len)(mproc_list *l, size_t *n);
     int (*list_clear)(mproc_list *l);
     void (*list_free)(mproc_list *l);
-    /* The manager layer adds the queue, event, lock and value ops here. */
+    /* queue (src/channel/queue.c); the queries return 1/0 (or the count in *n), <0 for a bad
+     * handle */
+    int (*queue_put)(mproc_queue *q, const void *data, size_t len, double timeout);
+    int (*queue_get)(mproc_queue *q, void *buf, size_t cap, size_t *len, double timeout);
+    int (*queue_get_alloc)(mproc_queue *q, void **data, size_t *len, double timeout);
+    int (*queue_size)(mproc_queue *q, size_t *n);
+    int (*queue_full)(mproc_queue *q);
+    int (*queue_close)(mproc_queue *q);
+    int (*queue_closed)(mproc_queue *q);
+    int (*queue_task_done)(mproc_queue *q);
+    int (*queue_join)(mproc_queue *q, double timeout);
+    void (*queue_free)(mproc_queue *q);
+    /* event (src/sync/event.c) */
+    int (*event_set)(mproc_event *e);
+    int (*event_clear)(mproc_event *e);
+    int (*event_is_set)(mproc_event *e);
+    int (*event_wait)(mproc_event *e, double timeout);
+    void (*event_free)(mproc_event *e);
+    /* lock (src/sync/lock.c) */
+    int (*lock_acquire)(mproc_lock *l, double timeout);
+    int (*lock_release)(mproc_lock *l);
+    int (*lock_locked)(mproc_lock *l);
+    void (*lock_free)(mproc_lock *l);
+    /* value (src/sync/value.c) */
+    int (*value_load)(mproc_value *v, void *buf, size_t len);
+    int (*value_store)(mproc_value *v, const void *buf, size_t len);
+    int (*value_size)(mproc_value *v, size_t *n);
+    void (*value_free)(mproc_value *v);
 };
 
 /* The registered table, or NULL while no manager was used. */
@@ -52,6 +82,11 @@ void mproc__proxy_register(const struct mproc__proxy_ops *ops);
     (__atomic_load_n(&mproc__proxy_ops, __ATOMIC_ACQUIRE)                                          \
          ? __atomic_load_n(&mproc__proxy_ops, __ATOMIC_ACQUIRE)->op(__VA_ARGS__)                   \
          : -EINVAL)
+/* The same with another result for a handle that is not a proxy either (a query's). */
+#define MPROC__PROXY_OR(fallback, op, ...)                                                         \
+    (__atomic_load_n(&mproc__proxy_ops, __ATOMIC_ACQUIRE)                                          \
+         ? __atomic_load_n(&mproc__proxy_ops, __ATOMIC_ACQUIRE)->op(__VA_ARGS__)                   \
+         : (fallback))
 /* The same for a void call (a _free). */
 #define MPROC__PROXY_VOID(op, ...)                                                                 \
     do {                                                                                           \

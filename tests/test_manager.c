@@ -1,0 +1,472 @@
+/* Managers: a server started by the test (a family member), and programs outside the family
+ * (tests/manager_peer.c, exec'd) using its objects through proxies over unix and loopback TCP. */
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "manager/client.h"
+#include "manager/protocol.h"
+
+extern char **environ;
+
+static const char *unique_unix(void)
+{
+    static char buf[96];
+    static int n;
+    snprintf(buf, sizeof buf, "unix:@mproc-test-manager-%d-%d", (int)getpid(), n++);
+    return buf;
+}
+
+static pid_t spawn_peer(const char *address, const char *key, const char *scenario, const char *arg)
+{
+    char *argv[] = {(char *)MANAGER_PEER, (char *)address, (char *)(key ? key : "-"),
+                    (char *)scenario,     (char *)arg,     NULL};
+    pid_t pid;
+    CHECK_EQ(posix_spawn(&pid, MANAGER_PEER, NULL, NULL, argv, environ), 0);
+    return pid;
+}
+
+static int wait_peer(pid_t pid)
+{
+    int st;
+    CHECK_EQ(waitpid(pid, &st, 0), pid);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -WTERMSIG(st);
+}
+
+static int run_peer(const char *address, const char *key, const char *scenario, const char *arg)
+{
+    return wait_peer(spawn_peer(address, key, scenario, arg));
+}
+
+TEST(every_type_through_a_proxy_unix)
+{
+    mproc_manager *m;
+    CHECK_OK(mproc_manager_start(&m, unique_unix(), NULL, 0, NULL));
+    CHECK_EQ(run_peer(mproc_manager_address(m), NULL, "all", NULL), 0);
+    mproc_manager_free(m);
+}
+
+TEST(every_type_through_a_proxy_tcp_with_key)
+{
+    mproc_manager *m;
+    CHECK_OK(mproc_manager_start(&m, "tcp:127.0.0.1:0", "sekrit", 6, NULL));
+    const char *a = mproc_manager_address(m);
+    CHECK(strncmp(a, "tcp:127.0.0.1:", 14) == 0 && strcmp(a, "tcp:127.0.0.1:0") != 0);
+    CHECK_EQ(run_peer(a, "sekrit", "all", NULL), 0);
+    mproc_manager_free(m);
+}
+
+TEST(tcp_without_a_key_is_refused)
+{
+    mproc_manager *m = (mproc_manager *)1;
+    CHECK_RC(mproc_manager_start(&m, "tcp:127.0.0.1:0", NULL, 0, NULL), -EINVAL);
+    CHECK(m == NULL);
+    CHECK_RC(mproc_manager_connect(&m, "tcp:127.0.0.1:1", NULL, 0), -EINVAL);
+    CHECK_RC(mproc_manager_start(&m, NULL, NULL, 0, NULL), -EINVAL);
+}
+
+TEST(a_family_member_gets_the_arena_objects)
+{
+    mproc_manager *m;
+    CHECK_OK(mproc_manager_start(&m, unique_unix(), NULL, 0, NULL));
+    mproc_value *v;
+    CHECK_OK(mproc_manager_value(m, "v", 8, false, &v));
+    CHECK(mproc_value_ptr(v) != NULL); /* the object itself, not a proxy */
+    memcpy(mproc_value_ptr(v), "12345678", 8);
+    char buf[8];
+    CHECK_OK(mproc_value_load(v, buf, 8)); /* load and store work on local values too */
+    CHECK(memcmp(buf, "12345678", 8) == 0);
+    CHECK_OK(mproc_value_store(v, "abcd", 4));
+    CHECK(memcmp(mproc_value_ptr(v), "abcd5678", 8) == 0);
+    CHECK_RC(mproc_value_load(v, buf, 9), -EINVAL);
+    CHECK_RC(mproc_value_load(v, NULL, 1), -EINVAL);
+    CHECK_RC(mproc_value_store(NULL, buf, 1), -EINVAL);
+    mproc_value *again;
+    CHECK_OK(mproc_manager_value(m, "v", 8, false, &again));
+    CHECK(again == v);
+    mproc_dict *d;
+    CHECK_OK(mproc_manager_dict(m, "d", &d));
+    CHECK_OK(mproc_dict_set(d, "k", 1, "v", 1));
+    /* and a second connection by address from this family finds the same */
+    mproc_manager *m2;
+    CHECK_OK(mproc_manager_connect(&m2, mproc_manager_address(m), NULL, 0));
+    mproc_dict *d2;
+    CHECK_OK(mproc_manager_dict(m2, "d", &d2));
+    CHECK(d2 == d);
+    mproc_manager_free(m2);
+    mproc_manager_free(m);
+}
+
+TEST(outside_and_family_share_a_dict_a_queue_and_an_event)
+{
+    mproc_manager *m;
+    CHECK_OK(mproc_manager_start(&m, unique_unix(), NULL, 0, NULL));
+    mproc_dict *d;
+    mproc_queue *q;
+    mproc_event *go;
+    CHECK_OK(mproc_manager_dict(m, "table", &d));
+    CHECK_OK(mproc_manager_queue(m, "results", NULL, &q));
+    CHECK_OK(mproc_manager_event(m, "go", &go));
+    pid_t peer = spawn_peer(mproc_manager_address(m), NULL, "share", NULL);
+    CHECK_OK(mproc_dict_set(d, "from-family", 11, "yes", 3));
+    CHECK_OK(mproc_event_set(go)); /* directly in the arena: the server sees it on its tick */
+    char buf[16];
+    size_t len;
+    CHECK_OK(mproc_queue_get(q, buf, sizeof buf, &len, 20.0));
+    CHECK(len == 4 && memcmp(buf, "done", 4) == 0);
+    CHECK_OK(mproc_dict_get(d, "from-outside", 12, buf, sizeof buf, &len));
+    CHECK(len == 5 && memcmp(buf, "hello", 5) == 0);
+    CHECK_EQ(wait_peer(peer), 0);
+    mproc_manager_free(m);
+}
+
+TEST(a_parked_put_completes_when_the_family_makes_room)
+{
+    mproc_manager *m;
+    CHECK_OK(mproc_manager_start(&m, unique_unix(), NULL, 0, NULL));
+    mproc_queue *q;
+    CHECK_OK(mproc_manager_queue(m, "one", &(mproc_queue_opts){.max_items = 1}, &q));
+    pid_t peer = spawn_peer(mproc_manager_address(m), NULL, "putwait", NULL);
+    char buf[4];
+    size_t len;
+    CHECK_OK(mproc_queue_get(q, buf, sizeof buf, &len, 20.0)); /* directly in the arena */
+    CHECK(len == 1 && buf[0] == 'a');
+    CHECK_OK(mproc_queue_get(q, buf, sizeof buf, &len, 20.0)); /* the parked put's */
+    CHECK(len == 1 && buf[0] == 'b');
+    CHECK_EQ(wait_peer(peer), 0);
+    mproc_manager_free(m);
+}
+
+TEST(parked_calls_time_out)
+{
+    mproc_manager *m;
+    CHECK_OK(mproc_manager_start(&m, unique_unix(), NULL, 0, NULL));
+    mproc_lock *l;
+    CHECK_OK(mproc_manager_lock(m, "tl", &l));
+    CHECK_OK(mproc_lock_acquire(l, 0)); /* held here, in the arena */
+    CHECK_EQ(run_peer(mproc_manager_address(m), NULL, "timeouts", NULL), 0);
+    CHECK_OK(mproc_lock_release(l));
+    mproc_manager_free(m);
+}
+
+TEST(an_interrupted_call_keeps_the_connection_in_step)
+{
+    mproc_manager *m;
+    CHECK_OK(mproc_manager_start(&m, unique_unix(), NULL, 0, NULL));
+    CHECK_EQ(run_peer(mproc_manager_address(m), NULL, "intr", NULL), 0);
+    mproc_manager_free(m);
+}
+
+TEST(a_lock_held_by_a_killed_client_is_released_with_eownerdead)
+{
+    mproc_manager *m;
+    CHECK_OK(mproc_manager_start(&m, unique_unix(), NULL, 0, NULL));
+    mproc_event *held;
+    CHECK_OK(mproc_manager_event(m, "held", &held));
+    pid_t holder = spawn_peer(mproc_manager_address(m), NULL, "hold", NULL);
+    CHECK_OK(mproc_event_wait(held, 20.0));
+    kill(holder, SIGKILL);
+    CHECK_EQ(wait_peer(holder), -SIGKILL);
+    CHECK_EQ(run_peer(mproc_manager_address(m), NULL, "acquire", NULL), 0);
+    mproc_manager_free(m);
+}
+
+TEST(a_server_killed_mid_call_fails_the_call_cleanly)
+{
+    SKIP_IN_THREAD_MODE("the server is a thread: it cannot be killed or outlive its starter");
+    mproc_manager *m;
+    CHECK_OK(mproc_manager_start(&m, unique_unix(), NULL, 0, NULL));
+    mproc_event *parked;
+    CHECK_OK(mproc_manager_event(m, "parked", &parked));
+    pid_t peer = spawn_peer(mproc_manager_address(m), NULL, "block", NULL);
+    CHECK_OK(mproc_event_wait(parked, 20.0));
+    /* whether its wait is parked yet or not, the peer's call ends with -EPIPE */
+    double t0 = harness_now();
+    CHECK_OK(mproc_process_kill(m->server));
+    CHECK_EQ(wait_peer(peer), 0);
+    CHECK(harness_now() - t0 < 10.0);
+    /* this side's calls fail too, at once */
+    mproc_dict *d;
+    CHECK_RC(mproc_manager_dict(m, "x", &d), -EPIPE);
+    mproc_manager_free(m);
+}
+
+TEST(reconnect_once_a_server_is_back)
+{
+    SKIP_IN_THREAD_MODE("the server is a thread: it cannot be killed or outlive its starter");
+    const char *addr = unique_unix();
+    mproc_manager *m;
+    CHECK_OK(mproc_manager_start(&m, addr, NULL, 0, NULL));
+    mproc_manager *c;
+    CHECK_OK(mproc_manager_connect(&c, addr, NULL, 0));
+    mproc_event *e;
+    CHECK_OK(mproc_manager_event(c, "e", &e));
+    CHECK_OK(mproc_process_kill(m->server));
+    CHECK_OK(mproc_process_join(m->server, 10.0));
+    mproc_manager_free(m);
+    mproc_event *e2;
+    CHECK_RC(mproc_manager_event(c, "e", &e2), -EPIPE);
+    int r = mproc_manager_reconnect(c);
+    CHECK(r == -ECONNREFUSED || r == -ENOENT);
+    CHECK_OK(mproc_manager_start(&m, addr, NULL, 0, NULL));
+    CHECK_OK(mproc_manager_reconnect(c));
+    CHECK_OK(mproc_manager_event(c, "e", &e2));
+    CHECK_OK(mproc_event_set(e2));
+    CHECK(mproc_event_is_set(e2));
+    /* and without an explicit reconnect: the next call connects */
+    CHECK_OK(mproc_process_kill(m->server));
+    CHECK_OK(mproc_process_join(m->server, 10.0));
+    mproc_manager_free(m);
+    CHECK_OK(mproc_manager_start(&m, addr, NULL, 0, NULL));
+    CHECK_RC(mproc_manager_event(c, "e", &e2), -EPIPE); /* the old connection's end, once */
+    CHECK_OK(mproc_manager_event(c, "e", &e2));
+    CHECK(!mproc_event_is_set(e2)); /* a new server, a new object */
+    mproc_manager_free(c);
+    mproc_manager_free(m);
+}
+
+TEST(wrong_key_is_eauth)
+{
+    mproc_manager *m, *c;
+    CHECK_OK(mproc_manager_start(&m, "tcp:127.0.0.1:0", "right", 5, NULL));
+    CHECK_RC(mproc_manager_connect(&c, mproc_manager_address(m), "wrong", 5), MPROC_EAUTH);
+    CHECK_EQ(run_peer(mproc_manager_address(m), "wrong", "wrongkey", NULL), 0);
+    CHECK_OK(mproc_manager_connect(&c, mproc_manager_address(m), "right", 5));
+    mproc_manager_free(c);
+    mproc_manager_free(m);
+}
+
+/* A raw socket to a unix address ("unix:@name"). */
+static int raw_connect(const char *address)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    CHECK(fd >= 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    const char *name = address + 5;
+    size_t n = strlen(name);
+    memcpy(sa.sun_path, name, n);
+    if (name[0] == '@') sa.sun_path[0] = 0;
+    CHECK_EQ(connect(fd, (struct sockaddr *)&sa,
+                     (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n)),
+             0);
+    return fd;
+}
+
+/* Whether the server closes fd within a few seconds (what it sent first is skipped). */
+static bool closed_by_server(int fd)
+{
+    char buf[256];
+    struct timeval tv = {.tv_sec = 10};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    for (;;) {
+        ssize_t r = recv(fd, buf, sizeof buf, 0);
+        if (r == 0 || (r < 0 && errno == ECONNRESET)) return true;
+        if (r < 0) return false;
+    }
+}
+
+static void still_serves(mproc_manager *m)
+{
+    mproc_manager *c;
+    CHECK_OK(mproc_manager_connect(&c, mproc_manager_address(m), NULL, 0));
+    mproc_event *e;
+    CHECK_OK(mproc_manager_event(c, "alive", &e));
+    mproc_manager_free(c);
+}
+
+TEST(oversize_and_garbage_requests_close_only_that_connection)
+{
+    mproc_manager *m;
+    mproc_manager_opts o = {.max_message = 4096};
+    CHECK_OK(mproc_manager_start(&m, unique_unix(), NULL, 0, &o));
+    const char *a = mproc_manager_address(m);
+    /* a header announcing more than max_message: refused before anything is allocated */
+    int fd = raw_connect(a);
+    mproc__mgr_req h = {.len = 4097, .id = 1, .op = MGR_DICT_SET, .obj = 1};
+    CHECK_EQ(send(fd, &h, sizeof h, MSG_NOSIGNAL), (ssize_t)sizeof h);
+    CHECK(closed_by_server(fd));
+    close(fd);
+    still_serves(m);
+    /* garbage: random ops and ids, bodies that lie about their counts */
+    fd = raw_connect(a);
+    unsigned char junk[4096];
+    for (size_t i = 0; i < sizeof junk; i++)
+        junk[i] = (unsigned char)(i * 7919 + 13);
+    mproc__mgr_req g = {.len = 64, .id = 2, .op = MGR_DICT_SET_MANY, .obj = 0x12345};
+    CHECK_EQ(send(fd, &g, sizeof g, MSG_NOSIGNAL), (ssize_t)sizeof g);
+    CHECK_EQ(send(fd, junk, 64, MSG_NOSIGNAL), 64);
+    mproc__mgr_rep rep;
+    CHECK_EQ(recv(fd, &rep, sizeof rep, MSG_WAITALL), (ssize_t)sizeof rep);
+    CHECK_EQ(rep.id, 2);
+    CHECK_EQ(rep.status, -EIDRM); /* no such object: an answer, not a crash */
+    CHECK_EQ(send(fd, junk, sizeof junk, MSG_NOSIGNAL), (ssize_t)sizeof junk);
+    close(fd);
+    still_serves(m);
+    /* a request larger than the limit is refused on the client's side */
+    CHECK_EQ(run_peer(a, NULL, "oversize", "4096"), 0);
+    mproc_manager_free(m);
+}
+
+TEST(garbage_handshake_and_a_silent_client_hold_up_nobody)
+{
+    mproc_manager *m;
+    mproc_manager_opts o = {.handshake_timeout = 0.5};
+    CHECK_OK(mproc_manager_start(&m, unique_unix(), "k", 1, &o));
+    const char *a = mproc_manager_address(m);
+    int silent = raw_connect(a);
+    int bad = raw_connect(a);
+    unsigned char junk[] = {0x7f, 0xff, 0xff, 0xff, 1, 2, 3};
+    CHECK_EQ(send(bad, junk, sizeof junk, MSG_NOSIGNAL), (ssize_t)sizeof junk);
+    CHECK(closed_by_server(bad));
+    close(bad);
+    /* a good client is served while the silent one is still in its handshake */
+    double t0 = harness_now();
+    mproc_manager *c;
+    CHECK_OK(mproc_manager_connect(&c, a, "k", 1));
+    mproc_dict *d;
+    CHECK_OK(mproc_manager_dict(c, "d", &d));
+    CHECK(harness_now() - t0 < 0.4 * harness_slow());
+    mproc_manager_free(c);
+    CHECK(closed_by_server(silent)); /* its deadline */
+    close(silent);
+    mproc_manager_free(m);
+}
+
+TEST(two_hundred_clients_at_once)
+{
+    mproc_manager *m;
+    CHECK_OK(mproc_manager_start(&m, unique_unix(), NULL, 0, NULL));
+    CHECK_EQ(run_peer(mproc_manager_address(m), NULL, "conns", "200"), 0);
+    mproc_manager_free(m);
+}
+
+TEST(limits_are_enforced)
+{
+    mproc_manager *m;
+    mproc_manager_opts o = {.max_objects = 2, .max_connections = 2};
+    CHECK_OK(mproc_manager_start(&m, unique_unix(), NULL, 0, &o));
+    mproc_event *e;
+    CHECK_OK(mproc_manager_event(m, "a", &e));
+    CHECK_OK(mproc_manager_event(m, "b", &e));
+    CHECK_RC(mproc_manager_event(m, "c", &e), -ENOSPC);
+    CHECK_OK(mproc_manager_delete(m, "a"));
+    CHECK_OK(mproc_manager_event(m, "c", &e));
+    mproc_manager *c2, *c3;
+    CHECK_OK(mproc_manager_connect(&c2, mproc_manager_address(m), NULL, 0));
+    int r = mproc_manager_connect(&c3, mproc_manager_address(m), NULL, 0);
+    CHECK(r < 0); /* the third connection is closed at accept */
+    mproc_manager_free(c2);
+    mproc_manager_free(m);
+}
+
+TEST(no_fds_or_processes_left_behind)
+{
+    mproc_manager *first; /* the first start may set up what stays (a forkserver helper) */
+    CHECK_OK(mproc_manager_start(&first, unique_unix(), NULL, 0, NULL));
+    mproc_manager_free(first);
+    int before = harness_fd_count(), children = harness_child_count(getpid());
+    for (int i = 0; i < 3; i++) {
+        mproc_manager *m;
+        CHECK_OK(mproc_manager_start(&m, unique_unix(), "k", 1, NULL));
+        mproc_queue *q;
+        CHECK_OK(mproc_manager_queue(m, "q", NULL, &q));
+        CHECK_OK(mproc_queue_put(q, "x", 1, 0));
+        mproc_manager_free(m);
+    }
+    CHECK_EQ(harness_fd_count(), before);
+    CHECK_EQ(harness_child_count(getpid()), children);
+}
+
+TEST(a_detached_server_outlives_its_handle)
+{
+    SKIP_IN_THREAD_MODE("the server is a thread: it cannot be killed or outlive its starter");
+    const char *addr = unique_unix();
+    mproc_manager *m;
+    CHECK_OK(mproc_manager_start(&m, addr, NULL, 0, &(mproc_manager_opts){.detached = true}));
+    mproc_manager_free(m);
+    mproc_manager *c;
+    CHECK_OK(mproc_manager_connect(&c, addr, NULL, 0));
+    mproc_event *e;
+    CHECK_OK(mproc_manager_event(c, "e", &e));
+    CHECK_OK(mproc_manager_shutdown(c));
+    mproc_manager_free(c);
+    /* it is gone once its listener is */
+    double t0 = harness_now();
+    while (mproc_manager_connect(&c, addr, NULL, 0) == 0) {
+        mproc_manager_free(c);
+        CHECK(harness_now() - t0 < 10.0);
+    }
+}
+
+TEST(a_fork_child_makes_its_own_connection)
+{
+    mproc_manager *m;
+    CHECK_OK(mproc_manager_start(&m, unique_unix(), NULL, 0, NULL));
+    mproc_event *e;
+    CHECK_OK(mproc_manager_event(m, "e", &e));
+    pid_t pid = fork();
+    if (pid == 0) {
+        mproc_event *e2;
+        int r = mproc_manager_event(m, "e", &e2); /* over a connection of its own */
+        mproc_manager_free(m);                    /* the child's copy: the parent's server stays */
+        _exit(r == 0 && e2 == e ? 0 : 1);
+    }
+    int st;
+    CHECK_EQ(waitpid(pid, &st, 0), pid);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    mproc_event *e3;
+    CHECK_OK(mproc_manager_event(m, "e", &e3)); /* the parent's is still in step */
+    CHECK(e3 == e);
+    CHECK(mproc_process_is_alive(m->server));
+    mproc_manager_free(m);
+}
+
+/* The mproc-manager command: its address on stdout, clients served, SIGTERM a clean end. */
+TEST(the_command_serves_until_sigterm)
+{
+    char *bad[] = {(char *)MPROC_MANAGER_TOOL, "--address", "tcp:127.0.0.1:0", NULL};
+    pid_t pid;
+    CHECK_EQ(posix_spawn(&pid, MPROC_MANAGER_TOOL, NULL, NULL, bad, environ), 0);
+    CHECK_EQ(wait_peer(pid), 2); /* tcp without a key */
+    char keyfile[] = "/tmp/mproc-test-key-XXXXXX";
+    int kfd = mkstemp(keyfile);
+    CHECK(kfd >= 0);
+    CHECK_EQ(write(kfd, "k3y\n", 4), 4);
+    close(kfd);
+    int p[2];
+    CHECK_EQ(pipe2(p, O_CLOEXEC), 0);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, p[1], 1);
+    char *argv[] = {(char *)MPROC_MANAGER_TOOL,
+                    "--address",
+                    "tcp:127.0.0.1:0",
+                    "--authkey-file",
+                    keyfile,
+                    "--foreground",
+                    NULL};
+    CHECK_EQ(posix_spawn(&pid, MPROC_MANAGER_TOOL, &fa, NULL, argv, environ), 0);
+    posix_spawn_file_actions_destroy(&fa);
+    close(p[1]);
+    char addr[128] = {0};
+    size_t n = 0;
+    while (n < sizeof addr - 1 && !strchr(addr, '\n')) {
+        ssize_t r = read(p[0], addr + n, sizeof addr - 1 - n);
+        CHECK(r > 0);
+        n += (size_t)r;
+    }
+    close(p[0]);
+    *strchr(addr, '\n') = 0;
+    CHECK(strncmp(addr, "tcp:127.0.0.1:", 14) == 0);
+    CHECK_EQ(run_peer(addr, "k3y", "all", NULL), 0); /* the file's newline is not the key's */
+    CHECK_EQ(kill(pid, SIGTERM), 0);
+    CHECK_EQ(wait_peer(pid), 0);
+    unlink(keyfile);
+}
