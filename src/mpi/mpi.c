@@ -1,0 +1,129 @@
+/* libmproc_mpi: the MPI transport of the remote pool backend (src/pool/remote/transport.h),
+ * registered with libmproc when this library is loaded. Every call is non-blocking: the backend
+ * polls and sleeps itself, because a blocking MPI call spins and, with more ranks than cores,
+ * starves the ranks it waits for. One thread per process makes every call (the one that called
+ * init), so MPI_THREAD_SERIALIZED is enough even though the program has other threads. */
+#include <errno.h>
+#include <limits.h>
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "mproc/mpi.h"
+#include "pool/remote/transport.h"
+
+#define TAG 0x6d70 /* "mp" */
+
+static int err_of(int rc)
+{
+    return rc == MPI_SUCCESS ? 0 : -EIO;
+}
+
+static int t_init(int *rank, int *size, char *err, size_t cap)
+{
+    int flag = 0;
+    MPI_Initialized(&flag);
+    if (flag) {
+        snprintf(err, cap, "MPI is already initialized: call mproc_init() before MPI_Init");
+        return -EALREADY;
+    }
+    int provided;
+    int rc = MPI_Init_thread(NULL, NULL, MPI_THREAD_SERIALIZED, &provided);
+    if (rc != MPI_SUCCESS) {
+        snprintf(err, cap, "MPI_Init_thread failed (%d)", rc);
+        return -EIO;
+    }
+    if (provided < MPI_THREAD_SERIALIZED) {
+        snprintf(err, cap, "the MPI library gives thread level %d, MPI_THREAD_SERIALIZED needed",
+                 provided);
+        return -ENOTSUP;
+    }
+    /* Errors come back as codes: a failed send must not abort the job from inside MPI. */
+    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+    MPI_Comm_rank(MPI_COMM_WORLD, rank);
+    MPI_Comm_size(MPI_COMM_WORLD, size);
+    return 0;
+}
+
+static int t_isend(int dest, const void *buf, size_t len, void **req)
+{
+    if (len > INT_MAX) return -EMSGSIZE;
+    MPI_Request *r = malloc(sizeof *r);
+    if (!r) return -ENOMEM;
+    int rc = MPI_Isend(buf, (int)len, MPI_BYTE, dest, TAG, MPI_COMM_WORLD, r);
+    if (rc != MPI_SUCCESS) {
+        free(r);
+        return -EIO;
+    }
+    *req = r;
+    return 0;
+}
+
+static int t_test(void *req)
+{
+    MPI_Request *r = req;
+    int done = 0;
+    int rc = MPI_Test(r, &done, MPI_STATUS_IGNORE);
+    if (rc != MPI_SUCCESS) {
+        free(r);
+        return -EIO;
+    }
+    if (done) free(r);
+    return done ? 1 : 0;
+}
+
+static int t_probe(int *src, size_t *len)
+{
+    int flag = 0;
+    MPI_Status st;
+    int rc = MPI_Iprobe(MPI_ANY_SOURCE, TAG, MPI_COMM_WORLD, &flag, &st);
+    if (rc != MPI_SUCCESS) return -EIO;
+    if (!flag) return 0;
+    int n = 0;
+    MPI_Get_count(&st, MPI_BYTE, &n);
+    *src = st.MPI_SOURCE;
+    *len = (size_t)n;
+    return 1;
+}
+
+static int t_recv(int src, void *buf, size_t len)
+{
+    return err_of(MPI_Recv(buf, (int)len, MPI_BYTE, src, TAG, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
+}
+
+static void t_abort(int code)
+{
+    MPI_Abort(MPI_COMM_WORLD, code);
+}
+
+static void t_finalize(void)
+{
+    int fin = 0;
+    MPI_Finalized(&fin);
+    if (!fin) MPI_Finalize();
+}
+
+static const mproc__transport transport = {
+    .abi = MPROC__TRANSPORT_ABI,
+    .name = "mpi",
+    .init = t_init,
+    .isend = t_isend,
+    .test = t_test,
+    .probe = t_probe,
+    .recv = t_recv,
+    .abort = t_abort,
+    .finalize = t_finalize,
+};
+
+__attribute__((constructor)) static void register_transport(void)
+{
+    mproc_backend_register(&transport);
+}
+
+int mproc_mpi_active(void)
+{
+    int init = 0, fin = 0;
+    MPI_Initialized(&init);
+    MPI_Finalized(&fin);
+    return init && !fin;
+}

@@ -1,0 +1,49 @@
+#!/bin/sh
+# Run one test_mpi launch under mpirun and fail if any process of the run outlives it: every
+# process of the run carries MPROC_TEST_RUN in its environment, and /proc is searched for it.
+# usage: run_mpi.sh BINARY NRANKS MODE [max seconds]   (NRANKS 0: no launcher)
+# Exit 77 (skipped) only when MPI is not installed (no binary was built, or no mpirun).
+bin=$1 n=$2 mode=$3 limit=${4:-120}
+if [ -z "$bin" ] || [ ! -x "$bin" ]; then echo "SKIP: libmproc_mpi not built (MPI not found)"; exit 77; fi
+if [ "$n" != 0 ] && ! command -v mpirun >/dev/null 2>&1; then echo "SKIP: no mpirun"; exit 77; fi
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+export OMPI_MCA_btl_tcp_if_include=lo OMPI_MCA_oob_tcp_if_include=lo
+export MPROC_POOL_BACKEND=mpi
+MPROC_TEST_RUN="mpi-$$-$(date +%s%N)"
+export MPROC_TEST_RUN
+start=$(date +%s%N)
+if [ "$n" = 0 ]; then
+    timeout -k 5 "$limit" "$bin" "$mode"
+else
+    timeout -k 5 "$limit" mpirun -n "$n" "$bin" "$mode"
+fi
+rc=$?
+end=$(date +%s%N)
+echo "run_mpi: $mode: exit $rc after $(( (end - start) / 1000000 )) ms"
+sleep 0.3
+survivors=""
+for e in /proc/[0-9]*/environ; do
+    pid=${e#/proc/}; pid=${pid%/environ}
+    [ "$pid" = $$ ] && continue
+    if { tr "\0" "\n" < "$e"; } 2>/dev/null | grep -qx "MPROC_TEST_RUN=$MPROC_TEST_RUN"; then
+        survivors="$survivors $pid($(cat /proc/$pid/comm 2>/dev/null))"
+    fi
+done
+if [ -n "$survivors" ]; then
+    echo "FAIL: processes of the run survived:$survivors"
+    for s in $survivors; do kill -9 "${s%%(*}" 2>/dev/null; done
+    exit 1
+fi
+case "$mode" in
+killrank)
+    # The job must fail (a rank died) and end within 5 s of the kill (the run itself: 0.4 s).
+    [ "$rc" -ne 0 ] || { echo "FAIL: the job did not fail"; exit 1; }
+    kill_ns=$(cat "${TMPDIR:-/tmp}/$MPROC_TEST_RUN.kill" 2>/dev/null)
+    [ -n "$kill_ns" ] || { echo "FAIL: the rank was not killed"; exit 1; }
+    ms=$(( (end - kill_ns) / 1000000 ))
+    echo "run_mpi: the job ended $ms ms after the rank was killed"
+    rm -f "${TMPDIR:-/tmp}/$MPROC_TEST_RUN.kill"
+    [ "$ms" -lt 5000 ] || { echo "FAIL: took $ms ms"; exit 1; }
+    exit 0 ;;
+esac
+exit $rc
