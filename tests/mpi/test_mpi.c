@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include <mproc.h>
+#include <mproc/log.h>
 #include <mproc/mpi.h>
 
 int mpi_lib_triple(mproc_task *t); /* mpi_lib.c, a shared library */
@@ -103,6 +104,24 @@ static int host_of(mproc_task *t)
     char h[64] = "";
     gethostname(h, sizeof h - 1);
     return mproc_task_return(t, h, strlen(h));
+}
+
+static int logs_error(mproc_task *t)
+{
+    MPROC_ERROR("hello from a worker: %d", 7);
+    return mproc_task_return(t, NULL, 0);
+}
+
+static char seen_process[160];
+static _Atomic int seen_records;
+
+static void on_error_cb(const mproc_log_record *rec, void *arg)
+{
+    (void)arg;
+    if (strstr(rec->message, "hello from a worker: 7")) {
+        snprintf(seen_process, sizeof seen_process, "%s", rec->process);
+        seen_records++;
+    }
 }
 
 static int map_add(const void *in, void *out, void *arg)
@@ -440,6 +459,23 @@ void test_mpi_cb(mproc_future *f, void *arg)
     (*c)++;
 }
 
+/* WARNING and above from a worker reach rank 0's log, under the worker's name and host. */
+static void case_logging(mproc_pool *p)
+{
+    mproc_log_init(&(mproc_log_config){.on_error = on_error_cb, .file_level = MPROC_LOG_OFF});
+    CHECK(mproc_pool_apply(p, logs_error, NULL, 0, NULL, 0, NULL) == 0, "logging task");
+    double t0 = now_s();
+    while (!seen_records && now_s() - t0 < 10)
+        usleep(1000);
+    char host[64] = "", want[100];
+    gethostname(host, sizeof host - 1);
+    snprintf(want, sizeof want, "@%s", host);
+    CHECK(seen_records == 1, "records seen: %d", (int)seen_records);
+    CHECK(strstr(seen_process, "PoolWorker-r") && strstr(seen_process, want),
+          "record's process: %s", seen_process);
+    printf("ok logging (%s)\n", seen_process);
+}
+
 static void case_pools(void)
 {
     /* In sequence */
@@ -506,6 +542,7 @@ static int mode_all(void)
     case_map(p);
     case_imap(p);
     case_callbacks(p);
+    case_logging(p);
     mproc_pool_close(p);
     CHECK(mproc_pool_join(p, 60) == 0, "join");
     mproc_pool_free(p);

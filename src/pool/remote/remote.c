@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "arena/arena.h"
+#include "log/log.h"
 #include "mproc/log.h"
 #include "platform/interrupt.h"
 #include "platform/spin.h"
@@ -499,9 +500,13 @@ static void on_message(int src, unsigned char *b, size_t len)
     wire_hdr h;
     memcpy(&h, b, sizeof h);
     if (h.type == WIRE_LOG) {
-        int level = (int)h.n;
-        mproc_log_write(level, "(remote)", 0, "", "%.*s", (int)(len - sizeof h),
-                        (const char *)b + sizeof h);
+        if (len < sizeof h + sizeof(wire_log) || src <= 0 || src >= R.link.size) return;
+        const wire_log *lg = (const wire_log *)(b + sizeof h);
+        if (sizeof h + sizeof *lg + lg->len > len) return;
+        char name[160];
+        snprintf(name, sizeof name, "%.64s@%s", lg->process, R.hosts[src]);
+        mproc__log_write_as((int)h.n, name, lg->pid, lg->file, lg->line, lg->func,
+                            (const char *)(lg + 1), lg->len);
         return;
     }
     rpool *rp = find_pool(h.pool);

@@ -16,6 +16,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "arena/arena.h"
+#include "log/log.h"
 #include "mproc/log.h"
 #include "platform/spin.h"
 #include "pool/future.h"
@@ -50,6 +52,76 @@ static struct {
     mproc__wbuf out;
     uint32_t out_pool;
 } S;
+
+/* ---- logging: WARNING and above of this rank and its workers go to rank 0's log ---- */
+
+/* Records of every process of this rank's family (the rank, the forkserver helper, the pool
+ * workers) wait here, in the arena, until the serving loop sends them. Full: a record is kept
+ * locally instead (this rank's own console). */
+#define LOG_SLOTS 64
+#define LOG_MSG_MAX 2048
+typedef struct {
+    _Atomic uint32_t seq; /* position + 1 once written */
+    int32_t level;
+    wire_log w;
+    char msg[LOG_MSG_MAX];
+} log_slot;
+typedef struct {
+    _Atomic uint32_t claim;
+    uint32_t read; /* the serving loop only */
+    log_slot slot[LOG_SLOTS];
+} log_ring;
+static log_ring *logs;
+
+static bool forward_log(int level, const char *process, pid_t pid, const char *file, int line,
+                        const char *func, const char *msg, size_t len)
+{
+    log_ring *lr = logs;
+    if (!lr) return false;
+    uint32_t pos = atomic_load(&lr->claim);
+    do {
+        /* read is the loop's; a stale value only makes this look fuller than it is */
+        if (pos - __atomic_load_n(&lr->read, __ATOMIC_ACQUIRE) >= LOG_SLOTS) return false;
+    } while (!atomic_compare_exchange_weak(&lr->claim, &pos, pos + 1));
+    log_slot *s = &lr->slot[pos % LOG_SLOTS];
+    s->level = level;
+    s->w.pid = (int32_t)pid;
+    s->w.line = line;
+    snprintf(s->w.process, sizeof s->w.process, "%s",
+             strcmp(process, "MainProcess") == 0 ? "rank" : process);
+    if (strcmp(process, "MainProcess") == 0)
+        snprintf(s->w.process, sizeof s->w.process, "rank%d", S.link.rank);
+    snprintf(s->w.file, sizeof s->w.file, "%s", file);
+    snprintf(s->w.func, sizeof s->w.func, "%s", func);
+    if (len > LOG_MSG_MAX) len = LOG_MSG_MAX;
+    memcpy(s->msg, msg, len);
+    s->w.len = (uint32_t)len;
+    atomic_store_explicit(&s->seq, pos + 1, memory_order_release);
+    return true;
+}
+
+static bool send_logs(void)
+{
+    log_ring *lr = logs;
+    bool did = false;
+    while (lr) {
+        log_slot *s = &lr->slot[lr->read % LOG_SLOTS];
+        if (atomic_load_explicit(&s->seq, memory_order_acquire) != lr->read + 1) break;
+        mproc__wbuf w = {0};
+        mproc__wbuf_start(&w, WIRE_LOG, 0);
+        mproc__wbuf_hdr(&w)->n = (uint32_t)s->level;
+        size_t at = w.len;
+        if (mproc__wbuf_add(&w, sizeof s->w + s->w.len)) {
+            memcpy(w.b + at, &s->w, sizeof s->w);
+            memcpy(w.b + at + sizeof s->w, s->msg, s->w.len);
+            mproc__link_send_wbuf(&S.link, 0, &w);
+        }
+        free(w.b);
+        __atomic_store_n(&lr->read, lr->read + 1, __ATOMIC_RELEASE);
+        did = true;
+    }
+    return did;
+}
 
 /* ---- addresses ---- */
 
@@ -454,6 +526,7 @@ __attribute__((noreturn)) static void leave(int code)
     for (lpool *pl = S.pools; pl; pl = pl->next)
         pl->terminating = true;
     end_pools();
+    send_logs();
     mproc__link_flush(&S.link, 2000000000);
     if (!S.link.dead) S.link.t->finalize();
     exit(code);
@@ -559,6 +632,13 @@ void mproc__remote_serve(const mproc__transport *t, const mproc__launcher *l)
      * before the transport exists. */
     setenv("MPROC_START", "forkserver", 1);
     setenv("MPROC_POOL_BACKEND", "local", 1);
+    /* Before the helper is forked: its children inherit the hook and the ring. */
+    void *ring = NULL;
+    if (mproc__arena_alloc(&ring, sizeof(log_ring)) == 0) {
+        memset(ring, 0, sizeof(log_ring));
+        logs = ring;
+        mproc__log_forward = forward_log;
+    }
     mproc__forkserver_prestart();
     /* Ctrl-C goes to rank 0, which decides (the launcher forwards it to every rank). */
     signal(SIGINT, SIG_IGN);
@@ -597,6 +677,7 @@ void mproc__remote_serve(const mproc__transport *t, const mproc__launcher *l)
         for (lpool *pl = S.pools; pl; pl = pl->next)
             did |= collect(pl);
         flush_out();
+        did |= send_logs();
         did |= end_pools();
         int64_t ns = mproc__idle_step(&idle, did);
         if (ns) nanosleep(&(struct timespec){0, ns}, NULL);

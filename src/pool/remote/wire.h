@@ -101,6 +101,15 @@ typedef struct {
     /* then res_len bytes (padded), msg_len bytes (padded, no NUL) */
 } wire_result;
 
+/* A WIRE_LOG record (level in the header's n), then len bytes of message. */
+typedef struct {
+    int32_t pid, line;
+    uint32_t len, pad;
+    char process[64];
+    char file[64];
+    char func[64];
+} wire_log;
+
 #define WIRE_PAD(n) (((n) + 7) & ~(size_t)7)
 
 #endif
