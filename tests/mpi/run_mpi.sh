@@ -14,10 +14,31 @@ export MPROC_TEST_RUN
 start=$(date +%s%N)
 if [ "$n" = 0 ]; then
     timeout -k 5 "$limit" "$bin" "$mode"
+    rc=$?
+elif [ "$mode" = sigint ]; then
+    # Ctrl-C: SIGINT to the launcher once rank 0 runs its tasks; the job must end within 5 s.
+    out="${TMPDIR:-/tmp}/$MPROC_TEST_RUN.out"
+    mpirun -n "$n" "$bin" "$mode" > "$out" 2>&1 &
+    mp=$!
+    i=0
+    while ! grep -q ready "$out" 2>/dev/null && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done
+    t0=$(date +%s%N)
+    kill -INT $mp
+    i=0
+    while kill -0 $mp 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+    kill -0 $mp 2>/dev/null && { echo "FAIL: mpirun still runs 10 s after SIGINT"; kill -9 $mp; }
+    wait $mp
+    ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+    cat "$out"
+    echo "run_mpi: the job ended $ms ms after SIGINT"
+    rc=0
+    [ $ms -lt 5000 ] || rc=1
+    grep -q FAIL "$out" && rc=1
+    rm -f "$out"
 else
     timeout -k 5 "$limit" mpirun -n "$n" "$bin" "$mode"
+    rc=$?
 fi
-rc=$?
 end=$(date +%s%N)
 echo "run_mpi: $mode: exit $rc after $(( (end - start) / 1000000 )) ms"
 sleep 0.3

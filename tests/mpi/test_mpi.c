@@ -577,6 +577,21 @@ static int mode_killrank(void)
     return 0;
 }
 
+/* Ctrl-C: the wrapper sends SIGINT to mpirun once this says ready. */
+static int mode_sigint(void)
+{
+    mproc_pool *p = new_pool(1);
+    if (!p) return 1;
+    double s = 60;
+    mproc_future *f;
+    mproc_pool_submit(p, sleeper, &s, sizeof s, &f);
+    usleep(200000);
+    printf("ready\n");
+    mproc_future_wait(f, 60);
+    printf("FAIL: still running after SIGINT\n");
+    return 0;
+}
+
 static int mode_idle(void)
 {
     mproc_pool *p = new_pool(1);
@@ -658,6 +673,7 @@ int main(int argc, char **argv)
     if (strcmp(mode, "queued") == 0) return mode_queued();
     if (strcmp(mode, "killrank") == 0) return mode_killrank();
     if (strcmp(mode, "idle") == 0) return mode_idle();
+    if (strcmp(mode, "sigint") == 0) return mode_sigint();
     if (strcmp(mode, "fallback") == 0) return mode_fallback();
     printf("unknown mode %s\n", mode);
     return 2;
