@@ -1,5 +1,5 @@
 /* libmproc_mpi: the MPI transport of the remote pool backend (src/pool/remote/transport.h),
- * registered with libmproc when this library is loaded. Every call is non-blocking: the backend
+ * found by libmproc under its symbol name once this library is loaded. Every call is non-blocking: the backend
  * polls and sleeps itself, because a blocking MPI call spins and, with more ranks than cores,
  * starves the ranks it waits for. One thread per process makes every call (the one that called
  * init), so MPI_THREAD_SERIALIZED is enough even though the program has other threads. */
@@ -103,7 +103,9 @@ static void t_finalize(void)
     if (!fin) MPI_Finalize();
 }
 
-static const mproc__transport transport = {
+/* Looked up by name (MPROC__MPI_TRANSPORT_SYMBOL): the only thing libmproc needs from here. */
+__attribute__((visibility("default"))) extern const mproc__transport mproc__mpi_transport;
+const mproc__transport mproc__mpi_transport = {
     .abi = MPROC__TRANSPORT_ABI,
     .name = "mpi",
     .init = t_init,
@@ -114,11 +116,6 @@ static const mproc__transport transport = {
     .abort = t_abort,
     .finalize = t_finalize,
 };
-
-__attribute__((constructor)) static void register_transport(void)
-{
-    mproc_backend_register(&transport);
-}
 
 int mproc_mpi_active(void)
 {

@@ -1,5 +1,6 @@
 /* Which side of a remote pool this process is (remote.h): the registered transport, the
  * launcher's environment, and mproc_init's hook. */
+#include <dlfcn.h>
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -8,23 +9,20 @@
 #include "mproc/log.h"
 #include "pool/remote/remote.h"
 
-static const mproc__transport *_Atomic registered;
 static _Atomic bool setup_done;
 static bool warned_local;
 
-int mproc_backend_register(const void *transport)
-{
-    const mproc__transport *t = transport;
-    if (!t || t->abi != MPROC__TRANSPORT_ABI || !t->init || !t->isend || !t->test || !t->probe ||
-        !t->recv || !t->abort || !t->finalize)
-        return -EINVAL;
-    const mproc__transport *none = NULL;
-    return atomic_compare_exchange_strong(&registered, &none, t) ? 0 : -EEXIST;
-}
-
 const mproc__transport *mproc__transport_get(void)
 {
-    return atomic_load(&registered);
+    const mproc__transport *t = dlsym(RTLD_DEFAULT, MPROC__MPI_TRANSPORT_SYMBOL);
+    if (t && t->abi != MPROC__TRANSPORT_ABI) {
+        static _Atomic bool said;
+        if (!atomic_exchange(&said, true))
+            MPROC_ERROR("libmproc_mpi is of another build than libmproc: the \"mpi\" backend is "
+                        "off (install the two from the same release)");
+        return NULL;
+    }
+    return t;
 }
 
 static bool env_int(const char *name, int *out)

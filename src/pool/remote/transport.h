@@ -1,6 +1,8 @@
 /* The seam between the remote pool backend (remote.c on rank 0, serve.c on the other ranks) and
- * the library that moves bytes between ranks: libmproc_mpi (src/mpi/) registers an MPI transport
- * from a constructor through mproc_backend_register, so libmproc itself never links libmpi.
+ * the library that moves bytes between ranks: libmproc_mpi (src/mpi/) exports its MPI transport
+ * as the data symbol MPROC__MPI_TRANSPORT_SYMBOL, which libmproc looks up in the process
+ * (dlsym) when a pool or mproc_init needs it. So libmproc never links libmpi, and exports
+ * nothing for it.
  *
  * Every call of a transport is made from one thread of the process (the one that called init),
  * and none of them blocks: the remote backend polls and sleeps itself (an MPI implementation
@@ -32,8 +34,6 @@ typedef struct mproc__transport {
     void (*finalize)(void);
 } mproc__transport;
 
-/* For backend libraries only (libmproc_mpi): make the transport available to
- * mproc_pool_new(backend "mpi") and to mproc_init. 0, -EINVAL (another ABI), -EEXIST. */
-int mproc_backend_register(const void *transport);
+#define MPROC__MPI_TRANSPORT_SYMBOL "mproc__mpi_transport"
 
 #endif
