@@ -326,8 +326,8 @@ static void vwrite_record(int level, const char *file, int line, const char *fun
     bool forwarded = false;
     if (mproc__log_forward && level >= MPROC_LOG_WARNING && !in_forward) {
         in_forward = 1;
-        forwarded = mproc__log_forward(level, f.process, f.pid, f.file, line, f.func, msg,
-                                       f.msg_len);
+        forwarded =
+            mproc__log_forward(level, f.process, f.pid, f.file, line, f.func, msg, f.msg_len);
         in_forward = 0;
     }
     /* A forwarded record reaches the console through the other process's log. */

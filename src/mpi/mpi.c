@@ -1,8 +1,8 @@
 /* libmproc_mpi: the MPI transport of the remote pool backend (src/pool/remote/transport.h),
- * found by libmproc under its symbol name once this library is loaded. Every call is non-blocking: the backend
- * polls and sleeps itself, because a blocking MPI call spins and, with more ranks than cores,
- * starves the ranks it waits for. One thread per process makes every call (the one that called
- * init), so MPI_THREAD_SERIALIZED is enough even though the program has other threads. */
+ * found by libmproc under its symbol name once this library is loaded. Every call is non-blocking:
+ * the backend polls and sleeps itself, because a blocking MPI call spins and, with more ranks than
+ * cores, starves the ranks it waits for. One thread per process makes every call (the one that
+ * called init), so MPI_THREAD_SERIALIZED is enough even though the program has other threads. */
 #include <errno.h>
 #include <limits.h>
 #include <mpi.h>

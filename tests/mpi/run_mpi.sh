@@ -9,6 +9,11 @@ if [ "$n" != 0 ] && ! command -v mpirun >/dev/null 2>&1; then echo "SKIP: no mpi
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 export OMPI_MCA_btl_tcp_if_include=lo OMPI_MCA_oob_tcp_if_include=lo
 export MPROC_POOL_BACKEND=mpi
+# Sanitizer builds: Open MPI's own allocations are not ours to fix.
+LSAN_OPTIONS="suppressions=$(dirname "$0")/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
+export LSAN_OPTIONS
+# Whole stacks (Open MPI's libraries have no frame pointers), so that the suppressions match.
+[ -n "${ASAN_OPTIONS:-}" ] && export ASAN_OPTIONS="$ASAN_OPTIONS:fast_unwind_on_malloc=0"
 MPROC_TEST_RUN="mpi-$$-$(date +%s%N)"
 export MPROC_TEST_RUN
 start=$(date +%s%N)
