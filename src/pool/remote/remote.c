@@ -47,6 +47,13 @@ struct rpool {
     /* comm thread */
     int nr;
     int *workers, *inflight, *window;
+    /* The window adapts (unless MPROC_MPI_WINDOW sets it): from base up while a rank drains its
+     * window in under 2 ms (tiny tasks: more in flight hides the round trip), back down when it
+     * takes over 50 ms (long tasks: fewer queued on one rank while another may run out). */
+    int *base;
+    int64_t *rate_since;
+    uint64_t *rate_done;
+    bool fixed_window;
     mproc__wbuf *out;
     uint32_t *tags[MPROC__SLOT_MAX_CHUNKS];
     uint32_t next_tag;
@@ -328,9 +335,29 @@ static void complete(rpool *rp, int r, const wire_result *res, const unsigned ch
     if (atomic_load(&s->flags) & MPROC__SLOT_NOTIFY) atomic_store(&rp->scan_req, true);
 }
 
+#define WINDOW_MAX 8192
+
+static void adapt_window(rpool *rp, int r, uint32_t n)
+{
+    if (rp->fixed_window) return;
+    int64_t now = mproc__now_ns();
+    rp->rate_done[r] += n;
+    int64_t dt = now - rp->rate_since[r];
+    if (dt < 1000000) return;
+    double drain =
+        rp->rate_done[r] ? (double)rp->window[r] * (double)dt / (double)rp->rate_done[r] : 1e18;
+    if (drain < 2e6 && rp->window[r] < WINDOW_MAX && rp->inflight[r] * 2 >= rp->window[r])
+        rp->window[r] *= 2;
+    else if (drain > 5e7 && rp->window[r] > rp->base[r])
+        rp->window[r] = rp->window[r] / 2 > rp->base[r] ? rp->window[r] / 2 : rp->base[r];
+    rp->rate_since[r] = now;
+    rp->rate_done[r] = 0;
+}
+
 static void on_results(rpool *rp, int r, const unsigned char *b, size_t len, uint32_t n)
 {
     mproc_pool *p = rp->p;
+    adapt_window(rp, r, n);
     size_t at = sizeof(wire_hdr);
     pthread_mutex_lock(&p->mu);
     for (uint32_t i = 0; i < n && at + sizeof(wire_result) <= len; i++) {
@@ -522,8 +549,10 @@ static void on_message(int src, unsigned char *b, size_t len)
         pthread_mutex_lock(&p->mu);
         rp->workers[src] = a->code < 0 ? 0 : a->workers;
         const char *wenv = getenv("MPROC_MPI_WINDOW");
-        int win = wenv && atoi(wenv) > 0 ? atoi(wenv) : 8 * rp->workers[src];
-        rp->window[src] = rp->workers[src] ? (win < 64 ? 64 : win) : 0;
+        rp->fixed_window = wenv && atoi(wenv) > 0;
+        int win = rp->fixed_window ? atoi(wenv) : 8 * rp->workers[src];
+        rp->window[src] = rp->base[src] = rp->workers[src] ? (win < 64 ? 64 : win) : 0;
+        rp->rate_since[src] = mproc__now_ns();
         if (a->code < 0 && rp->code == 0) {
             rp->code = a->code;
             snprintf(rp->msg, sizeof rp->msg, "rank %d (%s): %s", src, R.hosts[src], a->msg);
@@ -739,6 +768,9 @@ static int remote_start(mproc_pool *p)
     rp->workers = calloc((size_t)rp->nr, sizeof(int));
     rp->inflight = calloc((size_t)rp->nr, sizeof(int));
     rp->window = calloc((size_t)rp->nr, sizeof(int));
+    rp->base = calloc((size_t)rp->nr, sizeof(int));
+    rp->rate_since = calloc((size_t)rp->nr, sizeof(int64_t));
+    rp->rate_done = calloc((size_t)rp->nr, sizeof(uint64_t));
     rp->out = calloc((size_t)rp->nr, sizeof *rp->out);
     void *lb = NULL;
     if (mproc__arena_alloc(&lb, (size_t)rp->nr * sizeof(mproc__stat_line) + 64) == 0) {
@@ -748,7 +780,8 @@ static int remote_start(mproc_pool *p)
     }
     p->backend_state = rp;
     p->slot_chunks = rp->chunks;
-    if (!rp->pend || !rp->workers || !rp->inflight || !rp->window || !rp->out || !rp->lines) {
+    if (!rp->pend || !rp->workers || !rp->inflight || !rp->window || !rp->base || !rp->rate_since ||
+        !rp->rate_done || !rp->out || !rp->lines) {
         remote_destroy(p);
         return -ENOMEM;
     }
@@ -910,6 +943,9 @@ static void remote_destroy(mproc_pool *p)
     free(rp->workers);
     free(rp->inflight);
     free(rp->window);
+    free(rp->base);
+    free(rp->rate_since);
+    free(rp->rate_done);
     mproc__arena_free(rp->lines_block);
     free(rp);
     p->backend_state = NULL;
