@@ -40,6 +40,18 @@ elif [ "$mode" = sigint ]; then
     [ $ms -lt 5000 ] || rc=1
     grep -q FAIL "$out" && rc=1
     rm -f "$out"
+elif [ "$mode" = mismatch ]; then
+    # Worker ranks running another build (test_mpi_other): the job must refuse to start, saying why.
+    out="${TMPDIR:-/tmp}/$MPROC_TEST_RUN.out"
+    timeout -k 5 "$limit" mpirun -n 1 "$bin" "$mode" : -n $((n - 1)) "${bin}_other" "$mode" \
+        > "$out" 2>&1
+    r=$?
+    cat "$out"
+    rc=0
+    [ $r -ne 0 ] || { echo "FAIL: the job did not fail"; rc=1; }
+    grep -q "start every rank with the same executable" "$out" || { echo "FAIL: no reason given"; rc=1; }
+    grep -q "FAIL" "$out" && rc=1
+    rm -f "$out"
 else
     timeout -k 5 "$limit" mpirun -n "$n" "$bin" "$mode"
     rc=$?

@@ -669,6 +669,10 @@ static int mode_fallback(void)
     return failures != 0;
 }
 
+#ifdef MPI_TEST_OTHER_BUILD
+const char *test_mpi_build = "other"; /* changes the build-id */
+#endif
+
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -684,6 +688,10 @@ int main(int argc, char **argv)
     if (strcmp(mode, "killrank") == 0) return mode_killrank();
     if (strcmp(mode, "idle") == 0) return mode_idle();
     if (strcmp(mode, "sigint") == 0) return mode_sigint();
+    if (strcmp(mode, "mismatch") == 0) {
+        printf("FAIL: rank 0 went on with ranks of another build\n");
+        return 1;
+    }
     if (strcmp(mode, "fallback") == 0) return mode_fallback();
     printf("unknown mode %s\n", mode);
     return 2;
