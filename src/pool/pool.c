@@ -105,7 +105,7 @@ int mproc_pool_new(mproc_pool **out, const mproc_pool_opts *opts)
     if (mproc__timeout_check(o.task_timeout) || mproc__timeout_check(o.restart_window))
         return -EINVAL;
     if (o.name && (strlen(o.name) == 0 || strlen(o.name) > 48)) return -EINVAL;
-    const char *backend_name = getenv("MPROC_POOL_BACKEND");
+    const char *backend_name = mproc__remote_forced() ? "mpi" : getenv("MPROC_POOL_BACKEND");
     if (!backend_name || !*backend_name) backend_name = o.backend;
     const mproc__pool_backend *backend = &mproc__pool_local_backend;
     if (backend_name && strcmp(backend_name, "local") != 0) {

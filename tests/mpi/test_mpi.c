@@ -673,9 +673,43 @@ static int mode_fallback(void)
 const char *test_mpi_build = "other"; /* changes the build-id */
 #endif
 
+/* A program that runs MPI itself: MPI_Init first, then mproc_init (which leaves the ranks
+ * alone), then mproc_mpi_serve with root 1 (not 0: the ranks are renumbered). */
+static int mode_serve(void)
+{
+    int rank, size;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    mproc_pool *p = (mproc_pool *)1;
+    int r = mproc_mpi_serve(MPI_COMM_WORLD, 1, &p);
+    CHECK(r == 0, "rank %d: mproc_mpi_serve: %d", rank, r);
+    if (rank != 1) {
+        CHECK(p == NULL, "rank %d: a pool outside the root", rank);
+    } else if (p) {
+        CHECK(strcmp(mproc_pool_backend(p), "mpi") == 0, "backend %s", mproc_pool_backend(p));
+        case_submit_apply(p);
+        case_crashes(p);
+        case_map(p);
+        mproc_pool_free(p);
+    }
+    /* The program's MPI goes on after the service. */
+    int one = 1, sum = 0;
+    MPI_Allreduce(&one, &sum, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+    CHECK(sum == size, "allreduce after the service: %d", sum);
+    printf("rank %d: %s: %d failures\n", rank, failures ? "FAILED" : "PASSED", failures);
+    MPI_Finalize();
+    return failures != 0;
+}
+
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
+    if (argc > 1 && strcmp(argv[1], "serve") == 0) {
+        int level;
+        MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &level);
+        if (mproc_init(NULL) < 0) return 1;
+        return mode_serve();
+    }
     int r = mproc_init(NULL); /* worker ranks never return from it */
     if (r < 0) {
         printf("FAIL: mproc_init: %d\n", r);

@@ -76,6 +76,7 @@ static struct {
     uint32_t next_id;
     char (*hosts)[64];
     mproc__launcher l;
+    rpool *serve_rp; /* mproc_mpi_serve's pool: freeing it ends the service */
 } R = {.mu = PTHREAD_RECURSIVE_MUTEX_INITIALIZER_NP, .cv = PTHREAD_COND_INITIALIZER};
 
 static rpool *RP(mproc_pool *p)
@@ -725,12 +726,23 @@ static void rank0_exit(void)
         if (all || mproc__now_ns() > end) break;
         nanosleep(&(struct timespec){0, 1000000}, NULL);
     }
+    mproc__remote_rank0_stop();
+}
+
+void mproc__remote_rank0_stop(void)
+{
+    if (!R.ready || R.stopped || R.pid != getpid() || in_comm()) return;
     pthread_mutex_lock(&R.mu);
     R.stop = true;
     pthread_mutex_unlock(&R.mu);
     wake_comm();
     pthread_join(R.thr, NULL);
     R.stopped = true;
+}
+
+void mproc__remote_serve_pool(mproc_pool *p)
+{
+    R.serve_rp = RP(p);
 }
 
 int mproc__remote_rank0_start(const mproc__transport *t, const mproc__launcher *l)
@@ -933,7 +945,10 @@ static void remote_destroy(mproc_pool *p)
             break;
         }
     }
+    bool serve_end = R.serve_rp == rp;
+    if (serve_end) R.serve_rp = NULL;
     pthread_mutex_unlock(&R.mu);
+    if (serve_end) mproc__remote_rank0_stop();
     for (uint32_t c = 0; c < MPROC__SLOT_MAX_CHUNKS; c++)
         free(rp->tags[c]);
     for (int r = 0; rp->out && r < rp->nr; r++)

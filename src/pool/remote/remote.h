@@ -37,6 +37,13 @@ int mproc__remote_rank0_start(const mproc__transport *t, const mproc__launcher *
 bool mproc__remote_rank0_active(void);
 extern const mproc__pool_backend mproc__pool_remote_backend;
 
+/* mproc_mpi_serve (setup.c): its root's pool ends the service when freed (remote.c). */
+void mproc__remote_serve_pool(mproc_pool *p);
+void mproc__remote_rank0_stop(void);
+bool mproc__remote_forced(void);
+/* A worker rank of mproc_mpi_serve (serve.c): serves until the root's pool is freed; 0. */
+int mproc__remote_serve_comm(const mproc__transport *t, const mproc__launcher *l);
+
 /* Worker ranks (serve.c): never returns. */
 __attribute__((noreturn)) void mproc__remote_serve(const mproc__transport *t,
                                                    const mproc__launcher *l);

@@ -521,7 +521,9 @@ static bool end_pools(void)
     return did;
 }
 
-__attribute__((noreturn)) static void leave(int code)
+static bool external; /* mproc_mpi_serve: return to the program at the end */
+
+static void stop_serving(void)
 {
     for (lpool *pl = S.pools; pl; pl = pl->next)
         pl->terminating = true;
@@ -529,6 +531,12 @@ __attribute__((noreturn)) static void leave(int code)
     send_logs();
     mproc__link_flush(&S.link, 2000000000);
     if (!S.link.dead) S.link.t->finalize();
+    S.link.dead = true;
+}
+
+__attribute__((noreturn)) static void leave(int code)
+{
+    stop_serving();
     exit(code);
 }
 
@@ -625,7 +633,8 @@ static int hello(void)
     }
 }
 
-void mproc__remote_serve(const mproc__transport *t, const mproc__launcher *l)
+/* Returns 0 when the service ends (mproc_mpi_serve), or ends the process (mproc_init's). */
+static int serve(const mproc__transport *t, const mproc__launcher *l)
 {
     gethostname(S.host, sizeof S.host - 1);
     /* Every local pool of this rank starts its workers from the forkserver helper, forked now,
@@ -641,12 +650,13 @@ void mproc__remote_serve(const mproc__transport *t, const mproc__launcher *l)
     }
     mproc__forkserver_prestart();
     /* Ctrl-C goes to rank 0, which decides (the launcher forwards it to every rank). */
-    signal(SIGINT, SIG_IGN);
+    if (!external) signal(SIGINT, SIG_IGN);
     S.link.t = t;
     char err[512] = "";
     int r = t->init(&S.link.rank, &S.link.size, err, sizeof err);
     if (r < 0) {
         fprintf(stderr, "mproc: rank %d cannot start MPI: %s\n", l->rank, err);
+        if (external) return r;
         exit(1);
     }
     r = hello();
@@ -664,14 +674,23 @@ void mproc__remote_serve(const mproc__transport *t, const mproc__launcher *l)
             void *buf;
             size_t len;
             int g = mproc__link_recv(&S.link, &src, &buf, &len);
-            if (g < 0) leave(1);
+            if (g < 0 && !external) leave(1);
+            if (g < 0) {
+                stop_serving();
+                return -EIO;
+            }
             if (g != 1) break;
             did = true;
             bool go = on_message(buf, len);
             free(buf);
-            if (!go) {
+            if (!go && !external) {
                 flush_out();
                 leave(0);
+            }
+            if (!go) {
+                flush_out();
+                stop_serving();
+                return 0;
             }
         }
         for (lpool *pl = S.pools; pl; pl = pl->next)
@@ -682,4 +701,31 @@ void mproc__remote_serve(const mproc__transport *t, const mproc__launcher *l)
         int64_t ns = mproc__idle_step(&idle, did);
         if (ns) nanosleep(&(struct timespec){0, ns}, NULL);
     }
+}
+
+void mproc__remote_serve(const mproc__transport *t, const mproc__launcher *l)
+{
+    serve(t, l);
+    exit(0);
+}
+
+int mproc__remote_serve_comm(const mproc__transport *t, const mproc__launcher *l)
+{
+    /* The program's settings come back when the service ends. */
+    char *start = getenv("MPROC_START") ? strdup(getenv("MPROC_START")) : NULL;
+    char *backend = getenv("MPROC_POOL_BACKEND") ? strdup(getenv("MPROC_POOL_BACKEND")) : NULL;
+    external = true;
+    int r = serve(t, l);
+    mproc__log_forward = NULL;
+    if (start)
+        setenv("MPROC_START", start, 1);
+    else
+        unsetenv("MPROC_START");
+    if (backend)
+        setenv("MPROC_POOL_BACKEND", backend, 1);
+    else
+        unsetenv("MPROC_POOL_BACKEND");
+    free(start);
+    free(backend);
+    return r;
 }

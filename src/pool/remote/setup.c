@@ -70,8 +70,38 @@ void mproc__remote_setup(void)
     const mproc__transport *t = mproc__transport_get();
     mproc__launcher l;
     if (!t || !mproc__launcher_detect(&l) || l.size < 2 || !wanted()) return;
+    if (t->initialized && t->initialized()) return; /* the program runs MPI: mproc_mpi_serve */
     if (l.rank != 0) mproc__remote_serve(t, &l);
     mproc__remote_rank0_start(t, &l);
+}
+
+/* mproc_mpi_serve's pool on its root is "mpi" whatever MPROC_POOL_BACKEND says. */
+static _Thread_local bool forced;
+
+bool mproc__remote_forced(void)
+{
+    return forced;
+}
+
+int mproc_mpi_serve_transport(const void *transport, int rank, int size, mproc_pool **out)
+{
+    const mproc__transport *t = transport;
+    if (!out || !t || t->abi != MPROC__TRANSPORT_ABI || rank < 0 || rank >= size) return -EINVAL;
+    *out = NULL;
+    mproc__launcher l = {true, rank, size, "mproc_mpi_serve"};
+    if (rank != 0) return mproc__remote_serve_comm(t, &l);
+    if (size < 2) return mproc_pool_new(out, &(mproc_pool_opts){.backend = "local"});
+    if (mproc__remote_rank0_active()) return -EALREADY;
+    int r = mproc__remote_rank0_start(t, &l);
+    if (r < 0) return r;
+    forced = true;
+    r = mproc_pool_new(out, &(mproc_pool_opts){.backend = "mpi"});
+    forced = false;
+    if (r == 0)
+        mproc__remote_serve_pool(*out);
+    else
+        mproc__remote_rank0_stop();
+    return r;
 }
 
 int mproc__remote_select(const mproc__pool_backend **out)

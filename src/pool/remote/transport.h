@@ -18,8 +18,12 @@
 typedef struct mproc__transport {
     uint32_t abi; /* MPROC__TRANSPORT_ABI: a libmproc_mpi of another build is refused */
     const char *name;
-    /* Start the runtime (MPI_Init_thread): this process's rank and the number of ranks. 0, or
-     * negative with why in err. */
+    /* Whether the program started the runtime itself (MPI_Init before mproc_init): mproc_init
+     * then leaves the ranks alone (they may call mproc_mpi_serve). */
+    int (*initialized)(void);
+    /* Start the runtime (MPI_Init_thread), or attach to it for mproc_mpi_serve: this process's
+     * rank (rank 0 being the one that runs the pools) and the number of ranks. 0, or negative
+     * with why in err. */
     int (*init)(int *rank, int *size, char *err, size_t cap);
     /* Start sending len bytes to rank dest; the buffer stays untouched until test says done. */
     int (*isend)(int dest, const void *buf, size_t len, void **req);
