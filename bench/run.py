@@ -15,7 +15,9 @@ per family of workloads. --markdown prints them as Markdown tables (as in docs/p
 
 bench_peer_mpi_* programs are started under mpirun (2 ranks for messages, a master and one
 worker per CPU for the pool), on the shared-memory transport; they are skipped when mpirun is
-missing.
+missing. bench_mpi_* (mproc's "mpi" pool backend, docs/mpi.md) run twice: under mpirun -np 3
+(rank 0 and two worker ranks) and without a launcher (the local backend); bench/py/bench_mpi4py.py
+runs under mpirun -np 3 -m mpi4py.futures, its peer.
 """
 import argparse
 import json
@@ -30,17 +32,28 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 KNOWN = ["mproc", "python", "threads", "floor"]
 
 
-def mpi_command(name, path):
+def mpi_command(name, path, ranks=None, argv=None):
     """The mpirun line of an MPI peer, or None when Open MPI is not installed."""
     mpirun = shutil.which("mpirun")
     if not mpirun:
         return None
-    ranks = 2 if name == "bench_peer_mpi_msg" else (os.cpu_count() or 1) + 1
+    if ranks is None:
+        ranks = 2 if name == "bench_peer_mpi_msg" else (os.cpu_count() or 1) + 1
     cmd = [mpirun, "-np", str(ranks), "--oversubscribe"]
     if os.geteuid() == 0:
         cmd.append("--allow-run-as-root")
     # ob1 over the shared-memory BTL (vader in Open MPI 4, sm in 5, which knows vader as an alias)
-    return cmd + ["--mca", "pml", "ob1", "--mca", "btl", "self,vader", path]
+    cmd += ["--mca", "pml", "ob1", "--mca", "btl", "self,vader", "-x", "MPROC_POOL_BACKEND=mpi"]
+    return cmd + (argv or [path])
+
+
+def mpi4py_python():
+    """An interpreter with mpi4py (Debian's python3-mpi4py is for /usr/bin/python3), or None."""
+    for py in (sys.executable, "/usr/bin/python3"):
+        res = subprocess.run([py, "-c", "import mpi4py.futures"], capture_output=True)
+        if res.returncode == 0:
+            return py
+    return None
 
 
 def programs(build, only, c_only=False):
@@ -51,13 +64,27 @@ def programs(build, only, c_only=False):
             path = os.path.join(bdir, name)
             if not (name.startswith("bench_") and os.access(path, os.X_OK) and os.path.isfile(path)):
                 continue
+            if name.startswith("bench_mpi_"):
+                cmd = mpi_command(name, path, ranks=3)
+                if cmd:
+                    progs.append((name + " (mpirun -np 3)", cmd))
+                progs.append((name + " (no launcher)", [path]))
+                continue
             cmd = mpi_command(name, path) if name.startswith("bench_peer_mpi_") else [path]
             if cmd:
                 progs.append((name, cmd))
     pdir = os.path.join(HERE, "py")
     for name in [] if c_only else sorted(os.listdir(pdir)):
-        if name.startswith("bench_") and name.endswith(".py"):
-            progs.append((name, [sys.executable, os.path.join(pdir, name)]))
+        if not (name.startswith("bench_") and name.endswith(".py")):
+            continue
+        path = os.path.join(pdir, name)
+        if name == "bench_mpi4py.py":
+            py = mpi4py_python()
+            cmd = py and mpi_command(name, path, 3, [py, "-m", "mpi4py.futures", path])
+            if cmd:
+                progs.append((name, cmd))
+            continue
+        progs.append((name, [sys.executable, path]))
     if only:
         progs = [p for p in progs if any(o in p[0] for o in only)]
     return progs

@@ -7,6 +7,7 @@
 #include "arena/arena.h"
 #include "mproc/common.h"
 #include "mproc/log.h"
+#include "pool/remote/remote.h"
 #include "process/start_method.h"
 
 static pthread_mutex_t init_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -35,5 +36,9 @@ int mproc_init(const mproc_config *cfg)
     /* The forkserver helper is forked here, while the program is (hopefully) still
      * single-threaded, and outside init_mu so that the helper's children do not inherit it. */
     if (r == 0) mproc__process_layer_setup();
+    /* Under mpirun with libmproc_mpi linked: rank 0 starts MPI and returns; the other ranks serve
+     * the pools of rank 0 from here on and never return (pool/remote/). After the forkserver
+     * helper: the workers of those ranks are forked from it, before MPI exists. */
+    if (r == 0 || r == -EALREADY) mproc__remote_setup();
     return r;
 }

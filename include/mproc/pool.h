@@ -77,8 +77,10 @@ typedef struct {
     double task_timeout;   /* hard limit per task, from its start: it fails with MPROC_ETIMELIMIT,
                               its worker is killed and replaced; 0: none (as are infinity and
                               > 1e9 s); negative or NaN: -EINVAL */
-    const char *backend;   /* "local" (default) or "mpi" (-ENOTSUP for now); env
-                              MPROC_POOL_BACKEND overrides */
+    const char *backend;   /* "local" (default) or "mpi": the tasks run on the other ranks of an
+                              MPI job (docs/mpi.md; needs libmproc_mpi linked, else -ENOTSUP;
+                              without a launcher or with one rank: local, and one warning);
+                              env MPROC_POOL_BACKEND overrides */
     unsigned max_restarts; /* crash-loop limit: more than this many worker deaths within
                               restart_window seconds with no task succeeding in between breaks the
                               pool; 0: max(8, 2 * workers); above MPROC_POOL_MAX_RESTARTS
@@ -106,11 +108,14 @@ typedef struct {
 } mproc_pool_opts;
 
 /* -EINVAL (a number out of its limits, bad name, initarg_size without initarg), -ENOTSUP
- * (backend "mpi"), -ENOMEM, a fork error, or -EFAULT (MPROC_CHECK_POINTERS=1, forkserver, and
- * initarg, without initarg_size, points at memory the workers do not have). */
+ * (backend "mpi" without libmproc_mpi, or under a launcher without mproc_init), -ENOMEM, a fork
+ * error, or -EFAULT (MPROC_CHECK_POINTERS=1, forkserver, and initarg, without initarg_size, points
+ * at memory the workers do not have). */
 int mproc_pool_new(mproc_pool **out, const mproc_pool_opts *opts);
-/* Number of workers the pool keeps running. */
+/* Number of workers the pool keeps running (backend "mpi": on every worker rank together). */
 int mproc_pool_size(mproc_pool *p);
+/* The backend the pool runs on: "local" or "mpi" (NULL for an invalid pool). */
+const char *mproc_pool_backend(mproc_pool *p);
 /* Keep n workers from now on: new ones start at once (on the next seats, with their placement);
  * when shrinking, the workers past n finish the task they run and leave (queued tasks go to the
  * others). Returns without waiting for either. n from 1 to the pool's room: 64, 4 per CPU, or

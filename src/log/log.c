@@ -21,6 +21,13 @@ mproc__log_state mproc__log = {.fd = -1};
 static pthread_once_t env_once = PTHREAD_ONCE_INIT;
 static _Thread_local int in_callback;
 
+/* Records forwarded to another process's log (log.h), and the writer of such a record here. */
+bool (*mproc__log_forward)(int level, const char *process, pid_t pid, const char *file, int line,
+                           const char *func, const char *msg, size_t len);
+static _Thread_local int in_forward;
+static _Thread_local const char *as_process;
+static _Thread_local pid_t as_pid;
+
 const char *mproc_log_level_name(int level)
 {
     switch (level) {
@@ -279,12 +286,12 @@ static void fields_init(mproc__log_fields *f, int level, const char *file, int l
     clock_gettime(CLOCK_REALTIME, &f->ts);
     mproc__log_time_text(&f->ts, f->time_text, sizeof f->time_text);
     f->app = mproc__log.active ? mproc__log.app : program_invocation_short_name;
-    f->process = mproc_current_name();
+    f->process = as_process ? as_process : mproc_current_name();
     const char *slash = file ? strrchr(file, '/') : NULL;
     f->file = slash ? slash + 1 : file ? file : "?";
     f->func = func ? func : "?";
     f->line = line;
-    f->pid = getpid();
+    f->pid = as_process ? as_pid : getpid();
     f->level_name = mproc_log_level_name(level);
     if (!f->level_name) {
         snprintf(level_buf, level_cap, "Level %d", level);
@@ -316,7 +323,15 @@ static void vwrite_record(int level, const char *file, int line, const char *fun
 
     bool active = S->active;
     int console = active ? S->console_level : MPROC_LOG_WARNING;
-    if (level >= console) write_all_once(STDERR_FILENO, text, tn);
+    bool forwarded = false;
+    if (mproc__log_forward && level >= MPROC_LOG_WARNING && !in_forward) {
+        in_forward = 1;
+        forwarded =
+            mproc__log_forward(level, f.process, f.pid, f.file, line, f.func, msg, f.msg_len);
+        in_forward = 0;
+    }
+    /* A forwarded record reaches the console through the other process's log. */
+    if (level >= console && !forwarded) write_all_once(STDERR_FILENO, text, tn);
     if (active && S->path && level >= S->file_level) {
         int64_t now = (int64_t)f.ts.tv_sec * 1000000000 + f.ts.tv_nsec;
         if (S->json) {
@@ -348,6 +363,15 @@ static void vwrite_record(int level, const char *file, int line, const char *fun
         S->on_error(&rec, S->arg);
         in_callback = 0;
     }
+}
+
+void mproc__log_write_as(int level, const char *process, pid_t pid, const char *file, int line,
+                         const char *func, const char *msg, size_t len)
+{
+    as_process = process;
+    as_pid = pid;
+    mproc_log_write(level, file, line, func, "%.*s", (int)len, msg);
+    as_process = NULL;
 }
 
 void mproc_log_write(int level, const char *file, int line, const char *func, const char *fmt, ...)

@@ -6,6 +6,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -113,6 +114,15 @@ int mproc__log_env_decode(const char *s, mproc__log_env_cfg *out);
 /* Say once per process, on stderr, why MPROC_LOG_CONFIG was refused (there is no log to say it
  * in). */
 void mproc__log_env_report(const mproc__log_env_cfg *e);
+
+/* log.c: for a higher layer that sends records to another process's log (pool/remote/serve.c):
+ * called with every record at WARNING and above, in the process that logs it (inherited by its
+ * fork children); true when it took the record, which then skips this process's console. */
+extern bool (*mproc__log_forward)(int level, const char *process, pid_t pid, const char *file,
+                                  int line, const char *func, const char *msg, size_t len);
+/* ... and the other end: write a record that another process logged, under its name and pid. */
+void mproc__log_write_as(int level, const char *process, pid_t pid, const char *file, int line,
+                         const char *func, const char *msg, size_t len);
 
 /* log.c: one record to stderr whatever the console level (the logger's own warnings). */
 void mproc__log_internal(int level, const char *file, int line, const char *func, const char *fmt,

@@ -45,4 +45,22 @@ struct mproc__pool_backend {
 
 extern const mproc__pool_backend mproc__pool_local_backend;
 
+/* For a backend whose workers do not share this process's memory (pool/remote/): what the tasks
+ * of map and imap carry by address. A map chunk's record (map.c) points at its map's staging
+ * block; the view says what it reads and writes there. */
+typedef struct {
+    mproc_map_fn fn;
+    void *arg;
+    size_t arg_size; /* > 0: arg is a copy of that many bytes */
+    const char *in;  /* the chunk's first item */
+    char *out;       /* where its first result goes */
+    size_t in_size, out_size, count, first;
+} mproc__map_view;
+/* false when the record is not a map chunk (its argument still in place: before it runs). */
+bool mproc__map_chunk_view(const mproc__slot *s, mproc__map_view *v);
+/* Write a failed map chunk's item into its record, where the caller looks for it (map.c). */
+void mproc__map_chunk_set_progress(mproc__slot *s, size_t item);
+/* The task function of an imap chunk (imap.c); its argument starts with the item function. */
+extern const mproc_task_fn mproc__imap_chunk_fn;
+
 #endif

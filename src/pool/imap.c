@@ -20,6 +20,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "pool/backend.h"
 #include "pool/future.h"
 #include "pool/pool.h"
 #include "pool/task.h"
@@ -143,6 +144,8 @@ static int imap_chunk(mproc_task *t)
     free(c.buf);
     return r;
 }
+
+const mproc_task_fn mproc__imap_chunk_fn = imap_chunk;
 
 /* ---- in the caller ---- */
 

@@ -27,6 +27,7 @@ typedef struct {
     const char *in;
     char *out;
     size_t in_size, out_size;
+    size_t arg_size; /* > 0: arg is the staged copy (for a remote backend: backend.h) */
 } map_desc;
 
 /* `first` first: until the chunk writes its progress over the argument (map_chunk), the first
@@ -90,6 +91,29 @@ static int map_chunk(mproc_task *t)
         mproc_task_fail(t, code, "the item function returned %d", r);
     free(c.buf);
     return code;
+}
+
+bool mproc__map_chunk_view(const mproc__slot *s, mproc__map_view *v)
+{
+    if (s->fn != map_chunk) return false;
+    chunk_arg a;
+    memcpy(&a, s->inline_buf, sizeof a);
+    const map_desc *d = a.d;
+    *v = (mproc__map_view){d->fn,
+                           d->arg,
+                           d->arg_size,
+                           d->in + a.first * d->in_size,
+                           d->out + a.first * d->out_size,
+                           d->in_size,
+                           d->out_size,
+                           a.count,
+                           a.first};
+    return true;
+}
+
+void mproc__map_chunk_set_progress(mproc__slot *s, size_t item)
+{
+    set_progress(s, item);
 }
 
 /* Wait for a chunk; -EINTR as soon as a signal is pending for the caller (platform/interrupt.h:
@@ -169,6 +193,7 @@ static int stage_in(map_call *m, mproc_map_fn fn, void *arg)
         memcpy(m->base + m->arg_off, arg, m->arg_size);
         d->arg = m->base + m->arg_off;
     }
+    d->arg_size = m->arg_size;
     d->in = m->direct ? m->in : m->base + m->in_off;
     d->out = m->direct ? m->out : m->base + m->out_off;
     d->in_size = m->in_size;

@@ -15,6 +15,7 @@
 #include "pool/backend.h"
 #include "pool/future.h"
 #include "pool/pointers.h"
+#include "pool/remote/remote.h"
 #include "platform/cpu.h"
 #include "platform/ticks.h"
 
@@ -104,12 +105,13 @@ int mproc_pool_new(mproc_pool **out, const mproc_pool_opts *opts)
     if (mproc__timeout_check(o.task_timeout) || mproc__timeout_check(o.restart_window))
         return -EINVAL;
     if (o.name && (strlen(o.name) == 0 || strlen(o.name) > 48)) return -EINVAL;
-    const char *backend_name = getenv("MPROC_POOL_BACKEND");
+    const char *backend_name = mproc__remote_forced() ? "mpi" : getenv("MPROC_POOL_BACKEND");
     if (!backend_name || !*backend_name) backend_name = o.backend;
     const mproc__pool_backend *backend = &mproc__pool_local_backend;
     if (backend_name && strcmp(backend_name, "local") != 0) {
-        if (strcmp(backend_name, "mpi") == 0) return -ENOTSUP;
-        return -EINVAL;
+        if (strcmp(backend_name, "mpi") != 0) return -EINVAL;
+        int r = mproc__remote_select(&backend); /* pool/remote/setup.c */
+        if (r < 0) return r;
     }
     if (o.initarg_size && !o.initarg) return -EINVAL;
     mproc__start_method method;
@@ -182,6 +184,11 @@ int mproc_pool_new(mproc_pool **out, const mproc_pool_opts *opts)
 int mproc_pool_size(mproc_pool *p)
 {
     return mproc__pool_valid(p) ? p->nworkers : -EINVAL;
+}
+
+const char *mproc_pool_backend(mproc_pool *p)
+{
+    return mproc__pool_valid(p) ? p->backend->name : NULL;
 }
 
 int mproc_pool_resize(mproc_pool *p, int n)
