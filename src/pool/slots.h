@@ -151,6 +151,8 @@ int mproc__pool_submit_locked(mproc_pool *p, mproc_task_fn fn, const void *arg, 
                               const mproc_submit_opts *o, mproc__stage *stage, mproc_future **out);
 /* Free the slot resources and put the record back on the free list (mu held). */
 void mproc__pool_release_locked(mproc_pool *p, mproc_future *f);
+/* Release every future on the pool's freed list (mu held; pool.h freed_list). */
+void mproc__pool_take_freed_locked(mproc_pool *p);
 /* Complete a record from outside the task (death, time limit, cancel, broken pool): succeeds
  * only while its state is still `expect` (QUEUED, or RUNNING by a given owner; the WAITER bit is
  * ignored). Wakes waiters. true if this call completed it. */
