@@ -389,8 +389,8 @@ TEST(prefaulted_chunks_give_the_same_results)
         for (int k = 0; k < 2; k++) {
             for (int i = 0; i < BIG + 2 * PAD; i++)
                 outs[k][i] = -1;
-            CHECK_OK(mproc_pool_map(p, twice, ins[k] + PAD, sizeof(int), outs[k] + PAD,
-                                    sizeof(int), BIG, NULL));
+            CHECK_OK(mproc_pool_map(p, twice, ins[k] + PAD, sizeof(int), outs[k] + PAD, sizeof(int),
+                                    BIG, NULL));
             int bad = 0;
             for (int i = 0; i < BIG; i++)
                 bad += outs[k][PAD + i] != 2 * i;
