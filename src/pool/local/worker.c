@@ -167,7 +167,7 @@ static uint64_t run(uint32_t idx, uint64_t sent, uint64_t prev_end)
     t.collect = NULL;
     t.arg_len = s->arg_len;
     if (t.arg_len <= MPROC__SLOT_INLINE) {
-        memcpy(t.argbuf, s->inline_buf, t.arg_len);
+        mproc__copy_small(t.argbuf, s->inline_buf, t.arg_len); /* no memcpy call */
         t.arg = t.argbuf;
     } else {
         t.arg = s->arg_ext;
