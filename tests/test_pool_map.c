@@ -370,3 +370,40 @@ TEST(check_pointers_refuses_an_initarg_the_workers_lack)
     }
     free(v);
 }
+
+/* Chunks large enough to have their pages mapped before they run (map.c PREFAULT_MIN), with
+ * arrays that start and end inside a page, in the arena and staged from the heap: every item
+ * right, nothing written outside the output, twice (the second map over pages already mapped). */
+TEST(prefaulted_chunks_give_the_same_results)
+{
+    mproc_pool *p = make_pool(2);
+    enum { BIG = 300001, PAD = 7 };
+    int *ain = mproc_shared_alloc((BIG + PAD) * sizeof *ain);
+    int *aout = mproc_shared_alloc((BIG + 2 * PAD) * sizeof *aout);
+    int *hin = malloc((BIG + PAD) * sizeof *hin), *hout = malloc((BIG + 2 * PAD) * sizeof *hout);
+    CHECK(ain && aout && hin && hout);
+    for (int i = 0; i < BIG + PAD; i++)
+        ain[i] = hin[i] = i - PAD;
+    for (int round = 0; round < 2; round++) {
+        int *outs[2] = {aout, hout}, *ins[2] = {ain, hin};
+        for (int k = 0; k < 2; k++) {
+            for (int i = 0; i < BIG + 2 * PAD; i++)
+                outs[k][i] = -1;
+            CHECK_OK(mproc_pool_map(p, twice, ins[k] + PAD, sizeof(int), outs[k] + PAD, sizeof(int),
+                                    BIG, NULL));
+            int bad = 0;
+            for (int i = 0; i < BIG; i++)
+                bad += outs[k][PAD + i] != 2 * i;
+            CHECK_EQ(bad, 0);
+            for (int i = 0; i < PAD; i++) {
+                CHECK_EQ(outs[k][i], -1);
+                CHECK_EQ(outs[k][PAD + BIG + i], -1);
+            }
+        }
+    }
+    mproc_shared_free(ain);
+    mproc_shared_free(aout);
+    free(hin);
+    free(hout);
+    mproc_pool_free(p);
+}

@@ -147,12 +147,13 @@ typedef struct {
     double busy_seconds;  /* time the workers spent in tasks (running ones count so far) */
     double utilisation;   /* busy / (workers * wall), 0..1 */
     /* Dispatch latency: from submit to a worker starting the task, seconds (a task that waits
-     * behind others waits for them too). Mean, median and 99th percentile of the tasks started,
-     * p50/p99 to within 19 % (log-scale histograms). */
+     * behind others waits for them too). Mean, median and 99th percentile of a sample of the
+     * tasks started (one single submit in 8, the first included, and every map batch), p50/p99
+     * to within 19 % (log-scale histograms). */
     double dispatch_mean, dispatch_p50, dispatch_p99;
     /* The part of the dispatch latency the task's worker was free: from submit, or from the end
      * of the worker's previous task if that was later, to the start. What each task costs to
-     * hand over (wake-up, queue), without the waiting behind other tasks. */
+     * hand over (wake-up, queue), without the waiting behind other tasks. Same sample. */
     double overhead_mean;
     /* Run time of the tasks that ended (on their worker, from start to end), seconds. */
     double run_mean, run_p50, run_p99;

@@ -9,14 +9,13 @@
 #include "pool/backend.h"
 
 /* The sums the advice needs (no histograms), mu held. */
-static void sums_locked(mproc_pool *p, uint64_t *started, uint64_t *ovh, uint64_t *ran,
-                        uint64_t *run)
+static void sums_locked(mproc_pool *p, uint64_t *timed, uint64_t *ovh, uint64_t *ran, uint64_t *run)
 {
-    *started = *ovh = *ran = *run = 0;
+    *timed = *ovh = *ran = *run = 0;
     mproc__stat_line *l;
     pid_t pid;
     for (uint32_t i = 0; p->backend->seat_stats(p, i, &l, &pid); i++) {
-        *started += atomic_load_explicit(&l->started, memory_order_acquire);
+        *timed += atomic_load_explicit(&l->timed, memory_order_acquire);
         *ovh += atomic_load_explicit(&l->ovh_sum, memory_order_relaxed);
         *ran += atomic_load_explicit(&l->ok, memory_order_relaxed) +
                 atomic_load_explicit(&l->failed, memory_order_relaxed) +
@@ -28,18 +27,18 @@ static void sums_locked(mproc_pool *p, uint64_t *started, uint64_t *ovh, uint64_
 void mproc__advise_overhead(mproc_pool *p)
 {
     pthread_mutex_lock(&p->mu);
-    uint64_t started = 0, ovh = 0, ran = 0, run = 0;
+    uint64_t timed = 0, ovh = 0, ran = 0, run = 0;
     bool due = !p->advised_overhead;
-    if (due) sums_locked(p, &started, &ovh, &ran, &run);
+    if (due) sums_locked(p, &timed, &ovh, &ran, &run);
     /* mean run < 10 x mean hand-over, over at least MPROC__ADVICE_MIN_TASKS tasks */
-    due = due && ran >= MPROC__ADVICE_MIN_TASKS && started &&
-          (double)run / (double)ran < 10.0 * (double)ovh / (double)started;
+    due = due && ran >= MPROC__ADVICE_MIN_TASKS && timed &&
+          (double)run / (double)ran < 10.0 * (double)ovh / (double)timed;
     if (due) p->advised_overhead = true;
     pthread_mutex_unlock(&p->mu);
     if (!due) return;
     double tick = mproc__tick_ns();
     double run_us = (double)run / (double)ran * tick / 1e3;
-    double ovh_us = (double)ovh / (double)started * tick / 1e3;
+    double ovh_us = (double)ovh / (double)timed * tick / 1e3;
     double k = run_us > 0 ? 10.0 * ovh_us / run_us : 100.0;
     unsigned long chunk = k < 2 ? 2 : k > 1e6 ? 1000000 : (unsigned long)(k + 1);
     MPROC_WARNING("pool %s: %llu tasks ran %.2f us each on average, less than 10 x what handing "

@@ -155,6 +155,7 @@ static void unlink_watch(mproc_pool *p, mproc_future *f)
 static void watch_locked(mproc_future *f)
 {
     mproc_pool *p = f->pool;
+    f->was_watched = true;
     if (f->flags & MPROC__FUTURE_WATCHED) return;
     f->flags |= MPROC__FUTURE_WATCHED;
     f->watch_prev = NULL;
@@ -317,10 +318,32 @@ int mproc_futures_wait(mproc_future **fs, size_t n, int mode, double timeout)
     return mproc__intr_sleep(first_step, &w, mproc__deadline(timeout));
 }
 
+/* The common free, without the lock: a record done by its task, holding nothing but its inline
+ * argument and result, whose future nobody else looks at (never watched: no callback, fd or
+ * futures_wait, so the supervisor never touches it; no map staging). It goes on the pool's freed
+ * list (pool.h), released under mu when the free list runs dry. DONE_OK is final: no failure
+ * from outside (time limit, death: slot_fail) can change the record any more. */
+static bool free_deferred(mproc_pool *p, mproc_future *f)
+{
+    mproc__slot *s = slot_of(f);
+    if (f->was_watched || f->stage || f->efd >= 0 || f->callbacks ||
+        atomic_load_explicit(&s->state, memory_order_acquire) != MPROC__SLOT_DONE_OK ||
+        s->arg_ext || s->res_ext || s->err_msg || p->freed)
+        return false;
+    f->magic = MPROC__FUTURE_FREED_MAGIC;
+    uint32_t head = atomic_load_explicit(&p->freed_list, memory_order_relaxed);
+    do
+        f->next_free = head;
+    while (!atomic_compare_exchange_weak_explicit(&p->freed_list, &head, f->idx + 1,
+                                                  memory_order_release, memory_order_relaxed));
+    return true;
+}
+
 void mproc_future_free(mproc_future *f)
 {
     if (!future_valid(f)) return;
     mproc_pool *p = f->pool;
+    if (free_deferred(p, f)) return;
     pthread_mutex_lock(&p->mu);
     while (f->flags & MPROC__FUTURE_FIRING)
         pthread_cond_wait(&p->cv, &p->mu);

@@ -309,6 +309,7 @@ void mproc_pool_free(mproc_pool *p)
     pools_remove(p);
     pthread_mutex_lock(&p->mu);
     p->freed = true;
+    mproc__pool_take_freed_locked(p);
     bool last = p->nlive == 0;
     pthread_mutex_unlock(&p->mu);
     if (last) mproc__pool_destroy(p);

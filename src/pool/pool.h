@@ -38,8 +38,13 @@ struct mproc_future {
     mproc__cb *callbacks;
     struct mproc__stage *stage;            /* map staging block this task references */
     mproc_future *watch_next, *watch_prev; /* watch list (pool->watch) */
-    uint32_t next_free;
+    uint32_t next_free; /* the free list (mu), or the freed list (pool->freed_list) */
+    /* watch_locked ran for it: written by the user's threads only (every caller of watch_locked
+     * is an API call on this future), so mproc_future_free may read it without mu. */
+    bool was_watched;
 };
+/* magic of a future on the pool's freed list: no longer valid to the user. */
+#define MPROC__FUTURE_FREED_MAGIC 0x66726565U /* "free" */
 enum {
     MPROC__FUTURE_LIVE = 1,    /* handed to the user */
     MPROC__FUTURE_WATCHED = 2, /* on the watch list */
@@ -74,7 +79,12 @@ struct mproc_pool {
     mproc_future *future_chunks[MPROC__SLOT_MAX_CHUNKS];
     uint32_t nchunks;
     uint32_t free_head;
-    uint32_t nlive; /* futures not yet released (slots in use) */
+    uint32_t nlive; /* futures not yet released (slots in use; those on freed_list count) */
+    /* Futures freed without the lock (mproc_future_free of a done record that holds nothing but
+     * its inline result): a stack of index + 1 (0: empty) linked by next_free, pushed by any
+     * thread, taken whole under mu when the free list runs dry or the pool is freed (slots.c
+     * mproc__pool_take_freed_locked). One lock pair per task less on submit+get+free. */
+    _Atomic uint32_t freed_list;
 
     int state;
     bool joined;

@@ -70,8 +70,21 @@ static int grow_locked(mproc_pool *p)
     return 0;
 }
 
+void mproc__pool_take_freed_locked(mproc_pool *p)
+{
+    if (!atomic_load_explicit(&p->freed_list, memory_order_relaxed)) return;
+    uint32_t i = atomic_exchange_explicit(&p->freed_list, 0, memory_order_acquire);
+    while (i) {
+        mproc_future *f = mproc__future_at(p, i - 1);
+        i = f->next_free;
+        f->magic = MPROC__FUTURE_MAGIC;
+        mproc__pool_release_locked(p, f);
+    }
+}
+
 static int alloc_locked(mproc_pool *p, mproc_future **out)
 {
+    if (p->free_head == MPROC__SLOT_NONE) mproc__pool_take_freed_locked(p);
     if (p->free_head == MPROC__SLOT_NONE) {
         int r = grow_locked(p);
         if (r < 0) return r;
@@ -82,6 +95,7 @@ static int alloc_locked(mproc_pool *p, mproc_future **out)
     f->callbacks = NULL;
     f->stage = NULL;
     f->watch_next = f->watch_prev = NULL;
+    f->was_watched = false;
     p->nlive++;
     *out = f;
     return 0;

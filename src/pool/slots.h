@@ -25,8 +25,10 @@
 
 #ifdef MADV_POPULATE_WRITE
 #define MPROC__MADV_POPULATE_WRITE MADV_POPULATE_WRITE
+#define MPROC__MADV_POPULATE_READ MADV_POPULATE_READ
 #else
 #define MPROC__MADV_POPULATE_WRITE 23
+#define MPROC__MADV_POPULATE_READ 22
 #endif
 
 /* A task record. It lives in the family arena so that a worker reads the task and writes its
@@ -82,14 +84,19 @@ enum {
 #define MPROC__SLOT_MAX_CHUNKS 4096 /* 16 M task records */
 #define MPROC__SLOT_NONE UINT32_MAX
 
-/* Fault in [addr, addr + len) for writing with one system call instead of one page fault per
- * page (fresh task records are touched by the parent and by every worker process). Best
- * effort: without MADV_POPULATE_WRITE (Linux < 5.14) the pages fault in one by one as before. */
-static inline void mproc__prefault(void *addr, size_t len)
+/* Fault in the whole pages of [addr, addr + len) with one system call instead of one page fault
+ * per page, for writing (fresh task records are touched by the parent and by every worker
+ * process) or for reading. Best effort: without MADV_POPULATE_* (Linux < 5.14) the pages fault
+ * in one by one as before. */
+static inline void mproc__prefault_for(const void *addr, size_t len, int advice)
 {
     uintptr_t a = ((uintptr_t)addr + 4095) & ~(uintptr_t)4095;
     uintptr_t e = ((uintptr_t)addr + len) & ~(uintptr_t)4095;
-    if (e > a) madvise((void *)a, e - a, MPROC__MADV_POPULATE_WRITE);
+    if (e > a) madvise((void *)a, e - a, advice);
+}
+static inline void mproc__prefault(void *addr, size_t len)
+{
+    mproc__prefault_for(addr, len, MPROC__MADV_POPULATE_WRITE);
 }
 
 #define MPROC__PAD8(n) (((n) + 7) & ~(size_t)7)
@@ -151,6 +158,8 @@ int mproc__pool_submit_locked(mproc_pool *p, mproc_task_fn fn, const void *arg, 
                               const mproc_submit_opts *o, mproc__stage *stage, mproc_future **out);
 /* Free the slot resources and put the record back on the free list (mu held). */
 void mproc__pool_release_locked(mproc_pool *p, mproc_future *f);
+/* Release every future on the pool's freed list (mu held; pool.h freed_list). */
+void mproc__pool_take_freed_locked(mproc_pool *p);
 /* Complete a record from outside the task (death, time limit, cancel, broken pool): succeeds
  * only while its state is still `expect` (QUEUED, or RUNNING by a given owner; the WAITER bit is
  * ignored). Wakes waiters. true if this call completed it. */

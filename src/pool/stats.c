@@ -10,7 +10,7 @@
 
 /* One seat's line as read at one moment. */
 typedef struct {
-    uint64_t started, ok, failed, cancelled, busy, lat_sum, ovh_sum, run_sum;
+    uint64_t started, ok, failed, cancelled, busy, timed, lat_sum, ovh_sum, run_sum;
     uint64_t lat_hist[MPROC__HIST_BUCKETS], run_hist[MPROC__HIST_BUCKETS];
     bool running;
 } seat_snap;
@@ -39,6 +39,7 @@ static void snap(mproc__stat_line *l, uint64_t now, seat_snap *o)
     o->running = cur != 0;
     if (cur && now > cur) o->busy += now - cur;
     o->started = ld(&l->started);
+    o->timed = ld(&l->timed);
     o->lat_sum = ld(&l->lat_sum);
     o->ovh_sum = ld(&l->ovh_sum);
     o->run_sum = ld(&l->run_sum);
@@ -61,6 +62,7 @@ static void snap_since(seat_snap *o, const seat_snap *b)
     o->failed = since(o->failed, b->failed);
     o->cancelled = since(o->cancelled, b->cancelled);
     o->busy = since(o->busy, b->busy);
+    o->timed = since(o->timed, b->timed);
     o->lat_sum = since(o->lat_sum, b->lat_sum);
     o->ovh_sum = since(o->ovh_sum, b->ovh_sum);
     o->run_sum = since(o->run_sum, b->run_sum);
@@ -116,6 +118,7 @@ int mproc_pool_stats(mproc_pool *p, mproc_pool_stat *out)
         sum->failed += one->failed;
         sum->cancelled += one->cancelled;
         sum->busy += one->busy;
+        sum->timed += one->timed;
         sum->lat_sum += one->lat_sum;
         sum->ovh_sum += one->ovh_sum;
         sum->run_sum += one->run_sum;
@@ -150,10 +153,11 @@ int mproc_pool_stats(mproc_pool *p, mproc_pool_stat *out)
         if (out->utilisation > 1) out->utilisation = 1;
     }
     double s = tick / 1e9;
-    out->dispatch_mean = ratio(sum->lat_sum, sum->started) * s;
-    out->dispatch_p50 = quantile(sum->lat_hist, sum->started, 0.50) * s;
-    out->dispatch_p99 = quantile(sum->lat_hist, sum->started, 0.99) * s;
-    out->overhead_mean = ratio(sum->ovh_sum, sum->started) * s;
+    /* Of the sample of tasks whose submit was stamped (stats.h). */
+    out->dispatch_mean = ratio(sum->lat_sum, sum->timed) * s;
+    out->dispatch_p50 = quantile(sum->lat_hist, sum->timed, 0.50) * s;
+    out->dispatch_p99 = quantile(sum->lat_hist, sum->timed, 0.99) * s;
+    out->overhead_mean = ratio(sum->ovh_sum, sum->timed) * s;
     uint64_t nrun = 0;
     for (unsigned b = 0; b < MPROC__HIST_BUCKETS; b++)
         nrun += sum->run_hist[b];

@@ -10,6 +10,14 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+/* Building with -DMPROC__POOL_STATS_OFF leaves the per-task counting out (the stats then read 0
+ * for what the workers count): only to measure what the counting costs (docs/performance.md). */
+#ifdef MPROC__POOL_STATS_OFF
+#define MPROC__STATS_ON 0
+#else
+#define MPROC__STATS_ON 1
+#endif
+
 /* Log-scale histogram: 4 buckets per power of two (values within 19 % of each other share one),
  * from 0 to 2^64 ticks. */
 #define MPROC__HIST_BUCKETS 256
@@ -22,10 +30,13 @@ typedef struct {
     _Atomic uint64_t cur_start; /* ticks when the running task started, 0: none running */
     _Atomic uint64_t last_end;  /* ticks when the last task ended */
     _Atomic uint64_t busy;      /* ticks spent in tasks that ended */
-    _Atomic uint64_t lat_sum;   /* submit -> start, ticks */
-    _Atomic uint64_t ovh_sum;   /* the part of it the worker was free: start - max(submit, end) */
-    _Atomic uint64_t run_sum;   /* start -> end of the tasks that ended, ticks */
-    _Atomic uint64_t lat_hist[MPROC__HIST_BUCKETS];
+    /* Dispatch latency, of the sample of tasks whose queue entry carries a submit stamp (one in
+     * 8 single submits, every batch: local/local.h), so its mean and quantiles are the sample's */
+    _Atomic uint64_t timed;   /* tasks in the sample */
+    _Atomic uint64_t lat_sum; /* submit -> start, ticks */
+    _Atomic uint64_t ovh_sum; /* the part of it the worker was free: start - max(submit, end) */
+    _Atomic uint64_t run_sum; /* start -> end of the tasks that ended, ticks */
+    _Atomic uint64_t lat_hist[MPROC__HIST_BUCKETS]; /* of the sample */
     _Atomic uint64_t run_hist[MPROC__HIST_BUCKETS];
 } mproc__stat_line;
 

@@ -59,7 +59,7 @@ int mproc_task_return(mproc_task *t, const void *data, size_t len)
             mproc__arena_free(s->res_ext);
             s->res_ext = NULL;
         }
-        if (len) memcpy(s->inline_buf, data, len);
+        mproc__copy_small(s->inline_buf, data, len); /* no memcpy call for a small result */
     } else {
         if (!s->res_ext || mproc__arena_usable(s->res_ext) < len) {
             void *b;

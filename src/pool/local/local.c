@@ -69,6 +69,7 @@ typedef struct {
     uint64_t seen_head;
     int64_t seen_at;
     unsigned idle_looks; /* looks in a row that found nothing queued and no spinner */
+    uint32_t sends;      /* single-record sends, for the stamp sample (local_send; mu) */
 } local_rt;
 
 static local_rt *RT(mproc_pool *p)
@@ -635,10 +636,14 @@ static int local_send(mproc_pool *p, const uint32_t *idx, uint32_t n)
     uint64_t t = atomic_load_explicit(&shm->tail, memory_order_relaxed);
     uint64_t h = atomic_load_explicit(&shm->head, memory_order_acquire);
     if (t + n - h > MPROC__LOCAL_QUEUE_CAP) return -EAGAIN;
-    uint64_t now = mproc__ticks(); /* one stamp for the batch: the dispatch latency's start */
+    /* The dispatch latency's start: one stamp for a batch, and one in MPROC__Q_SAMPLE single
+     * submits (the first of the pool too) carries one (local.h). */
+    local_rt *rt = RT(p);
+    bool timed = MPROC__STATS_ON && (n > 1 || (rt->sends++ & (MPROC__Q_SAMPLE - 1)) == 0);
+    uint64_t now = timed ? mproc__ticks() : 0;
     for (uint32_t j = 0; j < n; j++)
         atomic_store_explicit(&shm->q[(t + j) & (MPROC__LOCAL_QUEUE_CAP - 1)],
-                              mproc__q_entry(idx[j], now), memory_order_relaxed);
+                              mproc__q_entry(idx[j], now, timed), memory_order_relaxed);
     atomic_store_explicit(&shm->tail, t + n, memory_order_release);
     /* Dekker with the worker going to sleep (worker.c idle: sleepers++, then a look at
      * head and tail): after this fence either that look sees our records, or the loads below

@@ -16,10 +16,16 @@
 #define MPROC__LOCAL_IDLE_TICKS 20
 
 /* A queue entry: the record index (24 bits hold every record: MPROC__SLOT_MAX_CHUNKS chunks of
- * MPROC__SLOT_CHUNK) and, above it, when it was sent, in units of 2^MPROC__Q_SHIFT ticks modulo
- * 2^40 (about 20 ns units, wrapping after 6 hours on x86): the worker that takes it counts its
- * dispatch latency (stats.h) without another line of shared memory per task. */
+ * MPROC__SLOT_CHUNK), a bit saying whether it carries a stamp, and above them when it was sent,
+ * in units of 2^MPROC__Q_SHIFT ticks modulo 2^39 (about 20 ns units, wrapping after 3 hours on
+ * x86): the worker that takes it counts its dispatch latency (stats.h) without another line of
+ * shared memory per task. Only a sample of the entries carries a stamp (local_send): reading
+ * the counter costs ~10 ns on a VM, a measurable part of a submit. */
 #define MPROC__Q_IDX_BITS 24
+#define MPROC__Q_TIMED ((uint64_t)1 << MPROC__Q_IDX_BITS)
+#define MPROC__Q_STAMP_BITS (64 - MPROC__Q_IDX_BITS - 1)
+/* One submit in this many is stamped (a power of two); a batch always is. */
+#define MPROC__Q_SAMPLE 8
 #if defined(__x86_64__)
 #define MPROC__Q_SHIFT 6
 #else
@@ -28,19 +34,25 @@
 _Static_assert((uint64_t)MPROC__SLOT_MAX_CHUNKS << MPROC__SLOT_CHUNK_SHIFT <=
                    (uint64_t)1 << MPROC__Q_IDX_BITS,
                "record indices fit a queue entry");
-static inline uint64_t mproc__q_entry(uint32_t idx, uint64_t ticks)
+/* An entry with a stamp (ticks, from mproc__ticks), or none (ticks 0 with timed false). */
+static inline uint64_t mproc__q_entry(uint32_t idx, uint64_t ticks, bool timed)
 {
-    return (ticks >> MPROC__Q_SHIFT) << MPROC__Q_IDX_BITS | idx;
+    return (ticks >> MPROC__Q_SHIFT) << (MPROC__Q_IDX_BITS + 1) | (timed ? MPROC__Q_TIMED : 0) |
+           idx;
 }
 static inline uint32_t mproc__q_idx(uint64_t e)
 {
     return (uint32_t)(e & ((1u << MPROC__Q_IDX_BITS) - 1));
 }
-/* Ticks from the entry's stamp to `now`. */
+static inline bool mproc__q_timed(uint64_t e)
+{
+    return e & MPROC__Q_TIMED;
+}
+/* Ticks from the entry's stamp to `now` (a timed entry). */
 static inline uint64_t mproc__q_waited(uint64_t e, uint64_t now)
 {
-    uint64_t units = ((now >> MPROC__Q_SHIFT) - (e >> MPROC__Q_IDX_BITS)) &
-                     (((uint64_t)1 << (64 - MPROC__Q_IDX_BITS)) - 1);
+    uint64_t units = ((now >> MPROC__Q_SHIFT) - (e >> (MPROC__Q_IDX_BITS + 1))) &
+                     (((uint64_t)1 << MPROC__Q_STAMP_BITS) - 1);
     return units << MPROC__Q_SHIFT;
 }
 
