@@ -11,7 +11,8 @@
  *
  * Crash safety: a process killed at any instant (SIGKILL included), in the middle of any call,
  * never wedges the container: the next caller takes over its robust lock, and the call the dead
- * process was making has either happened entirely or not at all (a torn entry is never visible).
+ * process was making has either happened entirely or not at all (a torn entry is never visible);
+ * at most one arena block leaks per killed call (docs/containers.md).
  *
  * Handles obtained from a manager (mproc_manager_dict(), mproc_manager_list(): include/mproc/
  * manager.h) work with the same calls; then every call is a request to the manager, and may also

@@ -25,9 +25,9 @@ void mproc__climits_from(mproc__climits *l, const mproc_dict_opts *opts)
     if (l->max_items > MPROC__CONTAINER_ITEMS_CAP) l->max_items = MPROC__CONTAINER_ITEMS_CAP;
 }
 
-bool mproc__container_lock(pthread_mutex_t *m)
+bool mproc__container_lock_slow(pthread_mutex_t *m)
 {
-    /* Uncontended: one compare-and-swap; held: a short spin, then sleeps of bounded length. Not
+    /* Held (or its holder died): a short spin, then sleeps of bounded length. Not
      * one untimed sleep: when a holder dies the kernel wakes one waiter, and if that one is
      * killed before it takes the mutex nobody wakes the others (seen in the SIGKILL test), so
      * a sleeper looks again now and then. A signal's handler runs and the wait goes on. */

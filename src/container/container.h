@@ -40,7 +40,20 @@ void mproc__container_crash_tick(void);
 /* A container's mutex: true when its previous holder died holding it (the caller repairs the
  * structure from its journal before anything else; the mutex is already consistent, and if the
  * repairer dies too its successor repairs again: every repair is idempotent). */
-bool mproc__container_lock(pthread_mutex_t *m);
+bool mproc__container_lock_slow(pthread_mutex_t *m);
+static inline bool mproc__container_lock(pthread_mutex_t *m)
+{
+    /* Uncontended: one compare-and-swap (and glibc's robust-list bookkeeping), inline. A holder
+     * that died: trylock hands the mutex over with EOWNERDEAD (taking the slow path then would
+     * lock it a second time and wait for ever). */
+    int r = pthread_mutex_trylock(m);
+    if (__builtin_expect(r == 0, 1)) return false;
+    if (r == EOWNERDEAD) {
+        pthread_mutex_consistent(m);
+        return true;
+    }
+    return mproc__container_lock_slow(m);
+}
 static inline void mproc__container_unlock(pthread_mutex_t *m)
 {
     pthread_mutex_unlock(m);

@@ -109,6 +109,21 @@ static size_t cap_for(size_t items)
     return cap;
 }
 
+/* Whether n bytes are equal: short keys (the common case) without a call. */
+static inline bool key_eq(const unsigned char *a, const unsigned char *b, size_t n)
+{
+    if (n > 16) return memcmp(a, b, n) == 0;
+    if (n >= 8)
+        return ((mproc__crd64(a) ^ mproc__crd64(b)) |
+                (mproc__crd64(a + n - 8) ^ mproc__crd64(b + n - 8))) == 0;
+    if (n >= 4)
+        return ((mproc__crd32(a) ^ mproc__crd32(b)) |
+                (mproc__crd32(a + n - 4) ^ mproc__crd32(b + n - 4))) == 0;
+    for (size_t i = 0; i < n; i++)
+        if (a[i] != b[i]) return false;
+    return true;
+}
+
 /* Look key up: its entry number, or SIZE_MAX with *slot where it would go (the first deleted
  * slot on its path, else the empty one that ended it). */
 static size_t find(const dtab *t, uint64_t h, const void *key, size_t klen, size_t *slot)
@@ -125,7 +140,7 @@ static size_t find(const dtab *t, uint64_t h, const void *key, size_t klen, size
             if (dummy == SIZE_MAX) dummy = i;
         } else {
             const dslot *s = &t->ent[v - 1];
-            if (s->hash == h && s->e->klen == klen && memcmp(s->e->data, key, klen) == 0) {
+            if (s->hash == h && s->e->klen == klen && key_eq(s->e->data, key, klen)) {
                 *slot = i;
                 return v - 1;
             }
@@ -203,12 +218,11 @@ static void do_clear(mproc_dict *d)
     mproc__arena_free(old);
 }
 
-/* Publish entry e (hash h) under its key: insert or replace. The table has room. A replay of a
- * batch meets entries it already published, and leaves them. */
-static void put(mproc_dict *d, uint64_t h, dent *e)
+/* Publish entry e (hash h) under its key, found at entry i (SIZE_MAX: absent, to go in index
+ * slot `slot`): insert or replace. The table has room. */
+static void put_at(mproc_dict *d, size_t i, size_t slot, uint64_t h, dent *e)
 {
     dtab *t = d->tab;
-    size_t slot, i = find(t, h, e->data, e->klen, &slot);
     if (i != SIZE_MAX) {
         dent *old = t->ent[i].e;
         if (old == e) return;
@@ -225,11 +239,23 @@ static void put(mproc_dict *d, uint64_t h, dent *e)
     do_insert(d);
 }
 
+/* The same, looking the key up first. A replay of a batch meets entries it already published,
+ * and leaves them. */
+static void put(mproc_dict *d, uint64_t h, dent *e)
+{
+    size_t slot, i = find(d->tab, h, e->data, e->klen, &slot);
+    put_at(d, i, slot, h, e);
+}
+
+/* Undo a prepared batch. Each entry is unhooked before it is given back, so that a successor of
+ * a repairer killed in here gives back only the rest (never one block twice). */
 static void free_batch(mproc_dict *d, size_t from)
 {
     for (size_t i = from; i < d->b.n; i++) {
         dent *e = d->b.ents[i].e;
-        if (e) mproc__cblock_release(&d->cache, e, dent_size(e->klen, e->vlen));
+        if (!e) continue;
+        MPROC__PUB(d->b.ents[i].e, NULL);
+        mproc__cblock_release(&d->cache, e, dent_size(e->klen, e->vlen));
     }
     dslot *ents = d->b.ents;
     MPROC__PUB(d->b.op, B_NONE);
@@ -334,11 +360,14 @@ int mproc_dict_set(mproc_dict *d, const void *key, size_t klen, const void *val,
             r = -ENOSPC;
             goto out;
         }
-        if (t->used == t->cap && (r = grow(d, 1)) < 0) goto out;
+        if (t->used == t->cap) {
+            if ((r = grow(d, 1)) < 0) goto out;
+            find(d->tab, h, key, klen, &slot);
+        }
     }
     dent *e;
     if ((r = build(d, &e, key, klen, val, vlen)) < 0) goto out;
-    put(d, h, e);
+    put_at(d, i, slot, h, e);
 out:
     dict_unlock(d);
     return r;
