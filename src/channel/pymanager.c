@@ -177,7 +177,7 @@ static int request(endpoint *e, const char *method, const mproc__pk *args, const
 /* A request whose result is not needed. */
 static int request_id(endpoint *e, const char *method, const char *id)
 {
-    mproc__pk_doc *d, *res;
+    mproc__pk_doc *d, *res = NULL;
     mproc__pk *v;
     int r = mproc__pk_doc_new(&d);
     if (r < 0) return r;
