@@ -30,6 +30,7 @@ enum {
     PY_EVENT,
     PY_LOCK,
     PY_ITER,
+    PY_VALUE,
 };
 
 /* The exposed tuples CPython 3.11's SyncManager gives each typeid (a proxy type built from them,
@@ -49,6 +50,7 @@ static const char *const queue_exposed[] = {"empty", "full",       "get",   "get
                                             "put",   "put_nowait", "qsize", "task_done",  NULL};
 static const char *const event_exposed[] = {"is_set", "set", "clear", "wait", NULL};
 static const char *const lock_exposed[] = {"acquire", "release", NULL};
+static const char *const value_exposed[] = {"get", "set", NULL};
 static const char *const iter_exposed[] = {"__next__", "send", "throw", "close", NULL};
 
 static const struct pytype {
@@ -63,6 +65,7 @@ static const struct pytype {
     {"JoinableQueue", PY_QUEUE, MGR_QUEUE, queue_exposed},
     {"Event", PY_EVENT, MGR_EVENT, event_exposed},
     {"Lock", PY_LOCK, MGR_LOCK, lock_exposed},
+    {"Value", PY_VALUE, MGR_LIST, value_exposed}, /* a list of one item */
     {"Iterator", PY_ITER, MGR_PY_ITER, iter_exposed},
 };
 #define NTYPES (sizeof pytypes / sizeof pytypes[0])
@@ -304,24 +307,6 @@ static mproc__pk *decode(req *r, const void *p, size_t len)
     return b;
 }
 
-/* A dict's value for the encoded key, malloc'd. 0, -ENOENT, -ENOMEM. */
-static int dict_get_alloc(mproc_dict *d, const enc_t *k, void **val, size_t *vlen)
-{
-    size_t cap = 256;
-    for (;;) {
-        void *buf = malloc(cap);
-        if (!buf) return -ENOMEM;
-        int rc = mproc_dict_get(d, k->p, k->len, buf, cap, vlen);
-        if (rc == 0) {
-            *val = buf;
-            return 0;
-        }
-        free(buf);
-        if (rc != -EMSGSIZE) return rc;
-        cap = *vlen; /* it may grow again before we look: then once more */
-    }
-}
-
 /* ---- arguments ---- */
 
 /* Positional argument i, else keyword name, else NULL. */
@@ -396,23 +381,6 @@ static mproc__pk *exposed_tuple(req *r, const struct pytype *t)
 
 /* ---- blocking calls (parked by objects.c) ---- */
 
-static int queue_fetch(mproc_queue *q, void **out, size_t *len)
-{
-    size_t cap = 256;
-    for (;;) {
-        void *buf = malloc(cap);
-        if (!buf) return -ENOMEM;
-        int rc = mproc_queue_get(q, buf, cap, len, 0);
-        if (rc == 0) {
-            *out = buf;
-            return 0;
-        }
-        free(buf);
-        if (rc != -EMSGSIZE) return rc;
-        cap = *len;
-    }
-}
-
 int mgr_py_try(mgr_srv *s, mgr_conn *c, mgr_obj *o, uint16_t op, const void *data, size_t len)
 {
     req r;
@@ -433,7 +401,7 @@ int mgr_py_try(mgr_srv *s, mgr_conn *c, mgr_obj *o, uint16_t op, const void *dat
     case MGR_QUEUE_GET: {
         void *item = NULL;
         size_t n = 0;
-        rc = queue_fetch(o->ptr, &item, &n);
+        rc = mproc_queue_get_alloc(o->ptr, &item, &n, 0);
         if (rc == -EAGAIN) goto blocked;
         if (rc < 0) {
             raise_code(&r, rc);
@@ -626,7 +594,7 @@ static void dict_call(req *r, mgr_obj *o, bool ns, const char *m, const mproc__p
                strcmp(m, "setdefault") == 0) {
         void *val;
         size_t vlen;
-        rc = dict_get_alloc(d, &k, &val, &vlen);
+        rc = mproc_dict_get_alloc(d, k.p, k.len, &val, &vlen);
         if (rc == 0) {
             ret(r, decode(r, val, vlen));
             free(val);
@@ -796,6 +764,159 @@ static void lock_call(req *r, mgr_obj *o, const char *m, const mproc__pk *args,
     }
 }
 
+/* ---- list and Value ---- */
+
+static int int_arg(req *r, const mproc__pk *v, int64_t dflt, int64_t *out)
+{
+    if (!v) {
+        *out = dflt;
+        return 0;
+    }
+    if (v->kind == MPROC__PK_INT || v->kind == MPROC__PK_BOOL) {
+        *out = v->kind == MPROC__PK_INT ? v->u.i : v->u.b;
+        return 0;
+    }
+    raise_str(r, "builtins", "TypeError", "list indices must be integers (slices are not served)");
+    return -1;
+}
+
+/* Item i, decoded; NULL when raised (IndexError) or out of memory. */
+static mproc__pk *list_item(req *r, mproc_list *l, int64_t i, bool pop)
+{
+    size_t cap = 256, len = 0;
+    void *buf = NULL;
+    int rc;
+    if (!pop) {
+        rc = mproc_list_get_alloc(l, (ptrdiff_t)i, &buf, &len);
+    } else {
+        /* pop leaves an item too large for the buffer in place, with its size: again with room */
+        while ((buf = malloc(cap)) &&
+               (rc = mproc_list_pop(l, (ptrdiff_t)i, buf, cap, &len)) == -EMSGSIZE) {
+            free(buf);
+            cap = len;
+        }
+        if (!buf) rc = -ENOMEM;
+    }
+    if (rc == 0) {
+        mproc__pk *v = decode(r, buf, len);
+        free(buf);
+        return v;
+    }
+    if (pop) free(buf);
+    if (rc == -ERANGE)
+        raise_str(r, "builtins", "IndexError",
+                  pop ? "pop index out of range" : "list index out of range");
+    else
+        raise_code(r, rc);
+    return NULL;
+}
+
+static mproc__pk *list_snapshot(req *r, mproc_list *l)
+{
+    size_t n = 0;
+    mproc_list_len(l, &n);
+    mproc__pk *out = mproc__pk_container(r->d, MPROC__PK_LIST);
+    for (size_t i = 0; out && i < n; i++) {
+        mproc__pk *v = list_item(r, l, (int64_t)i, false);
+        if (!v || mproc__pk_add(r->d, out, v, NULL) < 0) out = NULL;
+    }
+    return out;
+}
+
+static int list_store(req *r, mproc_list *l, const mproc__pk *v, bool insert, int64_t at)
+{
+    enc_t e;
+    int rc = encode(r, v, false, &e);
+    if (rc == 0)
+        rc = at == INT64_MAX ? mproc_list_append(l, e.p, e.len)
+             : insert        ? mproc_list_insert(l, (ptrdiff_t)at, e.p, e.len)
+                             : mproc_list_set(l, (ptrdiff_t)at, e.p, e.len);
+    free(e.owned);
+    if (rc == -ERANGE)
+        raise_str(r, "builtins", "IndexError", "list assignment index out of range");
+    else if (rc < 0)
+        raise_code(r, rc);
+    return rc;
+}
+
+static void list_call(req *r, mgr_obj *o, const char *m, const mproc__pk *args)
+{
+    mproc_list *l = o->ptr;
+    const mproc__pk *a0 = param(args, NULL, 0, NULL), *a1 = param(args, NULL, 1, NULL);
+    int64_t i;
+    size_t n = 0;
+    if (strcmp(m, "append") == 0 && a0) {
+        if (list_store(r, l, a0, false, INT64_MAX) == 0) ret_none(r);
+    } else if (strcmp(m, "extend") == 0 && a0 &&
+               (a0->kind == MPROC__PK_LIST || a0->kind == MPROC__PK_TUPLE)) {
+        for (size_t j = 0; j < a0->n; j++)
+            if (list_store(r, l, a0->u.items[j], false, INT64_MAX) < 0) return;
+        ret_none(r);
+    } else if (strcmp(m, "insert") == 0 && a1) {
+        if (int_arg(r, a0, 0, &i) == 0 && list_store(r, l, a1, true, i) == 0) ret_none(r);
+    } else if (strcmp(m, "__setitem__") == 0 && a1) {
+        if (int_arg(r, a0, 0, &i) == 0 && list_store(r, l, a1, false, i) == 0) ret_none(r);
+    } else if (strcmp(m, "__getitem__") == 0 || strcmp(m, "pop") == 0 ||
+               strcmp(m, "__delitem__") == 0) {
+        bool get = m[2] == 'g';
+        if (int_arg(r, a0, -1, &i) < 0) return;
+        mproc__pk *v = list_item(r, l, i, !get);
+        if (v) ret(r, m[0] == '_' && !get ? mproc__pk_none(r->d) : v);
+    } else if (strcmp(m, "__len__") == 0) {
+        mproc_list_len(l, &n);
+        ret(r, mproc__pk_int(r->d, (int64_t)n));
+    } else if (strcmp(m, "#GETVALUE") == 0 || strcmp(m, "__repr__") == 0 ||
+               strcmp(m, "__str__") == 0) {
+        mproc__pk *all = list_snapshot(r, l);
+        if (!all || m[0] == '#') {
+            ret(r, all);
+            return;
+        }
+        char text[4096];
+        mproc__pk_repr(all, text, sizeof text);
+        ret(r, mproc__pk_cstr(r->d, text));
+    } else if ((strcmp(m, "__contains__") == 0 || strcmp(m, "count") == 0 ||
+                strcmp(m, "index") == 0 || strcmp(m, "remove") == 0) &&
+               a0) {
+        mproc__pk *all = list_snapshot(r, l);
+        if (!all) {
+            ret(r, all);
+            return;
+        }
+        int64_t count = 0, first = -1;
+        for (size_t j = 0; j < all->n; j++)
+            if (mproc__pk_equal(all->u.items[j], a0)) {
+                if (first < 0) first = (int64_t)j;
+                count++;
+            }
+        if (m[0] == '_')
+            ret(r, mproc__pk_bool(r->d, count > 0));
+        else if (m[0] == 'c')
+            ret(r, mproc__pk_int(r->d, count));
+        else if (first < 0)
+            raise_str(r, "builtins", "ValueError", "x not in list");
+        else if (m[0] == 'i')
+            ret(r, mproc__pk_int(r->d, first));
+        else if (list_item(r, l, first, true))
+            ret_none(r);
+    } else {
+        traceback(r, "NotImplementedError: list.%s is not served by the mproc manager", m);
+    }
+}
+
+static void value_call(req *r, mgr_obj *o, const char *m, const mproc__pk *args)
+{
+    const mproc__pk *a0 = param(args, NULL, 0, NULL);
+    if (strcmp(m, "get") == 0) {
+        mproc__pk *v = list_item(r, o->ptr, 0, false);
+        if (v) ret(r, v);
+    } else if (strcmp(m, "set") == 0 && a0) {
+        if (list_store(r, o->ptr, a0, false, 0) == 0) ret_none(r);
+    } else {
+        traceback(r, "TypeError: Value.%s", m);
+    }
+}
+
 static void iter_call(req *r, mgr_obj *o, const char *m)
 {
     py_iter *it = o->ptr;
@@ -859,6 +980,15 @@ static void method_call(req *r, const mproc__pk *ident, const char *m, const mpr
     case PY_ITER:
         iter_call(r, o, m);
         return;
+    case PY_LIST:
+        list_call(r, o, m, args);
+        return;
+    case PY_VALUE:
+        if (!fallback) {
+            value_call(r, o, m, args);
+            return;
+        }
+        break;
     }
     char text[300];
     snprintf(text, sizeof text, "<mproc %s '%.*s'>", t->typeid, (int)o->nlen, o->name);
@@ -910,6 +1040,20 @@ static void create(req *r, const mproc__pk *args, const mproc__pk *kwds)
             o->anon = true;
             if (t->py == PY_DICT && (a1 || (kwds && kwds->n)) &&
                 dict_update(r, o->ptr, a1, kwds) < 0) {
+                mgr_remove(r->s, o);
+                return;
+            }
+            if (t->py == PY_LIST && a1 &&
+                (a1->kind == MPROC__PK_LIST || a1->kind == MPROC__PK_TUPLE)) {
+                for (size_t j = 0; j < a1->n; j++)
+                    if (list_store(r, o->ptr, a1->u.items[j], false, INT64_MAX) < 0) {
+                        mgr_remove(r->s, o);
+                        return;
+                    }
+            }
+            const mproc__pk *init = param(args, kwds, 2, "value");
+            if (t->py == PY_VALUE &&
+                list_store(r, o->ptr, init ? init : mproc__pk_int(r->d, 0), false, INT64_MAX) < 0) {
                 mgr_remove(r->s, o);
                 return;
             }

@@ -77,6 +77,26 @@ def check_dict(m):
     except AttributeError:
         pass
     del ns.b
+    lst = m.list([1, "two"])
+    lst.append(b"3")
+    lst.extend([4.0, None])
+    lst.insert(0, "zero")
+    lst[1] = "one"
+    assert len(lst) == 6 and lst[0] == "zero" and lst[-1] is None, lst._getvalue()
+    assert lst.pop() is None and lst.pop(0) == "zero"
+    assert 4 in lst and lst.count(4) == 1 and lst.index(b"3") == 2
+    lst.remove("two") if "two" in lst else lst.remove("one")
+    del lst[0]
+    assert lst._getvalue() == [b"3", 4.0], lst._getvalue()
+    try:
+        lst[10]
+        raise AssertionError("no IndexError")
+    except IndexError:
+        pass
+    v = m.Value("i", 7)
+    assert v.value == 7
+    v.value = 8
+    assert v.get() == 8
 
 
 def main():
