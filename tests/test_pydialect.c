@@ -220,6 +220,18 @@ TEST_T(shutdown_from_python_ends_the_manager, 60)
     unlink(s.keyfile);
 }
 
+TEST_T(hostile_or_unservable_python_requests_are_refused_in_step, 60)
+{
+    server s = serve();
+    CHECK_EQ(run_client(&s, "bad"), 0);
+    /* and the server still serves C and Python */
+    mproc_dict *d;
+    CHECK_OK(mproc_manager_dict(s.m, "jobs", &d));
+    CHECK_OK(mproc_dict_set(d, "from_c", 6, "world", 5));
+    CHECK_EQ(run_client(&s, "dict"), 0);
+    stop(&s);
+}
+
 TEST_T(other_cpython_versions_are_served, 120)
 {
     int ran = 0;

@@ -10,6 +10,7 @@ multiprocessing SyncManager client, registered names answered by the mproc objec
     mproc_client.py hold_lock ADDRESS KEYHEX    acquire get_lk(), "READY", sleep (to be killed)
     mproc_client.py take_lock ADDRESS KEYHEX    exit 0 if get_lk() is acquired within 10 s
     mproc_client.py shutdown ADDRESS KEYHEX     ask the manager to end
+    mproc_client.py bad ADDRESS KEYHEX          hostile or unservable requests: RemoteError, in step
     mproc_client.py bench ADDRESS KEYHEX N      "BENCH <connect ms> <dict ms> <ops/s>": N set+get pairs
 Any failed check exits non-zero with the traceback on stderr.
 """
@@ -149,6 +150,40 @@ def main():
     elif mode == "shutdown":
         conn = m._Client(m._address, authkey=m._authkey)
         dispatch(conn, None, "shutdown")
+    elif mode == "bad":
+        import collections
+        from multiprocessing.managers import RemoteError
+
+        d = m.dict()
+        for value in (collections.OrderedDict(a=1), print, collections.Counter):
+            try:
+                d["x"] = value  # a class instance or a global: never unpickled by the server
+                raise AssertionError("accepted %r" % (value,))
+            except RemoteError:
+                pass
+        d["y"] = 1
+        assert d["y"] == 1 and "x" not in d  # the connection is still in step
+        for junk in (lambda c: c.send("not a request"), lambda c: c.send_bytes(b"\x80\x04junk"),
+                     lambda c: c.send((None, "no_such_request", (), {}))):
+            conn = m._Client(m._address, authkey=m._authkey)
+            junk(conn)
+            kind, _ = conn.recv()
+            assert kind == "#TRACEBACK", kind
+            conn.close()
+        for typeid in ("Pool", "Iterator", "no_such_typeid"):
+            try:
+                m._create(typeid)
+                raise AssertionError("created %s" % typeid)
+            except RemoteError:
+                pass
+        conn = m._Client(m._address, authkey=m._authkey)
+        dispatch(conn, None, "accept_connection", ("t",))
+        conn.send(("ffffffff", "__len__", (), {}))  # no such object
+        assert conn.recv()[0] == "#TRACEBACK"
+        conn.send((d._id, "__class__", (), {}))  # not exposed
+        assert conn.recv()[0] == "#TRACEBACK"
+        conn.send((d._id, "__len__", (), {}))
+        assert conn.recv() == ("#RETURN", 1)
     elif mode == "bench":
         n = int(sys.argv[4])
         t0 = time.perf_counter()
