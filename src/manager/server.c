@@ -24,6 +24,9 @@ enum { HS_RESPONSE, HS_CHALLENGE, HS_VERDICT, READY };
 #define READ_CHUNK ((size_t)64 << 10)
 #define THROTTLE_BYTES ((size_t)8 << 20) /* unsent replies past which a client is not read */
 #define SHRINK_BYTES ((size_t)4 << 20)   /* an idle connection keeps buffers up to this size */
+/* Quick ACKs are asked for on a connection's first reads (the handshake and a Python client's
+ * one-request connections, where a delayed ACK stalls 40 ms); later an ACK rides on the reply. */
+#define QUICKACK_READS 16
 #define TICK_NS 2000000 /* parked calls look again this often, for changes made in the arena */
 
 /* epoll tags: the listener, the watched pidfd and the signalfd have fixed ones. */
@@ -269,9 +272,10 @@ static int conn_read(mgr_srv *s, mgr_conn *c)
             return -1;
         }
         if (r == 0) return -1; /* the client closed */
-        if (c->tcp) {
+        if (c->tcp && c->quickacks < QUICKACK_READS) {
             int one = 1;
             setsockopt(c->fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one);
+            c->quickacks++;
         }
         c->in_len += (size_t)r;
         if (conn_parse(s, c) < 0) return -1;
@@ -280,8 +284,8 @@ static int conn_read(mgr_srv *s, mgr_conn *c)
 }
 
 /* No Nagle and no delayed ACK: Python's managers lose 40 ms per new connection to them. The
- * kernel drops quick-ACK mode by itself, so it is asked for again after every read. Whether it is a
- * TCP socket. */
+ * kernel drops quick-ACK mode by itself, so it is asked for again after reads (conn_read).
+ * Whether it is a TCP socket. */
 static bool set_tcp_opts(int fd)
 {
     int one = 1;

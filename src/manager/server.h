@@ -30,6 +30,7 @@ struct mgr_conn {
     unsigned char *out;
     size_t out_off, out_len, out_cap;
     bool polling_out, throttled, dead, tcp;
+    uint8_t quickacks;       /* reads after which quick ACKs were asked for (server.c) */
     uint8_t dialect;         /* DIALECT_*: fixed by the first message after the handshake */
     bool py_accepted;        /* Python dialect: a proxy's connection (after accept_connection) */
     unsigned nparked, nheld; /* parked calls, locks held */
