@@ -62,6 +62,9 @@ static void arena_free(uint8_t kind, void *ptr)
     case MGR_PY_ITER:
         mgr_py_iter_free(ptr);
         break;
+    case MGR_PY_SYNC:
+        free(ptr);
+        break;
     default:
         mgr_container_free(kind, ptr);
     }
@@ -186,7 +189,8 @@ static int make(uint8_t kind, uint64_t a, uint64_t bb, bool c, void **ptr, size_
     case MGR_DICT:
     case MGR_LIST:
         return mgr_container_new(kind, ptr);
-    case MGR_PY_ITER: /* filled by its maker */
+    case MGR_PY_ITER: /* filled by their maker */
+    case MGR_PY_SYNC:
         return 0;
     default:
         return -EINVAL;
@@ -204,7 +208,7 @@ int mgr_obj_open(mgr_srv *s, uint8_t kind, uint64_t a, uint64_t b, bool c, const
     uint32_t slot;
     void *ptr = NULL;
     size_t size = 0;
-    if (kind == 0 || kind > MGR_PY_ITER) return -EINVAL;
+    if (kind == 0 || kind > MGR_PY_SYNC) return -EINVAL;
     int r = take_slot(s, &slot);
     if (r < 0) return r;
     if ((r = make(kind, a, b, c, &ptr, &size)) < 0) {
@@ -479,7 +483,10 @@ void mgr_conn_gone(mgr_srv *s, mgr_conn *c)
         mgr_obj *o = s->slots[i];
         if (!o || o->holder != c) continue;
         /* the client died holding it (or went away): the next acquirer learns of it */
-        mproc_lock_release(o->ptr);
+        if (o->kind == MGR_PY_SYNC)
+            mgr_py_sync_gone(o);
+        else
+            mproc_lock_release(o->ptr);
         o->holder = NULL;
         o->owner_died = true;
         c->nheld--;

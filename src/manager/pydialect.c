@@ -31,6 +31,9 @@ enum {
     PY_LOCK,
     PY_ITER,
     PY_VALUE,
+    PY_RLOCK,
+    PY_SEMAPHORE,
+    PY_BOUNDED,
 };
 
 /* The exposed tuples CPython 3.11's SyncManager gives each typeid (a proxy type built from them,
@@ -66,6 +69,9 @@ static const struct pytype {
     {"Event", PY_EVENT, MGR_EVENT, event_exposed},
     {"Lock", PY_LOCK, MGR_LOCK, lock_exposed},
     {"Value", PY_VALUE, MGR_LIST, value_exposed}, /* a list of one item */
+    {"RLock", PY_RLOCK, MGR_PY_SYNC, lock_exposed},
+    {"Semaphore", PY_SEMAPHORE, MGR_PY_SYNC, lock_exposed},
+    {"BoundedSemaphore", PY_BOUNDED, MGR_PY_SYNC, lock_exposed},
     {"Iterator", PY_ITER, MGR_PY_ITER, iter_exposed},
 };
 #define NTYPES (sizeof pytypes / sizeof pytypes[0])
@@ -95,6 +101,35 @@ void mgr_py_iter_free(void *it)
     if (!i) return;
     free(i->items);
     free(i);
+}
+
+/* An RLock (holder: the mgr_obj's, per connection) or a Semaphore (no holder). */
+typedef struct {
+    int64_t value, bound; /* a semaphore's count, and a bounded one's limit */
+    uint32_t depth;       /* an RLock's acquisitions by its holder */
+} py_sync;
+
+void mgr_py_sync_gone(mgr_obj *o)
+{
+    ((py_sync *)o->ptr)->depth = 0;
+}
+
+/* Acquire once without waiting: 1 would block, else 0. */
+static int sync_try(mgr_obj *o, mgr_conn *c)
+{
+    py_sync *y = o->ptr;
+    if (o->pytype != PY_RLOCK) {
+        if (y->value <= 0) return 1;
+        y->value--;
+        return 0;
+    }
+    if (o->holder && o->holder != c) return 1;
+    if (!o->holder) {
+        o->holder = c;
+        c->nheld++;
+    }
+    y->depth++;
+    return 0;
 }
 
 /* One request being answered: the reply's nodes live in d, values decoded from storage in docs. */
@@ -421,7 +456,7 @@ int mgr_py_try(mgr_srv *s, mgr_conn *c, mgr_obj *o, uint16_t op, const void *dat
         break;
     case MGR_LOCK_ACQUIRE:
         /* a Lock is not reentrant: its holder acquiring again waits (for its timeout) */
-        rc = o->holder == c ? 1 : mgr_lock_try(o, c);
+        rc = o->kind == MGR_PY_SYNC ? sync_try(o, c) : o->holder == c ? 1 : mgr_lock_try(o, c);
         if (rc == 1) goto blocked;
         if (rc < 0 && rc != MPROC_EOWNERDEAD)
             raise_code(&r, rc);
@@ -917,6 +952,44 @@ static void value_call(req *r, mgr_obj *o, const char *m, const mproc__pk *args)
     }
 }
 
+static void sync_call(req *r, mgr_obj *o, const char *m, const mproc__pk *args,
+                      const mproc__pk *kwds)
+{
+    py_sync *y = o->ptr;
+    if (strcmp(m, "acquire") == 0) {
+        lock_call(r, o, m, args, kwds);
+        return;
+    }
+    if (strcmp(m, "release") != 0) {
+        traceback(r, "AttributeError: method '%s' is not exposed", m);
+        return;
+    }
+    if (o->pytype == PY_RLOCK) {
+        if (o->holder != r->c) {
+            raise_str(r, "builtins", "RuntimeError", "cannot release un-acquired lock");
+            return;
+        }
+        if (--y->depth == 0) {
+            o->holder = NULL;
+            r->c->nheld--;
+        }
+    } else {
+        int64_t n;
+        if (int_arg(r, param(args, kwds, 0, "n"), 1, &n) < 0) return;
+        if (n < 1) {
+            raise_str(r, "builtins", "ValueError", "n must be one or more");
+            return;
+        }
+        if (o->pytype == PY_BOUNDED && y->value + n > y->bound) {
+            raise_str(r, "builtins", "ValueError", "Semaphore released too many times");
+            return;
+        }
+        y->value += n;
+    }
+    ret_none(r);
+    mgr_wake(r->s, o);
+}
+
 static void iter_call(req *r, mgr_obj *o, const char *m)
 {
     py_iter *it = o->ptr;
@@ -989,6 +1062,14 @@ static void method_call(req *r, const mproc__pk *ident, const char *m, const mpr
             return;
         }
         break;
+    case PY_RLOCK:
+    case PY_SEMAPHORE:
+    case PY_BOUNDED:
+        if (!fallback) {
+            sync_call(r, o, m, args, kwds);
+            return;
+        }
+        break;
     }
     char text[300];
     snprintf(text, sizeof text, "<mproc %s '%.*s'>", t->typeid, (int)o->nlen, o->name);
@@ -1056,6 +1137,23 @@ static void create(req *r, const mproc__pk *args, const mproc__pk *kwds)
                 list_store(r, o->ptr, init ? init : mproc__pk_int(r->d, 0), false, INT64_MAX) < 0) {
                 mgr_remove(r->s, o);
                 return;
+            }
+            if (t->kind == MGR_PY_SYNC) {
+                py_sync *y = calloc(1, sizeof *y);
+                const mproc__pk *v = param(args, kwds, 1, "value");
+                int64_t n = 1;
+                if (!y || (t->py != PY_RLOCK && int_arg(r, v, 1, &n) < 0) || n < 0) {
+                    if (y && n < 0)
+                        raise_str(r, "builtins", "ValueError",
+                                  "semaphore initial value must be >= 0");
+                    else if (!y)
+                        raise_code(r, -ENOMEM);
+                    free(y);
+                    mgr_remove(r->s, o);
+                    return;
+                }
+                y->value = y->bound = n;
+                o->ptr = y;
             }
             if (t->py == PY_NAMESPACE && kwds && kwds->n &&
                 dict_update(r, o->ptr, kwds, NULL) < 0) {

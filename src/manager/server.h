@@ -14,8 +14,10 @@
 typedef struct mgr_conn mgr_conn;
 
 enum { DIALECT_UNKNOWN, DIALECT_NATIVE, DIALECT_PYTHON };
-/* A server-side kind, never OPENed natively: a Python dict iterator (a snapshot of the keys). */
+/* Server-side kinds, never OPENed natively: a Python dict iterator (a snapshot of the keys), and
+ * a Python RLock or Semaphore (a count in the server's memory). */
 #define MGR_PY_ITER MGR_KINDS
+#define MGR_PY_SYNC (MGR_KINDS + 1)
 typedef struct mgr_obj mgr_obj;
 typedef struct mgr_parked mgr_parked;
 typedef struct mgr_srv mgr_srv;
@@ -120,6 +122,8 @@ void mgr_py_request(mgr_srv *s, mgr_conn *c, const unsigned char *m, size_t len)
 int mgr_py_try(mgr_srv *s, mgr_conn *c, mgr_obj *o, uint16_t op, const void *data, size_t len);
 void mgr_py_expired(mgr_srv *s, mgr_conn *c, uint16_t op, int code);
 void mgr_py_iter_free(void *it);
+/* An RLock whose holder's connection closed: released. */
+void mgr_py_sync_gone(mgr_obj *o);
 
 /* Reply with what fetch(ctx, buf, cap, len) copies out, offering it room for up to cap bytes
  * (the client's buffer; UINT64_MAX: any size) within max_message; fetch returns -EMSGSIZE with the

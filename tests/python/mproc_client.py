@@ -94,6 +94,33 @@ def check_dict(m):
         raise AssertionError("no IndexError")
     except IndexError:
         pass
+    rl = m.RLock()
+    assert rl.acquire() and rl.acquire()
+    rl.release()
+    rl.release()
+    try:
+        rl.release()
+        raise AssertionError("released an RLock not held")
+    except RuntimeError:
+        pass
+    with rl:
+        pass
+    sem = m.Semaphore(2)
+    assert sem.acquire() and sem.acquire(timeout=1)
+    t = time.monotonic()
+    assert not sem.acquire(timeout=0.1)
+    assert time.monotonic() - t >= 0.08
+    assert not sem.acquire(False)
+    sem.release()
+    assert sem.acquire(False)
+    bs = m.BoundedSemaphore(1)
+    assert bs.acquire()
+    bs.release()
+    try:
+        bs.release()
+        raise AssertionError("a BoundedSemaphore released past its value")
+    except ValueError:
+        pass
     v = m.Value("i", 7)
     assert v.value == 7
     v.value = 8
