@@ -232,6 +232,37 @@ TEST_T(hostile_or_unservable_python_requests_are_refused_in_step, 60)
     stop(&s);
 }
 
+/* A server started by mproc_manager_start: this process is in its family and uses the objects
+ * directly in the arena while Python goes through the server (a change made in the arena reaches
+ * a parked Python wait on the server's tick). */
+TEST_T(python_client_of_a_started_server_beside_a_family_member, 120)
+{
+    py_need();
+    server s = {.pid = -1};
+    CHECK_OK(mproc_manager_start(&s.m, "tcp:127.0.0.1:0", KEY, strlen(KEY), NULL));
+    snprintf(s.address, sizeof s.address, "%s", mproc_manager_address(s.m));
+    mproc_dict *d;
+    CHECK_OK(mproc_manager_dict(s.m, "jobs", &d));
+    CHECK_OK(mproc_dict_set(d, "from_c", 6, "world", 5)); /* directly in the arena */
+    CHECK_EQ(run_client(&s, "dict"), 0);
+    char buf[16];
+    size_t n;
+    CHECK_OK(mproc_dict_get(d, "raw", 3, buf, sizeof buf, &n));
+    CHECK(n == 4 && memcmp(buf, "\0bin", 4) == 0);
+    mproc_event *ev;
+    CHECK_OK(mproc_manager_event(s.m, "ev", &ev));
+    py_helper w = ready_client(&s, "wait_event", "30");
+    CHECK_OK(mproc_event_set(ev));
+    CHECK_EQ(py_reap(&w), 0);
+    CHECK_OK(mproc_event_clear(ev));
+    py_helper st = ready_client(&s, "set_event", NULL);
+    py_write_all(&st, "go\n", 3);
+    CHECK_OK(mproc_event_wait(ev, 30));
+    CHECK_EQ(py_reap(&st), 0);
+    CHECK_EQ(run_client(&s, "shutdown"), 0);
+    mproc_manager_free(s.m);
+}
+
 TEST_T(other_cpython_versions_are_served, 120)
 {
     int ran = 0;
