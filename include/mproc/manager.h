@@ -34,6 +34,11 @@
  * next acquirer through the manager gets MPROC_EOWNERDEAD. A family member that uses the lock
  * directly does not learn of such a death.
  *
+ * A Python program's multiprocessing SyncManager/BaseManager client may connect to the same
+ * server, unmodified (the first message after the handshake picks its dialect): m.get_jobs() is
+ * the object named "jobs", Python bytes are C bytes and other Python values are kept as their
+ * pickle (docs/manager.md, "Python clients").
+ *
  * Named objects live until mproc_manager_delete (or the server's end); there is no distributed
  * reference counting. Details: docs/manager.md.
  */

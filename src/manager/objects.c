@@ -59,6 +59,12 @@ static void arena_free(uint8_t kind, void *ptr)
     case MGR_VALUE:
         mproc_value_free(ptr);
         break;
+    case MGR_PY_ITER:
+        mgr_py_iter_free(ptr);
+        break;
+    case MGR_PY_SYNC:
+        free(ptr);
+        break;
     default:
         mgr_container_free(kind, ptr);
     }
@@ -102,7 +108,7 @@ void mgr_objects_destroy(mgr_srv *s)
     }
 }
 
-static mgr_obj **find(mgr_srv *s, const char *name, size_t len)
+static mgr_obj **mgr_find_slot(mgr_srv *s, const char *name, size_t len)
 {
     mgr_obj **pp = &s->buckets[name_hash(name, len) & (s->nbuckets - 1)];
     while (*pp && !((*pp)->nlen == len && memcmp((*pp)->name, name, len) == 0))
@@ -110,7 +116,12 @@ static mgr_obj **find(mgr_srv *s, const char *name, size_t len)
     return pp;
 }
 
-static mgr_obj *by_id(mgr_srv *s, uint32_t id)
+mgr_obj *mgr_find(mgr_srv *s, const char *name, size_t len)
+{
+    return *mgr_find_slot(s, name, len);
+}
+
+mgr_obj *mgr_by_id(mgr_srv *s, uint32_t id)
 {
     uint32_t slot = id & SLOT_MASK;
     if (slot >= s->nslots) return NULL;
@@ -161,10 +172,8 @@ static int take_slot(mgr_srv *s, uint32_t *slot)
     return 0;
 }
 
-static int make(uint8_t kind, const unsigned char *b, void **ptr, size_t *size)
+static int make(uint8_t kind, uint64_t a, uint64_t bb, bool c, void **ptr, size_t *size)
 {
-    uint64_t a = mgr_get64(b + 1), bb = mgr_get64(b + 9);
-    bool c = b[17];
     switch (kind) {
     case MGR_QUEUE: {
         mproc_queue_opts qo = {.max_items = a, .max_bytes = bb, .joinable = c};
@@ -180,51 +189,62 @@ static int make(uint8_t kind, const unsigned char *b, void **ptr, size_t *size)
     case MGR_DICT:
     case MGR_LIST:
         return mgr_container_new(kind, ptr);
+    case MGR_PY_ITER: /* filled by their maker */
+    case MGR_PY_SYNC:
+        return 0;
     default:
         return -EINVAL;
     }
+}
+
+int mgr_obj_open(mgr_srv *s, uint8_t kind, uint64_t a, uint64_t b, bool c, const char *name,
+                 size_t nlen, mgr_obj **out)
+{
+    mgr_obj **pp = mgr_find_slot(s, name, nlen), *o = *pp;
+    if (o) {
+        *out = o;
+        return o->kind == kind ? 0 : -EEXIST;
+    }
+    uint32_t slot;
+    void *ptr = NULL;
+    size_t size = 0;
+    if (kind == 0 || kind > MGR_PY_SYNC) return -EINVAL;
+    int r = take_slot(s, &slot);
+    if (r < 0) return r;
+    if ((r = make(kind, a, b, c, &ptr, &size)) < 0) {
+        s->free_slots[s->nfree++] = slot;
+        return r;
+    }
+    if (!(o = calloc(1, sizeof *o + nlen + 1))) {
+        arena_free(kind, ptr);
+        s->free_slots[s->nfree++] = slot;
+        return -ENOMEM;
+    }
+    if (++s->gens[slot] == 0 || s->gens[slot] >= (1u << (32 - SLOT_BITS))) s->gens[slot] = 1;
+    o->id = (uint32_t)s->gens[slot] << SLOT_BITS | slot;
+    o->kind = kind;
+    o->ptr = ptr;
+    o->size = size;
+    o->nlen = nlen;
+    memcpy(o->name, name, nlen);
+    s->slots[slot] = o;
+    *pp = o;
+    if (++s->nobjs > s->nbuckets) grow_buckets(s);
+    *out = o;
+    return 0;
 }
 
 #define OPEN_FIXED 18 /* u8 kind, u64, u64, u8 */
 
 static void op_open(mgr_srv *s, mgr_conn *c, const mproc__mgr_req *h, const unsigned char *b)
 {
-    if (h->len <= OPEN_FIXED || h->len - OPEN_FIXED > MPROC__MGR_NAME_MAX) {
+    if (h->len <= OPEN_FIXED || h->len - OPEN_FIXED > MPROC__MGR_NAME_MAX || b[0] >= MGR_KINDS) {
         mgr_reply(c, h->id, -EINVAL, NULL, 0);
         return;
     }
-    uint8_t kind = b[0];
-    const char *name = (const char *)b + OPEN_FIXED;
-    size_t nlen = h->len - OPEN_FIXED;
-    mgr_obj **pp = find(s, name, nlen), *o = *pp;
-    int r = 0;
-    if (o && o->kind != kind) r = -EEXIST;
-    if (!o && r == 0) {
-        uint32_t slot;
-        void *ptr = NULL;
-        size_t size = 0;
-        if (kind == 0 || kind >= MGR_KINDS) r = -EINVAL;
-        if (r == 0) r = take_slot(s, &slot);
-        if (r == 0 && (r = make(kind, b, &ptr, &size)) < 0) s->free_slots[s->nfree++] = slot;
-        if (r == 0 && !(o = calloc(1, sizeof *o + nlen + 1))) {
-            arena_free(kind, ptr);
-            s->free_slots[s->nfree++] = slot;
-            r = -ENOMEM;
-        }
-        if (r == 0) {
-            if (++s->gens[slot] == 0 || s->gens[slot] >= (1u << (32 - SLOT_BITS)))
-                s->gens[slot] = 1;
-            o->id = (uint32_t)s->gens[slot] << SLOT_BITS | slot;
-            o->kind = kind;
-            o->ptr = ptr;
-            o->size = size;
-            o->nlen = nlen;
-            memcpy(o->name, name, nlen);
-            s->slots[slot] = o;
-            *pp = o;
-            if (++s->nobjs > s->nbuckets) grow_buckets(s);
-        }
-    }
+    mgr_obj *o;
+    int r = mgr_obj_open(s, b[0], mgr_get64(b + 1), mgr_get64(b + 9), b[17],
+                         (const char *)b + OPEN_FIXED, h->len - OPEN_FIXED, &o);
     if (r < 0) {
         mgr_reply(c, h->id, r, NULL, 0);
         return;
@@ -236,16 +256,25 @@ static void op_open(mgr_srv *s, mgr_conn *c, const mproc__mgr_req *h, const unsi
     mgr_reply(c, h->id, 0, out, sizeof out);
 }
 
-static void remove_obj(mgr_srv *s, mgr_obj *o)
+/* A parked call ends without being done (-ETIMEDOUT, -EIDRM). */
+static void expire(mgr_parked *p, int code)
+{
+    if (p->c->dialect == DIALECT_PYTHON)
+        mgr_py_expired(NULL, p->c, p->op, code);
+    else
+        mgr_reply(p->c, p->id, code, NULL, 0);
+}
+
+void mgr_remove(mgr_srv *s, mgr_obj *o)
 {
     for (mgr_parked *p = s->parked, *nx; p; p = nx) {
         nx = p->next;
         if (p->o != o) continue;
-        mgr_reply(p->c, p->id, -EIDRM, NULL, 0);
+        expire(p, -EIDRM);
         unpark(s, p);
     }
     if (o->holder) o->holder->nheld--;
-    *find(s, o->name, o->nlen) = o->hnext;
+    *mgr_find_slot(s, o->name, o->nlen) = o->hnext;
     uint32_t slot = o->id & SLOT_MASK;
     s->slots[slot] = NULL;
     s->free_slots[s->nfree++] = slot;
@@ -255,8 +284,8 @@ static void remove_obj(mgr_srv *s, mgr_obj *o)
 
 static void op_delete(mgr_srv *s, mgr_conn *c, const mproc__mgr_req *h, const unsigned char *b)
 {
-    mgr_obj *o = h->len ? *find(s, (const char *)b, h->len) : NULL;
-    if (o) remove_obj(s, o);
+    mgr_obj *o = h->len ? mgr_find(s, (const char *)b, h->len) : NULL;
+    if (o) mgr_remove(s, o);
     mgr_reply(c, h->id, o ? 0 : -ENOENT, NULL, 0);
 }
 
@@ -298,10 +327,26 @@ static int queue_fetch(void *q, void *buf, size_t cap, size_t *len)
 
 /* Try a blocking call once without waiting: 1 when it would block (nothing replied), else 0
  * with the reply made. */
+int mgr_lock_try(mgr_obj *o, mgr_conn *c)
+{
+    if (o->holder == c) return -EDEADLK;
+    if (o->holder) return 1;
+    int r = mproc_lock_acquire(o->ptr, 0);
+    if (r == -EAGAIN) return 1; /* a family member holds it in the arena */
+    if (r == 0 || r == MPROC_EOWNERDEAD) {
+        if (o->owner_died) r = MPROC_EOWNERDEAD;
+        o->owner_died = false;
+        o->holder = c;
+        c->nheld++;
+    }
+    return r;
+}
+
 static int try_call(mgr_srv *s, mgr_conn *c, mgr_obj *o, uint32_t id, uint16_t op, uint64_t cap,
                     const void *data, size_t len)
 {
     int r;
+    if (c->dialect == DIALECT_PYTHON) return mgr_py_try(s, c, o, op, data, len);
     switch (op) {
     case MGR_QUEUE_PUT:
         r = mproc_queue_put(o->ptr, data, len, 0);
@@ -318,19 +363,8 @@ static int try_call(mgr_srv *s, mgr_conn *c, mgr_obj *o, uint32_t id, uint16_t o
         if (r == -EAGAIN) return 1;
         break;
     case MGR_LOCK_ACQUIRE:
-        if (o->holder == c) {
-            r = -EDEADLK;
-            break;
-        }
-        if (o->holder) return 1;
-        r = mproc_lock_acquire(o->ptr, 0);
-        if (r == -EAGAIN) return 1; /* a family member holds it in the arena */
-        if (r == 0 || r == MPROC_EOWNERDEAD) {
-            if (o->owner_died) r = MPROC_EOWNERDEAD;
-            o->owner_died = false;
-            o->holder = c;
-            c->nheld++;
-        }
+        r = mgr_lock_try(o, c);
+        if (r == 1) return 1;
         break;
     default:
         r = -EINVAL;
@@ -374,19 +408,20 @@ static void blocking(mgr_srv *s, mgr_conn *c, mgr_obj *o, const mproc__mgr_req *
         mgr_reply(c, h->id, would_block_code(h->op), NULL, 0);
         return;
     }
-    if (s->nparked >= s->o.max_parked) {
-        mgr_reply(c, h->id, -ENOSPC, NULL, 0);
-        return;
-    }
+    int r = mgr_park(s, c, o, h->id, h->op, timeout, cap, data, len);
+    if (r < 0) mgr_reply(c, h->id, r, NULL, 0);
+}
+
+int mgr_park(mgr_srv *s, mgr_conn *c, mgr_obj *o, uint32_t id, uint16_t op, double timeout,
+             uint64_t cap, const void *data, size_t len)
+{
+    if (s->nparked >= s->o.max_parked) return -ENOSPC;
     mgr_parked *p = malloc(sizeof *p + len);
-    if (!p) {
-        mgr_reply(c, h->id, -ENOMEM, NULL, 0);
-        return;
-    }
+    if (!p) return -ENOMEM;
     *p = (mgr_parked){.c = c,
                       .o = o,
-                      .id = h->id,
-                      .op = h->op,
+                      .id = id,
+                      .op = op,
                       .deadline = timeout < 0 ? INT64_MAX : mproc__deadline(timeout),
                       .cap = cap,
                       .len = len,
@@ -401,6 +436,7 @@ static void blocking(mgr_srv *s, mgr_conn *c, mgr_obj *o, const mproc__mgr_req *
     s->nparked++;
     c->nparked++;
     o->nparked++;
+    return 0;
 }
 
 void mgr_wake(mgr_srv *s, mgr_obj *o)
@@ -415,7 +451,7 @@ void mgr_wake(mgr_srv *s, mgr_obj *o)
         if (try_call(s, p->c, p->o, p->id, p->op, p->cap, p->data, p->len) == 0) {
             unpark(s, p);
         } else if (p->deadline <= now) {
-            mgr_reply(p->c, p->id, -ETIMEDOUT, NULL, 0);
+            expire(p, -ETIMEDOUT);
             unpark(s, p);
         } else if (!o && p->deadline < s->next_wake) {
             s->next_wake = p->deadline;
@@ -447,7 +483,10 @@ void mgr_conn_gone(mgr_srv *s, mgr_conn *c)
         mgr_obj *o = s->slots[i];
         if (!o || o->holder != c) continue;
         /* the client died holding it (or went away): the next acquirer learns of it */
-        mproc_lock_release(o->ptr);
+        if (o->kind == MGR_PY_SYNC)
+            mgr_py_sync_gone(o);
+        else
+            mproc_lock_release(o->ptr);
         o->holder = NULL;
         o->owner_died = true;
         c->nheld--;
@@ -585,7 +624,7 @@ void mgr_dispatch(mgr_srv *s, mgr_conn *c, const mproc__mgr_req *h, const unsign
         s->stop = true;
         return;
     }
-    mgr_obj *o = by_id(s, h->obj);
+    mgr_obj *o = mgr_by_id(s, h->obj);
     if (!o) {
         mgr_reply(c, h->id, -EIDRM, NULL, 0);
         return;

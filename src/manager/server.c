@@ -24,6 +24,9 @@ enum { HS_RESPONSE, HS_CHALLENGE, HS_VERDICT, READY };
 #define READ_CHUNK ((size_t)64 << 10)
 #define THROTTLE_BYTES ((size_t)8 << 20) /* unsent replies past which a client is not read */
 #define SHRINK_BYTES ((size_t)4 << 20)   /* an idle connection keeps buffers up to this size */
+/* Quick ACKs are asked for on a connection's first reads (the handshake and a Python client's
+ * one-request connections, where a delayed ACK stalls 40 ms); later an ACK rides on the reply. */
+#define QUICKACK_READS 16
 #define TICK_NS 2000000 /* parked calls look again this often, for changes made in the arena */
 
 /* epoll tags: the listener, the watched pidfd and the signalfd have fixed ones. */
@@ -124,8 +127,7 @@ void mgr_reply(mgr_conn *c, uint32_t id, int32_t status, const void *body, size_
     mgr_reply_end(c, id, status, len);
 }
 
-/* A handshake message in Python's framing. */
-static int send_frame(mgr_conn *c, const void *m, size_t len)
+int mgr_send_frame(mgr_conn *c, const void *m, size_t len)
 {
     unsigned char h[MPROC__CONN_FRAME_HEADER_MAX];
     size_t hl = mproc__frame_header(len, h);
@@ -142,18 +144,18 @@ static int handshake_step(mgr_srv *s, mgr_conn *c, const unsigned char *m, size_
     switch (c->state) {
     case HS_RESPONSE:
         if (mproc__auth_check(s->key, s->keylen, c->challenge, m, len) < 0) {
-            send_frame(c, mproc__auth_failure, strlen(mproc__auth_failure));
+            mgr_send_frame(c, mproc__auth_failure, strlen(mproc__auth_failure));
             conn_flush(c); /* best effort: the peer learns why we hang up */
             return -1;
         }
-        if (send_frame(c, mproc__auth_welcome, strlen(mproc__auth_welcome)) < 0) return -1;
+        if (mgr_send_frame(c, mproc__auth_welcome, strlen(mproc__auth_welcome)) < 0) return -1;
         c->state = HS_CHALLENGE;
         return 0;
     case HS_CHALLENGE: {
         unsigned char resp[MPROC__AUTH_MSG_MAX];
         size_t rl;
         if (mproc__auth_respond(s->key, s->keylen, m, len, resp, &rl) < 0 ||
-            send_frame(c, resp, rl) < 0)
+            mgr_send_frame(c, resp, rl) < 0)
             return -1;
         c->state = HS_VERDICT;
         return 0;
@@ -164,6 +166,15 @@ static int handshake_step(mgr_srv *s, mgr_conn *c, const unsigned char *m, size_
         s->nhandshaking--;
         return 0;
     }
+}
+
+/* The first message after the handshake picks the dialect: a Python client's is a frame (a
+ * big-endian length) holding a pickle (PROTO 2..5); a native client's is a HELLO request, whose
+ * little-endian header starts with its body's length, 4 (so byte 0 is 4, never a Python frame's
+ * high byte, 0 below 16 MiB). */
+static bool is_pickle_frame(const unsigned char *p)
+{
+    return p[0] == 0 && p[4] == 0x80 && p[5] >= 2 && p[5] <= 5;
 }
 
 /* Take every complete message out of the input buffer. -1: drop the connection. */
@@ -182,13 +193,29 @@ static int conn_parse(mgr_srv *s, mgr_conn *c)
             off += 4 + n;
             continue;
         }
-        if (have < sizeof(mproc__mgr_req)) break;
+        if (c->dialect == DIALECT_UNKNOWN) {
+            if (have < 6) break;
+            c->dialect = is_pickle_frame(p) ? DIALECT_PYTHON : DIALECT_NATIVE;
+        }
         mproc__mgr_req h;
-        memcpy(&h, p, sizeof h);
-        if (h.len > s->o.max_message) return -1; /* refused before any allocation */
-        if (have < sizeof h + h.len) {
+        size_t hlen, blen;
+        if (c->dialect == DIALECT_PYTHON) {
+            /* Python's framing: a big-endian length (-1: a 64-bit one follows) and a pickle */
+            if (have < 4) break;
+            uint32_t n = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+            if (n == UINT32_MAX) return -1; /* over 2 GiB: past any max_message */
+            hlen = 4;
+            blen = n;
+        } else {
+            if (have < sizeof(mproc__mgr_req)) break;
+            memcpy(&h, p, sizeof h);
+            hlen = sizeof h;
+            blen = h.len;
+        }
+        if (blen > s->o.max_message) return -1; /* refused before any allocation */
+        if (have < hlen + blen) {
             /* make room for the whole message, now that its size is known to be allowed */
-            size_t need = sizeof h + h.len;
+            size_t need = hlen + blen;
             if (off) {
                 memmove(c->in, p, have);
                 c->in_len = have;
@@ -202,8 +229,11 @@ static int conn_parse(mgr_srv *s, mgr_conn *c)
             }
             break;
         }
-        mgr_dispatch(s, c, &h, p + sizeof h);
-        off += sizeof h + h.len;
+        if (c->dialect == DIALECT_PYTHON)
+            mgr_py_request(s, c, p + hlen, blen);
+        else
+            mgr_dispatch(s, c, &h, p + hlen);
+        off += hlen + blen;
         /* a client that does not read its replies: stop reading it until they drain */
         if (c->out_len - c->out_off > THROTTLE_BYTES) {
             c->throttled = true;
@@ -242,18 +272,25 @@ static int conn_read(mgr_srv *s, mgr_conn *c)
             return -1;
         }
         if (r == 0) return -1; /* the client closed */
+        if (c->tcp && c->quickacks < QUICKACK_READS) {
+            int one = 1;
+            setsockopt(c->fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one);
+            c->quickacks++;
+        }
         c->in_len += (size_t)r;
         if (conn_parse(s, c) < 0) return -1;
         if (c->throttled || s->stop || (size_t)r < READ_CHUNK) return 0;
     }
 }
 
-static void set_tcp_opts(int fd)
+/* No Nagle and no delayed ACK: Python's managers lose 40 ms per new connection to them. The
+ * kernel drops quick-ACK mode by itself, so it is asked for again after reads (conn_read).
+ * Whether it is a TCP socket. */
+static bool set_tcp_opts(int fd)
 {
     int one = 1;
-    /* no Nagle and no delayed ACK: Python's managers lose 40 ms per new connection to them */
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one);
+    return setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one) == 0;
 }
 
 static void accept_all(mgr_srv *s, int lfd)
@@ -268,19 +305,20 @@ static void accept_all(mgr_srv *s, int lfd)
             close(fd); /* over the limit: refused before anything is allocated */
             continue;
         }
-        set_tcp_opts(fd); /* fails harmlessly on a unix socket */
+        bool tcp = set_tcp_opts(fd); /* fails harmlessly on a unix socket */
         mgr_conn *c = calloc(1, sizeof *c);
         if (!c) {
             close(fd);
             continue;
         }
         c->fd = fd;
+        c->tcp = tcp;
         c->state = s->has_key ? HS_RESPONSE : READY;
         if (s->has_key) {
             s->nhandshaking++;
             c->hs_deadline = mproc__deadline(s->o.handshake_timeout);
             if (mproc__auth_challenge(c->challenge) < 0 ||
-                send_frame(c, c->challenge, MPROC__AUTH_CHALLENGE_LEN) < 0) {
+                mgr_send_frame(c, c->challenge, MPROC__AUTH_CHALLENGE_LEN) < 0) {
                 s->nhandshaking--;
                 free(c->out);
                 free(c);

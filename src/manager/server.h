@@ -12,6 +12,12 @@
 #include "mproc/manager.h"
 
 typedef struct mgr_conn mgr_conn;
+
+enum { DIALECT_UNKNOWN, DIALECT_NATIVE, DIALECT_PYTHON };
+/* Server-side kinds, never OPENed natively: a Python dict iterator (a snapshot of the keys), and
+ * a Python RLock or Semaphore (a count in the server's memory). */
+#define MGR_PY_ITER MGR_KINDS
+#define MGR_PY_SYNC (MGR_KINDS + 1)
 typedef struct mgr_obj mgr_obj;
 typedef struct mgr_parked mgr_parked;
 typedef struct mgr_srv mgr_srv;
@@ -25,7 +31,10 @@ struct mgr_conn {
     size_t in_len, in_cap;
     unsigned char *out;
     size_t out_off, out_len, out_cap;
-    bool polling_out, throttled, dead;
+    bool polling_out, throttled, dead, tcp;
+    uint8_t quickacks;       /* reads after which quick ACKs were asked for (server.c) */
+    uint8_t dialect;         /* DIALECT_*: fixed by the first message after the handshake */
+    bool py_accepted;        /* Python dialect: a proxy's connection (after accept_connection) */
     unsigned nparked, nheld; /* parked calls, locks held */
     mgr_conn *prev, *next;
 };
@@ -38,7 +47,10 @@ struct mgr_obj {
     mgr_conn *holder; /* a lock's holder through the manager */
     bool owner_died;  /* a lock released because its holder's connection closed */
     unsigned nparked;
-    mgr_obj *hnext; /* name hash chain */
+    uint8_t pytype;  /* the Python typeid it was made as (PY_*, pydialect.c; 0: by kind) */
+    bool anon;       /* made by a Python create: freed when its Python references end */
+    uint32_t pyrefs; /* references Python clients hold (incref/decref) */
+    mgr_obj *hnext;  /* name hash chain */
     size_t nlen;
     char name[];
 };
@@ -83,7 +95,36 @@ unsigned char *mgr_reply_begin(mgr_conn *c, size_t cap);
 void mgr_reply_end(mgr_conn *c, uint32_t id, int32_t status, size_t len);
 void mgr_reply(mgr_conn *c, uint32_t id, int32_t status, const void *body, size_t len);
 
+/* A message in Python's framing (the handshake's, and the Python dialect's replies). */
+int mgr_send_frame(mgr_conn *c, const void *m, size_t len);
+
 /* objects.c */
+mgr_obj *mgr_by_id(mgr_srv *s, uint32_t id);
+mgr_obj *mgr_find(mgr_srv *s, const char *name, size_t len);
+/* The object of that name, made (kind, with the creation parameters a, b, c as OPEN's) when there
+ * is none: 0, -EEXIST (another kind), -EINVAL, -ENOSPC, -ENOMEM. */
+int mgr_obj_open(mgr_srv *s, uint8_t kind, uint64_t a, uint64_t b, bool c, const char *name,
+                 size_t nlen, mgr_obj **out);
+/* Delete o: its parked calls are answered -EIDRM (or Python's equivalent). */
+void mgr_remove(mgr_srv *s, mgr_obj *o);
+/* Park a blocking call that could not be done at once (timeout < 0: none). 0, -ENOSPC, -ENOMEM. */
+int mgr_park(mgr_srv *s, mgr_conn *c, mgr_obj *o, uint32_t id, uint16_t op, double timeout,
+             uint64_t cap, const void *data, size_t len);
+/* A lock through the manager, once, without waiting: 1 would block, else 0, MPROC_EOWNERDEAD,
+ * -EDEADLK (c holds it). */
+int mgr_lock_try(mgr_obj *o, mgr_conn *c);
+
+/* pydialect.c: Python's manager protocol (docs/manager.md, "Python clients"). */
+/* One pickled request of a Python client. */
+void mgr_py_request(mgr_srv *s, mgr_conn *c, const unsigned char *m, size_t len);
+/* A parked call of a Python client tried again (1: still blocked), or timed out, or its object
+ * deleted. */
+int mgr_py_try(mgr_srv *s, mgr_conn *c, mgr_obj *o, uint16_t op, const void *data, size_t len);
+void mgr_py_expired(mgr_srv *s, mgr_conn *c, uint16_t op, int code);
+void mgr_py_iter_free(void *it);
+/* An RLock whose holder's connection closed: released. */
+void mgr_py_sync_gone(mgr_obj *o);
+
 /* Reply with what fetch(ctx, buf, cap, len) copies out, offering it room for up to cap bytes
  * (the client's buffer; UINT64_MAX: any size) within max_message; fetch returns -EMSGSIZE with the
  * size needed, and leaves the item in place, when it does not fit. 1 when fetch said -EAGAIN

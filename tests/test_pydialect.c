@@ -1,0 +1,320 @@
+/* The manager's Python dialect (src/manager/pydialect.c): unmodified CPython SyncManager clients
+ * (tests/python/mproc_client.py) against the mproc-manager command, with a C client of the same
+ * objects on the other side: dict semantics and values both ways, Event both ways, Queue with
+ * timeouts, a Lock whose Python holder is killed, shutdown from Python, other CPythons, and the
+ * cost of a Python connection and op beside Python's own manager. */
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "channel/pickle.h"
+#include "channel/pymanager.h"
+#include "harness.h"
+#include "mproc.h"
+#include "py_util.h"
+
+extern char **environ;
+
+#define KEY "py key"
+#define KEYHEX "7079206b6579"
+
+typedef struct {
+    pid_t pid;
+    char address[128];
+    char keyfile[64];
+    mproc_manager *m;
+} server;
+
+static server serve(void)
+{
+    py_need();
+    server s = {.keyfile = "/tmp/mproc-pyd-key-XXXXXX"};
+    int kfd = mkstemp(s.keyfile);
+    CHECK(kfd >= 0);
+    CHECK_EQ(write(kfd, KEY, strlen(KEY)), (ssize_t)strlen(KEY));
+    close(kfd);
+    int p[2];
+    CHECK_EQ(pipe2(p, O_CLOEXEC), 0);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, p[1], 1);
+    char *argv[] = {(char *)MPROC_MANAGER_TOOL,
+                    "--address",
+                    "tcp:127.0.0.1:0",
+                    "--authkey-file",
+                    s.keyfile,
+                    "--foreground",
+                    NULL};
+    CHECK_EQ(posix_spawn(&s.pid, MPROC_MANAGER_TOOL, &fa, NULL, argv, environ), 0);
+    posix_spawn_file_actions_destroy(&fa);
+    close(p[1]);
+    size_t n = 0;
+    while (n < sizeof s.address - 1 && !strchr(s.address, '\n')) {
+        ssize_t r = read(p[0], s.address + n, sizeof s.address - 1 - n);
+        CHECK(r > 0);
+        n += (size_t)r;
+    }
+    close(p[0]);
+    *strchr(s.address, '\n') = 0;
+    CHECK_OK(mproc_manager_connect(&s.m, s.address, KEY, strlen(KEY)));
+    return s;
+}
+
+static int reap(pid_t pid)
+{
+    int st;
+    CHECK_EQ(waitpid(pid, &st, 0), pid);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -WTERMSIG(st);
+}
+
+static void stop(server *s)
+{
+    mproc_manager_free(s->m);
+    CHECK_EQ(kill(s->pid, SIGTERM), 0);
+    CHECK_EQ(reap(s->pid), 0);
+    unlink(s->keyfile);
+}
+
+static py_helper client_with(const char *python, const server *s, const char *mode, const char *arg)
+{
+    const char *args[] = {mode, s->address, KEYHEX, arg, NULL};
+    return py_spawn(python, "mproc_client.py", args);
+}
+
+static int run_client(const server *s, const char *mode)
+{
+    py_helper h = client_with("python3", s, mode, NULL);
+    return py_reap(&h);
+}
+
+static py_helper ready_client(const server *s, const char *mode, const char *arg)
+{
+    py_helper h = client_with("python3", s, mode, arg);
+    char rest[8];
+    py_await_ready(&h, rest, sizeof rest);
+    return h;
+}
+
+/* The pickle a Python value is stored as (what a C client uses for non-bytes keys and values). */
+static void *pickled_str(const char *s, size_t *len)
+{
+    mproc__pk_doc *d;
+    CHECK_OK(mproc__pk_doc_new(&d));
+    void *out;
+    CHECK_OK(mproc__pickle_write(mproc__pk_cstr(d, s), &out, len));
+    mproc__pk_doc_free(d);
+    return out;
+}
+
+/* The Python value behind stored bytes, as its repr. */
+static void stored_repr(const void *p, size_t len, char *buf, size_t cap)
+{
+    mproc__pk_doc *d;
+    mproc__pk *v;
+    CHECK_OK(mproc__pickle_read(p, len, NULL, &d, &v));
+    mproc__pk_repr(v, buf, cap);
+    mproc__pk_doc_free(d);
+}
+
+TEST_T(python_dict_semantics_and_values_both_ways, 120)
+{
+    server s = serve();
+    mproc_dict *d;
+    CHECK_OK(mproc_manager_dict(s.m, "jobs", &d));
+    CHECK_OK(mproc_dict_set(d, "from_c", 6, "world", 5)); /* Python reads b'from_c' */
+    CHECK_EQ(run_client(&s, "dict"), 0);
+    /* Python bytes are C bytes */
+    char buf[256], text[256];
+    size_t n;
+    CHECK_OK(mproc_dict_get(d, "raw", 3, buf, sizeof buf, &n));
+    CHECK(n == 4 && memcmp(buf, "\0bin", 4) == 0);
+    /* anything else is its pickle: the key 'from_py' and the value {'n': 1} */
+    size_t klen;
+    void *k = pickled_str("from_py", &klen);
+    CHECK_OK(mproc_dict_get(d, k, klen, buf, sizeof buf, &n));
+    stored_repr(buf, n, text, sizeof text);
+    CHECK(strcmp(text, "{'n': 1}") == 0);
+    free(k);
+    /* bytes that look like a pickle were kept as a pickle of bytes: Python got them back intact */
+    size_t len = 0;
+    CHECK_OK(mproc_dict_len(d, &len));
+    CHECK_EQ(len, 4u);
+    stop(&s);
+}
+
+TEST_T(event_set_in_python_is_waited_in_c_and_the_reverse, 120)
+{
+    server s = serve();
+    mproc_event *ev;
+    CHECK_OK(mproc_manager_event(s.m, "ev", &ev));
+    /* Python waits, C sets */
+    py_helper w = ready_client(&s, "wait_event", "30");
+    CHECK_OK(mproc_event_set(ev));
+    CHECK_EQ(py_reap(&w), 0);
+    /* C waits, Python sets */
+    CHECK_OK(mproc_event_clear(ev));
+    py_helper st = ready_client(&s, "set_event", NULL);
+    CHECK_RC(mproc_event_wait(ev, 0), -EAGAIN);
+    double t0 = harness_now();
+    py_write_all(&st, "go\n", 3);
+    CHECK_OK(mproc_event_wait(ev, 30));
+    CHECK(harness_now() - t0 < 10 * harness_slow());
+    CHECK_EQ(py_reap(&st), 0);
+    /* a Python wait that times out answers False */
+    CHECK_OK(mproc_event_clear(ev));
+    py_helper w2 = client_with("python3", &s, "wait_event", "0.2");
+    char rest[8];
+    py_await_ready(&w2, rest, sizeof rest);
+    CHECK_EQ(py_reap(&w2), 1);
+    stop(&s);
+}
+
+TEST_T(queue_timeouts_and_items_both_ways, 120)
+{
+    server s = serve();
+    mproc_queue *q;
+    CHECK_OK(mproc_manager_queue(s.m, "q", NULL, &q));
+    /* the helper checks queue.Empty after its 0.3 s timeout and get_nowait first */
+    py_helper h = ready_client(&s, "queue", NULL);
+    CHECK_OK(mproc_queue_put(q, "job", 3, 5));
+    char buf[256], text[64];
+    size_t n;
+    CHECK_OK(mproc_queue_get(q, buf, sizeof buf, &n, 30));
+    stored_repr(buf, n, text, sizeof text);
+    CHECK(strcmp(text, "('done', 1.5)") == 0);
+    CHECK_EQ(py_reap(&h), 0);
+    stop(&s);
+}
+
+TEST_T(lock_of_a_killed_python_client_is_owner_dead_for_c, 120)
+{
+    server s = serve();
+    mproc_lock *lk;
+    CHECK_OK(mproc_manager_lock(s.m, "lk", &lk));
+    py_helper h = ready_client(&s, "hold_lock", NULL);
+    CHECK_RC(mproc_lock_acquire(lk, 0), -EAGAIN); /* Python holds it */
+    CHECK_EQ(kill(h.pid, SIGKILL), 0);
+    CHECK_EQ(py_reap(&h), -SIGKILL);
+    CHECK_RC(mproc_lock_acquire(lk, 30), MPROC_EOWNERDEAD);
+    CHECK_OK(mproc_lock_release(lk));
+    /* and a Python acquirer after it: a normal acquire */
+    CHECK_EQ(run_client(&s, "take_lock"), 0);
+    CHECK_OK(mproc_lock_acquire(lk, 5));
+    CHECK_OK(mproc_lock_release(lk));
+    stop(&s);
+}
+
+TEST_T(shutdown_from_python_ends_the_manager, 60)
+{
+    server s = serve();
+    CHECK_EQ(run_client(&s, "shutdown"), 0);
+    CHECK_EQ(reap(s.pid), 0); /* a clean end */
+    mproc_dict *d;
+    CHECK_RC(mproc_manager_dict(s.m, "jobs", &d), -EPIPE);
+    mproc_manager_free(s.m);
+    unlink(s.keyfile);
+}
+
+TEST_T(hostile_or_unservable_python_requests_are_refused_in_step, 60)
+{
+    server s = serve();
+    CHECK_EQ(run_client(&s, "bad"), 0);
+    /* and the server still serves C and Python */
+    mproc_dict *d;
+    CHECK_OK(mproc_manager_dict(s.m, "jobs", &d));
+    CHECK_OK(mproc_dict_set(d, "from_c", 6, "world", 5));
+    CHECK_EQ(run_client(&s, "dict"), 0);
+    stop(&s);
+}
+
+/* A server started by mproc_manager_start: this process is in its family and uses the objects
+ * directly in the arena while Python goes through the server (a change made in the arena reaches
+ * a parked Python wait on the server's tick). */
+TEST_T(python_client_of_a_started_server_beside_a_family_member, 120)
+{
+    py_need();
+    server s = {.pid = -1};
+    CHECK_OK(mproc_manager_start(&s.m, "tcp:127.0.0.1:0", KEY, strlen(KEY), NULL));
+    snprintf(s.address, sizeof s.address, "%s", mproc_manager_address(s.m));
+    mproc_dict *d;
+    CHECK_OK(mproc_manager_dict(s.m, "jobs", &d));
+    CHECK_OK(mproc_dict_set(d, "from_c", 6, "world", 5)); /* directly in the arena */
+    CHECK_EQ(run_client(&s, "dict"), 0);
+    char buf[16];
+    size_t n;
+    CHECK_OK(mproc_dict_get(d, "raw", 3, buf, sizeof buf, &n));
+    CHECK(n == 4 && memcmp(buf, "\0bin", 4) == 0);
+    mproc_event *ev;
+    CHECK_OK(mproc_manager_event(s.m, "ev", &ev));
+    py_helper w = ready_client(&s, "wait_event", "30");
+    CHECK_OK(mproc_event_set(ev));
+    CHECK_EQ(py_reap(&w), 0);
+    CHECK_OK(mproc_event_clear(ev));
+    py_helper st = ready_client(&s, "set_event", NULL);
+    py_write_all(&st, "go\n", 3);
+    CHECK_OK(mproc_event_wait(ev, 30));
+    CHECK_EQ(py_reap(&st), 0);
+    CHECK_EQ(run_client(&s, "shutdown"), 0);
+    mproc_manager_free(s.m);
+}
+
+TEST_T(other_cpython_versions_are_served, 120)
+{
+    int ran = 0;
+    static const char *versions[] = {"3.12", "3.13"};
+    server s = serve();
+    mproc_dict *d;
+    CHECK_OK(mproc_manager_dict(s.m, "jobs", &d));
+    CHECK_OK(mproc_dict_set(d, "from_c", 6, "world", 5));
+    for (size_t i = 0; i < sizeof versions / sizeof *versions; i++) {
+        const char *py = py_find(versions[i]);
+        if (!py) continue;
+        py_helper h = client_with(py, &s, "dict", NULL);
+        CHECK_EQ(py_reap(&h), 0);
+        ran++;
+    }
+    stop(&s);
+    if (!ran) harness_skip("no CPython 3.12 or 3.13 found");
+}
+
+/* A Python client's connection and dict ops against the mproc manager, then against Python's own
+ * SyncManager in the same run (tests/python/py_manager.py). Bands are loose (a loaded machine):
+ * what is checked is that no delayed-ACK stall happens and that the mproc manager is not slower. */
+TEST_T(python_client_cost_beside_python_manager, 180)
+{
+    server s = serve();
+    const char *args[] = {"bench", s.address, KEYHEX, "3000", NULL};
+    char ours[128], theirs[128];
+    py_helper b = py_spawn("python3", "mproc_client.py", args);
+    py_await_ready(&b, ours, sizeof ours);
+    CHECK_EQ(py_reap(&b), 0);
+    stop(&s);
+    const char *sargs[] = {"serve", "tcp:127.0.0.1:0", KEYHEX, NULL};
+    py_helper ps = py_spawn("python3", "py_manager.py", sargs);
+    char paddr[128];
+    py_await_ready(&ps, paddr, sizeof paddr);
+    const char *bargs[] = {"bench", paddr, KEYHEX, "3000", NULL};
+    py_helper pb = py_spawn("python3", "py_manager.py", bargs);
+    py_await_ready(&pb, theirs, sizeof theirs);
+    CHECK_EQ(py_reap(&pb), 0);
+    mproc__pym *pm;
+    CHECK_OK(mproc__pym_connect(&pm, paddr, KEY, strlen(KEY)));
+    CHECK_OK(mproc__pym_shutdown(pm));
+    mproc__pym_free(pm);
+    CHECK_EQ(py_reap(&ps), 0);
+    double connect_ms, dict_ms, ops, pdict_ms, pops;
+    CHECK_EQ(sscanf(ours, "%lf %lf %lf", &connect_ms, &dict_ms, &ops), 3);
+    CHECK_EQ(sscanf(theirs, "%lf %lf", &pdict_ms, &pops), 2);
+    printf(
+        "    Python client, mproc manager: connect %.2f ms, m.dict()+first op %.2f ms, %.0f ops/s; "
+        "Python's manager: m.dict()+first op %.2f ms, %.0f ops/s\n",
+        connect_ms, dict_ms, ops, pdict_ms, pops);
+    CHECK(connect_ms < 40 * harness_slow());
+    CHECK(dict_ms < 80 * harness_slow());
+    CHECK(ops > 500 / harness_slow());
+}
