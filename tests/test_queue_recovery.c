@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "channel/queue.h"
+#include "fault_util.h"
 #include "harness.h"
 #include "queue_util.h"
 
@@ -232,18 +233,16 @@ static void kill_at_random_points(size_t items)
     for (uint32_t i = 0; i < KT_SURVIVORS; i++)
         prod[i] = harness_start(kt_producer, prod_arg[i] = kt_new_arg(i));
 
-    unsigned seed = (unsigned)time(NULL) ^ (unsigned)getpid();
-    printf("seed %u\n", seed);
-    srand(seed);
-    int consumer_kills = 0, kills = 100;
+    uint64_t rng = fault_seed("queue kills");
+    int consumer_kills = 0, kills = (int)fault_rounds(100);
     for (int k = 0; k < kills; k++) {
-        bool consumer = rand() % 2;
+        bool consumer = fault_rand(&rng, 2);
         uint32_t id = atomic_fetch_add(&ks->next_id, 1);
         kt_arg *va = kt_new_arg(id);
         mproc_process *v = harness_start(consumer ? kt_consumer : kt_producer, va);
         uint64_t got = atomic_load(&ks->got);
         /* Die at a random instant once busy: mid-put, mid-get, blocked, or between calls. */
-        usleep((useconds_t)(rand() % 3000));
+        usleep((useconds_t)fault_rand(&rng, 3000));
         CHECK_OK(mproc_process_kill(v));
         int code = harness_join(v);
         if (code != -SIGKILL) {
