@@ -257,7 +257,16 @@ static void kill_at_random_points(size_t items)
     uint64_t sent_mid = atomic_load(&ks->sent[0]) + atomic_load(&ks->sent[1]);
     double t0 = harness_now();
     while (atomic_load(&ks->sent[0]) + atomic_load(&ks->sent[1]) < sent_mid + 2000) {
-        CHECK(harness_now() - t0 < 30 * harness_slow());
+        if (harness_now() - t0 >= 30 * harness_slow()) {
+            /* Wedged: say where (for the report). */
+            printf("stalled after %d kills: sent %llu+%llu (at the massacre's end %llu), got %llu, "
+                   "queue size %zu, full %d, empty %d, errors %d\n",
+                   kills, (unsigned long long)atomic_load(&ks->sent[0]),
+                   (unsigned long long)atomic_load(&ks->sent[1]), (unsigned long long)sent_mid,
+                   (unsigned long long)atomic_load(&ks->got), mproc_queue_size(ks->q),
+                   mproc_queue_full(ks->q), mproc_queue_empty(ks->q), atomic_load(&ks->errors));
+            CHECK(!"the survivors stalled");
+        }
         usleep(1000);
     }
     atomic_store(&ks->stop, 1);
