@@ -7,6 +7,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "arena/arena.h"
 #include "harness.h"
 
 static double slow_div(void)
@@ -154,4 +155,69 @@ TEST_T(thousand_queues, 240)
     }
     for (int i = 0; i < N; i++)
         mproc_queue_free(qs[i]);
+}
+
+/* ---- a slow imap consumer: memory bounded by the window ---- */
+
+enum { IMAP_ITEM = 64 << 10, IMAP_WINDOW = 8 };
+
+typedef struct {
+    unsigned char buf[IMAP_ITEM];
+    size_t produced, consumed, max_ahead, total;
+} imap_src;
+
+static int imap_input(const void **data, size_t *len, void *arg)
+{
+    imap_src *s = arg;
+    if (s->produced == s->total) return 0;
+    s->produced++;
+    if (s->produced - s->consumed > s->max_ahead) s->max_ahead = s->produced - s->consumed;
+    memset(s->buf, (int)(s->produced & 0xff), 16);
+    *data = s->buf;
+    *len = sizeof s->buf;
+    return 1;
+}
+
+static int echo_task(mproc_task *t)
+{
+    size_t n;
+    const void *a = mproc_task_arg(t, &n);
+    return mproc_task_return(t, a, n);
+}
+
+TEST_T(slow_imap_consumer_memory_bounded_by_window, 240)
+{
+    mproc_pool *p;
+    CHECK_OK(mproc_pool_new(&p, &(mproc_pool_opts){.workers = 2}));
+    static imap_src src;
+    memset(&src, 0, sizeof src);
+    src.total = (size_t)(3000 / slow_div());
+    mproc__arena_stats st;
+    mproc__arena_get_stats(&st);
+    size_t base = st.in_use, peak = 0;
+    mproc_imap *it;
+    CHECK_OK(mproc_imap_new(&it, p, echo_task, imap_input, &src,
+                            &(mproc_imap_opts){.window = IMAP_WINDOW}));
+    for (;;) {
+        const void *d;
+        size_t len, idx;
+        int r = mproc_imap_next(it, &d, &len, &idx, 60);
+        if (r == MPROC_EEND) break;
+        CHECK_OK(r);
+        CHECK_EQ(len, IMAP_ITEM);
+        CHECK_EQ(idx, src.consumed);
+        src.consumed++;
+        mproc__arena_get_stats(&st);
+        if (st.in_use - base > peak) peak = st.in_use - base;
+        usleep(200); /* slower than the workers */
+    }
+    mproc_imap_free(it);
+    mproc_pool_free(p);
+    printf("slow imap consumer: %zu items of %d KiB, window %d: at most %zu read ahead, arena "
+           "peak +%zu KiB\n",
+           src.consumed, IMAP_ITEM >> 10, IMAP_WINDOW, src.max_ahead, peak >> 10);
+    CHECK_EQ(src.consumed, src.total);
+    CHECK(src.max_ahead <= IMAP_WINDOW + 1);
+    /* Arguments and results of the window's tasks, twice over for slack: not the whole input. */
+    CHECK(peak <= (size_t)4 * (IMAP_WINDOW + 2) * IMAP_ITEM);
 }
