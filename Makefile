@@ -9,7 +9,7 @@ JOBS ?= $(shell nproc)
 DIR ?=
 DEMO_ARGS ?=
 
-.PHONY: all deps ci-deps configure build test demo bench install abi-check abi-update package fuzz \
+.PHONY: all deps ci-deps configure build test demo bench install abi-check abi-update package fuzz tsan \
 	format format-check clean
 
 all: build
@@ -58,6 +58,10 @@ package:
 # The libFuzzer targets of tests/fuzz (build-fuzz): replay the corpus, fuzz each FUZZ_SECONDS (60).
 fuzz: ci-deps
 	@scripts/fuzz
+
+# ThreadSanitizer: build-tsan (clang, -DMPROC_TSAN=ON), the suites in thread mode (scripts/tsan).
+tsan: ci-deps
+	@scripts/tsan
 
 format: ci-deps
 	@clang-format -i $$(git ls-files '*.c' '*.h')

@@ -61,6 +61,16 @@ _Noreturn void harness_fail(const char *file, int line, const char *fmt, ...)
                          hi_);                                                                     \
     } while (0)
 
+/* Built with ThreadSanitizer (MPROC_TSAN=ON, scripts/tsan). */
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define HARNESS_TSAN 1
+#endif
+#endif
+#if !defined(HARNESS_TSAN) && defined(__SANITIZE_THREAD__)
+#define HARNESS_TSAN 1
+#endif
+
 /* End the case as skipped (counted apart, not failed). */
 _Noreturn void harness_skip(const char *why);
 /* The start method the suite runs under (env MPROC_START): "fork", "forkserver" or "thread". */

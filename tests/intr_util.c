@@ -93,11 +93,25 @@ static void *send_shot(void *arg)
     return NULL;
 }
 
+/* The delays' base seed: fixed (12345), so a suite replays the same instants; MPROC_FAULT_SEED
+ * (fault_util.h) picks another sequence, to explore more of them (docs/testing.md). */
+static unsigned base_seed(void)
+{
+    static unsigned base;
+    if (!base) {
+        const char *e = getenv("MPROC_FAULT_SEED");
+        base = e && *e ? (unsigned)strtoull(e, NULL, 0) : 12345;
+        if (!base) base = 12345;
+        if (e && *e) printf("Ctrl-C delays from MPROC_FAULT_SEED=%u\n", base);
+    }
+    return base;
+}
+
 intr_shot *intr_arm(unsigned round, void (*early)(void *arg), void *arg)
 {
     intr_shot *s = calloc(1, sizeof *s);
     CHECK(s != NULL);
-    unsigned seed = round * 2654435761u + 12345;
+    unsigned seed = round * 2654435761u + base_seed();
     double u = (double)rand_r(&seed) / RAND_MAX;
     s->res.delay_us = rand_r(&seed) % 10 < 7 ? 5 + 55 * u : 60 + 2940 * u;
     s->target = pthread_self();

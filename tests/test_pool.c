@@ -905,14 +905,17 @@ TEST(freeing_pending_future_cancels_it)
 
 static int init_set(void *arg)
 {
-    *(int *)arg = 77; /* a copy in each worker: only it sees the value */
+    /* A copy in each worker: only it sees the value. Atomic: in thread mode both workers write
+     * the one variable (a data race, TSan). */
+    atomic_store((_Atomic int *)arg, 77);
     return 0;
 }
 
-static int initialized_value;
+static _Atomic int initialized_value;
 static int read_initialized(mproc_task *t)
 {
-    return mproc_task_return(t, &initialized_value, sizeof initialized_value);
+    int v = atomic_load(&initialized_value);
+    return mproc_task_return(t, &v, sizeof v);
 }
 
 TEST(initializer_runs_in_each_worker)

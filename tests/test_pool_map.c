@@ -1,6 +1,7 @@
 /* Pool: what map reports when it fails (error record, failing index, an item's own message and
  * cancel), and arguments workers cannot see: arg_size / initarg_size copies and the
  * MPROC_CHECK_POINTERS debug check. */
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -243,17 +244,19 @@ TEST(map_arg_size_copies_memory_made_after_the_pool)
     mproc_pool_free(p);
 }
 
-static int init_value;
+/* Atomic: in thread mode every worker's initializer writes it (a data race, TSan). */
+static _Atomic int init_value;
 
 static int init_copy(void *arg)
 {
-    init_value = *(const int *)arg;
+    atomic_store(&init_value, *(const int *)arg);
     return 0;
 }
 
 static int read_init_value(mproc_task *t)
 {
-    return mproc_task_return(t, &init_value, sizeof init_value);
+    int v = atomic_load(&init_value);
+    return mproc_task_return(t, &v, sizeof v);
 }
 
 /* initarg_size: the initializer gets an arena copy. The heap int is made after a first pool (so

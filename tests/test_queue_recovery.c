@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "channel/queue.h"
+#include "fault_util.h"
 #include "harness.h"
 #include "queue_util.h"
 
@@ -232,18 +233,16 @@ static void kill_at_random_points(size_t items)
     for (uint32_t i = 0; i < KT_SURVIVORS; i++)
         prod[i] = harness_start(kt_producer, prod_arg[i] = kt_new_arg(i));
 
-    unsigned seed = (unsigned)time(NULL) ^ (unsigned)getpid();
-    printf("seed %u\n", seed);
-    srand(seed);
-    int consumer_kills = 0, kills = 100;
+    uint64_t rng = fault_seed("queue kills");
+    int consumer_kills = 0, kills = (int)fault_rounds(100);
     for (int k = 0; k < kills; k++) {
-        bool consumer = rand() % 2;
+        bool consumer = fault_rand(&rng, 2);
         uint32_t id = atomic_fetch_add(&ks->next_id, 1);
         kt_arg *va = kt_new_arg(id);
         mproc_process *v = harness_start(consumer ? kt_consumer : kt_producer, va);
         uint64_t got = atomic_load(&ks->got);
         /* Die at a random instant once busy: mid-put, mid-get, blocked, or between calls. */
-        usleep((useconds_t)(rand() % 3000));
+        usleep((useconds_t)fault_rand(&rng, 3000));
         CHECK_OK(mproc_process_kill(v));
         int code = harness_join(v);
         if (code != -SIGKILL) {
@@ -258,7 +257,16 @@ static void kill_at_random_points(size_t items)
     uint64_t sent_mid = atomic_load(&ks->sent[0]) + atomic_load(&ks->sent[1]);
     double t0 = harness_now();
     while (atomic_load(&ks->sent[0]) + atomic_load(&ks->sent[1]) < sent_mid + 2000) {
-        CHECK(harness_now() - t0 < 30 * harness_slow());
+        if (harness_now() - t0 >= 30 * harness_slow()) {
+            /* Wedged: say where (for the report). */
+            printf("stalled after %d kills: sent %llu+%llu (at the massacre's end %llu), got %llu, "
+                   "queue size %zu, full %d, empty %d, errors %d\n",
+                   kills, (unsigned long long)atomic_load(&ks->sent[0]),
+                   (unsigned long long)atomic_load(&ks->sent[1]), (unsigned long long)sent_mid,
+                   (unsigned long long)atomic_load(&ks->got), mproc_queue_size(ks->q),
+                   mproc_queue_full(ks->q), mproc_queue_empty(ks->q), atomic_load(&ks->errors));
+            CHECK(!"the survivors stalled");
+        }
         usleep(1000);
     }
     atomic_store(&ks->stop, 1);

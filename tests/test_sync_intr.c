@@ -102,8 +102,11 @@ TEST_T(lock_and_rlock_acquire_return_eintr, 120)
         int r = acquire(c, i, WAIT_S);
         owed += intr_check(r, i, intr_end(s), before);
         if (r == -EINTR) {
-            /* not acquired, and still usable */
+            /* not acquired, and still usable. Not under TSan, which reports every unlock by a
+             * non-owner even when the mutex refuses it (test_lock checks -EPERM there too). */
+#ifndef HARNESS_TSAN
             CHECK_RC(release(c, i), -EPERM);
+#endif
             CHECK_EQ(mproc_rlock_count(c->rlock), 0);
             atomic_store(&c->released, i);
             CHECK_OK(acquire(c, i, 30));

@@ -33,8 +33,11 @@ struct mproc_future {
     uint32_t magic;
     uint32_t idx;
     mproc_pool *pool;
-    uint32_t flags; /* MPROC__FUTURE_*, guarded by pool->mu */
-    int efd;        /* -1 until mproc_future_fd */
+    /* MPROC__FUTURE_*, written under pool->mu. Atomic: the handle's owner reads LIVE and ORPHAN
+     * (bits only it sets) without the lock (future_valid) while the supervisor changes WATCHED
+     * and FIRED in the same word, a data race on a plain integer (TSan). */
+    _Atomic uint32_t flags;
+    int efd; /* -1 until mproc_future_fd */
     mproc__cb *callbacks;
     struct mproc__stage *stage;            /* map staging block this task references */
     mproc_future *watch_next, *watch_prev; /* watch list (pool->watch) */

@@ -300,9 +300,11 @@ int mproc_process_start(mproc_process *p)
     if (p->start_mask_set) mproc__sig_start_mask(&p->start_mask);
     pthread_mutex_lock(&reg_mu);
     sweep_detached_locked();
+    /* Before the start: a "thread" process reads it as soon as it runs (a write after
+     * pthread_create would race with that read, as TSan reports). */
+    p->owner = mproc__pid();
     int r = p->ops->start(p);
     if (r == 0) {
-        p->owner = mproc__pid();
         p->state = MPROC__PROCESS_STARTED;
         reg_add(p);
     }

@@ -10,6 +10,29 @@
 #include "sync/proxy.h"
 #include "sync/sync.h"
 
+/* ThreadSanitizer (scripts/tsan) before LLVM 15 does not intercept pthread_mutex_clocklock: it
+ * would not see the lock taken, and would report the unlock and every access the lock guards. */
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#include <sanitizer/tsan_interface.h>
+#define CLOCKLOCK_TSAN 1
+#endif
+#endif
+
+static int clocklock(pthread_mutex_t *m, const struct timespec *ts)
+{
+#ifdef CLOCKLOCK_TSAN
+    __tsan_mutex_pre_lock(m, __tsan_mutex_try_lock);
+    int r = pthread_mutex_clocklock(m, CLOCK_MONOTONIC, ts);
+    __tsan_mutex_post_lock(
+        m, __tsan_mutex_try_lock | (r == 0 || r == EOWNERDEAD ? 0 : __tsan_mutex_try_lock_failed),
+        0);
+    return r;
+#else
+    return pthread_mutex_clocklock(m, CLOCK_MONOTONIC, ts);
+#endif
+}
+
 static int mutex_result(pthread_mutex_t *m, int r)
 {
     switch (r) {
@@ -53,7 +76,7 @@ static int lock_step(void *arg, int64_t until)
         r = pthread_mutex_trylock(m);
     } else {
         struct timespec ts = mproc__abs_timespec(until);
-        r = pthread_mutex_clocklock(m, CLOCK_MONOTONIC, &ts);
+        r = clocklock(m, &ts);
     }
     return r == EBUSY || r == ETIMEDOUT ? -ETIMEDOUT : mutex_result(m, r);
 }

@@ -343,11 +343,14 @@ static void handle_death(mproc_pool *p, uint32_t i)
     }
 }
 
-/* Kill workers whose task passed its hard deadline; returns the next deadline to look at. */
+/* Kill workers whose task passed its hard deadline; returns the next deadline to look at. Under
+ * mu throughout: a seat's alive and kill_reason are also written by mproc_pool_terminate and exit
+ * (kill_all_locked, in the caller's thread), and an unlocked read of them raced (TSan). */
 static int64_t check_deadlines(mproc_pool *p)
 {
     local_rt *rt = RT(p);
     int64_t now = mproc__now_ns(), next = INT64_MAX;
+    pthread_mutex_lock(&p->mu);
     for (uint32_t i = 0; i < rt->shm->nseats; i++) {
         seat_rt *w = &rt->seats[i];
         if (!w->alive || w->kill_reason != KILL_NONE) continue;
@@ -369,7 +372,6 @@ static int64_t check_deadlines(mproc_pool *p)
             continue;
         }
         double limit = (double)(s->timeout_ns ? s->timeout_ns : rt->shm->pool_timeout_ns) / 1e9;
-        pthread_mutex_lock(&p->mu);
         if (mproc__slot_fail(p, cur, MPROC__SLOT_RUNNING_BY(w->inc), MPROC_ETIMELIMIT, SIGKILL, -1,
                              w->pid,
                              "task exceeded its time limit of %g s; worker %s (pid %d) killed",
@@ -384,8 +386,8 @@ static int64_t check_deadlines(mproc_pool *p)
             int64_t retry = now + 10000000;
             if (retry < next) next = retry;
         }
-        pthread_mutex_unlock(&p->mu);
     }
+    pthread_mutex_unlock(&p->mu);
     return next;
 }
 
