@@ -34,6 +34,8 @@ if [ -z "${TEST_GUI_INNER:-}" ]; then
         NO_AT_BRIDGE=1 exec xvfb-run -a -s "-screen 0 800x600x24 -nolisten tcp" sh "$0" "$@"
 fi
 
+echo "test_gui: X server up ($DISPLAY)"
+
 # GTK's own allocations would fail an ASan build's leak check at exit; the crash must be a
 # plain SIGSEGV.
 export ASAN_OPTIONS="${ASAN_OPTIONS:-}:detect_leaks=0:handle_segv=0"
@@ -75,6 +77,23 @@ sys.exit(0 if eval(sys.argv[2]) else 1)' "$1" "$2" "$slow" || {
 }
 ok() { echo "ok: $*"; }
 
+# Nothing here may wait without a bound: a hang becomes a failure that says where it was.
+# focus WID: xdotool's --sync waits forever for a focus change that never comes.
+focus() {
+    timeout "$((10 * slow_s))" xdotool windowfocus --sync "$1" || fail "cannot focus the window $1"
+}
+# wait_app SECONDS: the app's exit status, or a failure once it has not exited in time.
+wait_app() {
+    n=0
+    while kill -0 "$pid" 2>/dev/null; do
+        n=$((n + 1))
+        [ "$n" -le "$(($1 * slow_s * 20))" ] || fail "the app did not exit within $1 s"
+        sleep 0.05 # polling a foreign process's exit: the shell has no timed wait
+    done
+    wait "$pid" || fail "the app exited with status $?"
+    pid=""
+}
+
 # ---- 1. five clicks during a 2 s task
 # The stall is a latency: the main thread waiting for a CPU that others' load holds counts too,
 # so one try in five must be under the bound (a loaded machine can fail some). The CPU time the
@@ -85,14 +104,13 @@ clicks() {
     pid=$!
     # set -e does not hold in a function called as a condition: fail explicitly.
     wid=$(wait_title 'mproc-longtask: running' 10) || fail "the window did not open"
-    xdotool windowfocus --sync "$wid" || fail "cannot focus the window"
+    focus "$wid"
     for _ in 1 2 3 4 5; do
         xdotool key space || fail "xdotool key"
         sleep 0.05 # a person's pace between presses, not a synchronisation
     done
     shot "$wid" gui-running.png
-    wait "$pid" || fail "the app exited with status $?"
-    pid=""
+    wait_app 30
     check "$tmp/clicks.json" 'r["clicks"] == 5 and r["clicks_while_running"] == 5' "5 clicks during the run"
     check "$tmp/clicks.json" 'r["error"] is None and abs(r["e"] - M_E) < 1e-12' "e to 1e-12"
     check "$tmp/clicks.json" 'r["iterations"] > 0 and 1.9 < r["seconds"] < 2.5' "iterations, seconds"
@@ -113,14 +131,14 @@ ok "5 clicks counted during the task, max stall $stall ms, e to 1e-12"
 "$app" --duration 1 --crash --report "$tmp/crash.json" &
 pid=$!
 wid=$(wait_title 'mproc-longtask: running' 10)
-xdotool windowfocus --sync "$wid"
+focus "$wid"
 wait_title 'mproc-longtask: crashed' 10 >/dev/null
 shot "$wid" gui-crashed.png
 xdotool key space space alt+a alt+r # click twice, the switch off, Run again
 wait_title 'mproc-longtask: done' 10 >/dev/null
 shot "$wid" gui-result.png
 xdotool key ctrl+q
-wait "$pid" || fail "the app exited with status $?"
+wait_app 30
 pid=""
 check "$tmp/crash.json" 'r["runs"][0]["signal"] == 11 and "SIGSEGV" in r["runs"][0]["error"]' "the crash is reported with SIGSEGV"
 check "$tmp/crash.json" 'r["clicks"] == 2' "the window answers after the crash"
@@ -134,7 +152,7 @@ shm_list >"$tmp/shm-before"
 "$app" --duration 30 --report "$tmp/quit.json" &
 pid=$!
 wid=$(wait_title 'mproc-longtask: running' 10)
-xdotool windowfocus --sync "$wid"
+focus "$wid"
 xdotool key alt+c
 wait_title 'mproc-longtask: cancelled' 5 >/dev/null
 xdotool key alt+r
@@ -145,7 +163,7 @@ family=$(ps -e -o pid=,ppid= | awk -v p="$pid" '{ kids[$2] = kids[$2] " " $1 }
 [ -n "$family" ] || fail "no child process found while the task runs"
 t0=$(date +%s%N)
 xdotool key alt+q
-wait "$pid" || fail "the app exited with status $?"
+wait_app 30
 pid=""
 ms=$((($(date +%s%N) - t0) / 1000000))
 [ "$ms" -lt $((2000 * slow_s)) ] || fail "Quit took $ms ms"
