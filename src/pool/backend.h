@@ -60,6 +60,12 @@ typedef struct {
 bool mproc__map_chunk_view(const mproc__slot *s, mproc__map_view *v);
 /* Write a failed map chunk's item into its record, where the caller looks for it (map.c). */
 void mproc__map_chunk_set_progress(mproc__slot *s, size_t item);
+/* Run a map chunk's items in the worker: fn over count items from in (is bytes each) into out (os
+ * bytes each), item indexes from first, a failed item's index and message left where the caller
+ * looks for them (map.c); a backend that ships chunks elsewhere (remote/serve.c) runs them with it.
+ * 0 or the chunk's error code. */
+int mproc__map_run_items(mproc_task *t, mproc_map_fn fn, const char *in, size_t is, char *out,
+                         size_t os, size_t first, size_t count, void *arg);
 /* The task function of an imap chunk (imap.c); its argument starts with the item function. */
 extern const mproc_task_fn mproc__imap_chunk_fn;
 

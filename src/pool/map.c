@@ -65,18 +65,24 @@ static int map_chunk(mproc_task *t)
     mproc_map_fn fn = d->fn;
     void *arg = d->arg;
     size_t is = d->in_size, os = d->out_size, first = a->first, count = a->count;
-    /* The items' own task (mproc_task_current): its mproc_task_fail writes to a collector, so
-     * the chunk's failure can name the item. */
-    mproc__collect c = {0};
-    mproc__slot *s = t->s;
-    mproc_task item = {.s = s, .collect = &c, .soft_deadline = t->soft_deadline};
-    mproc__task_current = &item;
     /* The arrays are shared memory: each worker process maps their pages for itself, one fault
      * per 4 KiB page the first time it touches it, and which chunks a worker gets changes from
      * map to map. One madvise per array maps the chunk's pages at once (about a third of the
      * system time of the faults; docs/performance.md). */
     if (count * is >= PREFAULT_MIN) mproc__prefault_for(in, count * is, MPROC__MADV_POPULATE_READ);
     if (count * os >= PREFAULT_MIN) mproc__prefault(out, count * os);
+    return mproc__map_run_items(t, fn, in, is, out, os, first, count, arg);
+}
+
+int mproc__map_run_items(mproc_task *t, mproc_map_fn fn, const char *in, size_t is, char *out,
+                         size_t os, size_t first, size_t count, void *arg)
+{
+    /* The items' own task (mproc_task_current): its mproc_task_fail writes to a collector, so
+     * the chunk's failure can name the item. */
+    mproc__collect c = {0};
+    mproc__slot *s = t->s;
+    mproc_task item = {.s = s, .collect = &c, .soft_deadline = t->soft_deadline};
+    mproc__task_current = &item;
     int code = 0, r = 0;
     for (size_t i = 0; i < count; i++) {
         set_progress(s, first + i);

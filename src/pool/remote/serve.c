@@ -302,33 +302,9 @@ static int remote_map_chunk(mproc_task *t)
     size_t out_bytes = m.count * m.out_size;
     unsigned char *out = malloc(out_bytes ? out_bytes : 1);
     if (!out) return -ENOMEM;
-    mproc__collect c = {0};
-    mproc__slot *s = t->s;
-    mproc_task item = {.s = s, .collect = &c, .soft_deadline = t->soft_deadline};
-    mproc__task_current = &item;
-    int code = 0, r = 0;
-    for (size_t i = 0; i < m.count; i++) {
-        uint64_t at = m.first + i;
-        memcpy(s->inline_buf, &at, sizeof at);
-        r = fn(in + i * m.in_size, out + i * m.out_size, arg);
-        if (r != 0 || item.failed) {
-            code = item.failed ? item.code : r < 0 ? r : MPROC_ETASKFAILED;
-            break;
-        }
-        if ((i & 63) == 63 && mproc_task_cancelled(t)) {
-            code = MPROC_ECANCELLED;
-            break;
-        }
-    }
-    mproc__task_current = t;
-    if (code && item.failed && c.len)
-        mproc_task_fail(t, code, "%.*s", (int)c.len, (const char *)c.buf);
-    else if (code && item.failed)
-        mproc_task_fail(t, code, "the item failed (%s)", mproc_strerror(code));
-    else if (code && code != MPROC_ECANCELLED)
-        mproc_task_fail(t, code, "the item function returned %d", r);
+    int code = mproc__map_run_items(t, fn, (const char *)in, m.in_size, (char *)out, m.out_size,
+                                    m.first, m.count, arg);
     if (!code) code = mproc_task_return(t, out, m.count * m.out_size);
-    free(c.buf);
     free(out);
     return code;
 }
