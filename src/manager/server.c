@@ -47,6 +47,10 @@ static void conn_close(mgr_srv *s, mgr_conn *c)
         mgr_conn_gone(s, c);
     else
         s->nhandshaking--;
+    /* Out of the epoll set before the close: a process forked meanwhile (thread start method:
+     * the server shares the program's fd table) may hold the socket too, and epoll keeps
+     * reporting a description until its last fd is closed, with this freed connection as data. */
+    epoll_ctl(s->ep, EPOLL_CTL_DEL, c->fd, NULL);
     close(c->fd);
     if (c->prev)
         c->prev->next = c->next;
