@@ -1,8 +1,11 @@
 /* Condition: exact notify(n) across processes, as CPython's multiprocessing tests check it. */
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "harness.h"
+#include "robust_util.h"
 #include "sync/sync.h"
 
 typedef struct {
@@ -248,4 +251,77 @@ TEST(condition_waiter_killed_after_notify_leaves_nothing_behind)
     CHECK_RC(mproc_condition_wait(a->cond, 0.2), -ETIMEDOUT);
     CHECK_OK(mproc_lock_release(l));
     cond_teardown(a);
+}
+
+typedef struct {
+    cond_arg *c;
+    _Atomic int held, go;
+    _Atomic int results[2];
+    _Atomic int next;
+} wakeup_arg;
+
+static int wait_recording(void *arg)
+{
+    wakeup_arg *a = arg;
+    mproc_lock *l = mproc_condition_lock(a->c->cond);
+    if (mproc_lock_acquire(l, 30) != 0) return 2;
+    mproc_semaphore_release(a->c->sleeping);
+    int r = mproc_condition_wait(a->c->cond, 60);
+    atomic_store(&a->results[atomic_fetch_add(&a->next, 1)], r);
+    mproc_semaphore_release(a->c->woken);
+    return mproc_lock_release(l) == 0 ? 0 : 5;
+}
+
+static int notify_then_die(void *arg)
+{
+    wakeup_arg *a = arg;
+    mproc_lock *l = mproc_condition_lock(a->c->cond);
+    if (mproc_lock_acquire(l, 30) != 0) return 2;
+    atomic_store(&a->held, 1);
+    while (!atomic_load(&a->go))
+        usleep(200);
+    mproc_condition_notify_all(a->c->cond);
+    for (;;)
+        pause(); /* killed holding the lock */
+    return 0;
+}
+
+/* Notified waiters take the lock back before they return. When its holder dies the kernel wakes
+ * one of them, and if the one it wakes is killed before it takes the lock, nobody wakes the
+ * others: they waited for ever, whatever their timeout (a decoy first in line takes that wake-up
+ * and dies). Now one of them takes the lock over within a recheck (10 ms). */
+TEST(condition_waiters_get_the_lock_when_the_woken_one_is_killed)
+{
+    SKIP_IN_THREAD_MODE("a thread cannot be killed alone");
+    wakeup_arg *a = mproc_shared_alloc(sizeof *a);
+    CHECK(a);
+    a->c = cond_setup(NULL);
+    mproc_process *w[2];
+    for (int i = 0; i < 2; i++)
+        w[i] = harness_start(wait_recording, a);
+    for (int i = 0; i < 2; i++)
+        CHECK_OK(mproc_semaphore_acquire(a->c->sleeping, 10));
+    mproc_process *h = harness_start(notify_then_die, a);
+    while (!atomic_load(&a->held))
+        usleep(200);
+    pthread_mutex_t *m = &mproc_condition_lock(a->c->cond)->m;
+    mproc_process *d = robust_decoy_start(m);
+    atomic_store(&a->go, 1);
+    for (int i = 0; i < 2; i++)
+        CHECK(robust_wait_sleeping(mproc_process_pid(w[i]), m, 10 * harness_slow()));
+    CHECK_OK(mproc_process_kill(h));
+    CHECK_EQ(harness_join(h), -SIGKILL);
+    CHECK_EQ(harness_join(d), -SIGKILL);
+    double t0 = harness_now();
+    for (int i = 0; i < 2; i++)
+        CHECK_OK(mproc_semaphore_acquire(a->c->woken, 2 * harness_slow()));
+    CHECK(harness_now() - t0 < 1.0 * harness_slow());
+    for (int i = 0; i < 2; i++)
+        CHECK_EQ(harness_join(w[i]), 0);
+    /* Both were notified; the first back learns that the lock's holder died. */
+    int r0 = atomic_load(&a->results[0]), r1 = atomic_load(&a->results[1]);
+    CHECK_EQ(r0, MPROC_EOWNERDEAD);
+    CHECK_EQ(r1, 0);
+    cond_teardown(a->c);
+    mproc_shared_free(a);
 }

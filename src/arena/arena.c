@@ -680,6 +680,11 @@ static void arena_lock(void)
     }
 }
 
+pthread_mutex_t *mproc__arena_mutex(void)
+{
+    return mproc__arena_ensure() == 0 ? &arena->lock : NULL;
+}
+
 static void arena_unlock(void)
 {
     pthread_mutex_unlock(&arena->lock);

@@ -4,6 +4,7 @@
 #ifndef MPROC_ARENA_ARENA_H
 #define MPROC_ARENA_ARENA_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -60,5 +61,7 @@ void mproc__arena_get_stats(mproc__arena_stats *st);
 /* For tests: 0 when the heap is tiled by valid blocks and the lists and counts agree with them,
  * -EIO when not. */
 int mproc__arena_check(void);
+/* For tests: the allocator's mutex (to die holding it, or to queue on it), the arena mapped. */
+pthread_mutex_t *mproc__arena_mutex(void);
 
 #endif

@@ -27,15 +27,11 @@ void mproc__climits_from(mproc__climits *l, const mproc_dict_opts *opts)
 
 bool mproc__container_lock_slow(pthread_mutex_t *m)
 {
-    /* Held (or its holder died): a short spin, then sleeps of bounded length. Not
-     * one untimed sleep: when a holder dies the kernel wakes one waiter, and if that one is
-     * killed before it takes the mutex nobody wakes the others (seen in the SIGKILL test), so
-     * a sleeper looks again now and then. A signal's handler runs and the wait goes on. */
-    for (;;) {
-        int r = mproc__robust_mutex_lock(m, 0.05);
-        if (r == 0) return false;
-        if (r == MPROC_EOWNERDEAD) return true;
-    }
+    /* No untimed sleep: a waiter woken and killed before it takes the mutex takes the wake-up
+     * with it (platform/robust.h). A signal's handler runs and the wait goes on. */
+    int r = mproc__robust_wait(m);
+    if (r == EOWNERDEAD) pthread_mutex_consistent(m);
+    return r == EOWNERDEAD;
 }
 
 /* The arena's block for `size` user bytes is the power of two at or above size + 64 (its

@@ -2,6 +2,42 @@
 
 #include <errno.h>
 
+#include "platform/platform.h"
+
+/* ThreadSanitizer (scripts/tsan) before LLVM 15 does not intercept pthread_mutex_clocklock: it
+ * would not see the lock taken, and would report the unlock and every access the lock guards. */
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#include <sanitizer/tsan_interface.h>
+#define CLOCKLOCK_TSAN 1
+#endif
+#endif
+
+int mproc__robust_clocklock(pthread_mutex_t *m, const struct timespec *ts)
+{
+#ifdef CLOCKLOCK_TSAN
+    __tsan_mutex_pre_lock(m, __tsan_mutex_try_lock);
+    int r = pthread_mutex_clocklock(m, CLOCK_MONOTONIC, ts);
+    __tsan_mutex_post_lock(
+        m, __tsan_mutex_try_lock | (r == 0 || r == EOWNERDEAD ? 0 : __tsan_mutex_try_lock_failed),
+        0);
+    return r;
+#else
+    return pthread_mutex_clocklock(m, CLOCK_MONOTONIC, ts);
+#endif
+}
+
+int mproc__robust_wait(pthread_mutex_t *m)
+{
+    int r = pthread_mutex_trylock(m);
+    while (r == EBUSY || r == ETIMEDOUT) {
+        /* A timed-out step leaves nothing behind: the waiters bit it set stays for the next. */
+        struct timespec ts = mproc__abs_timespec(mproc__now_ns() + MPROC__ROBUST_RECHECK_NS);
+        r = mproc__robust_clocklock(m, &ts);
+    }
+    return r;
+}
+
 int mproc__robust_mutex_init(pthread_mutex_t *m, int type)
 {
     pthread_mutexattr_t a;
@@ -17,7 +53,7 @@ int mproc__robust_mutex_init(pthread_mutex_t *m, int type)
 
 bool mproc__robust_lock(pthread_mutex_t *m)
 {
-    if (pthread_mutex_lock(m) != EOWNERDEAD) return false;
+    if (mproc__robust_wait(m) != EOWNERDEAD) return false;
     pthread_mutex_consistent(m);
     return true;
 }

@@ -7,10 +7,23 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <sys/types.h>
+#include <time.h>
 
 /* Robust, process-shared mutex of the given type (PTHREAD_MUTEX_DEFAULT, _ERRORCHECK or
  * _RECURSIVE). 0 or a negative errno. */
 int mproc__robust_mutex_init(pthread_mutex_t *m, int type);
+
+/* pthread_mutex_clocklock on CLOCK_MONOTONIC (seen by ThreadSanitizer as a lock). */
+int mproc__robust_clocklock(pthread_mutex_t *m, const struct timespec *ts);
+
+/* Take a robust mutex, however long it takes: pthread's result (0, EOWNERDEAD, EDEADLK...). Never
+ * in one untimed sleep: a waiter woken (by an unlock, or by the kernel when the holder died) and
+ * killed before it takes the mutex loses the wake-up with it. The kernel passes it on only when
+ * the mutex word is 0 at that moment; if it still names the dead holder, or a newcomer took the
+ * mutex meanwhile without waiting (and so will wake nobody when it unlocks), the others sleep on
+ * for ever. So each sleep ends after MPROC__ROBUST_RECHECK_NS and looks at the word again. */
+#define MPROC__ROBUST_RECHECK_NS 10000000
+int mproc__robust_wait(pthread_mutex_t *m);
 
 /* Lock for state that needs no repair after its holder died (each change to it is one store, or
  * it is re-read from elsewhere): the mutex is made consistent at once. True when the previous

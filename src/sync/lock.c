@@ -10,29 +10,6 @@
 #include "sync/proxy.h"
 #include "sync/sync.h"
 
-/* ThreadSanitizer (scripts/tsan) before LLVM 15 does not intercept pthread_mutex_clocklock: it
- * would not see the lock taken, and would report the unlock and every access the lock guards. */
-#if defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#include <sanitizer/tsan_interface.h>
-#define CLOCKLOCK_TSAN 1
-#endif
-#endif
-
-static int clocklock(pthread_mutex_t *m, const struct timespec *ts)
-{
-#ifdef CLOCKLOCK_TSAN
-    __tsan_mutex_pre_lock(m, __tsan_mutex_try_lock);
-    int r = pthread_mutex_clocklock(m, CLOCK_MONOTONIC, ts);
-    __tsan_mutex_post_lock(
-        m, __tsan_mutex_try_lock | (r == 0 || r == EOWNERDEAD ? 0 : __tsan_mutex_try_lock_failed),
-        0);
-    return r;
-#else
-    return pthread_mutex_clocklock(m, CLOCK_MONOTONIC, ts);
-#endif
-}
-
 static int mutex_result(pthread_mutex_t *m, int r)
 {
     switch (r) {
@@ -76,7 +53,7 @@ static int lock_step(void *arg, int64_t until)
         r = pthread_mutex_trylock(m);
     } else {
         struct timespec ts = mproc__abs_timespec(until);
-        r = clocklock(m, &ts);
+        r = mproc__robust_clocklock(m, &ts);
     }
     return r == EBUSY || r == ETIMEDOUT ? -ETIMEDOUT : mutex_result(m, r);
 }
@@ -93,7 +70,7 @@ int mproc__robust_mutex_hold(pthread_mutex_t *m)
 {
     int r;
     if (try_then_spin(m, MPROC_FOREVER, &r)) return mutex_result(m, r);
-    return mutex_result(m, pthread_mutex_lock(m));
+    return mutex_result(m, mproc__robust_wait(m));
 }
 
 static int lock_init(void *obj, void *arg)
