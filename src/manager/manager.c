@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include <openssl/crypto.h>
@@ -262,6 +263,9 @@ static int server_main(void *arg)
     bool own_process = mproc__pid() != si->starter; /* not under the thread start method */
     si->thread = !own_process;                /* read by the starter once the server listens */
     if (own_process) signal(SIGINT, SIG_IGN); /* Ctrl-C is for the program, not its manager */
+    /* A daemonic child gets SIGKILL when its parent dies (process/child.c): the server would leave
+     * its socket file behind. SIGTERM it takes as a stop, and removes the file as it ends. */
+    if (own_process && !si->detached) prctl(PR_SET_PDEATHSIG, SIGTERM);
     if (si->detached && own_process) {
         pid_t pid = fork();
         if (pid < 0) {
