@@ -1,9 +1,11 @@
 /* Fault injection, randomized and seeded (label `faults`, docs/testing.md "Fault injection"):
  * workers SIGKILLed at random moments of many tasks (start-up and replacements included),
- * stopped and continued, a parent killed or exiting at random points with pools, queues and
- * children alive, barrier and lock participants killed mid-wait. The deterministic cases of each
+ * stopped and continued, queue producers and consumers SIGKILLed, a parent killed or exiting at
+ * random points with pools, queues, managers and children alive, barrier and lock participants
+ * killed mid-wait, robust-mutex waiters killed as they are woken. The deterministic cases of each
  * fault live with their module (test_pool_crash.c, test_queue_recovery.c, test_process_exit.c,
- * test_barrier.c, test_lock.c, the *_intr suites for Ctrl-C); these are the long random versions.
+ * test_barrier.c, test_lock.c, test_condition.c, test_manager.c, the *_intr suites for Ctrl-C);
+ * these are the long random versions.
  * Every case prints its seed (fault_util.h: MPROC_FAULT_SEED replays it) and its figures;
  * MPROC_FAULT_SCALE multiplies the rounds. */
 #include <pthread.h>

@@ -2,6 +2,7 @@
  * (tests/manager_peer.c, exec'd) using its objects through proxies over unix and loopback TCP. */
 #include <fcntl.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -403,6 +404,48 @@ TEST(a_detached_server_outlives_its_handle)
         mproc_manager_free(c);
         CHECK(harness_now() - t0 < 10.0);
     }
+}
+
+typedef struct {
+    char address[128];
+    _Atomic pid_t server;
+} starter_arg;
+
+static int start_and_wait(void *arg)
+{
+    starter_arg *a = arg;
+    mproc_manager *m;
+    if (mproc_manager_start(&m, a->address, NULL, 0, NULL) != 0) return 1;
+    atomic_store(&a->server, mproc_process_pid(m->server));
+    for (;;)
+        pause(); /* killed */
+    return 0;
+}
+
+/* The server is a daemonic child, which the kernel SIGKILLed when its parent died: its socket file
+ * stayed. It asks for SIGTERM instead, a clean stop (the forkserver's children learn it from the
+ * starter's pidfd). */
+TEST(a_killed_starters_server_removes_its_socket_file)
+{
+    SKIP_IN_THREAD_MODE("the server is a thread: it cannot outlive its starter");
+    starter_arg *a = mproc_shared_alloc(sizeof *a);
+    CHECK(a != NULL);
+    snprintf(a->address, sizeof a->address, "unix:/tmp/mproc-test-manager-%d.sock", (int)getpid());
+    const char *path = a->address + 5;
+    mproc_process *p = harness_start(start_and_wait, a);
+    double t0 = harness_now();
+    while (!atomic_load(&a->server)) {
+        CHECK(harness_now() - t0 < 10.0 * harness_slow());
+        usleep(1000);
+    }
+    CHECK_EQ(access(path, F_OK), 0);
+    CHECK_OK(mproc_process_kill(p));
+    CHECK_EQ(harness_join(p), -SIGKILL);
+    CHECK(harness_wait_gone(atomic_load(&a->server), 2.0 * harness_slow()));
+    bool left = access(path, F_OK) == 0;
+    if (left) unlink(path);
+    CHECK(!left);
+    mproc_shared_free(a);
 }
 
 TEST(a_fork_child_makes_its_own_connection)
