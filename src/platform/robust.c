@@ -31,7 +31,8 @@ int mproc__robust_wait(pthread_mutex_t *m)
 {
     int r = pthread_mutex_trylock(m);
     while (r == EBUSY || r == ETIMEDOUT) {
-        /* A timed-out step leaves nothing behind: the waiters bit it set stays for the next. */
+        /* Each step that times out looks at the word afresh: a dead holder's mutex is taken over,
+         * a free one taken, a held one slept on again (with the waiters bit set again). */
         struct timespec ts = mproc__abs_timespec(mproc__now_ns() + MPROC__ROBUST_RECHECK_NS);
         r = mproc__robust_clocklock(m, &ts);
     }
