@@ -151,7 +151,9 @@ TEST(counts_exact_after_mix)
     CHECK_EQ(s.failed, FAIL + crashed);
     CHECK_EQ(s.cancelled, CANCEL);
     CHECK_EQ(s.worker_deaths, crashed);
-    CHECK(s.busy_seconds > 0 && s.busy_seconds <= s.wall_seconds * 1.01);
+    /* busy is counted in TSC ticks, wall on the monotonic clock: over a wall of ~2 ms the tick's
+     * calibration and the stamps' placement differ by some µs, hence the absolute slack. */
+    CHECK(s.busy_seconds > 0 && s.busy_seconds <= s.wall_seconds * 1.01 + 100e-6);
     CHECK(s.utilisation > 0 && s.utilisation <= 1);
     CHECK(s.dispatch_p50 <= s.dispatch_p99 && s.dispatch_mean > 0);
     CHECK(s.overhead_mean <= s.dispatch_mean * 1.0001);
