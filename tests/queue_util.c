@@ -1,6 +1,8 @@
 /* Helpers shared by the queue suites; see queue_util.h. */
 #include "queue_util.h"
 
+#include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "arena/arena.h"
@@ -48,4 +50,16 @@ int check_msg(const unsigned char *buf, size_t len, msg_hdr *h)
     uint64_t s =
         fnv(buf + sizeof *h, h->len, fnv(h, offsetof(msg_hdr, sum), 0xcbf29ce484222325ULL));
     return s == h->sum ? 0 : 3;
+}
+
+int queue_budget_round_trip(mproc_queue *q, size_t budget)
+{
+    unsigned char *whole = calloc(1, budget);
+    if (!whole) return -ENOMEM;
+    size_t n = 0;
+    int rc = mproc_queue_put(q, whole, budget, 0);
+    if (rc == 0) rc = mproc_queue_get(q, whole, budget, &n, 0);
+    if (rc == 0 && n != budget) rc = -EPROTO;
+    free(whole);
+    return rc;
 }

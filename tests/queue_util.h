@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <mproc.h>
+
 /* Bytes of the arena in use now (mproc__arena_get_stats). */
 size_t arena_in_use(void);
 /* n pseudo-random bytes from seed, the same for the same seed. */
@@ -24,5 +26,9 @@ typedef struct {
 size_t make_msg(unsigned char *buf, uint32_t producer, uint64_t seq, size_t payload);
 /* 0 if intact, and then *h is its header. */
 int check_msg(const unsigned char *buf, size_t len, msg_hdr *h);
+
+/* 0 if one message of budget bytes goes in and comes out of the empty q at once: after kills,
+ * nothing of the byte budget leaked with the dead. */
+int queue_budget_round_trip(mproc_queue *q, size_t budget);
 
 #endif

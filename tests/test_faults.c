@@ -321,10 +321,7 @@ TEST_T(queue_producers_and_consumers_sigkilled_at_random, 240)
     CHECK(unreported <= pkills);
     CHECK(mproc_queue_empty(s->q));
     /* The whole byte budget is usable again: nothing of it leaked with the dead. */
-    static unsigned char whole[128 << 10];
-    CHECK_OK(mproc_queue_put(s->q, whole, sizeof whole, 0));
-    size_t n;
-    CHECK_OK(mproc_queue_get(s->q, whole, sizeof whole, &n, 0));
+    CHECK_OK(queue_budget_round_trip(s->q, 128 << 10));
     mproc_queue_free(s->q);
     for (int i = 0; i < 2 * QK_ROLES; i++)
         mproc_shared_free(args[i]);
@@ -332,6 +329,32 @@ TEST_T(queue_producers_and_consumers_sigkilled_at_random, 240)
 }
 
 /* ---- a parent that dies or ends at a random point ---- */
+
+/* Ends a round as how says (0: SIGKILL at a random instant; else the child ends itself) and joins
+ * the child; *t_end is when its end began. */
+static int end_round(mproc_process *p, int how, uint64_t *rng, double *t_end)
+{
+    if (how == 0) {
+        usleep((useconds_t)fault_rand(rng, 3000));
+        CHECK_OK(mproc_process_kill(p));
+    }
+    *t_end = harness_now();
+    return harness_join(p);
+}
+
+/* How many of the n pids (0: a pid not recorded) are still alive 1 s after their parent ended. */
+static unsigned survivors(_Atomic pid_t *pids, int n, unsigned r, int how)
+{
+    unsigned left = 0;
+    for (int i = 0; i < n; i++) {
+        pid_t v = atomic_load(&pids[i]);
+        if (v > 0 && !harness_wait_gone(v, 1.0 * harness_slow())) {
+            printf("round %u (how %d): pid %d still alive\n", r, how, (int)v);
+            left++;
+        }
+    }
+    return left;
+}
 
 typedef struct {
     _Atomic pid_t pids[WORKERS + 2]; /* its workers and its child, for the test to look at */
@@ -416,12 +439,8 @@ TEST_T(parent_killed_or_ending_at_random_points_leaves_nothing, 240)
                 usleep(500);
             }
         }
-        if (a->how == 0) {
-            usleep((useconds_t)fault_rand(&rng, 3000));
-            CHECK_OK(mproc_process_kill(p));
-        }
-        double t_end = harness_now();
-        int code = harness_join(p);
+        double t_end;
+        int code = end_round(p, a->how, &rng, &t_end);
         /* Ending is prompt: exit and mproc_shutdown stop the pool first (its workers are killed,
          * not waited for, and not replaced meanwhile). */
         double took = harness_now() - t_end - a->delay_us / 1e6;
@@ -434,13 +453,7 @@ TEST_T(parent_killed_or_ending_at_random_points_leaves_nothing, 240)
         if (!(code == -SIGKILL || code == 0))
             harness_fail(__FILE__, __LINE__, "round %u (how %d): exit code %d", r, a->how, code);
         /* Nothing of it left after 1 s: its workers and child die with it. */
-        for (int i = 0; i < WORKERS + 1; i++) {
-            pid_t v = atomic_load(&a->pids[i]);
-            if (v > 0 && !harness_wait_gone(v, 1.0 * harness_slow())) {
-                printf("round %u (how %d): pid %d still alive\n", r, a->how, (int)v);
-                left++;
-            }
-        }
+        left += survivors(a->pids, WORKERS + 1, r, a->how);
     }
     printf("parent end: %u rounds (killed, exit, shutdown), %u processes left over, slowest end "
            "%.3f s\n",
@@ -553,12 +566,8 @@ TEST_T(manager_parent_killed_or_ending_leaves_nothing, 240)
             CHECK(harness_now() < until);
             usleep(500);
         }
-        if (a->how == 0) {
-            usleep((useconds_t)fault_rand(&rng, 3000));
-            CHECK_OK(mproc_process_kill(p));
-        }
-        double t_end = harness_now();
-        int code = harness_join(p);
+        double t_end;
+        int code = end_round(p, a->how, &rng, &t_end);
         double took = harness_now() - t_end - (a->how ? a->delay_us / 1e6 : 0);
         if (took > max_took) max_took = took;
         if (took > 0.45 * harness_slow())
@@ -572,13 +581,7 @@ TEST_T(manager_parent_killed_or_ending_leaves_nothing, 240)
         if (cc != 0)
             harness_fail(__FILE__, __LINE__, "round %u (how %d): the client %s", r, a->how,
                          cc < 0 ? "hung" : "failed its checks");
-        for (int i = 0; i < WORKERS + 1; i++) {
-            pid_t v = atomic_load(&a->pids[i]);
-            if (v > 0 && !harness_wait_gone(v, 1.0 * harness_slow())) {
-                printf("round %u (how %d): pid %d still alive\n", r, a->how, (int)v);
-                left++;
-            }
-        }
+        left += survivors(a->pids, WORKERS + 1, r, a->how);
         /* The server removes its socket file as it ends, however its starter ended. */
         double gone_by = harness_now() + 1.0 * harness_slow();
         while (access(path, F_OK) == 0 && harness_now() < gone_by)

@@ -296,10 +296,7 @@ static void kill_at_random_points(size_t items)
     CHECK(seen + (uint64_t)consumer_kills >= sent);
     CHECK(mproc_queue_empty(ks->q));
     /* Nothing of the byte budget leaked: a message of the whole budget still fits. */
-    static unsigned char whole[128 << 10];
-    CHECK_OK(mproc_queue_put(ks->q, whole, sizeof whole, 0));
-    size_t n;
-    CHECK_OK(mproc_queue_get(ks->q, whole, sizeof whole, &n, 0));
+    CHECK_OK(queue_budget_round_trip(ks->q, 128 << 10));
     mproc_queue_free(ks->q);
     mproc_shared_free(cons_arg);
     for (int i = 0; i < KT_SURVIVORS; i++)
