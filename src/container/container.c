@@ -28,10 +28,9 @@ void mproc__climits_from(mproc__climits *l, const mproc_dict_opts *opts)
 bool mproc__container_lock_slow(pthread_mutex_t *m)
 {
     /* No untimed sleep: a waiter woken and killed before it takes the mutex takes the wake-up
-     * with it (platform/robust.h). A signal's handler runs and the wait goes on. */
-    int r = mproc__robust_wait(m);
-    if (r == EOWNERDEAD) pthread_mutex_consistent(m);
-    return r == EOWNERDEAD;
+     * with it (platform/robust.h). Consistent at once: the caller repairs from its journal while it
+     * holds the lock. A signal's handler runs and the wait goes on. */
+    return mproc__robust_lock(m);
 }
 
 /* The arena's block for `size` user bytes is the power of two at or above size + 64 (its
