@@ -6,7 +6,8 @@
  * piece and received with timeout 0 in between, so a frame is often read across several calls
  * (the partial header and body kept in the connection). Every frame must equal the reference's,
  * the stream must end as the reference says (MPROC_ECLOSED between frames, MPROC_EPROTO for a bad
- * length, an oversize one or an end inside a frame), and a broken connection stays broken. */
+ * length, an oversize one or an end inside a frame), and a broken connection stays broken. A
+ * wait that a signal interrupts (-EINTR) is retried: the frame must still come out whole. */
 #include "fuzz_util.h"
 
 static const size_t max_choices[] = {0, 1, 7, 16, 255, 256, 4096, 65536};
@@ -69,6 +70,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             FUZZ_CHECK(!ended, "EAGAIN after the stream ended (%zu bytes)", size);
             continue;
         }
+        /* libFuzzer's timeout alarm (SIGALRM) ran its handler in the wait: the documented
+         * -EINTR, with whatever was read kept for the next call. */
+        if (r == -EINTR) continue;
         const uint8_t *want;
         uint64_t want_len = 0, claimed = 0;
         ref_kind k = ref_next(&ref, &want, &want_len, &claimed);
