@@ -255,7 +255,7 @@ TEST(condition_waiter_killed_after_notify_leaves_nothing_behind)
 
 typedef struct {
     cond_arg *c;
-    _Atomic int held, go;
+    mproc_event *held, *go;
     _Atomic int results[2];
     _Atomic int next;
 } wakeup_arg;
@@ -277,9 +277,7 @@ static int notify_then_die(void *arg)
     wakeup_arg *a = arg;
     mproc_lock *l = mproc_condition_lock(a->c->cond);
     if (mproc_lock_acquire(l, 30) != 0) return 2;
-    atomic_store(&a->held, 1);
-    while (!atomic_load(&a->go))
-        usleep(200);
+    if (mproc_event_set(a->held) != 0 || mproc_event_wait(a->go, 30) != 0) return 3;
     mproc_condition_notify_all(a->c->cond);
     for (;;)
         pause(); /* killed holding the lock */
@@ -296,17 +294,18 @@ TEST(condition_waiters_get_the_lock_when_the_woken_one_is_killed)
     wakeup_arg *a = mproc_shared_alloc(sizeof *a);
     CHECK(a);
     a->c = cond_setup(NULL);
+    CHECK_OK(mproc_event_new(&a->held));
+    CHECK_OK(mproc_event_new(&a->go));
     mproc_process *w[2];
     for (int i = 0; i < 2; i++)
         w[i] = harness_start(wait_recording, a);
     for (int i = 0; i < 2; i++)
         CHECK_OK(mproc_semaphore_acquire(a->c->sleeping, 10));
     mproc_process *h = harness_start(notify_then_die, a);
-    while (!atomic_load(&a->held))
-        usleep(200);
+    CHECK_OK(mproc_event_wait(a->held, 10 * harness_slow()));
     pthread_mutex_t *m = &mproc_condition_lock(a->c->cond)->m;
     mproc_process *d = robust_decoy_start(m);
-    atomic_store(&a->go, 1);
+    CHECK_OK(mproc_event_set(a->go));
     for (int i = 0; i < 2; i++)
         CHECK(robust_wait_sleeping(mproc_process_pid(w[i]), m, 10 * harness_slow()));
     CHECK_OK(mproc_process_kill(h));
@@ -322,6 +321,8 @@ TEST(condition_waiters_get_the_lock_when_the_woken_one_is_killed)
     int r0 = atomic_load(&a->results[0]), r1 = atomic_load(&a->results[1]);
     CHECK_EQ(r0, MPROC_EOWNERDEAD);
     CHECK_EQ(r1, 0);
+    mproc_event_free(a->held);
+    mproc_event_free(a->go);
     cond_teardown(a->c);
     mproc_shared_free(a);
 }

@@ -416,6 +416,29 @@ static int doomed_parent(void *arg)
         pause(); /* killed */
 }
 
+/* A flag a child sets once it is ready, polled until `until` rather than awaited as an event: with
+ * p, the loop also fails at once when that child died first (a round's random kill may land in
+ * its set-up), where an event wait would sit out its timeout. */
+static void await_flag(_Atomic int *flag, double until, mproc_process *p)
+{
+    while (!atomic_load(flag)) {
+        CHECK(harness_now() < until);
+        if (p) CHECK(mproc_process_is_alive(p));
+        usleep(500);
+    }
+}
+
+/* An ending round's checks: under the 0.5 s a daemonic child is given after SIGTERM (stopping the
+ * workers is not left to that grace), and killed or a clean exit. */
+static void check_prompt_end(unsigned r, int how, double took, int code, double *max_took)
+{
+    if (took > *max_took) *max_took = took;
+    if (took > 0.45 * harness_slow())
+        harness_fail(__FILE__, __LINE__, "round %u (how %d): ending took %.2f s", r, how, took);
+    if (!(code == -SIGKILL || code == 0))
+        harness_fail(__FILE__, __LINE__, "round %u (how %d): exit code %d", r, how, code);
+}
+
 TEST_T(parent_killed_or_ending_at_random_points_leaves_nothing, 240)
 {
     SKIP_IN_THREAD_MODE("the parent would be this process");
@@ -434,24 +457,13 @@ TEST_T(parent_killed_or_ending_at_random_points_leaves_nothing, 240)
         if (a->how == 0 && fault_rand(&rng, 2)) {
             usleep((useconds_t)fault_rand(&rng, 5000));
         } else {
-            while (!atomic_load(&a->ready)) {
-                CHECK(harness_now() < until);
-                usleep(500);
-            }
+            await_flag(&a->ready, until, NULL);
         }
         double t_end;
         int code = end_round(p, a->how, &rng, &t_end);
         /* Ending is prompt: exit and mproc_shutdown stop the pool first (its workers are killed,
          * not waited for, and not replaced meanwhile). */
-        double took = harness_now() - t_end - a->delay_us / 1e6;
-        if (took > max_took) max_took = took;
-        /* Under the 0.5 s a daemonic child is given after SIGTERM: stopping the workers is not
-         * left to that grace. */
-        if (took > 0.45 * harness_slow())
-            harness_fail(__FILE__, __LINE__, "round %u (how %d): ending took %.2f s", r, a->how,
-                         took);
-        if (!(code == -SIGKILL || code == 0))
-            harness_fail(__FILE__, __LINE__, "round %u (how %d): exit code %d", r, a->how, code);
+        check_prompt_end(r, a->how, harness_now() - t_end - a->delay_us / 1e6, code, &max_took);
         /* Nothing of it left after 1 s: its workers and child die with it. */
         left += survivors(a->pids, WORKERS + 1, r, a->how);
     }
@@ -556,25 +568,13 @@ TEST_T(manager_parent_killed_or_ending_leaves_nothing, 240)
         const char *path = a->address + 5;
         mproc_process *p = harness_start(doomed_manager_parent, a);
         double until = harness_now() + 20 * harness_slow();
-        while (!atomic_load(&a->ready)) {
-            CHECK(harness_now() < until);
-            CHECK(mproc_process_is_alive(p));
-            usleep(500);
-        }
+        await_flag(&a->ready, until, p);
         pid_t client = spawn_blocked_client(a->address);
-        while (!atomic_load(&a->parked)) {
-            CHECK(harness_now() < until);
-            usleep(500);
-        }
+        await_flag(&a->parked, until, NULL);
         double t_end;
         int code = end_round(p, a->how, &rng, &t_end);
-        double took = harness_now() - t_end - (a->how ? a->delay_us / 1e6 : 0);
-        if (took > max_took) max_took = took;
-        if (took > 0.45 * harness_slow())
-            harness_fail(__FILE__, __LINE__, "round %u (how %d): ending took %.2f s", r, a->how,
-                         took);
-        if (!(code == -SIGKILL || code == 0))
-            harness_fail(__FILE__, __LINE__, "round %u (how %d): exit code %d", r, a->how, code);
+        check_prompt_end(r, a->how, harness_now() - t_end - (a->how ? a->delay_us / 1e6 : 0), code,
+                         &max_took);
         int cc = client_end(client, 5 * harness_slow());
         double ct = harness_now() - t_end;
         if (ct > max_client) max_client = ct;
