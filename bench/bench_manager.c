@@ -1,8 +1,10 @@
 /* Manager dict throughput (issue 18): set+get from a family process (the arena object itself),
- * then from a process outside the family (exec'd: its own arena) over a unix socket and over
- * loopback TCP, one call at a time and batched (set_many/get_many of BATCH entries). Each row is
- * the median of ROUNDS rounds, in operations (calls, or entries of a batch) per second. Python's
- * SyncManager dict one at a time: bench/py/bench_manager.py. */
+ * then from a process outside the family (exec'd, so no arena of its own) over a unix socket,
+ * with the server's arena mapped (the default: manager/share.c) and through proxies
+ * (MPROC_MANAGER_MAP=0), and over loopback TCP (proxies), one call at a time and batched
+ * (set_many/get_many of BATCH entries). Each row is the median of ROUNDS rounds, in operations
+ * (calls, or entries of a batch) per second. Python's SyncManager dict one at a time:
+ * bench/py/bench_manager.py. */
 #include <spawn.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -65,21 +67,28 @@ static void rows(mproc_dict *d, const char *where, int pairs)
     bench_row(w, "mproc", bench_median(many, ROUNDS) / 1e3, "k ops/s", "higher");
 }
 
-/* The outside process: bench_manager --outside ADDRESS WHERE */
-static int outside(const char *address, const char *where)
+/* The outside process: bench_manager --outside ADDRESS WHERE MAPPED (1: it must have mapped the
+ * arena, 0: it must not) */
+static int outside(const char *address, const char *where, bool want_mapped)
 {
     mproc_manager *m;
     mproc_dict *d;
+    mproc_value *probe;
     if (mproc_manager_connect(&m, address, "bench", 5) < 0) return 1;
     if (mproc_manager_dict(m, "bench", &d) < 0) return 1;
-    rows(d, where, ONE_OPS);
+    /* a value's pointer: the bytes themselves when mapped, NULL through a proxy */
+    if (mproc_manager_value(m, "bench-probe", 8, false, &probe) < 0) return 1;
+    if ((mproc_value_ptr(probe) != NULL) != want_mapped) return 2;
+    rows(d, where, want_mapped ? ARENA_OPS : ONE_OPS);
     mproc_manager_free(m);
     return 0;
 }
 
-static void run_outside(const char *address, const char *where)
+static void run_outside(const char *address, const char *where, bool map)
 {
-    char *argv[] = {"/proc/self/exe", "--outside", (char *)address, (char *)where, NULL};
+    char *argv[] = {"/proc/self/exe", "--outside",     (char *)address,
+                    (char *)where,    map ? "1" : "0", NULL};
+    setenv("MPROC_MANAGER_MAP", map ? "1" : "0", 1);
     pid_t pid;
     int st;
     if (posix_spawn(&pid, "/proc/self/exe", NULL, NULL, argv, environ) != 0) abort();
@@ -88,7 +97,8 @@ static void run_outside(const char *address, const char *where)
 
 int main(int argc, char **argv)
 {
-    if (argc == 4 && strcmp(argv[1], "--outside") == 0) return outside(argv[2], argv[3]);
+    if (argc == 5 && strcmp(argv[1], "--outside") == 0)
+        return outside(argv[2], argv[3], strcmp(argv[4], "1") == 0);
     mproc_manager *m;
     char unix_addr[64];
     snprintf(unix_addr, sizeof unix_addr, "unix:@mproc-bench-manager-%d", (int)getpid());
@@ -96,10 +106,11 @@ int main(int argc, char **argv)
     mproc_dict *d;
     if (mproc_manager_dict(m, "bench", &d) < 0) abort();
     rows(d, "family (arena)", ARENA_OPS);
-    run_outside(unix_addr, "outside, unix socket");
+    run_outside(unix_addr, "outside, unix socket, mapped arena", true);
+    run_outside(unix_addr, "outside, unix socket", false);
     mproc_manager_free(m);
     if (mproc_manager_start(&m, "tcp:127.0.0.1:0", "bench", 5, NULL) < 0) abort();
-    run_outside(mproc_manager_address(m), "outside, loopback TCP");
+    run_outside(mproc_manager_address(m), "outside, loopback TCP", false);
     mproc_manager_free(m);
     return 0;
 }

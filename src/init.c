@@ -15,13 +15,14 @@ static pthread_mutex_t init_mu = PTHREAD_MUTEX_INITIALIZER;
 static int init_locked(const mproc_config *cfg)
 {
     /* Already in use (a first call, or an earlier mproc_init, set a layer up): too late to
-     * configure. */
-    if (mproc__arena_ready() || mproc__process_layer_started()) return -EALREADY;
+     * configure. An arena adopted from a manager (a program that connected first) is already
+     * what this process uses, so only a size of its own is too late. */
+    bool adopted = mproc__arena_adopted() && !(cfg && cfg->arena_size);
+    if ((mproc__arena_ready() && !adopted) || mproc__process_layer_started()) return -EALREADY;
     mproc__start_method m;
     int r = mproc__start_method_resolve(cfg ? cfg->start_method : NULL, &m);
     if (r < 0) return r;
-    r = mproc__arena_create(cfg ? cfg->arena_size : 0);
-    if (r < 0) return r;
+    if (!adopted && (r = mproc__arena_create(cfg ? cfg->arena_size : 0)) < 0) return r;
     mproc__start_method_configure(m);
     return 0;
 }

@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "arena/arena.h"
 #include "process/process.h"
 
 #define MAX_CASES 256
@@ -105,7 +106,8 @@ double harness_slow(void)
     return v >= 1.0 ? v : 1.0;
 }
 
-/* Open fds as a bitmap over [0, 1024) plus a count; the directory's own fd is left out. */
+/* Open fds as a bitmap over [0, 1024) plus a count; the directory's own fd is left out, and so is
+ * the arena's memfd, which the arena keeps open from its first use on (arena/arena.h). */
 static int fd_snapshot(unsigned char *bits, size_t nbits)
 {
     memset(bits, 0, nbits / 8);
@@ -116,7 +118,7 @@ static int fd_snapshot(unsigned char *bits, size_t nbits)
     while ((e = readdir(d))) {
         if (e->d_name[0] == '.') continue;
         int fd = atoi(e->d_name);
-        if (fd == self) continue;
+        if (fd == self || fd == mproc__arena_share_fd()) continue;
         n++;
         if ((size_t)fd < nbits) bits[fd / 8] |= (unsigned char)(1u << (fd % 8));
     }

@@ -1,7 +1,11 @@
-/* A program outside the family (exec'd by test_manager) that uses a manager's objects through
- * proxies: `manager_peer ADDRESS KEY SCENARIO [ARG]` (KEY "-" for none). Exit 0 when every check
- * of the scenario held; a failed check prints where and exits 1. */
+/* A program outside the family (exec'd by test_manager) that uses a manager's objects, through
+ * proxies or, on a unix socket, in the server's arena mapped here (manager/share.c):
+ * `manager_peer ADDRESS KEY SCENARIO [ARG]` (KEY "-" for none). PEER_EXPECT_MAPPED=1 or 0 in the
+ * environment: each connection checks that it mapped the arena, or did not. Exit 0 when every
+ * check of the scenario held; a failed check prints where and exits 1. */
+#include <dirent.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +34,7 @@
 
 static const char *address, *key;
 static size_t keylen;
+static bool mapped; /* the objects are the arena's own, not proxies */
 
 static double now(void)
 {
@@ -42,7 +47,38 @@ static mproc_manager *connect_or_die(void)
 {
     mproc_manager *m;
     CHECK_RC(mproc_manager_connect(&m, address, key, keylen), 0);
+    /* a value's pointer is NULL through a proxy, the bytes themselves in the arena */
+    mproc_value *probe;
+    CHECK_RC(mproc_manager_value(m, "peer-probe", 8, false, &probe), 0);
+    mapped = mproc_value_ptr(probe) != NULL;
+    const char *want = getenv("PEER_EXPECT_MAPPED");
+    if (want) CHECK(mapped == (strcmp(want, "1") == 0));
+    if (!mapped) mproc_value_free(probe); /* a family member's handle is the object: kept */
     return m;
+}
+
+/* Open fds, and mappings of an arena memfd, in this process. */
+static int fd_count(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    CHECK(d);
+    int n = -1; /* the directory's own */
+    for (struct dirent *e; (e = readdir(d));)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+static int arena_mappings(void)
+{
+    FILE *f = fopen("/proc/self/maps", "re");
+    CHECK(f);
+    char line[512];
+    int n = 0;
+    while (fgets(line, sizeof line, f))
+        n += strstr(line, "mproc-arena") != NULL;
+    fclose(f);
+    return n;
 }
 
 static void every_type(mproc_manager *m)
@@ -157,7 +193,10 @@ static void every_type(mproc_manager *m)
     mproc_value *v;
     CHECK_RC(mproc_manager_value(m, "v", 16, true, &v), 0);
     CHECK(mproc_value_size(v) == 16);
-    CHECK(mproc_value_ptr(v) == NULL && mproc_value_lock(v) == NULL);
+    if (mapped)
+        CHECK(mproc_value_ptr(v) != NULL && mproc_value_lock(v) != NULL);
+    else
+        CHECK(mproc_value_ptr(v) == NULL && mproc_value_lock(v) == NULL);
     CHECK_RC(mproc_value_store(v, "0123456789abcdef", 16), 0);
     CHECK_RC(mproc_value_load(v, buf, 4), 0);
     CHECK(memcmp(buf, "0123", 4) == 0);
@@ -170,10 +209,12 @@ static void every_type(mproc_manager *m)
     mproc_event *gone;
     CHECK_RC(mproc_manager_event(m, "gone", &gone), 0);
     CHECK_RC(mproc_manager_delete(m, "gone"), 0);
-    CHECK_RC(mproc_event_set(gone), -EIDRM);
-    /* a proxy freed, and garbage, are not proxies */
-    mproc_event_free(gone);
-    CHECK_RC(mproc_event_set(gone), -EINVAL);
+    if (!mapped) { /* mapped, the handle was the object, and the delete freed it */
+        CHECK_RC(mproc_event_set(gone), -EIDRM);
+        /* a proxy freed, and garbage, are not proxies */
+        mproc_event_free(gone);
+        CHECK_RC(mproc_event_set(gone), -EINVAL);
+    }
     CHECK_RC(mproc_event_set((mproc_event *)buf), -EINVAL);
 }
 
@@ -303,6 +344,51 @@ int main(int argc, char **argv)
         r = mproc_event_set(e); /* nobody there any more: fails at once too */
         CHECK(r == -EPIPE || r == MPROC_ECLOSED);
         mproc_manager_free(m);
+    } else if (strcmp(sc, "outlive") == 0) {
+        /* mapped: the server dies, the objects stay memory this process and the family share */
+        mproc_manager *m = connect_or_die();
+        CHECK(mapped);
+        mproc_dict *d;
+        mproc_event *ready, *killed;
+        CHECK_RC(mproc_manager_dict(m, "kept", &d), 0);
+        CHECK_RC(mproc_manager_event(m, "ready", &ready), 0);
+        CHECK_RC(mproc_manager_event(m, "killed", &killed), 0);
+        CHECK_RC(mproc_event_set(ready), 0);
+        CHECK_RC(mproc_event_wait(killed, 20.0), 0); /* set by the test once the server is gone */
+        char buf[8];
+        size_t len;
+        CHECK_RC(mproc_dict_get(d, "k", 1, buf, sizeof buf, &len), 0);
+        CHECK(len == 1 && buf[0] == 'v');
+        CHECK_RC(mproc_dict_set(d, "from-peer", 9, "w", 1), 0);
+        mproc_dict *other;
+        CHECK_RC(mproc_manager_dict(m, "other", &other), -EPIPE); /* names need the server */
+        mproc_manager_free(m);
+    } else if (strcmp(sc, "init") == 0) {
+        /* mproc_init after connecting: the adopted arena is this process's, only its size is
+         * too late to choose; processes started then are of the server's family too */
+        mproc_manager *m = connect_or_die();
+        if (mapped) CHECK_RC(mproc_init(&(mproc_config){.arena_size = 1 << 30}), -EALREADY);
+        CHECK_RC(mproc_init(NULL), 0);
+        CHECK_RC(mproc_init(NULL), -EALREADY);
+        mproc_dict *d;
+        CHECK_RC(mproc_manager_dict(m, "d", &d), 0);
+        CHECK_RC(mproc_dict_set(d, "after-init", 10, "1", 1), 0);
+        mproc_manager_free(m);
+    } else if (strcmp(sc, "cycles") == 0) {
+        /* connect and free again and again: one mapping, and no fd left over */
+        mproc_manager *m = connect_or_die();
+        mproc_manager_free(m);
+        int fds = fd_count(), maps = arena_mappings();
+        CHECK(maps == (mapped ? 1 : 0));
+        for (int i = 0; i < 5; i++) {
+            m = connect_or_die();
+            mproc_dict *d;
+            CHECK_RC(mproc_manager_dict(m, "cyc", &d), 0);
+            CHECK_RC(mproc_dict_set(d, "k", 1, "v", 1), 0);
+            mproc_manager_free(m);
+            CHECK(fd_count() == fds);
+            CHECK(arena_mappings() == maps);
+        }
     } else if (strcmp(sc, "conns") == 0) {
         int n = argc > 4 ? atoi(argv[4]) : 200;
         mproc_manager **ms = calloc((size_t)n, sizeof *ms);

@@ -520,9 +520,12 @@ static int doomed_manager_parent(void *arg)
 }
 
 /* The client, a program outside the family (tests/manager_peer.c "block"): its wait parked in the
- * server must end with -EPIPE or MPROC_ECLOSED (it exits 0 then), not hang. */
+ * server must end with -EPIPE or MPROC_ECLOSED (it exits 0 then), not hang. Through a proxy: a
+ * client that mapped the arena waits in the arena, which the server's end does not touch
+ * (test_manager's mapped_objects_outlive_the_server). */
 static pid_t spawn_blocked_client(const char *address)
 {
+    setenv("MPROC_MANAGER_MAP", "0", 1);
     char *argv[] = {(char *)MANAGER_PEER, (char *)address, "k", "block", NULL};
     pid_t pid;
     CHECK_EQ(posix_spawn(&pid, MANAGER_PEER, NULL, NULL, argv, environ), 0);

@@ -1,5 +1,6 @@
 /* Managers: a server started by the test (a family member), and programs outside the family
- * (tests/manager_peer.c, exec'd) using its objects through proxies over unix and loopback TCP. */
+ * (tests/manager_peer.c, exec'd) using its objects through proxies over unix and loopback TCP, or
+ * mapping its arena over unix (manager/share.c). */
 #include <fcntl.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -23,6 +24,14 @@ static const char *unique_unix(void)
     static int n;
     snprintf(buf, sizeof buf, "unix:@mproc-test-manager-%d-%d", (int)getpid(), n++);
     return buf;
+}
+
+/* How the peers exec'd from here on meet the objects: through proxies (MPROC_MANAGER_MAP=0), or
+ * with the server's arena mapped (the default, checked by the peer: PEER_EXPECT_MAPPED). */
+static void peers_map(bool yes)
+{
+    setenv("MPROC_MANAGER_MAP", yes ? "1" : "0", 1);
+    setenv("PEER_EXPECT_MAPPED", yes ? "1" : "0", 1);
 }
 
 static pid_t spawn_peer(const char *address, const char *key, const char *scenario, const char *arg)
@@ -50,7 +59,89 @@ TEST(every_type_through_a_proxy_unix)
 {
     mproc_manager *m;
     CHECK_OK(mproc_manager_start(&m, unique_unix(), NULL, 0, NULL));
+    peers_map(false);
     CHECK_EQ(run_peer(mproc_manager_address(m), NULL, "all", NULL), 0);
+    mproc_manager_free(m);
+}
+
+TEST(every_type_with_the_arena_mapped_unix)
+{
+    mproc_manager *m;
+    CHECK_OK(mproc_manager_start(&m, unique_unix(), NULL, 0, NULL));
+    peers_map(true);
+    CHECK_EQ(run_peer(mproc_manager_address(m), NULL, "all", NULL), 0);
+    CHECK_EQ(run_peer(mproc_manager_address(m), NULL, "init", NULL), 0);
+    peers_map(false);
+    CHECK_EQ(run_peer(mproc_manager_address(m), NULL, "init", NULL), 0);
+    peers_map(true);
+    /* with a key too: the handshake first, then the arena */
+    mproc_manager *k;
+    CHECK_OK(mproc_manager_start(&k, unique_unix(), "k", 1, NULL));
+    CHECK_EQ(run_peer(mproc_manager_address(k), "k", "all", NULL), 0);
+    mproc_manager_free(k);
+    mproc_manager_free(m);
+}
+
+/* Who may map it: the server's policy (options; its environment: the_command_takes_a_share_policy),
+ * and the client's opt-out.
+ * Refused, the peer silently gets proxies, which work. */
+TEST(sharing_the_arena_follows_the_policy)
+{
+    mproc_manager *m;
+    CHECK_OK(mproc_manager_start(&m, unique_unix(), NULL, 0,
+                                 &(mproc_manager_opts){.share_arena = MPROC_MANAGER_SHARE_NONE}));
+    setenv("PEER_EXPECT_MAPPED", "0", 1);
+    unsetenv("MPROC_MANAGER_MAP");
+    CHECK_EQ(run_peer(mproc_manager_address(m), NULL, "all", NULL), 0);
+    mproc_manager_free(m);
+    CHECK_OK(
+        mproc_manager_start(&m, unique_unix(), NULL, 0,
+                            &(mproc_manager_opts){.share_arena = MPROC_MANAGER_SHARE_ANY_USER}));
+    setenv("PEER_EXPECT_MAPPED", "1", 1);
+    CHECK_EQ(run_peer(mproc_manager_address(m), NULL, "all", NULL), 0);
+    mproc_manager_free(m);
+    mproc_manager_opts bad = {.share_arena = 99};
+    CHECK_RC(mproc_manager_start(&m, unique_unix(), NULL, 0, &bad), -EINVAL);
+}
+
+/* same-user, the default: a peer of another user id gets proxies; any-user lets it map. */
+static int run_peer_as(uid_t uid, const char *address, const char *expect)
+{
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        setenv("PEER_EXPECT_MAPPED", expect, 1);
+        unsetenv("MPROC_MANAGER_MAP");
+        if (setgid(uid) < 0 || setuid(uid) < 0) _exit(3);
+        char *argv[] = {(char *)MANAGER_PEER, (char *)address, "-", "all", NULL};
+        execve(MANAGER_PEER, argv, environ);
+        _exit(4);
+    }
+    return wait_peer(pid);
+}
+
+TEST(another_user_gets_proxies_unless_any_user)
+{
+    if (geteuid() != 0) harness_skip("needs root, to run the peer as another user");
+    mproc_manager *m;
+    CHECK_OK(mproc_manager_start(&m, unique_unix(), NULL, 0, NULL));
+    CHECK_EQ(run_peer_as(65534, mproc_manager_address(m), "0"), 0);
+    mproc_manager_free(m);
+    CHECK_OK(
+        mproc_manager_start(&m, unique_unix(), NULL, 0,
+                            &(mproc_manager_opts){.share_arena = MPROC_MANAGER_SHARE_ANY_USER}));
+    CHECK_EQ(run_peer_as(65534, mproc_manager_address(m), "1"), 0);
+    mproc_manager_free(m);
+}
+
+TEST(a_mapped_peer_leaves_no_fd_or_mapping_behind)
+{
+    mproc_manager *m;
+    CHECK_OK(mproc_manager_start(&m, unique_unix(), NULL, 0, NULL));
+    peers_map(true);
+    CHECK_EQ(run_peer(mproc_manager_address(m), NULL, "cycles", NULL), 0);
+    peers_map(false);
+    CHECK_EQ(run_peer(mproc_manager_address(m), NULL, "cycles", NULL), 0);
     mproc_manager_free(m);
 }
 
@@ -60,6 +151,8 @@ TEST(every_type_through_a_proxy_tcp_with_key)
     CHECK_OK(mproc_manager_start(&m, "tcp:127.0.0.1:0", "sekrit", 6, NULL));
     const char *a = mproc_manager_address(m);
     CHECK(strncmp(a, "tcp:127.0.0.1:", 14) == 0 && strcmp(a, "tcp:127.0.0.1:0") != 0);
+    unsetenv("MPROC_MANAGER_MAP");
+    setenv("PEER_EXPECT_MAPPED", "0", 1); /* tcp never maps, even on this machine */
     CHECK_EQ(run_peer(a, "sekrit", "all", NULL), 0);
     mproc_manager_free(m);
 }
@@ -105,8 +198,9 @@ TEST(a_family_member_gets_the_arena_objects)
     mproc_manager_free(m);
 }
 
-TEST(outside_and_family_share_a_dict_a_queue_and_an_event)
+static void share_with_a_peer(bool map)
 {
+    peers_map(map);
     mproc_manager *m;
     CHECK_OK(mproc_manager_start(&m, unique_unix(), NULL, 0, NULL));
     mproc_dict *d;
@@ -128,8 +222,15 @@ TEST(outside_and_family_share_a_dict_a_queue_and_an_event)
     mproc_manager_free(m);
 }
 
-TEST(a_parked_put_completes_when_the_family_makes_room)
+TEST(outside_and_family_share_a_dict_a_queue_and_an_event)
 {
+    share_with_a_peer(false);
+    share_with_a_peer(true);
+}
+
+static void put_waits_for_room(bool map)
+{
+    peers_map(map);
     mproc_manager *m;
     CHECK_OK(mproc_manager_start(&m, unique_unix(), NULL, 0, NULL));
     mproc_queue *q;
@@ -145,8 +246,15 @@ TEST(a_parked_put_completes_when_the_family_makes_room)
     mproc_manager_free(m);
 }
 
-TEST(parked_calls_time_out)
+TEST(a_parked_put_completes_when_the_family_makes_room)
 {
+    put_waits_for_room(false);
+    put_waits_for_room(true); /* mapped: the put waits in the arena, not parked */
+}
+
+static void calls_time_out(bool map)
+{
+    peers_map(map);
     mproc_manager *m;
     CHECK_OK(mproc_manager_start(&m, unique_unix(), NULL, 0, NULL));
     mproc_lock *l;
@@ -157,16 +265,29 @@ TEST(parked_calls_time_out)
     mproc_manager_free(m);
 }
 
+TEST(parked_calls_time_out)
+{
+    calls_time_out(false);
+    calls_time_out(true);
+}
+
 TEST(an_interrupted_call_keeps_the_connection_in_step)
 {
     mproc_manager *m;
     CHECK_OK(mproc_manager_start(&m, unique_unix(), NULL, 0, NULL));
+    peers_map(false);
+    CHECK_EQ(run_peer(mproc_manager_address(m), NULL, "intr", NULL), 0);
+    peers_map(true); /* mapped: the waits are the arena objects', interrupted as for any */
     CHECK_EQ(run_peer(mproc_manager_address(m), NULL, "intr", NULL), 0);
     mproc_manager_free(m);
 }
 
-TEST(a_lock_held_by_a_killed_client_is_released_with_eownerdead)
+/* Proxied, the server releases the lock when the holder's connection closes; mapped, the lock is
+ * the arena's robust mutex, and the kernel marks it when the holder dies. Either way the next
+ * acquirer, outside or in the family, gets MPROC_EOWNERDEAD. */
+static void killed_holder(bool map, bool family_acquires)
 {
+    peers_map(map);
     mproc_manager *m;
     CHECK_OK(mproc_manager_start(&m, unique_unix(), NULL, 0, NULL));
     mproc_event *held;
@@ -175,8 +296,22 @@ TEST(a_lock_held_by_a_killed_client_is_released_with_eownerdead)
     CHECK_OK(mproc_event_wait(held, 20.0));
     kill(holder, SIGKILL);
     CHECK_EQ(wait_peer(holder), -SIGKILL);
-    CHECK_EQ(run_peer(mproc_manager_address(m), NULL, "acquire", NULL), 0);
+    if (family_acquires) {
+        mproc_lock *l;
+        CHECK_OK(mproc_manager_lock(m, "hl", &l));
+        CHECK_RC(mproc_lock_acquire(l, 10.0), MPROC_EOWNERDEAD);
+        CHECK_OK(mproc_lock_release(l));
+    } else {
+        CHECK_EQ(run_peer(mproc_manager_address(m), NULL, "acquire", NULL), 0);
+    }
     mproc_manager_free(m);
+}
+
+TEST(a_lock_held_by_a_killed_client_is_released_with_eownerdead)
+{
+    killed_holder(false, false);
+    killed_holder(true, false);
+    killed_holder(true, true);
 }
 
 TEST(a_server_killed_mid_call_fails_the_call_cleanly)
@@ -186,6 +321,7 @@ TEST(a_server_killed_mid_call_fails_the_call_cleanly)
     CHECK_OK(mproc_manager_start(&m, unique_unix(), NULL, 0, NULL));
     mproc_event *parked;
     CHECK_OK(mproc_manager_event(m, "parked", &parked));
+    peers_map(false); /* a call parked in the server: a proxy's */
     pid_t peer = spawn_peer(mproc_manager_address(m), NULL, "block", NULL);
     CHECK_OK(mproc_event_wait(parked, 20.0));
     /* whether its wait is parked yet or not, the peer's call ends with -EPIPE */
@@ -196,6 +332,33 @@ TEST(a_server_killed_mid_call_fails_the_call_cleanly)
     /* this side's calls fail too, at once */
     mproc_dict *d;
     CHECK_RC(mproc_manager_dict(m, "x", &d), -EPIPE);
+    mproc_manager_free(m);
+}
+
+/* Mapped, the objects are memory the peer and the family share, the server's death changes
+ * nothing for them; only names (lookup, creation, deletion) need it. */
+TEST(mapped_objects_outlive_the_server)
+{
+    SKIP_IN_THREAD_MODE("the server is a thread: it cannot be killed or outlive its starter");
+    mproc_manager *m;
+    CHECK_OK(mproc_manager_start(&m, unique_unix(), NULL, 0, NULL));
+    mproc_dict *d;
+    mproc_event *ready, *killed;
+    CHECK_OK(mproc_manager_dict(m, "kept", &d));
+    CHECK_OK(mproc_manager_event(m, "ready", &ready));
+    CHECK_OK(mproc_manager_event(m, "killed", &killed));
+    CHECK_OK(mproc_dict_set(d, "k", 1, "v", 1));
+    peers_map(true);
+    pid_t peer = spawn_peer(mproc_manager_address(m), NULL, "outlive", NULL);
+    CHECK_OK(mproc_event_wait(ready, 20.0));
+    CHECK_OK(mproc_process_kill(m->server));
+    CHECK_OK(mproc_process_join(m->server, 10.0));
+    CHECK_OK(mproc_event_set(killed));
+    CHECK_EQ(wait_peer(peer), 0);
+    char buf[4];
+    size_t len;
+    CHECK_OK(mproc_dict_get(d, "from-peer", 9, buf, sizeof buf, &len));
+    CHECK(len == 1 && buf[0] == 'w');
     mproc_manager_free(m);
 }
 
@@ -310,7 +473,8 @@ TEST(oversize_and_garbage_requests_close_only_that_connection)
     CHECK_EQ(send(fd, junk, sizeof junk, MSG_NOSIGNAL), (ssize_t)sizeof junk);
     close(fd);
     still_serves(m);
-    /* a request larger than the limit is refused on the client's side */
+    /* a request larger than the limit is refused on the client's side (a proxy's limit) */
+    peers_map(false);
     CHECK_EQ(run_peer(a, NULL, "oversize", "4096"), 0);
     mproc_manager_free(m);
 }
@@ -512,4 +676,51 @@ TEST(the_command_serves_until_sigterm)
     CHECK_EQ(kill(pid, SIGTERM), 0);
     CHECK_EQ(wait_peer(pid), 0);
     unlink(keyfile);
+}
+
+/* mproc-manager --share-arena: none leaves a same-user peer on proxies; a bad policy is refused;
+ * without the flag, MPROC_MANAGER_SHARE_ARENA decides. The tool in the foreground; returns once it
+ * printed its address (it listens then). */
+static pid_t spawn_tool(const char *address, const char *policy)
+{
+    char *argv[] = {(char *)MPROC_MANAGER_TOOL,
+                    "--address",
+                    (char *)address,
+                    "--foreground",
+                    "--share-arena",
+                    (char *)policy,
+                    NULL};
+    if (!policy) argv[4] = NULL;
+    int p[2];
+    CHECK_EQ(pipe2(p, O_CLOEXEC), 0);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, p[1], 1);
+    pid_t pid;
+    CHECK_EQ(posix_spawn(&pid, MPROC_MANAGER_TOOL, &fa, NULL, argv, environ), 0);
+    posix_spawn_file_actions_destroy(&fa);
+    close(p[1]);
+    char c = 0;
+    while (c != '\n' && read(p[0], &c, 1) == 1) {
+    }
+    close(p[0]);
+    return pid;
+}
+
+TEST(the_command_takes_a_share_policy)
+{
+    CHECK_EQ(wait_peer(spawn_tool("unix:@x", "everyone")), 2);
+    for (int i = 0; i < 4; i++) {
+        char addr[96];
+        snprintf(addr, sizeof addr, "%s", unique_unix());
+        /* the flag (none, same-user), then the environment (none; unset: same-user) */
+        if (i == 2) setenv("MPROC_MANAGER_SHARE_ARENA", "none", 1);
+        pid_t pid = spawn_tool(addr, i == 0 ? "none" : i == 1 ? "same-user" : NULL);
+        unsetenv("MPROC_MANAGER_SHARE_ARENA");
+        setenv("PEER_EXPECT_MAPPED", i & 1 ? "1" : "0", 1);
+        unsetenv("MPROC_MANAGER_MAP");
+        CHECK_EQ(run_peer(addr, NULL, "all", NULL), 0);
+        CHECK_EQ(kill(pid, SIGTERM), 0);
+        CHECK_EQ(wait_peer(pid), 0);
+    }
 }

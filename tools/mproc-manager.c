@@ -25,6 +25,9 @@ static void usage(FILE *f)
             "  --authkey-file FILE  the key clients must prove they hold (required for tcp:)\n"
             "  --foreground         stay in the foreground (default: detach once listening)\n"
             "  --max-connections N  clients at once (default %d)\n"
+            "  --share-arena POLICY who may map the arena and use the objects at memory speed\n"
+            "                       (same machine, unix: only): same-user (default), none,\n"
+            "                       any-user; the others get proxies\n"
             "  --help               print this and exit\n",
             MPROC_MANAGER_DEFAULT_MAX_CONNECTIONS);
 }
@@ -67,10 +70,13 @@ static void on_ready(const char *address, void *arg)
 
 int main(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"address", required_argument, 0, 'a'}, {"authkey-file", required_argument, 0, 'k'},
-        {"foreground", no_argument, 0, 'f'},    {"max-connections", required_argument, 0, 'c'},
-        {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
+    static const struct option opts[] = {{"address", required_argument, 0, 'a'},
+                                         {"authkey-file", required_argument, 0, 'k'},
+                                         {"foreground", no_argument, 0, 'f'},
+                                         {"max-connections", required_argument, 0, 'c'},
+                                         {"share-arena", required_argument, 0, 's'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
     const char *address = NULL, *keyfile = NULL;
     bool foreground = false;
     mproc_manager_opts mo = {.ready = on_ready};
@@ -96,6 +102,20 @@ int main(int argc, char **argv)
             mo.max_connections = (size_t)n;
             break;
         }
+        case 's':
+            if (strcmp(optarg, "same-user") == 0)
+                mo.share_arena = MPROC_MANAGER_SHARE_SAME_USER;
+            else if (strcmp(optarg, "none") == 0)
+                mo.share_arena = MPROC_MANAGER_SHARE_NONE;
+            else if (strcmp(optarg, "any-user") == 0)
+                mo.share_arena = MPROC_MANAGER_SHARE_ANY_USER;
+            else {
+                fprintf(stderr,
+                        "mproc-manager: --share-arena: same-user, none or any-user, not %s\n",
+                        optarg);
+                return 2;
+            }
+            break;
         case 'h':
             usage(stdout);
             return 0;

@@ -64,6 +64,17 @@ typedef struct mproc_manager mproc_manager;
 #define MPROC_MANAGER_DEFAULT_MAX_PARKED 65536 /* blocking calls waiting in the server */
 #define MPROC_MANAGER_MAX_OBJECTS ((size_t)1 << 20)
 
+/* Who may map the server's arena (mproc_manager_opts.share_arena): a native client on the same
+ * machine (a unix socket) that is allowed maps it and uses the objects directly, at memory speed,
+ * as a family member does; any other gets proxies. */
+enum {
+    MPROC_MANAGER_SHARE_DEFAULT, /* env MPROC_MANAGER_SHARE_ARENA (same-user, none, any-user), else
+                                    same-user */
+    MPROC_MANAGER_SHARE_SAME_USER, /* a client process of the server's user id (SO_PEERCRED) */
+    MPROC_MANAGER_SHARE_NONE,      /* nobody: every outside client gets proxies */
+    MPROC_MANAGER_SHARE_ANY_USER,  /* any client that connected (and passed the key) */
+};
+
 typedef struct {
     /* Keep the server running after the process that started it ends (until
      * mproc_manager_shutdown, or a signal). Otherwise it ends with its starter. Under the "thread"
@@ -77,6 +88,7 @@ typedef struct {
     /* mproc_manager_serve only: called once the server listens, with its address. */
     void (*ready)(const char *address, void *arg);
     void *ready_arg;
+    int share_arena; /* MPROC_MANAGER_SHARE_*: who may map the arena (0: env, else same-user) */
 } mproc_manager_opts;
 
 /* Start a server process listening on address (port 0 picks one: mproc_manager_address) and

@@ -41,6 +41,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "platform/robust.h"
@@ -99,6 +100,10 @@ typedef struct {
 
 static char *arena_base;
 static arena_hdr *arena;
+/* The memfd behind the mapping, kept open (close-on-exec) so that a manager can hand the arena to
+ * a process outside the family (manager/share.c); -1 in a process that adopted its arena. */
+static int arena_fd = -1;
+static bool adopted;
 /* The mapping's bounds, copied out of the shared header: that header's line changes with every
  * allocation in the family, and the bounds are read on every call that checks a handle. */
 const char *mproc__arena_lo;
@@ -145,10 +150,11 @@ static int map_locked(size_t size)
         return -e;
     }
     void *m = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
-    int e = errno;
-    /* The mapping keeps the memory alive; the fd is not needed once every child inherits it. */
-    close(fd);
-    if (m == MAP_FAILED) return -e;
+    if (m == MAP_FAILED) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
     arena_hdr *h = m;
     h->magic = ARENA_MAGIC;
     h->size = size;
@@ -160,6 +166,7 @@ static int map_locked(size_t size)
     h->heap = h->top = (sizeof *h + PAGE - 1) & ~(size_t)(PAGE - 1);
     h->cache_max = size / 16 < CACHE_MAX ? size / 16 : CACHE_MAX;
     h->seed = next_seed((uint64_t)(uintptr_t)m ^ ((uint64_t)getpid() << 32) ^ ARENA_MAGIC);
+    arena_fd = fd;
     arena_base = m;
     mproc__arena_lo = m;
     mproc__arena_len = size;
@@ -175,6 +182,61 @@ int mproc__arena_create(size_t size)
 {
     pthread_mutex_lock(&create_mu);
     int r = arena ? -EALREADY : map_locked(size);
+    pthread_mutex_unlock(&create_mu);
+    return r;
+}
+
+int mproc__arena_share_fd(void)
+{
+    return __atomic_load_n(&arena, __ATOMIC_ACQUIRE) ? arena_fd : -1;
+}
+
+int mproc__arena_adopted(void)
+{
+    return mproc__arena_ready() && adopted;
+}
+
+size_t mproc__arena_size(void)
+{
+    return __atomic_load_n(&arena, __ATOMIC_ACQUIRE) ? mproc__arena_len : 0;
+}
+
+int mproc__arena_adopt(int fd, size_t size, void *base)
+{
+    if (size < (size_t)1 << 20 || (size & (PAGE - 1)) || ((uintptr_t)base & (PAGE - 1)))
+        return -EINVAL;
+    struct stat st;
+    if (fstat(fd, &st) < 0) return -errno;
+    if ((uint64_t)st.st_size < size) return -EINVAL;
+    pthread_mutex_lock(&create_mu);
+    if (arena) {
+        pthread_mutex_unlock(&create_mu);
+        return -EALREADY;
+    }
+    /* Arena objects hold absolute pointers (the roots, a dict's buckets): only the same address
+     * will do, and nothing of this process may be moved out of its way. */
+    void *m = mmap(base, size, PROT_READ | PROT_WRITE,
+                   MAP_SHARED | MAP_NORESERVE | MAP_FIXED_NOREPLACE, fd, 0);
+    int r = 0;
+    if (m == MAP_FAILED) {
+        r = errno == EEXIST ? -EADDRINUSE : -errno;
+    } else if (m != base) { /* a kernel before 4.17 takes the flag as a hint */
+        munmap(m, size);
+        r = -EADDRINUSE;
+    } else {
+        const arena_hdr *h = m;
+        if (h->magic != ARENA_MAGIC || h->size != size) {
+            munmap(m, size);
+            r = -EPROTO;
+        }
+    }
+    if (r == 0) {
+        adopted = true;
+        arena_base = m;
+        mproc__arena_lo = m;
+        mproc__arena_len = size;
+        __atomic_store_n(&arena, (arena_hdr *)m, __ATOMIC_RELEASE);
+    }
     pthread_mutex_unlock(&create_mu);
     return r;
 }

@@ -17,6 +17,19 @@ int mproc__arena_create(size_t size);
 int mproc__arena_ensure(void);
 /* Whether the arena exists in this process. */
 int mproc__arena_ready(void);
+/* The memfd behind the arena (close-on-exec, owned by the arena: never close it), for a manager
+ * to offer it to a process outside the family; -1 when there is no arena or this process adopted
+ * its arena (the adopter closed the fd it was given). */
+int mproc__arena_share_fd(void);
+/* Whether this process's arena is another process's, adopted (mproc__arena_adopt). */
+int mproc__arena_adopted(void);
+/* Bytes of the arena mapping, 0 when there is none. */
+size_t mproc__arena_size(void);
+/* Make another process's arena this process's own: map `size` bytes of fd at `base`, the address
+ * it has there (arena objects hold absolute pointers). The caller keeps fd (it may close it).
+ * 0, -EALREADY (this process has an arena already), -EADDRINUSE (something of this process lies
+ * in the way), -EPROTO (not an arena of this build), -EINVAL, or mmap's code. */
+int mproc__arena_adopt(int fd, size_t size, void *base);
 
 /* Zeroed, 64-byte (cache line) aligned block; 0, -EINVAL (size 0) or -ENOMEM. Initialises the
  * arena on first use. */

@@ -259,8 +259,16 @@ int mgr_connect_locked(mproc_manager *m)
     uint64_t lo = mgr_get64(out), tp = mgr_get64(out + 8), tok = mgr_get64(out + 16);
     m->max_message = mgr_get64(out + 24);
     const void *tptr = (const void *)(uintptr_t)tp;
-    m->family = lo == (uint64_t)(uintptr_t)mproc__arena_lo && mproc__arena_contains(tptr, 8) &&
-                __atomic_load_n((const uint64_t *)tptr, __ATOMIC_ACQUIRE) == tok;
+    for (int pass = 0;; pass++) {
+        m->family = lo == (uint64_t)(uintptr_t)mproc__arena_lo && mproc__arena_contains(tptr, 8) &&
+                    __atomic_load_n((const uint64_t *)tptr, __ATOMIC_ACQUIRE) == tok;
+        if (m->family || pass) break;
+        /* Not in the family: on the same machine, maybe it can join the server's arena. */
+        if ((r = mgr_share_adopt(m)) < 0) {
+            mgr_disconnect_locked(m);
+            return r;
+        }
+    }
     m->gen++;
     return 0;
 }

@@ -64,6 +64,11 @@ int mgr_call(mproc_manager *m, uint16_t op, uint32_t obj, const struct iovec *io
 /* Connect (again): 0 or the connection's code. Caller holds m->mu. */
 int mgr_connect_locked(mproc_manager *m);
 void mgr_disconnect_locked(mproc_manager *m);
+/* share.c: right after HELLO, on a unix socket, in a process with no arena yet (and
+ * MPROC_MANAGER_MAP not 0): ask for the server's arena and map it if this process may. 0 (mapped
+ * or not: the caller checks the arena again), or -EPIPE / MPROC_EPROTO (the connection is then
+ * out of step). Caller holds m->mu, with no other request in flight. */
+int mgr_share_adopt(mproc_manager *m);
 
 /* A proxy: a heap handle, so the objects' validity checks reject it and hand it to proxy.c. */
 struct mgr_proxy {

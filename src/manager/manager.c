@@ -209,7 +209,9 @@ int mproc_manager_value(mproc_manager *m, const char *name, size_t size, bool lo
 static int check_opts(const mproc_manager_opts *o)
 {
     if (!o) return 0;
-    if (o->max_objects > MPROC_MANAGER_MAX_OBJECTS || mproc__timeout_check(o->handshake_timeout))
+    if (o->max_objects > MPROC_MANAGER_MAX_OBJECTS || mproc__timeout_check(o->handshake_timeout) ||
+        o->share_arena < MPROC_MANAGER_SHARE_DEFAULT ||
+        o->share_arena > MPROC_MANAGER_SHARE_ANY_USER)
         return -EINVAL;
     return 0;
 }

@@ -619,6 +619,9 @@ void mgr_dispatch(mgr_srv *s, mgr_conn *c, const mproc__mgr_req *h, const unsign
     case MGR_CANCEL:
         op_cancel(s, c, h, b);
         return;
+    case MGR_SHARE:
+        mgr_share_offer(s, c, h);
+        return;
     case MGR_SHUTDOWN:
         mgr_reply(c, h->id, 0, NULL, 0);
         s->stop = true;

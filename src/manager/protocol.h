@@ -35,6 +35,8 @@ enum {
     MGR_DELETE,    /* body: the name */
     MGR_SHUTDOWN,
     MGR_CANCEL, /* body u32 id of a parked request: it is answered -ECANCELED if still parked */
+    MGR_SHARE,  /* reply u64 base, u64 size, build id, u64 pidns dev, u64 pidns ino, with the
+                   arena's memfd (SCM_RIGHTS) on its bytes (manager/share.c) */
 
     MGR_DICT_SET = 16, /* u32 klen, key, value */
     MGR_DICT_GET,      /* key; reply: the value */

@@ -67,8 +67,11 @@ static void conn_close(mgr_srv *s, mgr_conn *c)
 static int conn_flush(mgr_conn *c)
 {
     while (c->out_off < c->out_len) {
-        ssize_t w =
-            send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL | MSG_DONTWAIT);
+        ssize_t w = c->pass_arena
+                        ? mgr_share_send(c->fd, c->out + c->out_off, c->out_len - c->out_off)
+                        : send(c->fd, c->out + c->out_off, c->out_len - c->out_off,
+                               MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w > 0) c->pass_arena = false;
         if (w < 0) {
             if (errno == EINTR) continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK) break;
@@ -367,6 +370,7 @@ static mproc_manager_opts effective(const mproc_manager_opts *o)
     if (!e.max_parked) e.max_parked = MPROC_MANAGER_DEFAULT_MAX_PARKED;
     if (e.handshake_timeout == 0) e.handshake_timeout = MPROC_CONN_DEFAULT_HANDSHAKE_TIMEOUT;
     if (e.max_message > UINT32_MAX - 64) e.max_message = UINT32_MAX - 64;
+    e.share_arena = mgr_share_policy(e.share_arena);
     return e;
 }
 

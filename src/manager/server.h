@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "manager/protocol.h"
 #include "mproc/manager.h"
@@ -32,6 +33,7 @@ struct mgr_conn {
     unsigned char *out;
     size_t out_off, out_len, out_cap;
     bool polling_out, throttled, dead, tcp;
+    bool pass_arena;         /* the arena's fd goes with the next bytes sent (share.c) */
     uint8_t quickacks;       /* reads after which quick ACKs were asked for (server.c) */
     uint8_t dialect;         /* DIALECT_*: fixed by the first message after the handshake */
     bool py_accepted;        /* Python dialect: a proxy's connection (after accept_connection) */
@@ -113,6 +115,13 @@ int mgr_park(mgr_srv *s, mgr_conn *c, mgr_obj *o, uint32_t id, uint16_t op, doub
 /* A lock through the manager, once, without waiting: 1 would block, else 0, MPROC_EOWNERDEAD,
  * -EDEADLK (c holds it). */
 int mgr_lock_try(mgr_obj *o, mgr_conn *c);
+
+/* share.c: answer MGR_SHARE (the arena's fd then goes with the reply: pass_arena), and send bytes
+ * with the arena's fd attached (sendmsg's result). */
+void mgr_share_offer(mgr_srv *s, mgr_conn *c, const mproc__mgr_req *h);
+/* The policy the server goes by: opt, or when 0 the environment's (read as the server starts). */
+int mgr_share_policy(int opt);
+ssize_t mgr_share_send(int fd, const void *buf, size_t len);
 
 /* pydialect.c: Python's manager protocol (docs/manager.md, "Python clients"). */
 /* One pickled request of a Python client. */
