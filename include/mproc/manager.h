@@ -99,8 +99,11 @@ typedef struct {
  * server died starting). */
 int mproc_manager_start(mproc_manager **out, const char *address, const void *authkey,
                         size_t keylen, const mproc_manager_opts *opts);
-/* Connect to a running server (any process, in the family or not). MPROC_EAUTH (wrong key),
- * -ECONNREFUSED / -ENOENT (nobody there), -ETIMEDOUT. */
+/* Connect to a running server (any process, in the family or not). Over a unix address, a
+ * process with no arena of its own yet maps the server's when the server's share_arena policy
+ * lets it (and MPROC_MANAGER_MAP is not 0): it then gets the objects themselves, as a family
+ * member does, rather than proxies (docs/manager.md, "Same machine: the arena mapped").
+ * MPROC_EAUTH (wrong key), -ECONNREFUSED / -ENOENT (nobody there), -ETIMEDOUT. */
 int mproc_manager_connect(mproc_manager **out, const char *address, const void *authkey,
                           size_t keylen);
 /* The server's address in listener syntax (the bound port for tcp port 0). NULL for a bad handle.
