@@ -87,9 +87,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "mproc-longtask: MPROC_START=thread: the task runs in this process, and "
                         "a crash will take the window with it\n");
     static lt_fds at_start, with_pool, before, after;
-    lt_fds_take(&at_start);
     a.progress = mproc_shared_alloc(sizeof *a.progress);
     rc = a.progress ? 0 : -errno;
+    /* After the first allocation: the arena it mapped keeps its memfd open for the program's life
+     * (a manager may hand it to a client on the same machine), which is not the tear-down's. */
+    lt_fds_take(&at_start);
     if (rc == 0)
         rc = mproc_pool_new(&a.pool, &(mproc_pool_opts){.workers = 1,
                                                         .name = "LongTask",
