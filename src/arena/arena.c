@@ -41,6 +41,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -136,6 +137,38 @@ static uint64_t next_seed(uint64_t s)
     return s ^ (s >> 29);
 }
 
+/* Where to ask for the arena: a process outside the family that adopts it (manager/share.c) must
+ * find the same addresses free in its own layout, and the kernel puts every process's mmap area
+ * (libraries, thread stacks, malloc's large blocks) at a random base in the terabyte below the
+ * stack, so an arena placed there by default collides with another process's mappings about once
+ * in a hundred. On x86-64 nothing of a default layout lies between the program and heap (around
+ * 0x55..-0x56..) and that terabyte (0x7e..-0x7f..): the arena goes at a random page of
+ * [0x6000_0000_0000, 0x7000_0000_0000) instead, still randomised (32 bits), a hint the kernel
+ * ignores when the range is taken. Not under ThreadSanitizer, whose shadow lies there. */
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define ARENA_NO_HINT 1
+#endif
+#endif
+#if defined(__SANITIZE_THREAD__) || !defined(__x86_64__)
+#define ARENA_NO_HINT 1
+#endif
+static void *place_hint(size_t size)
+{
+#ifdef ARENA_NO_HINT
+    (void)size;
+    return NULL;
+#else
+    const uint64_t lo = 0x600000000000ULL, hi = 0x700000000000ULL;
+    if (size >= (hi - lo) / 2) return NULL;
+    uint64_t r;
+    if (getrandom(&r, sizeof r, GRND_NONBLOCK) != (ssize_t)sizeof r)
+        r = next_seed((uint64_t)getpid() ^ (uint64_t)(uintptr_t)&r);
+    uint64_t pages = (hi - lo - size) / PAGE;
+    return (void *)(uintptr_t)(lo + (r % pages) * PAGE);
+#endif
+}
+
 static int map_locked(size_t size)
 {
     if (size == 0) size = size_from_env();
@@ -149,7 +182,8 @@ static int map_locked(size_t size)
         close(fd);
         return -e;
     }
-    void *m = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
+    void *m =
+        mmap(place_hint(size), size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
     if (m == MAP_FAILED) {
         int e = errno;
         close(fd);
