@@ -32,6 +32,15 @@
         }                                                                                          \
     } while (0)
 
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define PEER_TSAN 1
+#endif
+#endif
+#ifndef PEER_TSAN
+#define PEER_TSAN 0
+#endif
+
 static const char *address, *key;
 static size_t keylen;
 static bool mapped; /* the objects are the arena's own, not proxies */
@@ -183,7 +192,9 @@ static void every_type(mproc_manager *m)
     mproc_lock *lk;
     CHECK_RC(mproc_manager_lock(m, "lock", &lk), 0);
     CHECK(!mproc_lock_locked(lk));
-    CHECK_RC(mproc_lock_release(lk), -EPERM);
+    /* Mapped, this releases the arena mutex itself: the deliberate misuse TSan reports, left out
+     * there as in test_lock (tests/tsan.supp). */
+    if (!(mapped && PEER_TSAN)) CHECK_RC(mproc_lock_release(lk), -EPERM);
     CHECK_RC(mproc_lock_acquire(lk, 1.0), 0);
     CHECK(mproc_lock_locked(lk));
     CHECK_RC(mproc_lock_acquire(lk, 0), -EDEADLK);
