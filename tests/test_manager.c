@@ -1,7 +1,9 @@
 /* Managers: a server started by the test (a family member), and programs outside the family
  * (tests/manager_peer.c, exec'd) using its objects through proxies over unix and loopback TCP, or
  * mapping its arena over unix (manager/share.c). */
+#include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <spawn.h>
@@ -132,6 +134,36 @@ TEST(another_user_gets_proxies_unless_any_user)
                             &(mproc_manager_opts){.share_arena = MPROC_MANAGER_SHARE_ANY_USER}));
     CHECK_EQ(run_peer_as(65534, mproc_manager_address(m), "1"), 0);
     mproc_manager_free(m);
+}
+
+/* A peer in another pid namespace gets proxies: pids (robust mutex owners, the process layer's
+ * liveness checks) mean other processes there. */
+TEST(another_pid_namespace_gets_proxies)
+{
+    if (geteuid() != 0) harness_skip("needs root, for a pid namespace");
+    mproc_manager *m;
+    CHECK_OK(mproc_manager_start(&m, unique_unix(), NULL, 0, NULL));
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        if (unshare(CLONE_NEWPID) < 0) _exit(errno == EPERM || errno == EINVAL ? 77 : 3);
+        setenv("PEER_EXPECT_MAPPED", "0", 1);
+        unsetenv("MPROC_MANAGER_MAP");
+        pid_t inner = fork(); /* pid 1 of the new namespace */
+        if (inner == 0) {
+            char *argv[] = {(char *)MANAGER_PEER, (char *)mproc_manager_address(m), "-", "all",
+                            NULL};
+            execve(MANAGER_PEER, argv, environ);
+            _exit(4);
+        }
+        int st;
+        if (inner < 0 || waitpid(inner, &st, 0) != inner) _exit(5);
+        _exit(WIFEXITED(st) ? WEXITSTATUS(st) : 6);
+    }
+    int code = wait_peer(pid);
+    mproc_manager_free(m);
+    if (code == 77) harness_skip("no pid namespaces here");
+    CHECK_EQ(code, 0);
 }
 
 TEST(a_mapped_peer_leaves_no_fd_or_mapping_behind)
