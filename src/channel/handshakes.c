@@ -131,7 +131,8 @@ void mproc__hs_free(mproc__hs_set *s)
 static int adopt_after_fork(mproc__hs_set *s)
 {
     drop_all(s, false);
-    int ep = epoll_create1(EPOLL_CLOEXEC), tfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+    int ep = epoll_create1(EPOLL_CLOEXEC),
+        tfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
     int r = (ep < 0 || tfd < 0) ? -errno : 0;
     if (r == 0 && (dup3(ep, s->ep, O_CLOEXEC) < 0 || dup3(tfd, s->tfd, O_CLOEXEC) < 0)) r = -errno;
     if (ep >= 0) close(ep);
@@ -154,7 +155,8 @@ void mproc__hs_set_max(mproc__hs_set *s, size_t max)
 
 static void queue_frame(pending *p, const void *m, size_t len)
 {
-    if (p->out_len + MPROC__CONN_FRAME_HEADER_MAX + len > sizeof p->out) return; /* never: 2 frames */
+    if (p->out_len + MPROC__CONN_FRAME_HEADER_MAX + len > sizeof p->out)
+        return; /* never: 2 frames */
     p->out_len += mproc__frame_header(len, p->out + p->out_len);
     memcpy(p->out + p->out_len, m, len);
     p->out_len += len;
@@ -164,8 +166,8 @@ static void queue_frame(pending *p, const void *m, size_t len)
 static int flush(pending *p)
 {
     while (p->out_off < p->out_len) {
-        ssize_t w = send(p->fd, p->out + p->out_off, p->out_len - p->out_off,
-                         MSG_NOSIGNAL | MSG_DONTWAIT);
+        ssize_t w =
+            send(p->fd, p->out + p->out_off, p->out_len - p->out_off, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (w < 0) {
             if (errno == EINTR) continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
