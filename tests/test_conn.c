@@ -974,6 +974,48 @@ TEST(listener_fd_drives_handshakes_from_an_event_loop)
     mproc_listener_free(l);
 }
 
+static mproc_listener *g_keyed;
+
+/* A fork child accepting on its copy of a keyed listener: it starts its own pending set (its
+ * parent's handshakes are not its to answer, even when their clients spoke), serves its own
+ * client, and frees its copy. */
+static int accept_in_child(void *arg)
+{
+    mproc_conn *c;
+    if (mproc_listener_accept(g_keyed, &c, 0.3) != -ETIMEDOUT) return 1;
+    dialer d;
+    dial_start(&d, arg);
+    int r = mproc_listener_accept(g_keyed, &c, 10);
+    if (r == 0) dial_end(&d, c);
+    mproc_listener_free(g_keyed);
+    return r == 0 ? 0 : 2;
+}
+
+TEST(listener_fork_child_accepts_without_disturbing_its_parents_handshakes)
+{
+    SKIP_IN_THREAD_MODE("a child here shares the parent's listener");
+    mproc_listener *l;
+    char addr[64];
+    keyed_listener(&l, addr, sizeof addr, "hs-fork");
+    mproc_conn *m = mute(addr), *bad = mute(addr), *c;
+    CHECK_RC(mproc_listener_accept(l, &c, 0), -EAGAIN);
+    swallow(m);
+    swallow(bad);
+    CHECK_OK(mproc_conn_send(bad, "wrong", 5)); /* a response for the parent to refuse */
+    g_keyed = l;
+    CHECK_EQ(harness_join(harness_start(accept_in_child, addr)), 0);
+    CHECK_EQ(mute_pending(m), 1); /* the child closed only its copies */
+    CHECK_RC(mproc_listener_accept(l, &c, 10), MPROC_EAUTH);
+    mproc_conn_close(bad);
+    dialer d;
+    dial_start(&d, addr);
+    CHECK_OK(mproc_listener_accept(l, &c, 10));
+    dial_end(&d, c);
+    mproc_conn_close(m);
+    CHECK_RC(mproc_listener_accept(l, &c, 10), MPROC_ECLOSED);
+    mproc_listener_free(l);
+}
+
 TEST(bad_addresses)
 {
     mproc_listener *l;
