@@ -112,9 +112,10 @@ int mproc_listener_new_opts(mproc_listener **out, const char *address, const voi
  * from the backlog. A keyed listener runs the handshakes of several clients side by side (at most
  * mproc_listener_set_max_handshakes at once) and returns the first that passed, so a slow or
  * silent client holds up nobody else; the pending ones go on in the next call (they are kept in
- * the listener, across -ETIMEDOUT and -EINTR). A handshake that failed is reported by one call,
- * its connection closed, no message delivered: a peer with the wrong key (or that does not speak
- * the protocol) gets MPROC_EAUTH, and so does the peer; a peer that closed, MPROC_ECLOSED; one
+ * the listener, across -ETIMEDOUT and -EINTR). A handshake that failed is reported by a call with
+ * no connection to return (several that failed together, once), its connection closed, no
+ * message delivered: a peer with the wrong key (or that does not speak
+ * the protocol): MPROC_EAUTH, for the peer too; a peer that closed, MPROC_ECLOSED; one
  * that ran out of handshake_timeout, -ETIMEDOUT. Call it again for the next client. -EINTR while
  * waiting. */
 int mproc_listener_accept(mproc_listener *l, mproc_conn **out, double timeout);

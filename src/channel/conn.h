@@ -132,14 +132,16 @@ int mproc__auth_srv_step(mproc__auth_srv *h, const void *key, size_t keylen, con
                          size_t len, unsigned char out[MPROC__AUTH_MSG_MAX], size_t *out_len);
 
 /* A keyed listener's pending handshakes (handshakes.c): accepted from the listening socket lfd
- * (non-blocking), each run with mproc__auth_srv_step under key (kept by the caller) within
- * timeout seconds, at most max at once (a new client past that drops the oldest). next is one
- * round that never blocks: a socket whose handshake passed (non-blocking, the caller's), a failed
- * handshake's code (MPROC_EAUTH, MPROC_ECLOSED, -ETIMEDOUT; that connection is closed) or an
- * accept error, or -EAGAIN for nothing yet; fd is readable when a round can make progress. Thread-
- * safe; a fork child's first call drops the copies of its parent's pending ones. */
+ * (non-blocking; tcp: TCP_NODELAY on each), each run with mproc__auth_srv_step under key (kept by
+ * the caller) within timeout seconds, at most max at once (a new client past that drops the
+ * oldest). next is one round that never blocks: a socket whose handshake passed (non-blocking, the
+ * caller's), a failed handshake's code (MPROC_EAUTH, MPROC_ECLOSED, -ETIMEDOUT; that connection is
+ * closed) or an accept error, or -EAGAIN for nothing yet; fd is readable when a round can make
+ * progress. Thread- safe; a fork child's first call drops the copies of its parent's pending ones.
+ */
 typedef struct mproc__hs_set mproc__hs_set;
-int mproc__hs_new(mproc__hs_set **out, int lfd, const void *key, size_t keylen, double timeout);
+int mproc__hs_new(mproc__hs_set **out, int lfd, bool tcp, const void *key, size_t keylen,
+                  double timeout);
 void mproc__hs_free(mproc__hs_set *s);
 int mproc__hs_fd(const mproc__hs_set *s);
 void mproc__hs_set_max(mproc__hs_set *s, size_t max);

@@ -12,6 +12,8 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
@@ -37,6 +39,7 @@ typedef struct {
 struct mproc__hs_set {
     pthread_mutex_t mu; /* thread mode: threads that stand for processes share the listener */
     int lfd, ep, tfd;
+    bool tcp;
     pid_t owner; /* the process whose pending state this is: a fork child starts its own */
     const unsigned char *key;
     size_t keylen;
@@ -59,12 +62,14 @@ static int add_fixed(mproc__hs_set *s)
     return epoll_ctl(s->ep, EPOLL_CTL_ADD, s->tfd, &ev) < 0 ? -errno : 0;
 }
 
-int mproc__hs_new(mproc__hs_set **out, int lfd, const void *key, size_t keylen, double timeout)
+int mproc__hs_new(mproc__hs_set **out, int lfd, bool tcp, const void *key, size_t keylen,
+                  double timeout)
 {
     mproc__hs_set *s = calloc(1, sizeof *s);
     if (!s) return -ENOMEM;
     pthread_mutex_init(&s->mu, NULL);
     s->lfd = lfd;
+    s->tcp = tcp;
     s->key = key;
     s->keylen = keylen;
     s->timeout = timeout;
@@ -255,6 +260,10 @@ static void take_new(mproc__hs_set *s)
             /* EAGAIN: none left (or another process took it); else (out of fds) say why */
             if (errno != EAGAIN && errno != EWOULDBLOCK) s->failure = -errno;
             return;
+        }
+        if (s->tcp) { /* the handshake's small messages, and then the application's */
+            int one = 1;
+            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         }
         if (s->n == s->cap) {
             size_t cap = s->cap ? s->cap * 2 : 8;

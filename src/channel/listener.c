@@ -121,7 +121,8 @@ int mproc_listener_new_opts(mproc_listener **out, const char *address, const voi
     if (l->has_key) {
         /* handshakes run side by side (handshakes.c): an accept never waits on one socket */
         fcntl(l->fd, F_SETFL, fcntl(l->fd, F_GETFL) | O_NONBLOCK);
-        if ((r = mproc__hs_new(&l->hs, l->fd, l->key, l->keylen, l->opts.handshake_timeout)) < 0)
+        if ((r = mproc__hs_new(&l->hs, l->fd, l->tcp, l->key, l->keylen,
+                               l->opts.handshake_timeout)) < 0)
             goto fail;
     }
     if (l->tcp) {
@@ -201,7 +202,7 @@ int mproc_listener_accept(mproc_listener *l, mproc_conn **out, double timeout)
     if (fd < 0) return fd;
     /* connections are blocking */
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
-    if (l->tcp) set_nodelay(fd, AF_INET);
+    if (l->tcp && !l->hs) set_nodelay(fd, AF_INET);
     mproc_conn *c;
     int r = mproc__conn_wrap(&c, fd, true, true, true);
     if (r < 0) {
