@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "channel/conn.h"
 #include "manager/protocol.h"
 #include "mproc/manager.h"
 
@@ -24,9 +25,10 @@ typedef struct mgr_srv mgr_srv;
 
 struct mgr_conn {
     int fd;
-    int state; /* handshake steps, then READY */
+    bool ready;         /* past the handshake (or no key) */
+    mproc__auth_srv hs; /* the handshake's state until then */
     int64_t hs_deadline;
-    unsigned char challenge[64];
+    mgr_conn *hs_prev, *hs_next; /* the handshakes in progress, oldest first */
     unsigned char *in;
     size_t in_len, in_cap;
     unsigned char *out;
@@ -75,6 +77,7 @@ struct mgr_srv {
     int ep;
     mgr_conn *conns;
     size_t nconns, nhandshaking;
+    mgr_conn *hs_oldest, *hs_newest;
     /* name table: hash of names, and slots by id */
     mgr_obj **buckets;
     size_t nbuckets;
@@ -133,7 +136,7 @@ int mgr_reply_fetch(mgr_srv *s, mgr_conn *c, uint32_t id, uint64_t cap,
                     int (*fetch)(void *ctx, void *buf, size_t cap, size_t *len), void *ctx);
 int mgr_objects_init(mgr_srv *s);
 void mgr_objects_destroy(mgr_srv *s);
-/* One request of a READY connection. */
+/* One request of a ready connection. */
 void mgr_dispatch(mgr_srv *s, mgr_conn *c, const mproc__mgr_req *h, const unsigned char *body);
 /* The connection is going away: its parked calls go, its locks are released. */
 void mgr_conn_gone(mgr_srv *s, mgr_conn *c);
