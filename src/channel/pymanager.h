@@ -34,6 +34,9 @@ typedef struct mproc__pym_proxy mproc__pym_proxy;
  * authkey, checking both with a 'dummy' request as BaseManager.connect does. 0, MPROC_EAUTH,
  * -ECONNREFUSED, ... */
 int mproc__pym_connect(mproc__pym **out, const char *address, const void *authkey, size_t keylen);
+/* The same with a bound on the handshake and on each manager-level reply (timeout 0: none). */
+int mproc__pym_connect_timeout(mproc__pym **out, const char *address, const void *authkey,
+                               size_t keylen, double timeout);
 void mproc__pym_free(mproc__pym *m);
 
 /* A manager-level request (create, number_of_objects, debug_info, get_methods, ...) on a
@@ -64,6 +67,10 @@ int mproc__pym_wait(mproc__pym_proxy *p, const char *method, double timeout);
 /* The reference counts the server keeps for its clients. */
 int mproc__pym_incref(mproc__pym_proxy *p);
 int mproc__pym_decref(mproc__pym_proxy *p);
+/* Another proxy of the same object with a reference (incref) and a connection of its own, for
+ * another thread, or a fork child (whose copy of the parent's proxy holds no reference: freeing it
+ * there closes just the child's copy of the connection). */
+int mproc__pym_proxy_dup(const mproc__pym_proxy *p, mproc__pym_proxy **out);
 /* Drop the proxy's reference (decref) and close its connection. NULL-safe. */
 void mproc__pym_proxy_free(mproc__pym_proxy *p);
 

@@ -1189,6 +1189,11 @@ static void manager_request(req *r, const char *m, const mproc__pk *args, const 
 {
     if (strcmp(m, "dummy") == 0) {
         ret_none(r);
+    } else if (strcmp(m, "mproc_native") == 0) {
+        /* an mproc client's dialect probe (client.c): answered in Python's framing, then this
+         * connection speaks the native protocol, starting with the client's HELLO */
+        ret(r, mproc__pk_int(r->d, MPROC__MGR_VERSION));
+        r->c->dialect = DIALECT_NATIVE;
     } else if (strcmp(m, "accept_connection") == 0) {
         r->c->py_accepted = true;
         ret_none(r);
