@@ -183,7 +183,8 @@ static int out_value(const mproc__pk *v, void *buf, size_t cap, void **alloc, si
     if (len) *len = n;
     if (alloc) {
         *alloc = malloc(n ? n : 1);
-        if (!*alloc) r = -ENOMEM;
+        if (!*alloc)
+            r = -ENOMEM;
         else if (n)
             memcpy(*alloc, data, n);
     } else if (n > cap) {
@@ -420,7 +421,8 @@ static int d_items(mproc_dict *h, bool keys_only, mproc_dict_item **items, size_
             v = it->u.items[1];
         }
         r = mgr_pyv_bytes(k, &owned[2 * i], &data[2 * i], &lens[2 * i]);
-        if (r == 0 && v) r = mgr_pyv_bytes(v, &owned[2 * i + 1], &data[2 * i + 1], &lens[2 * i + 1]);
+        if (r == 0 && v)
+            r = mgr_pyv_bytes(v, &owned[2 * i + 1], &data[2 * i + 1], &lens[2 * i + 1]);
         total += lens[2 * i] + lens[2 * i + 1];
     }
     mproc_dict_item *out = r == 0 && cnt ? malloc(total) : NULL;

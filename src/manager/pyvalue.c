@@ -48,7 +48,8 @@ static int encode(mproc__pk_doc *d, mproc__pk *v, void *buf, size_t cap, size_t 
     mproc__pk_doc_free(d);
     if (r < 0) return r;
     *len = n;
-    if (n > cap) r = -EMSGSIZE;
+    if (n > cap)
+        r = -EMSGSIZE;
     else
         memcpy(buf, out, n);
     free(out);
