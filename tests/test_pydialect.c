@@ -318,3 +318,80 @@ TEST_T(python_client_cost_beside_python_manager, 180)
     CHECK(dict_ms < 80 * harness_slow());
     CHECK(ops > 500 / harness_slow());
 }
+
+TEST_T(condition_waits_park_in_the_server_for_python_threads, 120)
+{
+    server s = serve();
+    CHECK_EQ(run_client(&s, "condition"), 0);
+    /* nothing left parked or held: the server still serves */
+    mproc_dict *d;
+    CHECK_OK(mproc_manager_dict(s.m, "jobs", &d));
+    CHECK_OK(mproc_dict_set(d, "k", 1, "v", 1));
+    stop(&s);
+}
+
+TEST_T(barrier_rounds_abort_reset_and_timeout_for_python_threads, 120)
+{
+    server s = serve();
+    CHECK_EQ(run_client(&s, "barrier"), 0);
+    stop(&s);
+}
+
+/* The talk's example with the manager in C: its Event handed to a task of a Python Pool. */
+TEST_T(c_manager_event_passed_to_a_python_pool_task, 120)
+{
+    server s = serve();
+    mproc_event *ev;
+    CHECK_OK(mproc_manager_event(s.m, "ev", &ev));
+    py_helper h = ready_client(&s, "pool_event", NULL); /* its task runs until told */
+    CHECK_OK(mproc_event_set(ev));
+    char line[64];
+    py_read_all(&h, line, 20);
+    line[20] = 0;
+    CHECK(strncmp(line, "E 2.71828182845904", 18) == 0);
+    CHECK_EQ(py_reap(&h), 0);
+    stop(&s);
+}
+
+TEST_T(connect_finds_the_native_dialect_and_python_dialect_works_too, 60)
+{
+    server s = serve();
+    CHECK_EQ(mproc_manager_dialect(s.m), MPROC_MANAGER_DIALECT_NATIVE);
+    CHECK_RC(mproc_manager_dialect(NULL), -EINVAL);
+    mproc_dict *d, *pd;
+    CHECK_OK(mproc_manager_dict(s.m, "jobs", &d));
+    CHECK_OK(mproc_dict_set(d, "k", 1, "native", 6));
+    /* forced Python against an mproc server: its Python dialect, the same objects */
+    mproc_manager *py;
+    CHECK_OK(mproc_manager_connect_opts(
+        &py, s.address, KEY, strlen(KEY),
+        &(mproc_manager_client_opts){.dialect = MPROC_MANAGER_DIALECT_PYTHON, .timeout = 5}));
+    CHECK_EQ(mproc_manager_dialect(py), MPROC_MANAGER_DIALECT_PYTHON);
+    CHECK_OK(mproc_manager_dict(py, "get_jobs", &pd));
+    char buf[16];
+    size_t n;
+    CHECK_OK(mproc_dict_get(pd, "k", 1, buf, sizeof buf, &n));
+    CHECK(n == 6 && memcmp(buf, "native", 6) == 0);
+    unsigned char k[16], v[16];
+    size_t kl, vl;
+    CHECK_OK(mproc_pyvalue_str(k, sizeof k, "s", 1, &kl));
+    CHECK_OK(mproc_pyvalue_int(v, sizeof v, -5, &vl));
+    CHECK_OK(mproc_dict_set(pd, k, kl, v, vl));
+    /* a typed value written through Python's protocol is the bytes the native side reads */
+    CHECK_OK(mproc_dict_get(d, k, kl, buf, sizeof buf, &n));
+    int64_t i;
+    CHECK_OK(mproc_pyvalue_get_int(buf, n, &i));
+    CHECK_EQ(i, -5);
+    CHECK_RC(mproc_dict_get(pd, "none", 4, buf, sizeof buf, &n), -ENOENT);
+    mproc_dict_free(pd);
+    mproc_manager_free(py);
+    /* forced native: as AUTO found */
+    mproc_manager *nat;
+    CHECK_OK(mproc_manager_connect_opts(
+        &nat, s.address, KEY, strlen(KEY),
+        &(mproc_manager_client_opts){.dialect = MPROC_MANAGER_DIALECT_NATIVE}));
+    CHECK_EQ(mproc_manager_dialect(nat), MPROC_MANAGER_DIALECT_NATIVE);
+    CHECK(strcmp(mproc_manager_remote_error(nat), "") == 0);
+    mproc_manager_free(nat);
+    stop(&s);
+}
