@@ -85,13 +85,13 @@ static int work(mproc_manager *m)
     char text[64];
     size_t klen, vlen, n;
     /* a str the Python side wrote */
-    if (rc == 0) rc = mproc_dict_get(jobs, key, str_bytes(key, sizeof key, "owner"), val,
-                                     sizeof val, &vlen);
+    if (rc == 0)
+        rc = mproc_dict_get(jobs, key, str_bytes(key, sizeof key, "owner"), val, sizeof val, &vlen);
     if (rc == 0) rc = mproc_pyvalue_get_str(val, vlen, text, sizeof text, &n);
     if (rc == 0) printf("jobs[\"owner\"] = \"%s\" (a Python str)\n", text);
     /* a key nobody wrote: Python's KeyError */
-    if (rc == 0 && mproc_dict_get(jobs, key, str_bytes(key, sizeof key, "missing"), val,
-                                  sizeof val, &vlen) == -ENOENT)
+    if (rc == 0 && mproc_dict_get(jobs, key, str_bytes(key, sizeof key, "missing"), val, sizeof val,
+                                  &vlen) == -ENOENT)
         printf("jobs[\"missing\"]: %s\n", mproc_manager_remote_error(m));
     /* take the tasks (Python ints) until the queue is empty, answer each with its square */
     while (rc == 0) {
@@ -105,8 +105,9 @@ static int work(mproc_manager *m)
         klen = str_bytes(key, sizeof key, name);
         if (rc == 0) rc = mproc_pyvalue_int(val, sizeof val, task * task, &vlen);
         if (rc == 0) rc = mproc_dict_set(jobs, key, klen, val, vlen);
-        if (rc == 0) printf("task %lld done: jobs[\"%s\"] = %lld\n", (long long)task, name,
-                            (long long)(task * task));
+        if (rc == 0)
+            printf("task %lld done: jobs[\"%s\"] = %lld\n", (long long)task, name,
+                   (long long)(task * task));
     }
     size_t len = 0;
     if (rc == 0) rc = mproc_dict_len(jobs, &len);

@@ -30,13 +30,20 @@ typedef struct {
     mproc_manager *m;
 } server;
 
+static server serve_at(const char *address, const char *key);
+
 static server serve(void)
+{
+    return serve_at("tcp:127.0.0.1:0", KEY);
+}
+
+static server serve_at(const char *address, const char *key)
 {
     py_need();
     server s = {.keyfile = "/tmp/mproc-pyd-key-XXXXXX"};
     int kfd = mkstemp(s.keyfile);
     CHECK(kfd >= 0);
-    CHECK_EQ(write(kfd, KEY, strlen(KEY)), (ssize_t)strlen(KEY));
+    CHECK_EQ(write(kfd, key, strlen(key)), (ssize_t)strlen(key));
     close(kfd);
     int p[2];
     CHECK_EQ(pipe2(p, O_CLOEXEC), 0);
@@ -45,7 +52,7 @@ static server serve(void)
     posix_spawn_file_actions_adddup2(&fa, p[1], 1);
     char *argv[] = {(char *)MPROC_MANAGER_TOOL,
                     "--address",
-                    "tcp:127.0.0.1:0",
+                    (char *)address,
                     "--authkey-file",
                     s.keyfile,
                     "--foreground",
@@ -61,7 +68,7 @@ static server serve(void)
     }
     close(p[0]);
     *strchr(s.address, '\n') = 0;
-    CHECK_OK(mproc_manager_connect(&s.m, s.address, KEY, strlen(KEY)));
+    CHECK_OK(mproc_manager_connect(&s.m, s.address, key, strlen(key)));
     return s;
 }
 
@@ -393,5 +400,23 @@ TEST_T(connect_finds_the_native_dialect_and_python_dialect_works_too, 60)
     CHECK_EQ(mproc_manager_dialect(nat), MPROC_MANAGER_DIALECT_NATIVE);
     CHECK(strcmp(mproc_manager_remote_error(nat), "") == 0);
     mproc_manager_free(nat);
+    stop(&s);
+}
+
+/* The Python snippets of docs/manager.md, unmodified, against mproc-manager at the address they
+ * name (the test holds the port's resource lock in CMake). */
+TEST_T(docs_manager_python_snippets_run_against_mproc_manager, 120)
+{
+    server s = serve_at("tcp:127.0.0.1:50000", "secret");
+    const char *args[] = {NULL};
+    py_helper h = py_spawn("python3", "docs_snippets.py", args);
+    char out[4096] = {0}; /* what the snippets print, then RAN n */
+    size_t n = 0;
+    for (ssize_t r; n < sizeof out - 1 && (r = read(h.out, out + n, sizeof out - 1 - n)) > 0;)
+        n += (size_t)r;
+    CHECK_EQ(py_reap(&h), 0);
+    const char *ran = strstr(out, "RAN ");
+    CHECK(ran && atoi(ran + 4) >= 2);
+    CHECK(strstr(out, "b'loading'") && strstr(out, "main passed the barrier as"));
     stop(&s);
 }
