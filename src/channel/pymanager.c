@@ -196,25 +196,37 @@ static int request_id(endpoint *e, const char *method, const char *id)
     return r;
 }
 
-int mproc__pym_connect(mproc__pym **out, const char *address, const void *authkey, size_t keylen)
-{
-    return mproc__pym_connect_timeout(out, address, authkey, keylen, 0);
-}
-
-int mproc__pym_connect_timeout(mproc__pym **out, const char *address, const void *authkey,
-                               size_t keylen, double timeout)
+static int pym_new(mproc__pym **out, const char *address, const void *authkey, size_t keylen,
+                   double timeout, bool check)
 {
     if (!out || !address || !authkey || mproc__timeout_check(timeout)) return -EINVAL;
     mproc__pym *m = calloc(1, sizeof *m);
     if (!m) return -ENOMEM;
     int r = endpoint_init(&m->e, address, authkey, keylen, timeout);
-    if (r == 0) r = request_id(&m->e, "dummy", NULL);
+    if (r == 0 && check) r = request_id(&m->e, "dummy", NULL);
     if (r < 0) {
         mproc__pym_free(m);
         return r;
     }
     *out = m;
     return 0;
+}
+
+int mproc__pym_connect(mproc__pym **out, const char *address, const void *authkey, size_t keylen)
+{
+    return pym_new(out, address, authkey, keylen, 0, true);
+}
+
+int mproc__pym_connect_timeout(mproc__pym **out, const char *address, const void *authkey,
+                               size_t keylen, double timeout)
+{
+    return pym_new(out, address, authkey, keylen, timeout, true);
+}
+
+int mproc__pym_open(mproc__pym **out, const char *address, const void *authkey, size_t keylen,
+                    double timeout)
+{
+    return pym_new(out, address, authkey, keylen, timeout, false);
 }
 
 void mproc__pym_free(mproc__pym *m)

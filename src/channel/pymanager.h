@@ -37,6 +37,9 @@ int mproc__pym_connect(mproc__pym **out, const char *address, const void *authke
 /* The same with a bound on the handshake and on each manager-level reply (timeout 0: none). */
 int mproc__pym_connect_timeout(mproc__pym **out, const char *address, const void *authkey,
                                size_t keylen, double timeout);
+/* The handle without the check, for a caller that has just had an answer from the server. */
+int mproc__pym_open(mproc__pym **out, const char *address, const void *authkey, size_t keylen,
+                    double timeout);
 void mproc__pym_free(mproc__pym *m);
 
 /* A manager-level request (create, number_of_objects, debug_info, get_methods, ...) on a

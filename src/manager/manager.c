@@ -108,13 +108,16 @@ int mproc_manager_connect_opts(mproc_manager **out, const char *address, const v
     if ((r = new_handle(&m, address, authkey, keylen, t)) < 0) return r;
     m->reply_timeout = t;
     m->dialect = o.dialect;
+    bool forced = m->dialect == MPROC_MANAGER_DIALECT_PYTHON;
     pthread_mutex_lock(&m->mu);
-    r = m->dialect == MPROC_MANAGER_DIALECT_PYTHON ? MGR_SPEAKS_PYTHON : mgr_connect_locked(m);
+    r = forced ? MGR_SPEAKS_PYTHON : mgr_connect_locked(m);
     pthread_mutex_unlock(&m->mu);
-    if (r == MGR_SPEAKS_PYTHON) {
-        /* Python's own check of a new manager: a 'dummy' request on a connection of its own */
-        r = authkey ? mproc__pym_connect_timeout(&m->pym, address, authkey, keylen, t) : -EINVAL;
-    }
+    if (r == MGR_SPEAKS_PYTHON && !authkey) r = -EINVAL; /* Python always runs the handshake */
+    /* forced: Python's own check of a new manager, a 'dummy' request on a connection of its own;
+     * found by the probe: its answer was that check */
+    if (r == MGR_SPEAKS_PYTHON)
+        r = forced ? mproc__pym_connect_timeout(&m->pym, address, authkey, keylen, t)
+                   : mproc__pym_open(&m->pym, address, authkey, keylen, t);
     if (r < 0) {
         free_handle(m);
         return r;
