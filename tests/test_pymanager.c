@@ -744,3 +744,49 @@ TEST_T(python_manager_event_passed_to_an_mproc_pool_task, 60)
     mproc_manager_free(m);
     stop(&s);
 }
+
+/* A peer that passes the handshake and then never answers. */
+typedef struct {
+    mproc_listener *l;
+    mproc_event *done;
+} silent_arg;
+
+static void *silent_peer(void *p)
+{
+    silent_arg *a = p;
+    mproc_conn *c;
+    if (mproc_listener_accept(a->l, &c, 30) == 0) {
+        mproc_event_wait(a->done, 30); /* reads nothing, answers nothing */
+        mproc_conn_close(c);
+    }
+    return NULL;
+}
+
+TEST_T(a_server_that_never_answers_fails_connect_in_bounded_time, 60)
+{
+    char addr[64];
+    snprintf(addr, sizeof addr, "unix:@mproc-silent-%d", (int)getpid());
+    silent_arg a;
+    CHECK_OK(mproc_listener_new(&a.l, addr, KEY, strlen(KEY)));
+    CHECK_OK(mproc_event_new(&a.done));
+    static const mproc_dialect dialects[] = {MPROC_MANAGER_DIALECT_AUTO,
+                                             MPROC_MANAGER_DIALECT_NATIVE,
+                                             MPROC_MANAGER_DIALECT_PYTHON};
+    static const int codes[] = {-ETIMEDOUT, -EPROTONOSUPPORT, -ETIMEDOUT};
+    for (int i = 0; i < 3; i++) {
+        pthread_t t;
+        CHECK_OK(mproc_event_clear(a.done));
+        CHECK_EQ(pthread_create(&t, NULL, silent_peer, &a), 0);
+        mproc_manager *m;
+        double t0 = harness_now();
+        CHECK_RC(mproc_manager_connect_opts(
+                     &m, addr, KEY, strlen(KEY),
+                     &(mproc_manager_client_opts){.dialect = dialects[i], .timeout = 0.3}),
+                 codes[i]);
+        CHECK_BETWEEN(harness_now() - t0, 0.25, 5 * harness_slow());
+        CHECK_OK(mproc_event_set(a.done));
+        CHECK_EQ(pthread_join(t, NULL), 0);
+    }
+    mproc_event_free(a.done);
+    mproc_listener_free(a.l);
+}
