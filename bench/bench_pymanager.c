@@ -119,7 +119,8 @@ int main(void)
     int st;
     waitpid(srv, &st, 0);
     fclose(srv_out);
-    const char *w = "Python SyncManager dict set+get, unix socket, one at a time (C client vs Python's)";
+    const char *w =
+        "Python SyncManager dict set+get, unix socket, one at a time (C client vs Python's)";
     bench_row(w, "mproc", bench_median(c_ops, ROUNDS) / 1e3, "k ops/s", "higher");
     bench_row(w, "python", bench_median(py_ops, ROUNDS) / 1e3, "k ops/s", "higher");
     w = "Python SyncManager connect + handshake (C: + dialect probe; Python: + dummy)";

@@ -494,8 +494,9 @@ TEST_T(public_dict_of_a_python_manager_with_keyerror_len_keys, 60)
     /* kinds: a dict typeid is not a queue; calls Python lacks; unknown names */
     mproc_queue *q;
     CHECK_RC(mproc_manager_queue(m, "dict", NULL, &q), -EEXIST);
-    mproc_list *l;
-    CHECK_RC(mproc_manager_list(m, "list", &l), -ENOTSUP);
+    mproc_value *val;
+    CHECK_RC(mproc_manager_value(m, "Value", 8, false, &val), -ENOTSUP);
+    CHECK_OK(mproc_manager_reconnect(m));
     CHECK_RC(mproc_manager_delete(m, "jobs"), -ENOTSUP);
     mproc_dict *none;
     CHECK_RC(mproc_manager_dict(m, "get_nothing", &none), MPROC_EREMOTE);
@@ -769,9 +770,8 @@ TEST_T(a_server_that_never_answers_fails_connect_in_bounded_time, 60)
     silent_arg a;
     CHECK_OK(mproc_listener_new(&a.l, addr, KEY, strlen(KEY)));
     CHECK_OK(mproc_event_new(&a.done));
-    static const mproc_dialect dialects[] = {MPROC_MANAGER_DIALECT_AUTO,
-                                             MPROC_MANAGER_DIALECT_NATIVE,
-                                             MPROC_MANAGER_DIALECT_PYTHON};
+    static const mproc_dialect dialects[] = {
+        MPROC_MANAGER_DIALECT_AUTO, MPROC_MANAGER_DIALECT_NATIVE, MPROC_MANAGER_DIALECT_PYTHON};
     static const int codes[] = {-ETIMEDOUT, -EPROTONOSUPPORT, -ETIMEDOUT};
     for (int i = 0; i < 3; i++) {
         pthread_t t;
@@ -789,4 +789,42 @@ TEST_T(a_server_that_never_answers_fails_connect_in_bounded_time, 60)
     }
     mproc_event_free(a.done);
     mproc_listener_free(a.l);
+}
+
+TEST_T(public_list_of_a_python_manager, 60)
+{
+    server s = serve("tcp:127.0.0.1:0");
+    mproc_manager *m = connect_public(&s);
+    mproc_list *l;
+    CHECK_OK(mproc_manager_list(m, "list", &l));
+    CHECK_OK(mproc_list_append(l, "b", 1));
+    CHECK_OK(mproc_list_append(l, "ccc", 3));
+    CHECK_OK(mproc_list_insert(l, 0, "a", 1));
+    size_t n;
+    CHECK_OK(mproc_list_len(l, &n));
+    CHECK_EQ(n, 3u);
+    char buf[8];
+    CHECK_OK(mproc_list_get(l, -1, buf, sizeof buf, &n));
+    CHECK(n == 3 && memcmp(buf, "ccc", 3) == 0);
+    CHECK_RC(mproc_list_get(l, 5, buf, sizeof buf, &n), -ERANGE); /* IndexError */
+    CHECK(strstr(mproc_manager_remote_error(m), "IndexError") != NULL);
+    CHECK_OK(mproc_list_set(l, 1, "B", 1));
+    /* a pop that does not fit leaves the item */
+    CHECK_RC(mproc_list_pop(l, -1, buf, 2, &n), -EMSGSIZE);
+    CHECK_EQ(n, 3u);
+    CHECK_OK(mproc_list_pop(l, -1, buf, sizeof buf, &n));
+    CHECK(n == 3 && memcmp(buf, "ccc", 3) == 0);
+    CHECK_OK(mproc_list_pop(l, 0, NULL, 0, NULL));
+    void *v;
+    CHECK_OK(mproc_list_get_alloc(l, 0, &v, &n));
+    CHECK(n == 1 && memcmp(v, "B", 1) == 0);
+    free(v);
+    CHECK_OK(mproc_list_clear(l));
+    CHECK_OK(mproc_list_len(l, &n));
+    CHECK_EQ(n, 0u);
+    mproc_dict *d;
+    CHECK_RC(mproc_manager_dict(m, "list", &d), -EEXIST);
+    mproc_list_free(l);
+    mproc_manager_free(m);
+    stop(&s);
 }

@@ -118,20 +118,20 @@ typedef struct {
  * forced NATIVE dialect got no answer from the server: not an mproc manager), -ETIMEDOUT (no
  * answer to the probe). Against a Python manager (BaseManager/SyncManager, any address it can
  * listen on; Python always needs a key) the handles are proxies speaking Python's protocol:
- *   mproc_manager_dict(m, name, &d), _queue, _event, _lock: name is what Python's registry calls
- *     it, a name registered on the server ("get_jobs": m.get_jobs() in Python) or a SyncManager
- *     typeid ("dict", "Queue", "Event", "Lock": a new object, freed with its handle). -EEXIST
- *     when the object's exposed methods are not of that kind. _list, _value and
+ *   mproc_manager_dict(m, name, &d), _list, _queue, _event, _lock: name is what Python's
+ *     registry calls it, a name registered on the server ("get_jobs": m.get_jobs() in Python) or
+ *     a SyncManager typeid ("dict", "list", "Queue", "Event", "Lock": a new object, freed with its
+ *     handle). -EEXIST when the object's exposed methods are not of that kind. _value and
  *     mproc_manager_delete: -ENOTSUP.
  *   values: C bytes are Python bytes; bytes that begin with 0x80 and hold a pickle stand for the
  *     value pickled (mproc_pyvalue_str, _int, _float make them): what Python stores as str, int or
  *     float reads in C as its pickle, decoded by mproc_pyvalue_get_str, _int, _float.
- *   codes: KeyError -> -ENOENT (get, del), queue.Empty / queue.Full -> -EAGAIN (timeout 0) or
- *     -ETIMEDOUT, any other exception -> MPROC_EREMOTE with its text in mproc_manager_remote_error;
- *     calls Python's proxies lack (queue close, lock locked, a timed queue join) -> -ENOTSUP.
- *   a handle may be used by several threads at once (each call takes a connection of its own when
- *     another is busy) and in fork children made after it (they open their own connections); a
- *     pool worker started before the handle was made does not have it. A blocking call
+ *   codes: KeyError -> -ENOENT (get, del), IndexError -> -ERANGE, queue.Empty / queue.Full ->
+ * -EAGAIN (timeout 0) or -ETIMEDOUT, any other exception -> MPROC_EREMOTE with its text in
+ * mproc_manager_remote_error; calls Python's proxies lack (queue close, lock locked, a timed queue
+ * join) -> -ENOTSUP. a handle may be used by several threads at once (each call takes a connection
+ * of its own when another is busy) and in fork children made after it (they open their own
+ * connections); a pool worker started before the handle was made does not have it. A blocking call
  *     interrupted by a signal (-EINTR) closes its connection; the server's thread may still take
  *     the item or lock it was waiting for. */
 int mproc_manager_connect_opts(mproc_manager **out, const char *address, const void *authkey,

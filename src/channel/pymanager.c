@@ -116,6 +116,7 @@ static int send_request(mproc_conn *c, const char *ident, const char *method, co
 static int exception_code(const mproc__pk *exc)
 {
     if (mproc__pk_is_instance(exc, "builtins", "KeyError")) return -ENOENT;
+    if (mproc__pk_is_instance(exc, "builtins", "IndexError")) return -ERANGE;
     if (mproc__pk_is_instance(exc, "_queue", "Empty") ||
         mproc__pk_is_instance(exc, "queue", "Empty") || mproc__pk_is_instance(exc, "queue", "Full"))
         return -EAGAIN;

@@ -8,14 +8,14 @@
  * TCP_QUICKACK after each read, so the server's replies are acknowledged at once (without it a
  * Python server stalls 40 ms per new connection on delayed ACKs).
  *
- * Replies map to codes: '#RETURN' -> 0 and the value; '#ERROR' KeyError -> -ENOENT, queue.Empty
- * and queue.Full -> -EAGAIN (-ETIMEDOUT from the timed helpers when they had a timeout), any other
- * exception -> MPROC_EREMOTE; '#TRACEBACK' and '#UNSERIALIZABLE' -> MPROC_EREMOTE. The exception's
- * text ("KeyError: 'x'", or the whole traceback) stays readable with mproc__pym_error until the
- * next call on the same handle. A proxy is used by one thread at a time (Python gives each thread
- * its own connection); a call that fails midway (-EINTR, a timeout, a broken connection) closes
- * the proxy's connection, so a late reply can never be read as the answer to the next call: the
- * next call opens a new one.
+ * Replies map to codes: '#RETURN' -> 0 and the value; '#ERROR' KeyError -> -ENOENT, IndexError ->
+ * -ERANGE, queue.Empty and queue.Full -> -EAGAIN (-ETIMEDOUT from the timed helpers when they had a
+ * timeout), any other exception -> MPROC_EREMOTE; '#TRACEBACK' and '#UNSERIALIZABLE' ->
+ * MPROC_EREMOTE. The exception's text ("KeyError: 'x'", or the whole traceback) stays readable with
+ * mproc__pym_error until the next call on the same handle. A proxy is used by one thread at a time
+ * (Python gives each thread its own connection); a call that fails midway (-EINTR, a timeout, a
+ * broken connection) closes the proxy's connection, so a late reply can never be read as the answer
+ * to the next call: the next call opens a new one.
  */
 #ifndef MPROC_CHANNEL_PYMANAGER_H
 #define MPROC_CHANNEL_PYMANAGER_H

@@ -217,8 +217,7 @@ static int open_obj(mproc_manager *m, uint8_t kind, const char *name, uint64_t a
     void *local;
     mgr_proxy *p;
     if (python(m)) {
-        if (kind != MGR_DICT && kind != MGR_QUEUE && kind != MGR_EVENT && kind != MGR_LOCK)
-            return -ENOTSUP;
+        if (kind == MGR_VALUE) return -ENOTSUP;
         mproc_queue_opts qo = {.max_items = a, .max_bytes = b, .joinable = c};
         int r = mgr_py_open(m, kind, name, &qo, &p);
         if (r == 0) *out = p;

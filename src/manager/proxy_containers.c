@@ -6,14 +6,12 @@
 #include "manager/client.h"
 #include "sync/proxy.h"
 
-/* The proxy h is, or -EINVAL; a Python manager's dict goes to its own op with the same arguments
- * (lists are never a Python manager's). */
-#define GET_PROXY(var, h, kind)                                                                    \
+/* The proxy h is, or -EINVAL; a Python manager's goes to its own op with the same arguments. */
+#define GET_PROXY(var, h, kind, op, ...)                                                           \
     mgr_proxy *var = mgr_proxy_get(h, kind);                                                       \
-    if (!var || (kind == MGR_LIST && var->py)) return -EINVAL
-#define GET_DICT(var, h, op, ...)                                                                  \
-    GET_PROXY(var, h, MGR_DICT);                                                                   \
+    if (!var) return -EINVAL;                                                                      \
     if (var->py) return mgr_py_ops.op(__VA_ARGS__)
+#define GET_DICT(var, h, op, ...) GET_PROXY(var, h, MGR_DICT, op, __VA_ARGS__)
 
 static int status_of(int r, const mgr_result *res)
 {
@@ -257,14 +255,13 @@ static void d_free(mproc_dict *d)
 
 static int l_append(mproc_list *l, const void *val, size_t len)
 {
-    GET_PROXY(p, l, MGR_LIST);
+    GET_PROXY(p, l, MGR_LIST, list_append, l, val, len);
     if (!val && len) return -EINVAL;
     return send3(p, MGR_LIST_APPEND, val, len, NULL, 0, NULL, 0);
 }
 
-static int indexed(mproc_list *l, uint16_t op, ptrdiff_t index, const void *val, size_t len)
+static int indexed(mgr_proxy *p, uint16_t op, ptrdiff_t index, const void *val, size_t len)
 {
-    GET_PROXY(p, l, MGR_LIST);
     if (!val && len) return -EINVAL;
     unsigned char ix[8];
     mgr_put64(ix, (uint64_t)(int64_t)index);
@@ -273,17 +270,19 @@ static int indexed(mproc_list *l, uint16_t op, ptrdiff_t index, const void *val,
 
 static int l_insert(mproc_list *l, ptrdiff_t index, const void *val, size_t len)
 {
-    return indexed(l, MGR_LIST_INSERT, index, val, len);
+    GET_PROXY(p, l, MGR_LIST, list_insert, l, index, val, len);
+    return indexed(p, MGR_LIST_INSERT, index, val, len);
 }
 
 static int l_set(mproc_list *l, ptrdiff_t index, const void *val, size_t len)
 {
-    return indexed(l, MGR_LIST_SET, index, val, len);
+    GET_PROXY(p, l, MGR_LIST, list_set, l, index, val, len);
+    return indexed(p, MGR_LIST_SET, index, val, len);
 }
 
 static int l_get(mproc_list *l, ptrdiff_t index, void *buf, size_t cap, size_t *len)
 {
-    GET_PROXY(p, l, MGR_LIST);
+    GET_PROXY(p, l, MGR_LIST, list_get, l, index, buf, cap, len);
     if (!buf && cap) return -EINVAL;
     unsigned char ix[8];
     mgr_put64(ix, (uint64_t)(int64_t)index);
@@ -293,7 +292,7 @@ static int l_get(mproc_list *l, ptrdiff_t index, void *buf, size_t cap, size_t *
 static int l_get_alloc(mproc_list *l, ptrdiff_t index, void **val, size_t *len)
 {
     if (val) *val = NULL;
-    GET_PROXY(p, l, MGR_LIST);
+    GET_PROXY(p, l, MGR_LIST, list_get_alloc, l, index, val, len);
     if (!val) return -EINVAL;
     unsigned char ix[8], none[1];
     mgr_put64(ix, (uint64_t)(int64_t)index);
@@ -302,7 +301,7 @@ static int l_get_alloc(mproc_list *l, ptrdiff_t index, void **val, size_t *len)
 
 static int l_pop(mproc_list *l, ptrdiff_t index, void *buf, size_t cap, size_t *len)
 {
-    GET_PROXY(p, l, MGR_LIST);
+    GET_PROXY(p, l, MGR_LIST, list_pop, l, index, buf, cap, len);
     if (!buf && cap) return -EINVAL;
     unsigned char a[16];
     mgr_put64(a, (uint64_t)(int64_t)index);
@@ -319,13 +318,13 @@ static int l_pop(mproc_list *l, ptrdiff_t index, void *buf, size_t cap, size_t *
 
 static int l_len(mproc_list *l, size_t *n)
 {
-    GET_PROXY(p, l, MGR_LIST);
+    GET_PROXY(p, l, MGR_LIST, list_len, l, n);
     return count(p, MGR_LIST_LEN, n);
 }
 
 static int l_clear(mproc_list *l)
 {
-    GET_PROXY(p, l, MGR_LIST);
+    GET_PROXY(p, l, MGR_LIST, list_clear, l);
     return send3(p, MGR_LIST_CLEAR, NULL, 0, NULL, 0, NULL, 0);
 }
 

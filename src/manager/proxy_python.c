@@ -451,6 +451,139 @@ static int d_items(mproc_dict *h, bool keys_only, mproc_dict_item **items, size_
     return r;
 }
 
+/* ---- list ---- */
+
+typedef struct {
+    int64_t index;
+    const void *val;
+    size_t len;
+    bool has_val;
+} ix;
+
+static mproc__pk *ix_args(call *c, const void *ctx)
+{
+    const ix *a = ctx;
+    mproc__pk *i = mproc__pk_int(c->d, a->index);
+    return a->has_val ? mproc__pk_tuple(c->d, 2, i, arg(c, a->val, a->len))
+                      : mproc__pk_tuple(c->d, 1, i);
+}
+
+static mproc__pk *val_args(call *c, const void *ctx)
+{
+    const ix *a = ctx;
+    return mproc__pk_tuple(c->d, 1, arg(c, a->val, a->len));
+}
+
+static int l_append(mproc_list *h, const void *val, size_t len)
+{
+    PY_OR_EINVAL(y, h, MGR_LIST);
+    if (!val && len) return -EINVAL;
+    ix a = {.val = val, .len = len};
+    return simple(y, "append", val_args, &a, NULL, NULL);
+}
+
+static int l_insert(mproc_list *h, ptrdiff_t index, const void *val, size_t len)
+{
+    PY_OR_EINVAL(y, h, MGR_LIST);
+    if (!val && len) return -EINVAL;
+    ix a = {index, val, len, true};
+    return simple(y, "insert", ix_args, &a, NULL, NULL);
+}
+
+static int l_set(mproc_list *h, ptrdiff_t index, const void *val, size_t len)
+{
+    PY_OR_EINVAL(y, h, MGR_LIST);
+    if (!val && len) return -EINVAL;
+    ix a = {index, val, len, true};
+    return simple(y, "__setitem__", ix_args, &a, NULL, NULL);
+}
+
+/* __getitem__ or pop of an index, into buf (cap) or *alloc. */
+static int l_fetch(mgr_pyproxy *y, const char *method, ptrdiff_t index, void *buf, size_t cap,
+                   void **alloc, size_t *len)
+{
+    call c;
+    int r = begin(&c, y);
+    if (r < 0) return r;
+    ix a = {.index = index};
+    mproc__pk *args = ix_args(&c, &a);
+    const mproc__pk *res;
+    r = args ? invoke(&c, method, args, &res) : -ENOMEM;
+    if (r == 0) r = out_value(res, buf, cap, alloc, len);
+    end(&c);
+    return r;
+}
+
+static int l_get(mproc_list *h, ptrdiff_t index, void *buf, size_t cap, size_t *len)
+{
+    PY_OR_EINVAL(y, h, MGR_LIST);
+    if (!buf && cap) return -EINVAL;
+    return l_fetch(y, "__getitem__", index, buf, cap, NULL, len);
+}
+
+static int l_get_alloc(mproc_list *h, ptrdiff_t index, void **val, size_t *len)
+{
+    PY_OR_EINVAL(y, h, MGR_LIST);
+    if (!val) return -EINVAL;
+    int r = l_fetch(y, "__getitem__", index, NULL, 0, val, len);
+    if (r < 0) *val = NULL;
+    return r;
+}
+
+static int l_pop(mproc_list *h, ptrdiff_t index, void *buf, size_t cap, size_t *len)
+{
+    PY_OR_EINVAL(y, h, MGR_LIST);
+    if (!buf && cap) return -EINVAL;
+    if (buf) {
+        /* the size first, so an item too big stays (Python has no pop-if-it-fits: between
+         * the two calls another client may change the list) */
+        size_t n;
+        int r = l_fetch(y, "__getitem__", index, buf, cap, NULL, &n);
+        if (len) *len = n;
+        if (r < 0) return r;
+    }
+    void *got = NULL;
+    size_t n = 0;
+    int r = l_fetch(y, "pop", index, NULL, 0, &got, &n);
+    if (r == 0 && buf) {
+        if (n > cap)
+            r = -EMSGSIZE; /* it changed in between: removed all the same */
+        else if (n)
+            memcpy(buf, got, n);
+    }
+    if (r == 0 && len) *len = n;
+    free(got);
+    return r;
+}
+
+static int l_len(mproc_list *h, size_t *n)
+{
+    PY_OR_EINVAL(y, h, MGR_LIST);
+    if (!n) return -EINVAL;
+    int64_t v;
+    int r = simple(y, "__len__", NULL, NULL, NULL, &v);
+    if (r == 0) *n = (size_t)v;
+    return r;
+}
+
+/* ListProxy has no clear: del l[:], a slice rebuilt by Python as slice(None, None, None) */
+static mproc__pk *all_args(call *c, const void *ctx)
+{
+    (void)ctx;
+    mproc__pk_doc *d = c->d;
+    return mproc__pk_tuple(
+        d, 1,
+        mproc__pk_object(
+            d, MPROC__PK_REDUCE, mproc__pk_global(d, "builtins", "slice"),
+            mproc__pk_tuple(d, 3, mproc__pk_none(d), mproc__pk_none(d), mproc__pk_none(d)), NULL));
+}
+
+static int l_clear(mproc_list *h)
+{
+    PY_OR_EINVAL(y, h, MGR_LIST);
+    return simple(y, "__delitem__", all_args, NULL, NULL, NULL);
+}
+
 /* ---- queue ---- */
 
 static int q_put(mproc_queue *h, const void *data, size_t len, double timeout)
@@ -657,6 +790,14 @@ const struct mproc__proxy_ops mgr_py_ops = {
     .dict_set_many = d_set_many,
     .dict_get_many = d_get_many,
     .dict_items = d_items,
+    .list_append = l_append,
+    .list_insert = l_insert,
+    .list_get = l_get,
+    .list_get_alloc = l_get_alloc,
+    .list_set = l_set,
+    .list_pop = l_pop,
+    .list_len = l_len,
+    .list_clear = l_clear,
     .queue_put = q_put,
     .queue_get = q_get,
     .queue_get_alloc = q_get_alloc,
@@ -684,6 +825,9 @@ static bool fits(const mproc__pym_proxy *p, uint8_t kind)
     case MGR_DICT:
         return mproc__pym_exposes(p, "__getitem__") && mproc__pym_exposes(p, "__setitem__") &&
                mproc__pym_exposes(p, "keys");
+    case MGR_LIST:
+        return mproc__pym_exposes(p, "append") && mproc__pym_exposes(p, "insert") &&
+               mproc__pym_exposes(p, "pop") && mproc__pym_exposes(p, "__getitem__");
     case MGR_QUEUE:
         return mproc__pym_exposes(p, "get") && mproc__pym_exposes(p, "put") &&
                mproc__pym_exposes(p, "qsize");
