@@ -95,10 +95,12 @@ static int work(mproc_manager *m)
         printf("jobs[\"missing\"]: %s\n", mproc_manager_remote_error(m));
     /* take the tasks (Python ints) until the queue is empty, answer each with its square */
     while (rc == 0) {
-        int64_t task;
-        int r = mproc_queue_get(tasks, val, sizeof val, &vlen, 0);
-        if (r == -EAGAIN) break; /* queue.Empty */
-        rc = r;
+        int64_t task = 0;
+        rc = mproc_queue_get(tasks, val, sizeof val, &vlen, 0);
+        if (rc == -EAGAIN) { /* queue.Empty */
+            rc = 0;
+            break;
+        }
         if (rc == 0) rc = mproc_pyvalue_get_int(val, vlen, &task);
         char name[32];
         snprintf(name, sizeof name, "square of %lld", (long long)task);
