@@ -89,8 +89,10 @@ typedef struct {
  * server died starting). */
 int mproc_manager_start(mproc_manager **out, const char *address, const void *authkey,
                         size_t keylen, const mproc_manager_opts *opts);
-/* Connect to a running server (any process, in the family or not). MPROC_EAUTH (wrong key),
- * -ECONNREFUSED / -ENOENT (nobody there), -ETIMEDOUT. */
+/* Connect to a running server (any process, in the family or not): an mproc server, or a Python
+ * BaseManager/SyncManager (found by a probe after the handshake: mproc_manager_connect_opts).
+ * MPROC_EAUTH (wrong key), -ECONNREFUSED / -ENOENT (nobody there), -ETIMEDOUT (no answer within
+ * 10 s). */
 int mproc_manager_connect(mproc_manager **out, const char *address, const void *authkey,
                           size_t keylen);
 /* Which protocol a client handle speaks (mproc_manager_client_opts.dialect, mproc_manager_dialect).
