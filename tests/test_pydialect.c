@@ -281,8 +281,11 @@ TEST_T(other_cpython_versions_are_served, 120)
     for (size_t i = 0; i < sizeof versions / sizeof *versions; i++) {
         const char *py = py_find(versions[i]);
         if (!py) continue;
-        py_helper h = client_with(py, &s, "dict", NULL);
-        CHECK_EQ(py_reap(&h), 0);
+        static const char *modes[] = {"dict", "condition", "barrier"};
+        for (size_t j = 0; j < sizeof modes / sizeof *modes; j++) {
+            py_helper h = client_with(py, &s, modes[j], NULL);
+            CHECK_EQ(py_reap(&h), 0);
+        }
         ran++;
     }
     stop(&s);
