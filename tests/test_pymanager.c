@@ -828,3 +828,36 @@ TEST_T(public_list_of_a_python_manager, 60)
     mproc_manager_free(m);
     stop(&s);
 }
+
+static void *try_rlock(void *p)
+{
+    mproc_lock *lk = p;
+    int r = mproc_lock_acquire(lk, 0);
+    if (r == 0) r = mproc_lock_release(lk) == 0 ? 1 : -1;
+    return (void *)(intptr_t)r;
+}
+
+/* A Python RLock belongs to the server thread of the connection that took it: each C thread keeps
+ * its own connection, so another thread's acquire is not mistaken for a reentrant one. */
+TEST_T(public_rlock_of_a_python_manager_is_per_thread, 60)
+{
+    server s = serve("tcp:127.0.0.1:0");
+    mproc_manager *m = connect_public(&s);
+    mproc_lock *lk;
+    CHECK_OK(mproc_manager_lock(m, "RLock", &lk));
+    CHECK_OK(mproc_lock_acquire(lk, MPROC_FOREVER));
+    CHECK_OK(mproc_lock_acquire(lk, 0)); /* reentrant for this thread */
+    pthread_t t;
+    void *rc;
+    CHECK_EQ(pthread_create(&t, NULL, try_rlock, lk), 0);
+    CHECK_EQ(pthread_join(t, &rc), 0);
+    CHECK_EQ((int)(intptr_t)rc, -EAGAIN); /* held by the other thread */
+    CHECK_OK(mproc_lock_release(lk));
+    CHECK_OK(mproc_lock_release(lk));
+    CHECK_EQ(pthread_create(&t, NULL, try_rlock, lk), 0);
+    CHECK_EQ(pthread_join(t, &rc), 0);
+    CHECK_EQ((int)(intptr_t)rc, 1); /* free: taken and given back */
+    mproc_lock_free(lk);
+    mproc_manager_free(m);
+    stop(&s);
+}

@@ -5,7 +5,10 @@
  * A Python proxy is one connection that carries one call at a time (Python gives each thread its
  * own). Here a handle keeps "lanes", proxies of the same object each with a connection and a
  * reference of its own: a call takes an idle lane, or makes one when all are busy (a thread
- * waiting in a queue's get must not hold up another thread's put), and gives it back. A fork child
+ * waiting in a queue's get must not hold up another thread's put), and gives it back. A lane
+ * remembers the thread that used it last, and that thread gets it again: the server's thread of
+ * a connection owns the RLocks it acquires, so a thread's acquire and release must take the same
+ * connection, and a lock's lanes never go to another thread while they are its. A fork child
  * drops the lanes it inherited (their connections carry its parent's replies, their references
  * are its parent's) and makes its own. */
 #include <errno.h>
@@ -21,7 +24,9 @@
 #include "platform/platform.h"
 #include "sync/proxy.h"
 
-#define IDLE_MAX 8 /* idle lanes kept; more are freed when given back */
+/* idle lanes kept; more are freed when given back (a lock used by more threads than this at
+ * once may so lose the connection an RLock was acquired on) */
+#define IDLE_MAX 16
 
 struct mgr_pyproxy {
     pthread_mutex_t mu;
@@ -29,7 +34,9 @@ struct mgr_pyproxy {
     pid_t pid;
     mproc__pym_proxy *first; /* what new lanes are copied from (an idle lane too) */
     mproc__pym_proxy *idle[IDLE_MAX];
+    pid_t idle_tid[IDLE_MAX]; /* the thread that used it last (0: none yet) */
     size_t nidle;
+    bool sticky; /* a lock: a lane used by one thread is never another's */
     /* a queue item taken that did not fit the caller's buffer: the next get returns it */
     void *pending;
     size_t pending_len;
@@ -72,11 +79,23 @@ static int lane_take(mgr_pyproxy *y, mproc__pym_proxy **out)
             mproc__pym_proxy_free(y->idle[i]);
         y->nidle = 0;
         y->first = mine;
+        y->idle_tid[y->nidle] = 0;
         y->idle[y->nidle++] = mine;
         y->pid = getpid();
     }
-    if (y->nidle) {
-        *out = y->idle[--y->nidle];
+    /* this thread's own lane, else a fresh one, else (not for a lock) another thread's */
+    pid_t me = mproc__gettid();
+    size_t pick = SIZE_MAX;
+    for (size_t i = 0; i < y->nidle && pick == SIZE_MAX; i++)
+        if (y->idle_tid[i] == me) pick = i;
+    for (size_t i = 0; i < y->nidle && pick == SIZE_MAX; i++)
+        if (y->idle_tid[i] == 0) pick = i;
+    if (pick == SIZE_MAX && y->nidle && !y->sticky) pick = y->nidle - 1;
+    if (pick != SIZE_MAX) {
+        *out = y->idle[pick];
+        y->nidle--;
+        y->idle[pick] = y->idle[y->nidle];
+        y->idle_tid[pick] = y->idle_tid[y->nidle];
         pthread_mutex_unlock(&y->mu);
         return 0;
     }
@@ -91,7 +110,10 @@ static void lane_give(mgr_pyproxy *y, mproc__pym_proxy *l)
 {
     pthread_mutex_lock(&y->mu);
     bool keep = y->nidle < IDLE_MAX && l != NULL;
-    if (keep) y->idle[y->nidle++] = l;
+    if (keep) {
+        y->idle_tid[y->nidle] = mproc__gettid();
+        y->idle[y->nidle++] = l;
+    }
     pthread_mutex_unlock(&y->mu);
     if (!keep && l != y->first) mproc__pym_proxy_free(l);
 }
@@ -879,6 +901,7 @@ int mgr_py_open(mproc_manager *m, uint8_t kind, const char *name, const mproc_qu
     y->pid = getpid();
     y->first = pp;
     y->idle[y->nidle++] = pp;
+    y->sticky = kind == MGR_LOCK;
     p->kind = kind;
     p->m = m;
     p->py = y;
