@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "channel/pickle.h"
@@ -45,28 +46,36 @@ static server serve_at(const char *address, const char *key)
     CHECK(kfd >= 0);
     CHECK_EQ(write(kfd, key, strlen(key)), (ssize_t)strlen(key));
     close(kfd);
-    int p[2];
-    CHECK_EQ(pipe2(p, O_CLOEXEC), 0);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, p[1], 1);
-    char *argv[] = {(char *)MPROC_MANAGER_TOOL,
-                    "--address",
-                    (char *)address,
-                    "--authkey-file",
-                    s.keyfile,
-                    "--foreground",
-                    NULL};
-    CHECK_EQ(posix_spawn(&s.pid, MPROC_MANAGER_TOOL, &fa, NULL, argv, environ), 0);
-    posix_spawn_file_actions_destroy(&fa);
-    close(p[1]);
-    size_t n = 0;
-    while (n < sizeof s.address - 1 && !strchr(s.address, '\n')) {
-        ssize_t r = read(p[0], s.address + n, sizeof s.address - 1 - n);
-        CHECK(r > 0);
-        n += (size_t)r;
+    /* a fixed port another run of this suite (another build) may hold: wait for it, up to 60 s */
+    for (int attempt = 0;; attempt++) {
+        int p[2];
+        CHECK_EQ(pipe2(p, O_CLOEXEC), 0);
+        posix_spawn_file_actions_t fa;
+        posix_spawn_file_actions_init(&fa);
+        posix_spawn_file_actions_adddup2(&fa, p[1], 1);
+        char *argv[] = {(char *)MPROC_MANAGER_TOOL,
+                        "--address",
+                        (char *)address,
+                        "--authkey-file",
+                        s.keyfile,
+                        "--foreground",
+                        NULL};
+        CHECK_EQ(posix_spawn(&s.pid, MPROC_MANAGER_TOOL, &fa, NULL, argv, environ), 0);
+        posix_spawn_file_actions_destroy(&fa);
+        close(p[1]);
+        size_t n = 0;
+        ssize_t r = 1;
+        while (n < sizeof s.address - 1 && !strchr(s.address, '\n') &&
+               (r = read(p[0], s.address + n, sizeof s.address - 1 - n)) > 0)
+            n += (size_t)r;
+        close(p[0]);
+        if (r > 0) break;
+        int st; /* it ended without listening */
+        CHECK_EQ(waitpid(s.pid, &st, 0), s.pid);
+        size_t al = strlen(address);
+        CHECK(strcmp(address + al - 2, ":0") != 0 && attempt < 300); /* port 0 never clashes */
+        nanosleep(&(struct timespec){.tv_nsec = 200 * 1000 * 1000}, NULL);
     }
-    close(p[0]);
     *strchr(s.address, '\n') = 0;
     CHECK_OK(mproc_manager_connect(&s.m, s.address, key, strlen(key)));
     return s;
