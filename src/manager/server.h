@@ -19,6 +19,11 @@ enum { DIALECT_UNKNOWN, DIALECT_NATIVE, DIALECT_PYTHON };
  * a Python RLock or Semaphore (a count in the server's memory). */
 #define MGR_PY_ITER MGR_KINDS
 #define MGR_PY_SYNC (MGR_KINDS + 1)
+/* Parked calls of the Python dialect's own objects (never on the wire): a Condition's wait (data:
+ * its state byte and the lock depth it gave up), a Barrier's wait (data: its generation, its
+ * arrival index). */
+#define MGR_PY_COND_WAIT 0xf000
+#define MGR_PY_BARRIER_WAIT 0xf001
 typedef struct mgr_obj mgr_obj;
 typedef struct mgr_parked mgr_parked;
 typedef struct mgr_srv mgr_srv;
@@ -124,6 +129,10 @@ void mgr_py_request(mgr_srv *s, mgr_conn *c, const unsigned char *m, size_t len)
  * deleted. */
 int mgr_py_try(mgr_srv *s, mgr_conn *c, mgr_obj *o, uint16_t op, const void *data, size_t len);
 void mgr_py_expired(mgr_srv *s, mgr_conn *c, uint16_t op, int code);
+/* A parked Python call whose deadline passed, before it is expired: 1 when it waits on (a
+ * Condition's wait that must take its lock back before it answers False; its deadline is then
+ * none), 2 when it breaks its object for the others parked on it (a Barrier), else 0. */
+int mgr_py_deadline(mgr_srv *s, mgr_parked *p);
 void mgr_py_iter_free(void *it);
 /* An RLock whose holder's connection closed: released. */
 void mgr_py_sync_gone(mgr_obj *o);
