@@ -1,4 +1,6 @@
 #include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -744,6 +746,273 @@ TEST(accept_timeout_and_refused_connect)
     mproc_listener_free(l);
     CHECK_RC(mproc_client_connect(&c, addr, NULL, 0), -ECONNREFUSED);
     CHECK_RC(mproc_client_connect(&c, "unix:@mproc-nobody-listens-here", NULL, 0), -ECONNREFUSED);
+}
+
+/* ---- many handshakes at once (a keyed listener) ---- */
+
+typedef struct {
+    const char *addr;
+    mproc_conn *c;
+    int r;
+    pthread_t th;
+} dialer;
+
+static void *dial_with_key(void *arg)
+{
+    dialer *d = arg;
+    d->r = mproc_client_connect(&d->c, d->addr, "k", 1);
+    return NULL;
+}
+
+static void dial_start(dialer *d, const char *addr)
+{
+    *d = (dialer){.addr = addr};
+    CHECK_OK(pthread_create(&d->th, NULL, dial_with_key, d));
+}
+
+/* The client's side passed, and the two ends talk. */
+static void dial_end(dialer *d, mproc_conn *server_end)
+{
+    CHECK_OK(pthread_join(d->th, NULL));
+    CHECK_OK(d->r);
+    CHECK_OK(mproc_conn_send(d->c, "hi", 2));
+    char buf[4];
+    size_t len;
+    CHECK_OK(mproc_conn_recv(server_end, buf, sizeof buf, &len, 10));
+    CHECK(len == 2 && memcmp(buf, "hi", 2) == 0);
+    mproc_conn_close(d->c);
+    mproc_conn_close(server_end);
+}
+
+/* A client that connects without a key and never answers the challenge. */
+static mproc_conn *mute(const char *addr)
+{
+    mproc_conn *c;
+    CHECK_OK(mproc_client_connect(&c, addr, NULL, 0));
+    return c;
+}
+
+/* A mute client takes the challenge the listener sent it. */
+static void swallow(mproc_conn *c)
+{
+    void *d;
+    size_t len;
+    CHECK_OK(mproc_conn_recv_alloc(c, &d, &len, 10));
+    free(d);
+}
+
+/* What the listener did with a mute client whose challenge was swallowed: 1 still pending,
+ * 0 dropped (end of file). */
+static int mute_pending(mproc_conn *c)
+{
+    void *d;
+    size_t len;
+    int r = mproc_conn_recv_alloc(c, &d, &len, 0);
+    if (r == 0) free(d);
+    CHECK(r == -EAGAIN || r == MPROC_ECLOSED);
+    return r == -EAGAIN;
+}
+
+static void keyed_listener(mproc_listener **l, char *addr, size_t cap, const char *tag)
+{
+    snprintf(addr, cap, "unix:@mproc-%s-%d", tag, (int)getpid());
+    CHECK_OK(mproc_listener_new(l, addr, "k", 1));
+}
+
+TEST(listener_set_max_handshakes_checks_its_arguments)
+{
+    mproc_listener *l, *plain;
+    char addr[64];
+    keyed_listener(&l, addr, sizeof addr, "maxhs-args");
+    CHECK_RC(mproc_listener_set_max_handshakes(NULL, 4), -EINVAL);
+    CHECK_RC(mproc_listener_set_max_handshakes(l, 0), -EINVAL);
+    CHECK_OK(mproc_listener_set_max_handshakes(l, 1));
+    CHECK_OK(mproc_listener_set_max_handshakes(l, MPROC_LISTENER_DEFAULT_MAX_HANDSHAKES));
+    CHECK_OK(mproc_listener_new(&plain, "tcp:127.0.0.1:0", NULL, 0));
+    CHECK_OK(mproc_listener_set_max_handshakes(plain, 3)); /* no handshakes: nothing to bound */
+    mproc_listener_free(plain);
+    mproc_listener_free(l);
+}
+
+/* Past the bound a new client drops the oldest pending one, and lowering the bound drops the
+ * oldest beyond it at once; the good client that comes after is served. */
+TEST(listener_drops_the_oldest_handshake_past_its_bound)
+{
+    mproc_listener *l;
+    char addr[64];
+    keyed_listener(&l, addr, sizeof addr, "maxhs-drop");
+    CHECK_OK(mproc_listener_set_max_handshakes(l, 2));
+    mproc_conn *m[4], *c;
+    for (int i = 0; i < 3; i++) {
+        m[i] = mute(addr);
+        CHECK_RC(mproc_listener_accept(l, &c, 0), -EAGAIN); /* taken in, in this order */
+    }
+    for (int i = 0; i < 3; i++)
+        swallow(m[i]);
+    CHECK_EQ(mute_pending(m[0]), 0);
+    CHECK_EQ(mute_pending(m[1]), 1);
+    CHECK_EQ(mute_pending(m[2]), 1);
+    m[3] = mute(addr);
+    CHECK_RC(mproc_listener_accept(l, &c, 0), -EAGAIN);
+    swallow(m[3]);
+    CHECK_EQ(mute_pending(m[1]), 0);
+    CHECK_EQ(mute_pending(m[2]), 1);
+    CHECK_EQ(mute_pending(m[3]), 1);
+    CHECK_OK(mproc_listener_set_max_handshakes(l, 1));
+    CHECK_EQ(mute_pending(m[2]), 0);
+    CHECK_EQ(mute_pending(m[3]), 1);
+    /* a good client drops the last mute one and passes */
+    dialer d;
+    dial_start(&d, addr);
+    CHECK_OK(mproc_listener_accept(l, &c, 10));
+    dial_end(&d, c);
+    void *x;
+    size_t len;
+    CHECK_RC(mproc_conn_recv_alloc(m[3], &x, &len, 10), MPROC_ECLOSED);
+    for (int i = 0; i < 4; i++)
+        mproc_conn_close(m[i]);
+    mproc_listener_free(l);
+}
+
+/* A client that says nothing holds up nobody: the good one is accepted at once while the silent
+ * one's handshake is still pending (its 20 s default are far from over). */
+TEST(listener_silent_client_does_not_delay_a_good_one)
+{
+    mproc_listener *l;
+    char addr[64];
+    keyed_listener(&l, addr, sizeof addr, "silent-good");
+    mproc_conn *m = mute(addr), *c;
+    CHECK_RC(mproc_listener_accept(l, &c, 0), -EAGAIN); /* the silent one is pending first */
+    dialer d;
+    dial_start(&d, addr);
+    double t0 = harness_now();
+    CHECK_OK(mproc_listener_accept(l, &c, 10));
+    CHECK(harness_now() - t0 < 2.0 * harness_slow());
+    dial_end(&d, c);
+    swallow(m);
+    CHECK_EQ(mute_pending(m), 1);
+    mproc_conn_close(m);
+    /* it closed: the next accept reports that handshake (as Python's accept raises) */
+    CHECK_RC(mproc_listener_accept(l, &c, 10), MPROC_ECLOSED);
+    mproc_listener_free(l);
+}
+
+/* accept's own timeout holds while a handshake is pending: it does not wait for that one's. */
+TEST(listener_accept_timeout_holds_with_a_pending_handshake)
+{
+    mproc_listener *l;
+    char addr[64];
+    keyed_listener(&l, addr, sizeof addr, "silent-timeout");
+    mproc_conn *m = mute(addr), *c;
+    double t0 = harness_now();
+    CHECK_RC(mproc_listener_accept(l, &c, 0), -EAGAIN);
+    CHECK(harness_now() - t0 < 1.0 * harness_slow());
+    t0 = harness_now();
+    CHECK_RC(mproc_listener_accept(l, &c, 0.2), -ETIMEDOUT);
+    CHECK_BETWEEN(harness_now() - t0, 0.19, 0.2 + 1.0 * harness_slow());
+    swallow(m);
+    CHECK_EQ(mute_pending(m), 1);
+    mproc_conn_close(m);
+    mproc_listener_free(l);
+}
+
+static int wait_readable(int fd, double timeout)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    int r = poll(&p, 1, (int)(timeout * 1000));
+    return r > 0 && (p.revents & POLLIN);
+}
+
+/* An event loop over mproc_listener_fd: readable while accept can make progress, accept with
+ * timeout 0 never blocks (a silent client is pending), and the good client comes out. Then the
+ * fd becomes readable when a pending handshake's deadline passes, and accept reports it. */
+TEST(listener_fd_drives_handshakes_from_an_event_loop)
+{
+    mproc_listener *l;
+    char addr[64];
+    snprintf(addr, sizeof addr, "unix:@mproc-hs-fd-%d", (int)getpid());
+    CHECK_OK(mproc_listener_new_opts(&l, addr, "k", 1, &(mproc_conn_opts){.handshake_timeout = 5}));
+    int fd = mproc_listener_fd(l);
+    CHECK(fd >= 0);
+    CHECK(!wait_readable(fd, 0));
+    mproc_conn *m = mute(addr), *c = NULL;
+    CHECK(wait_readable(fd, 10));
+    dialer d;
+    dial_start(&d, addr);
+    double t0 = harness_now();
+    int rounds = 0, r;
+    do {
+        CHECK(wait_readable(fd, 10));
+        r = mproc_listener_accept(l, &c, 0);
+        if (r != 0) CHECK_RC(r, -EAGAIN);
+        CHECK(++rounds < 1000);
+    } while (r != 0);
+    CHECK(harness_now() - t0 < 2.0 * harness_slow());
+    dial_end(&d, c);
+    CHECK(!wait_readable(fd, 0)); /* the silent one pending, nothing to do */
+    mproc_conn_close(m);
+    CHECK(wait_readable(fd, 10)); /* its end of file */
+    CHECK_RC(mproc_listener_accept(l, &c, 0), MPROC_ECLOSED);
+    CHECK(!wait_readable(fd, 0));
+    mproc_listener_free(l);
+
+    /* a deadline: readable once it passed, with no byte from anyone */
+    CHECK_OK(
+        mproc_listener_new_opts(&l, addr, "k", 1, &(mproc_conn_opts){.handshake_timeout = 0.3}));
+    fd = mproc_listener_fd(l);
+    m = mute(addr);
+    CHECK_RC(mproc_listener_accept(l, &c, 0), -EAGAIN);
+    swallow(m);
+    CHECK_EQ(mute_pending(m), 1);
+    t0 = harness_now();
+    CHECK(wait_readable(fd, 10));
+    CHECK_BETWEEN(harness_now() - t0, 0.2, 0.3 + 2.0 * harness_slow());
+    CHECK_RC(mproc_listener_accept(l, &c, 0), -ETIMEDOUT);
+    CHECK(!wait_readable(fd, 0));
+    mproc_conn_close(m);
+    mproc_listener_free(l);
+}
+
+static mproc_listener *g_keyed;
+
+/* A fork child accepting on its copy of a keyed listener: it starts its own pending set (its
+ * parent's handshakes are not its to answer, even when their clients spoke), serves its own
+ * client, and frees its copy. */
+static int accept_in_child(void *arg)
+{
+    mproc_conn *c;
+    if (mproc_listener_accept(g_keyed, &c, 0.3) != -ETIMEDOUT) return 1;
+    dialer d;
+    dial_start(&d, arg);
+    int r = mproc_listener_accept(g_keyed, &c, 10);
+    if (r == 0) dial_end(&d, c);
+    mproc_listener_free(g_keyed);
+    return r == 0 ? 0 : 2;
+}
+
+TEST(listener_fork_child_accepts_without_disturbing_its_parents_handshakes)
+{
+    SKIP_IN_THREAD_MODE("a child here shares the parent's listener");
+    mproc_listener *l;
+    char addr[64];
+    keyed_listener(&l, addr, sizeof addr, "hs-fork");
+    mproc_conn *m = mute(addr), *bad = mute(addr), *c;
+    CHECK_RC(mproc_listener_accept(l, &c, 0), -EAGAIN);
+    swallow(m);
+    swallow(bad);
+    CHECK_OK(mproc_conn_send(bad, "wrong", 5)); /* a response for the parent to refuse */
+    g_keyed = l;
+    CHECK_EQ(harness_join(harness_start(accept_in_child, addr)), 0);
+    CHECK_EQ(mute_pending(m), 1); /* the child closed only its copies */
+    CHECK_RC(mproc_listener_accept(l, &c, 10), MPROC_EAUTH);
+    mproc_conn_close(bad);
+    dialer d;
+    dial_start(&d, addr);
+    CHECK_OK(mproc_listener_accept(l, &c, 10));
+    dial_end(&d, c);
+    mproc_conn_close(m);
+    CHECK_RC(mproc_listener_accept(l, &c, 10), MPROC_ECLOSED);
+    mproc_listener_free(l);
 }
 
 TEST(bad_addresses)

@@ -98,6 +98,19 @@ TEST_T(manager_event_hands_a_managers_event_and_an_arena_event_to_a_pool_task, 6
     harness_run_free(&r);
 }
 
+TEST_T(py_manager_client_uses_a_python_managers_dict_queue_and_event, 60)
+{
+    if (system("command -v python3 >/dev/null 2>&1") != 0) harness_skip("no python3");
+    harness_run_result r = run_example("py_manager_client", NULL);
+    CHECK_HAS(r.out, "dialect python");
+    CHECK_HAS(r.out, "jobs[\"owner\"] = \"python\" (a Python str)");
+    CHECK_HAS(r.out, "jobs[\"missing\"]: KeyError: 'missing'");
+    CHECK_HAS(r.out, "task 4 done: jobs[\"square of 4\"] = 16");
+    CHECK_HAS(r.out, "jobs has 4 entries");
+    CHECK_HAS(r.out, "done is set: yes");
+    harness_run_free(&r);
+}
+
 TEST_T(e_pool_with_an_event_pointer, 60)
 {
     for (size_t i = 0; i < sizeof methods / sizeof *methods; i++) {

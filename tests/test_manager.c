@@ -536,6 +536,37 @@ TEST(garbage_handshake_and_a_silent_client_hold_up_nobody)
     mproc_manager_free(m);
 }
 
+/* At most 64 handshakes at once: a new client past that drops the oldest (a flood of silent
+ * clients cannot lock out good ones), the others stay pending, and a good client is served. */
+TEST(a_flood_of_silent_clients_drops_the_oldest_handshake)
+{
+    enum { N = MPROC_LISTENER_DEFAULT_MAX_HANDSHAKES + 1 };
+    mproc_manager *m;
+    CHECK_OK(mproc_manager_start(&m, unique_unix(), "k", 1, NULL));
+    const char *a = mproc_manager_address(m);
+    int silent[N];
+    for (int i = 0; i < N; i++) {
+        silent[i] = raw_connect(a);
+        unsigned char challenge[4 + 59]; /* taken in, in this order */
+        CHECK_EQ(recv(silent[i], challenge, sizeof challenge, MSG_WAITALL),
+                 (ssize_t)sizeof challenge);
+    }
+    CHECK(closed_by_server(silent[0]));
+    char b;
+    for (int i = 1; i < N; i++) {
+        CHECK_EQ(recv(silent[i], &b, 1, MSG_DONTWAIT), -1);
+        CHECK_EQ(errno, EAGAIN);
+    }
+    mproc_manager *c;
+    CHECK_OK(mproc_manager_connect(&c, a, "k", 1)); /* drops silent[1] */
+    mproc_manager_free(c);
+    CHECK(closed_by_server(silent[1]));
+    CHECK_EQ(recv(silent[2], &b, 1, MSG_DONTWAIT), -1);
+    for (int i = 0; i < N; i++)
+        close(silent[i]);
+    mproc_manager_free(m);
+}
+
 TEST(two_hundred_clients_at_once)
 {
     mproc_manager *m;

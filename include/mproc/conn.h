@@ -107,18 +107,37 @@ int mproc_listener_new(mproc_listener **out, const char *address, const void *au
 int mproc_listener_new_opts(mproc_listener **out, const char *address, const void *authkey,
                             size_t keylen, const mproc_conn_opts *opts);
 
-/* Accept one connection, run the handshake if there is an authkey. timeout bounds the wait for a
- * peer; the handshake has its own limit (handshake_timeout). A peer with the wrong key (or that
- * does not speak the protocol) gets MPROC_EAUTH, and so does the peer; the connection is closed
- * and no message is delivered. A peer that closes during the handshake: MPROC_ECLOSED. -EINTR while
- * waiting for a peer, or during the handshake (that connection is then closed). */
+/* Accept one connection, after the handshake if there is an authkey. timeout bounds the wait;
+ * each handshake has its own limit (handshake_timeout), counted from when its client was taken
+ * from the backlog. A keyed listener runs the handshakes of several clients side by side (at most
+ * mproc_listener_set_max_handshakes at once) and returns the first that passed, so a slow or
+ * silent client holds up nobody else; the pending ones go on in the next call (they are kept in
+ * the listener, across -ETIMEDOUT and -EINTR). A handshake that failed is reported by a call with
+ * no connection to return (several that failed together, once), its connection closed, no
+ * message delivered: a peer with the wrong key (or that does not speak
+ * the protocol): MPROC_EAUTH, for the peer too; a peer that closed, MPROC_ECLOSED; one
+ * that ran out of handshake_timeout, -ETIMEDOUT. Call it again for the next client. -EINTR while
+ * waiting. */
 int mproc_listener_accept(mproc_listener *l, mproc_conn **out, double timeout);
+
+/* How many handshakes a keyed listener runs at once (default
+ * MPROC_LISTENER_DEFAULT_MAX_HANDSHAKES). A new client that finds them all running drops the
+ * oldest (closed, not reported), so a flood of silent clients cannot lock out good ones; lowering
+ * it drops the oldest beyond the new bound at once. No effect without an authkey. 0 or NULL:
+ * -EINVAL. */
+#define MPROC_LISTENER_DEFAULT_MAX_HANDSHAKES 64
+int mproc_listener_set_max_handshakes(mproc_listener *l, size_t n);
 
 /* The bound address in the syntax above, e.g. "tcp:127.0.0.1:41234" for "tcp:127.0.0.1:0".
  * Valid until mproc_listener_free; NULL for a bad handle. */
 const char *mproc_listener_address(const mproc_listener *l);
 
-/* The listening socket, readable when a peer waits to be accepted. */
+/* An fd to poll for event loops, readable when accept can make progress. Without an authkey the
+ * listening socket (readable when a peer waits to be accepted); with one an epoll fd over the
+ * listening socket (non-blocking then), the pending handshakes and their deadlines: readable when
+ * a client waits, a pending handshake has something to read, or one's deadline passed. An accept
+ * with timeout 0 then does what can be done without blocking (-EAGAIN while no handshake has
+ * finished). Owned by the listener: do not close it. */
 int mproc_listener_fd(const mproc_listener *l);
 
 /* Close the listener (and unlink its socket file). NULL-safe. */

@@ -45,6 +45,8 @@
 #ifndef MPROC_MANAGER_H
 #define MPROC_MANAGER_H
 
+#include <stdint.h>
+
 #include "common.h"
 #include "containers.h"
 #include "queue.h"
@@ -99,13 +101,80 @@ typedef struct {
  * server died starting). */
 int mproc_manager_start(mproc_manager **out, const char *address, const void *authkey,
                         size_t keylen, const mproc_manager_opts *opts);
-/* Connect to a running server (any process, in the family or not). Over a unix address, a
- * process with no arena of its own yet maps the server's when the server's share_arena policy
- * lets it (and MPROC_MANAGER_MAP is not 0): it then gets the objects themselves, as a family
- * member does, rather than proxies (docs/manager.md, "Same machine: the arena mapped").
- * MPROC_EAUTH (wrong key), -ECONNREFUSED / -ENOENT (nobody there), -ETIMEDOUT. */
+/* Connect to a running server (any process, in the family or not): an mproc server, or a Python
+ * BaseManager/SyncManager (found by a probe after the handshake: mproc_manager_connect_opts).
+ * Over a unix address, a process with no arena of its own yet maps an mproc server's arena when
+ * the server's share_arena policy lets it (and MPROC_MANAGER_MAP is not 0): it then gets the
+ * objects themselves, as a family member does, rather than proxies (docs/manager.md, "Same
+ * machine: the arena mapped"). MPROC_EAUTH (wrong key), -ECONNREFUSED / -ENOENT (nobody there),
+ * -ETIMEDOUT (no answer within 10 s). */
 int mproc_manager_connect(mproc_manager **out, const char *address, const void *authkey,
                           size_t keylen);
+/* Which protocol a client handle speaks (mproc_manager_client_opts.dialect, mproc_manager_dialect).
+ */
+typedef enum {
+    MPROC_MANAGER_DIALECT_AUTO = 0, /* find out at connect time (a probe after the handshake) */
+    MPROC_MANAGER_DIALECT_NATIVE,   /* an mproc server's own protocol */
+    MPROC_MANAGER_DIALECT_PYTHON,   /* Python's multiprocessing.managers protocol */
+} mproc_dialect;
+
+typedef struct {
+    /* AUTO (default): one probe request after the handshake, a pickle that a Python server answers
+     * with an exception and an mproc server recognises, switching that connection to its native
+     * protocol. NATIVE skips the probe; against a Python server the connect then fails with
+     * -EPROTONOSUPPORT once timeout has passed with no answer to its HELLO. PYTHON speaks
+     * Python's protocol (an mproc server speaks it too). */
+    mproc_dialect dialect;
+    /* Bound on each wait of the connect (the handshake, the probe, HELLO or Python's dummy
+     * request) and of the manager-level requests of a Python manager (create, incref); 0: 10 s.
+     * A call on an object (a queue's get, an event's wait) has its own timeout instead. */
+    double timeout;
+} mproc_manager_client_opts;
+
+/* mproc_manager_connect with options (NULL: defaults). Besides its codes: -EPROTONOSUPPORT (a
+ * forced NATIVE dialect got no answer from the server: not an mproc manager), -ETIMEDOUT (no
+ * answer to the probe). Against a Python manager (BaseManager/SyncManager, any address it can
+ * listen on; Python always needs a key) the handles are proxies speaking Python's protocol:
+ *   mproc_manager_dict(m, name, &d), _list, _queue, _event, _lock: name is what Python's
+ *     registry calls it, a name registered on the server ("get_jobs": m.get_jobs() in Python) or
+ *     a SyncManager typeid ("dict", "list", "Queue", "Event", "Lock": a new object, freed with its
+ *     handle). -EEXIST when the object's exposed methods are not of that kind. _value and
+ *     mproc_manager_delete: -ENOTSUP.
+ *   values: C bytes are Python bytes; bytes that begin with 0x80 and hold a pickle stand for the
+ *     value pickled (mproc_pyvalue_str, _int, _float make them): what Python stores as str, int or
+ *     float reads in C as its pickle, decoded by mproc_pyvalue_get_str, _int, _float.
+ *   codes: KeyError -> -ENOENT (get, del), IndexError -> -ERANGE, queue.Empty / queue.Full ->
+ * -EAGAIN (timeout 0) or -ETIMEDOUT, any other exception -> MPROC_EREMOTE with its text in
+ * mproc_manager_remote_error; calls Python's proxies lack (queue close, lock locked, a timed queue
+ * join) -> -ENOTSUP. a handle may be used by several threads at once (each call takes a connection
+ * of its own when another is busy) and in fork children made after it (they open their own
+ * connections); a pool worker started before the handle was made does not have it. A blocking call
+ *     interrupted by a signal (-EINTR) closes its connection; the server's thread may still take
+ *     the item or lock it was waiting for. */
+int mproc_manager_connect_opts(mproc_manager **out, const char *address, const void *authkey,
+                               size_t keylen, const mproc_manager_client_opts *opts);
+/* The dialect the handle speaks (NATIVE or PYTHON), or -EINVAL for a bad handle. */
+int mproc_manager_dialect(const mproc_manager *m);
+/* The text of the last Python exception a call through m got in the calling thread ("KeyError:
+ * 'x'", or a traceback, cut at 4 KiB), "" when that call had none. Valid until the thread's next
+ * call through a Python manager. */
+const char *mproc_manager_remote_error(const mproc_manager *m);
+
+/* Python values as bytes, the form both dialects use for anything but bytes: its pickle
+ * (protocol 4, as mproc's writer makes it, so equal values give equal bytes and the result works
+ * as a dict key). Each writes at most cap bytes into buf and sets *len to the size needed: 0, or
+ * -EMSGSIZE when cap is too small (nothing useful written), or -EINVAL (s is not UTF-8). An
+ * integral float used as a key is stored as an int by both servers: use _int. */
+int mproc_pyvalue_str(void *buf, size_t cap, const char *s, size_t slen, size_t *len);
+int mproc_pyvalue_int(void *buf, size_t cap, int64_t v, size_t *len);
+int mproc_pyvalue_float(void *buf, size_t cap, double v, size_t *len);
+/* The reverse: 0, or -EINVAL when data is not the pickle of a value of that type. _get_str copies
+ * the UTF-8 text and a NUL (-EMSGSIZE when cap is below *slen + 1, *slen the length in any case);
+ * _get_int takes an int or a bool (-ERANGE past int64); _get_float a float or an int. */
+int mproc_pyvalue_get_str(const void *data, size_t len, char *buf, size_t cap, size_t *slen);
+int mproc_pyvalue_get_int(const void *data, size_t len, int64_t *v);
+int mproc_pyvalue_get_float(const void *data, size_t len, double *v);
+
 /* The server's address in listener syntax (the bound port for tcp port 0). NULL for a bad handle.
  */
 const char *mproc_manager_address(const mproc_manager *m);

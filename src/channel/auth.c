@@ -172,6 +172,45 @@ bool mproc__auth_is_welcome(const unsigned char *m, size_t len)
 const char *const mproc__auth_welcome = WELCOME;
 const char *const mproc__auth_failure = FAILURE;
 
+int mproc__auth_srv_start(mproc__auth_srv *h)
+{
+    h->state = MPROC__AUTH_SRV_RESPONSE;
+    return mproc__auth_challenge(h->challenge);
+}
+
+int mproc__auth_srv_step(mproc__auth_srv *h, const void *key, size_t keylen, const unsigned char *m,
+                         size_t len, unsigned char out[MPROC__AUTH_MSG_MAX], size_t *out_len)
+{
+    *out_len = 0;
+    switch (h->state) {
+    case MPROC__AUTH_SRV_RESPONSE:
+        if (mproc__auth_check(key, keylen, h->challenge, m, len) < 0) {
+            *out_len = sizeof FAILURE - 1;
+            memcpy(out, FAILURE, *out_len);
+            h->state = MPROC__AUTH_SRV_FAILED;
+            return MPROC_EAUTH;
+        }
+        *out_len = sizeof WELCOME - 1;
+        memcpy(out, WELCOME, *out_len);
+        h->state = MPROC__AUTH_SRV_CHALLENGE;
+        return 0;
+    case MPROC__AUTH_SRV_CHALLENGE:
+        if (mproc__auth_respond(key, keylen, m, len, out, out_len) < 0) {
+            *out_len = 0;
+            h->state = MPROC__AUTH_SRV_FAILED;
+            return MPROC_EAUTH;
+        }
+        h->state = MPROC__AUTH_SRV_VERDICT;
+        return 0;
+    case MPROC__AUTH_SRV_VERDICT:
+        h->state = mproc__auth_is_welcome(m, len) ? MPROC__AUTH_SRV_PASSED : MPROC__AUTH_SRV_FAILED;
+        return h->state == MPROC__AUTH_SRV_PASSED ? 1 : MPROC_EAUTH;
+    default: /* nothing more is expected of the peer */
+        h->state = MPROC__AUTH_SRV_FAILED;
+        return MPROC_EAUTH;
+    }
+}
+
 int mproc__auth_deliver(mproc_conn *c, const void *key, size_t keylen, int64_t deadline)
 {
     unsigned char out[MPROC__AUTH_CHALLENGE_LEN];

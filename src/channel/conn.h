@@ -110,6 +110,42 @@ int mproc__auth_respond(const void *key, size_t keylen, const unsigned char *in,
                         unsigned char out[MPROC__AUTH_MSG_MAX], size_t *out_len);
 bool mproc__auth_is_welcome(const unsigned char *m, size_t len);
 extern const char *const mproc__auth_welcome, *const mproc__auth_failure;
+/* The server's whole side as a step function with no I/O, for servers that run many handshakes
+ * side by side (the listener's accept, the manager's event loop): one copy of the protocol for
+ * both. start makes the challenge (h->challenge, MPROC__AUTH_CHALLENGE_LEN bytes, the first
+ * message to send; 0 or -EIO). step takes one message of the peer and leaves in out the one to send
+ * back (*out_len 0: none): 0 go on, 1 passed (the connection is the caller's to use), MPROC_EAUTH
+ * failed (out holds #FAILURE# when the peer should learn it: send it best effort, then hang up). */
+enum {
+    MPROC__AUTH_SRV_RESPONSE,  /* waits for the answer to our challenge */
+    MPROC__AUTH_SRV_CHALLENGE, /* waits for the peer's challenge */
+    MPROC__AUTH_SRV_VERDICT,   /* waits for the peer's #WELCOME# */
+    MPROC__AUTH_SRV_PASSED,
+    MPROC__AUTH_SRV_FAILED
+};
+typedef struct {
+    int state;
+    unsigned char challenge[MPROC__AUTH_CHALLENGE_LEN];
+} mproc__auth_srv;
+int mproc__auth_srv_start(mproc__auth_srv *h);
+int mproc__auth_srv_step(mproc__auth_srv *h, const void *key, size_t keylen, const unsigned char *m,
+                         size_t len, unsigned char out[MPROC__AUTH_MSG_MAX], size_t *out_len);
+
+/* A keyed listener's pending handshakes (handshakes.c): accepted from the listening socket lfd
+ * (non-blocking; tcp: TCP_NODELAY on each), each run with mproc__auth_srv_step under key (kept by
+ * the caller) within timeout seconds, at most max at once (a new client past that drops the
+ * oldest). next is one round that never blocks: a socket whose handshake passed (non-blocking, the
+ * caller's), a failed handshake's code (MPROC_EAUTH, MPROC_ECLOSED, -ETIMEDOUT; that connection is
+ * closed) or an accept error, or -EAGAIN for nothing yet; fd is readable when a round can make
+ * progress. Thread- safe; a fork child's first call drops the copies of its parent's pending ones.
+ */
+typedef struct mproc__hs_set mproc__hs_set;
+int mproc__hs_new(mproc__hs_set **out, int lfd, bool tcp, const void *key, size_t keylen,
+                  double timeout);
+void mproc__hs_free(mproc__hs_set *s);
+int mproc__hs_fd(const mproc__hs_set *s);
+void mproc__hs_set_max(mproc__hs_set *s, size_t max);
+int mproc__hs_next(mproc__hs_set *s);
 
 /* Addresses (address.c). */
 typedef struct {

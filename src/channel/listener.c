@@ -30,6 +30,7 @@ struct mproc_listener {
     unsigned char *key;
     size_t keylen;
     mproc_conn_opts opts;
+    mproc__hs_set *hs; /* keyed: the handshakes in progress (handshakes.c) */
     pid_t owner;       /* only the creating process unlinks the socket file (as Python) */
     char *unlink_path; /* filesystem socket to remove on free */
     char address[160];
@@ -61,6 +62,7 @@ static void set_nodelay(int fd, int family)
 void mproc_listener_free(mproc_listener *l)
 {
     if (!l || l->magic != LISTENER_MAGIC) return;
+    mproc__hs_free(l->hs);
     close(l->fd);
     if (l->unlink_path && getpid() == l->owner) unlink(l->unlink_path);
     free(l->unlink_path);
@@ -116,6 +118,13 @@ int mproc_listener_new_opts(mproc_listener **out, const char *address, const voi
         }
     }
     if (l->fd < 0) goto fail;
+    if (l->has_key) {
+        /* handshakes run side by side (handshakes.c): an accept never waits on one socket */
+        fcntl(l->fd, F_SETFL, fcntl(l->fd, F_GETFL) | O_NONBLOCK);
+        if ((r = mproc__hs_new(&l->hs, l->fd, l->tcp, l->key, l->keylen,
+                               l->opts.handshake_timeout)) < 0)
+            goto fail;
+    }
     if (l->tcp) {
         if ((r = mproc__address_format_tcp(l->fd, l->address, sizeof l->address)) < 0) goto fail;
     } else {
@@ -144,28 +153,56 @@ const char *mproc_listener_address(const mproc_listener *l)
 
 int mproc_listener_fd(const mproc_listener *l)
 {
-    return (l && l->magic == LISTENER_MAGIC) ? l->fd : -EINVAL;
+    if (!l || l->magic != LISTENER_MAGIC) return -EINVAL;
+    return l->hs ? mproc__hs_fd(l->hs) : l->fd;
+}
+
+int mproc_listener_set_max_handshakes(mproc_listener *l, size_t n)
+{
+    if (!l || l->magic != LISTENER_MAGIC || n == 0) return -EINVAL;
+    if (l->hs) mproc__hs_set_max(l->hs, n);
+    return 0;
+}
+
+/* The next socket of a listener without a key: accepted non-blocking, so that a raced accept
+ * (another process took the client) never blocks. */
+static int accept_plain(mproc_listener *l, int64_t deadline, double timeout)
+{
+    for (;;) {
+        int r = mproc__poll_in(l->fd, deadline);
+        if (r < 0) return r;
+        if (r == 0) return timeout == 0 ? -EAGAIN : -ETIMEDOUT;
+        int fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (fd >= 0) return fd;
+        /* the peer gave up in the meantime, or another process took it: wait again */
+        if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK || errno == ECONNABORTED)
+            continue;
+        return -errno;
+    }
+}
+
+/* The next socket whose handshake passed: rounds of the pending handshakes, and waits on their
+ * set between rounds. A failed one is reported (as Python's accept raises), and the others go
+ * on in the next call. */
+static int accept_keyed(mproc_listener *l, int64_t deadline, double timeout)
+{
+    for (;;) {
+        int r = mproc__hs_next(l->hs);
+        if (r != -EAGAIN) return r;
+        if (mproc__now_ns() >= deadline) return timeout == 0 ? -EAGAIN : -ETIMEDOUT;
+        if ((r = mproc__poll_in(mproc__hs_fd(l->hs), deadline)) < 0) return r;
+    }
 }
 
 int mproc_listener_accept(mproc_listener *l, mproc_conn **out, double timeout)
 {
     if (!l || l->magic != LISTENER_MAGIC || !out || mproc__timeout_check(timeout)) return -EINVAL;
     int64_t deadline = mproc__deadline(timeout);
-    int fd;
-    for (;;) {
-        int r = mproc__poll_in(l->fd, deadline);
-        if (r < 0) return r;
-        if (r == 0) return timeout == 0 ? -EAGAIN : -ETIMEDOUT;
-        fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-        if (fd >= 0) break;
-        /* the peer gave up in the meantime, or another process took it: wait again */
-        if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK || errno == ECONNABORTED)
-            continue;
-        return -errno;
-    }
-    /* accepted non-blocking so a raced accept never blocks; connections are blocking */
+    int fd = l->hs ? accept_keyed(l, deadline, timeout) : accept_plain(l, deadline, timeout);
+    if (fd < 0) return fd;
+    /* connections are blocking */
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
-    if (l->tcp) set_nodelay(fd, AF_INET);
+    if (l->tcp && !l->hs) set_nodelay(fd, AF_INET);
     mproc_conn *c;
     int r = mproc__conn_wrap(&c, fd, true, true, true);
     if (r < 0) {
@@ -173,14 +210,6 @@ int mproc_listener_accept(mproc_listener *l, mproc_conn **out, double timeout)
         return r;
     }
     c->max_message = l->opts.max_message;
-    if (l->has_key) {
-        int64_t hs = mproc__deadline(l->opts.handshake_timeout);
-        if ((r = mproc__auth_deliver(c, l->key, l->keylen, hs)) < 0 ||
-            (r = mproc__auth_answer(c, l->key, l->keylen, hs)) < 0) {
-            mproc_conn_close(c);
-            return r;
-        }
-    }
     *out = c;
     return 0;
 }

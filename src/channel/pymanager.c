@@ -22,6 +22,7 @@ typedef struct {
     unsigned char *key;
     size_t keylen;
     bool tcp;
+    double timeout; /* the handshake's and each manager-level reply's; 0: none beyond conn's */
     char *error;
 } endpoint;
 
@@ -37,10 +38,14 @@ struct mproc__pym_proxy {
     mproc_conn *conn;       /* the method-call connection, NULL until the first call */
     mproc__pk_doc *reply;   /* holds the last result */
     mproc__pym_proxy *made; /* from the last '#PROXY' reply, until taken */
+    pid_t owner;    /* the process whose reference it holds (a fork child's copy does not) */
+    pid_t conn_pid; /* the process that opened conn */
 };
 
-static int endpoint_init(endpoint *e, const char *address, const void *key, size_t keylen)
+static int endpoint_init(endpoint *e, const char *address, const void *key, size_t keylen,
+                         double timeout)
 {
+    e->timeout = timeout;
     e->address = strdup(address);
     e->key = malloc(keylen ? keylen : 1);
     if (!e->address || !e->key) return -ENOMEM;
@@ -79,7 +84,8 @@ static void quickack(const endpoint *e, mproc_conn *c)
 
 static int open_conn(endpoint *e, mproc_conn **out)
 {
-    int r = mproc_client_connect(out, e->address, e->key, e->keylen);
+    mproc_conn_opts o = {.handshake_timeout = e->timeout};
+    int r = mproc_client_connect_opts(out, e->address, e->key, e->keylen, &o);
     if (r == 0) quickack(e, *out); /* the client's own connect set TCP_NODELAY */
     return r;
 }
@@ -110,6 +116,7 @@ static int send_request(mproc_conn *c, const char *ident, const char *method, co
 static int exception_code(const mproc__pk *exc)
 {
     if (mproc__pk_is_instance(exc, "builtins", "KeyError")) return -ENOENT;
+    if (mproc__pk_is_instance(exc, "builtins", "IndexError")) return -ERANGE;
     if (mproc__pk_is_instance(exc, "_queue", "Empty") ||
         mproc__pk_is_instance(exc, "queue", "Empty") || mproc__pk_is_instance(exc, "queue", "Full"))
         return -EAGAIN;
@@ -118,13 +125,14 @@ static int exception_code(const mproc__pk *exc)
 
 /* Read one reply. *got tells whether a whole reply was read (then the connection is still in
  * step, whatever the code). 0 ('#RETURN'), MPROC__PYM_PROXY, or the code of the exception. */
-static int recv_reply(endpoint *e, mproc_conn *c, mproc__pk_doc **doc, mproc__pk **value, bool *got)
+static int recv_reply(endpoint *e, mproc_conn *c, double timeout, mproc__pk_doc **doc,
+                      mproc__pk **value, bool *got)
 {
     void *buf;
     size_t len;
     *got = false;
     *doc = NULL;
-    int r = mproc_conn_recv_alloc(c, &buf, &len, MPROC_FOREVER);
+    int r = mproc_conn_recv_alloc(c, &buf, &len, timeout);
     if (r < 0) return r;
     *got = true;
     quickack(e, c);
@@ -165,7 +173,8 @@ static int request(endpoint *e, const char *method, const mproc__pk *args, const
     if (r < 0) return r;
     bool got;
     r = send_request(c, NULL, method, args, kwds);
-    if (r == 0) r = recv_reply(e, c, doc, result, &got);
+    if (r == 0)
+        r = recv_reply(e, c, e->timeout > 0 ? e->timeout : MPROC_FOREVER, doc, result, &got);
     mproc_conn_close(c);
     if (r < 0) {
         mproc__pk_doc_free(*doc);
@@ -188,19 +197,37 @@ static int request_id(endpoint *e, const char *method, const char *id)
     return r;
 }
 
-int mproc__pym_connect(mproc__pym **out, const char *address, const void *authkey, size_t keylen)
+static int pym_new(mproc__pym **out, const char *address, const void *authkey, size_t keylen,
+                   double timeout, bool check)
 {
-    if (!out || !address || !authkey) return -EINVAL;
+    if (!out || !address || !authkey || mproc__timeout_check(timeout)) return -EINVAL;
     mproc__pym *m = calloc(1, sizeof *m);
     if (!m) return -ENOMEM;
-    int r = endpoint_init(&m->e, address, authkey, keylen);
-    if (r == 0) r = request_id(&m->e, "dummy", NULL);
+    int r = endpoint_init(&m->e, address, authkey, keylen, timeout);
+    if (r == 0 && check) r = request_id(&m->e, "dummy", NULL);
     if (r < 0) {
         mproc__pym_free(m);
         return r;
     }
     *out = m;
     return 0;
+}
+
+int mproc__pym_connect(mproc__pym **out, const char *address, const void *authkey, size_t keylen)
+{
+    return pym_new(out, address, authkey, keylen, 0, true);
+}
+
+int mproc__pym_connect_timeout(mproc__pym **out, const char *address, const void *authkey,
+                               size_t keylen, double timeout)
+{
+    return pym_new(out, address, authkey, keylen, timeout, true);
+}
+
+int mproc__pym_open(mproc__pym **out, const char *address, const void *authkey, size_t keylen,
+                    double timeout)
+{
+    return pym_new(out, address, authkey, keylen, timeout, false);
 }
 
 void mproc__pym_free(mproc__pym *m)
@@ -237,7 +264,8 @@ static int proxy_new(const endpoint *e, const mproc__pk *typeid, const mproc__pk
         return MPROC_EPROTO;
     mproc__pym_proxy *p = calloc(1, sizeof *p);
     if (!p) return -ENOMEM;
-    int r = endpoint_init(&p->e, e->address, e->key, e->keylen);
+    int r = endpoint_init(&p->e, e->address, e->key, e->keylen, e->timeout);
+    p->owner = getpid();
     p->typeid = str_of(typeid);
     p->id = str_of(id);
     p->exposed = calloc(exposed->n ? exposed->n : 1, sizeof *p->exposed);
@@ -295,6 +323,7 @@ static int proxy_connect(mproc__pym_proxy *p)
 {
     int r = open_conn(&p->e, &p->conn);
     if (r < 0) return r;
+    p->conn_pid = getpid();
     mproc__pk_doc *d, *res = NULL;
     if ((r = mproc__pk_doc_new(&d)) < 0) {
         close_conn(p);
@@ -305,7 +334,9 @@ static int proxy_connect(mproc__pym_proxy *p)
     mproc__pk *args = mproc__pk_tuple(d, 1, mproc__pk_cstr(d, name)), *v;
     bool got;
     r = args ? send_request(p->conn, NULL, "accept_connection", args, NULL) : -ENOMEM;
-    if (r == 0) r = recv_reply(&p->e, p->conn, &res, &v, &got);
+    if (r == 0)
+        r = recv_reply(&p->e, p->conn, p->e.timeout > 0 ? p->e.timeout : MPROC_FOREVER, &res, &v,
+                       &got);
     if (r > 0) r = MPROC_EPROTO;
     if (r < 0) close_conn(p);
     mproc__pk_doc_free(res);
@@ -337,12 +368,14 @@ int mproc__pym_call(mproc__pym_proxy *p, const char *method, const mproc__pk *ar
     free(p->e.error);
     p->e.error = NULL;
     if (result) *result = NULL;
+    /* a fork child's copy of its parent's connection: the parent's replies come on it */
+    if (p->conn && p->conn_pid != getpid()) close_conn(p);
     int r = p->conn ? 0 : proxy_connect(p);
     if (r < 0) return r;
     mproc__pk *v = NULL;
     bool got = false;
     r = send_request(p->conn, p->id, method, args, kwds);
-    if (r == 0) r = recv_reply(&p->e, p->conn, &p->reply, &v, &got);
+    if (r == 0) r = recv_reply(&p->e, p->conn, MPROC_FOREVER, &p->reply, &v, &got);
     /* a call that stopped midway leaves its reply on the way: never read it as the next one's */
     if (!got && r != -EINVAL) close_conn(p);
     if (r == MPROC__PYM_PROXY) {
@@ -433,12 +466,40 @@ int mproc__pym_decref(mproc__pym_proxy *p)
     return p ? request_id(&p->e, "decref", p->id) : -EINVAL;
 }
 
+int mproc__pym_proxy_dup(const mproc__pym_proxy *p, mproc__pym_proxy **out)
+{
+    if (!p || !out) return -EINVAL;
+    mproc__pym_proxy *q = calloc(1, sizeof *q);
+    if (!q) return -ENOMEM;
+    int r = endpoint_init(&q->e, p->e.address, p->e.key, p->e.keylen, p->e.timeout);
+    q->owner = getpid();
+    q->typeid = strdup(p->typeid);
+    q->exposed = calloc(p->nexposed ? p->nexposed : 1, sizeof *q->exposed);
+    if (r == 0 && (!q->typeid || !q->exposed)) r = -ENOMEM;
+    for (size_t i = 0; r == 0 && i < p->nexposed; i++) {
+        if (!(q->exposed[i] = strdup(p->exposed[i]))) r = -ENOMEM;
+        q->nexposed++;
+    }
+    /* its own reference, so freeing either one leaves the other's */
+    if (r == 0 && !(q->id = strdup(p->id))) r = -ENOMEM;
+    if (r == 0 && (r = mproc__pym_incref(q)) < 0) {
+        free(q->id);
+        q->id = NULL;
+    }
+    if (r < 0) {
+        mproc__pym_proxy_free(q);
+        return r;
+    }
+    *out = q;
+    return 0;
+}
+
 void mproc__pym_proxy_free(mproc__pym_proxy *p)
 {
     if (!p) return;
     mproc__pym_proxy_free(p->made);
     close_conn(p);
-    if (p->id) mproc__pym_decref(p);
+    if (p->id && p->owner == getpid()) mproc__pym_decref(p);
     mproc__pk_doc_free(p->reply);
     for (size_t i = 0; i < p->nexposed; i++)
         free(p->exposed[i]);

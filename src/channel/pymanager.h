@@ -8,14 +8,14 @@
  * TCP_QUICKACK after each read, so the server's replies are acknowledged at once (without it a
  * Python server stalls 40 ms per new connection on delayed ACKs).
  *
- * Replies map to codes: '#RETURN' -> 0 and the value; '#ERROR' KeyError -> -ENOENT, queue.Empty
- * and queue.Full -> -EAGAIN (-ETIMEDOUT from the timed helpers when they had a timeout), any other
- * exception -> MPROC_EREMOTE; '#TRACEBACK' and '#UNSERIALIZABLE' -> MPROC_EREMOTE. The exception's
- * text ("KeyError: 'x'", or the whole traceback) stays readable with mproc__pym_error until the
- * next call on the same handle. A proxy is used by one thread at a time (Python gives each thread
- * its own connection); a call that fails midway (-EINTR, a timeout, a broken connection) closes
- * the proxy's connection, so a late reply can never be read as the answer to the next call: the
- * next call opens a new one.
+ * Replies map to codes: '#RETURN' -> 0 and the value; '#ERROR' KeyError -> -ENOENT, IndexError ->
+ * -ERANGE, queue.Empty and queue.Full -> -EAGAIN (-ETIMEDOUT from the timed helpers when they had a
+ * timeout), any other exception -> MPROC_EREMOTE; '#TRACEBACK' and '#UNSERIALIZABLE' ->
+ * MPROC_EREMOTE. The exception's text ("KeyError: 'x'", or the whole traceback) stays readable with
+ * mproc__pym_error until the next call on the same handle. A proxy is used by one thread at a time
+ * (Python gives each thread its own connection); a call that fails midway (-EINTR, a timeout, a
+ * broken connection) closes the proxy's connection, so a late reply can never be read as the answer
+ * to the next call: the next call opens a new one.
  */
 #ifndef MPROC_CHANNEL_PYMANAGER_H
 #define MPROC_CHANNEL_PYMANAGER_H
@@ -34,6 +34,12 @@ typedef struct mproc__pym_proxy mproc__pym_proxy;
  * authkey, checking both with a 'dummy' request as BaseManager.connect does. 0, MPROC_EAUTH,
  * -ECONNREFUSED, ... */
 int mproc__pym_connect(mproc__pym **out, const char *address, const void *authkey, size_t keylen);
+/* The same with a bound on the handshake and on each manager-level reply (timeout 0: none). */
+int mproc__pym_connect_timeout(mproc__pym **out, const char *address, const void *authkey,
+                               size_t keylen, double timeout);
+/* The handle without the check, for a caller that has just had an answer from the server. */
+int mproc__pym_open(mproc__pym **out, const char *address, const void *authkey, size_t keylen,
+                    double timeout);
 void mproc__pym_free(mproc__pym *m);
 
 /* A manager-level request (create, number_of_objects, debug_info, get_methods, ...) on a
@@ -64,6 +70,10 @@ int mproc__pym_wait(mproc__pym_proxy *p, const char *method, double timeout);
 /* The reference counts the server keeps for its clients. */
 int mproc__pym_incref(mproc__pym_proxy *p);
 int mproc__pym_decref(mproc__pym_proxy *p);
+/* Another proxy of the same object with a reference (incref) and a connection of its own, for
+ * another thread, or a fork child (whose copy of the parent's proxy holds no reference: freeing it
+ * there closes just the child's copy of the connection). */
+int mproc__pym_proxy_dup(const mproc__pym_proxy *p, mproc__pym_proxy **out);
 /* Drop the proxy's reference (decref) and close its connection. NULL-safe. */
 void mproc__pym_proxy_free(mproc__pym_proxy *p);
 

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "arena/arena.h"
+#include "channel/pickle.h"
 #include "manager/client.h"
 #include "platform/interrupt.h"
 #include "platform/platform.h"
@@ -217,6 +218,83 @@ static int roundtrip(mproc_manager *m, uint16_t op, uint32_t obj, const struct i
     return r < 0 ? r : res->status == -EPIPE && m->fd < 0 ? -EPIPE : 0;
 }
 
+/* The dialect probe: Python's request shape (ident, methodname, args, kwds) naming a method no
+ * Python server has, so a Python server answers '#TRACEBACK' ('... unrecognized') and closes, while
+ * an mproc server answers ('#RETURN', version) and reads native messages from then on. 1: native,
+ * 0: Python, or -ETIMEDOUT, MPROC_EPROTO, the connection's codes. */
+static int probe(mproc_manager *m, mproc_conn *c)
+{
+    mproc__pk_doc *d;
+    int r = mproc__pk_doc_new(&d);
+    if (r < 0) return r;
+    mproc__pk *req = mproc__pk_tuple(d, 4, mproc__pk_none(d), mproc__pk_cstr(d, "mproc_native"),
+                                     mproc__pk_tuple(d, 1, mproc__pk_int(d, MPROC__MGR_VERSION)),
+                                     mproc__pk_container(d, MPROC__PK_DICT));
+    void *buf = NULL;
+    size_t len;
+    r = req ? mproc__pickle_write(req, &buf, &len) : -ENOMEM;
+    mproc__pk_doc_free(d);
+    if (r == 0) r = mproc_conn_send(c, buf, len);
+    free(buf);
+    if (r < 0) return r;
+    r = mproc_conn_recv_alloc(c, &buf, &len, m->reply_timeout);
+    if (r < 0) return r;
+    mproc__pk *v;
+    r = mproc__pickle_read(buf, len, NULL, &d, &v);
+    free(buf);
+    if (r < 0) return r;
+    r = MPROC_EPROTO;
+    if (v->kind == MPROC__PK_TUPLE && v->n == 2) {
+        const mproc__pk *k = v->u.items[0];
+        if (mproc__pk_is_str(k, "#RETURN") && v->u.items[1]->kind == MPROC__PK_INT)
+            r = 1;
+        else if (mproc__pk_is_str(k, "#TRACEBACK") || mproc__pk_is_str(k, "#ERROR"))
+            r = 0;
+    }
+    mproc__pk_doc_free(d);
+    return r;
+}
+
+/* HELLO with a bound on its answer: a Python server takes the header for the length of a 64 MiB
+ * frame and would wait for the rest of it forever. The connection is fresh and this thread holds
+ * m->mu, so nobody else reads it. */
+static int hello(mproc_manager *m, unsigned char out[32], bool probed)
+{
+    unsigned char ver[4];
+    mgr_put32(ver, MPROC__MGR_VERSION);
+    if (++m->next_id == 0) m->next_id = 1;
+    mproc__mgr_req h = {.len = 4, .id = m->next_id, .op = MGR_HELLO};
+    struct iovec v[2] = {{&h, sizeof h}, {ver, 4}};
+    if (send_all(m->fd, v, 2) < 0) return -EPIPE;
+    unsigned char in[sizeof(mproc__mgr_rep) + 32];
+    size_t have = 0, want = sizeof(mproc__mgr_rep);
+    int64_t deadline = mproc__deadline(m->reply_timeout);
+    while (have < want) {
+        int64_t left = deadline - mproc__now_ns();
+        if (left <= 0) return probed ? -ETIMEDOUT : -EPROTONOSUPPORT;
+        struct pollfd p = {.fd = m->fd, .events = POLLIN};
+        int64_t ms = left / 1000000 + 1;
+        int pr = poll(&p, 1, ms > 1000000 ? 1000000 : (int)ms);
+        if (pr < 0 && errno != EINTR) return -EPIPE;
+        if (pr <= 0) continue;
+        ssize_t n = recv(m->fd, in + have, want - have, MSG_DONTWAIT);
+        if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN)) return -EPIPE;
+        if (n > 0) have += (size_t)n;
+        if (have == sizeof(mproc__mgr_rep)) {
+            mproc__mgr_rep rh;
+            memcpy(&rh, in, sizeof rh);
+            if (rh.id != h.id || rh.len > 32) return MPROC_EPROTO;
+            want += rh.len;
+        }
+    }
+    mproc__mgr_rep rh;
+    memcpy(&rh, in, sizeof rh);
+    if (rh.status < 0) return rh.status;
+    if (rh.len != 32) return MPROC_EPROTO;
+    memcpy(out, in + sizeof rh, 32);
+    return 0;
+}
+
 int mgr_connect_locked(mproc_manager *m)
 {
     if (m->conn && m->pid != mproc__pid()) {
@@ -245,13 +323,18 @@ int mgr_connect_locked(mproc_manager *m)
         mgr_disconnect_locked(m);
         return -ENOMEM;
     }
-    m->max_message = 64; /* enough for HELLO until the server says */
-    unsigned char ver[4], out[32];
-    mgr_put32(ver, MPROC__MGR_VERSION);
-    mgr_result res = {.buf = out, .cap = sizeof out};
-    r = roundtrip(m, MGR_HELLO, 0, &(struct iovec){ver, 4}, 1, false, &res);
-    if (r == 0 && (res.status < 0 || res.len != sizeof out))
-        r = res.status < 0 ? res.status : MPROC_EPROTO;
+    bool probed = m->dialect == MPROC_MANAGER_DIALECT_AUTO;
+    if (probed) {
+        r = probe(m, c);
+        if (r <= 0) {
+            mgr_disconnect_locked(m);
+            if (r == 0) m->dialect = MPROC_MANAGER_DIALECT_PYTHON;
+            return r == 0 ? MGR_SPEAKS_PYTHON : r;
+        }
+        m->dialect = MPROC_MANAGER_DIALECT_NATIVE;
+    }
+    unsigned char out[32];
+    r = hello(m, out, probed);
     if (r < 0) {
         mgr_disconnect_locked(m);
         return r;

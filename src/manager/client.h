@@ -16,6 +16,8 @@
 
 typedef struct mgr_wait mgr_wait;
 typedef struct mgr_proxy mgr_proxy;
+typedef struct mgr_pyproxy mgr_pyproxy;
+struct mproc__pym;
 
 struct mproc_manager {
     uint32_t magic;
@@ -26,6 +28,10 @@ struct mproc_manager {
     size_t keylen;
     bool has_key;
     double handshake_timeout;
+    /* MPROC_MANAGER_DIALECT_*: AUTO until the first connect found out */
+    int dialect;
+    double reply_timeout;   /* the connect's waits (HELLO, the probe); > 0 */
+    struct mproc__pym *pym; /* the Python manager (dialect PYTHON) */
     /* the connection, this process's (pid): after a fork the child makes its own */
     mproc_conn *conn;
     int fd;
@@ -61,7 +67,9 @@ typedef struct {
  * (the server answers -ECANCELED, turned into -EINTR in res->status) unless it was done first. */
 int mgr_call(mproc_manager *m, uint16_t op, uint32_t obj, const struct iovec *iov, int niov,
              bool interruptible, mgr_result *res);
-/* Connect (again): 0 or the connection's code. Caller holds m->mu. */
+/* Connect (again): 0 or the connection's code, or with dialect AUTO MGR_SPEAKS_PYTHON (the
+ * dialect is then PYTHON, no connection kept). Caller holds m->mu. */
+#define MGR_SPEAKS_PYTHON 1
 int mgr_connect_locked(mproc_manager *m);
 void mgr_disconnect_locked(mproc_manager *m);
 /* share.c: right after HELLO, on a unix socket, in a process with no arena yet (and
@@ -81,6 +89,7 @@ struct mgr_proxy {
     bool c;
     size_t size;
     mgr_proxy *prev, *next;
+    mgr_pyproxy *py; /* a Python manager's object (proxy_python.c): the calls go there */
     size_t nlen;
     char name[];
 };
@@ -95,6 +104,18 @@ void mgr_proxy_register_ops(void);
 /* proxy_containers.c: the dict and list ops into the table. */
 struct mproc__proxy_ops;
 void mgr_proxy_fill_containers(struct mproc__proxy_ops *ops);
+/* proxy_python.c: a proxy of a Python manager's object, made by its registered name or typeid
+ * (kind checked against its exposed methods: -EEXIST), its ops (the same table's), its end. */
+int mgr_py_open(mproc_manager *m, uint8_t kind, const char *name, const mproc_queue_opts *qo,
+                mgr_proxy **out);
+extern const struct mproc__proxy_ops mgr_py_ops;
+void mgr_py_proxy_free(mgr_pyproxy *py);
+/* The calling thread's last Python exception text through m ("" after a call that had none). */
+void mgr_py_set_error(const mproc_manager *m, const char *text);
+const char *mgr_py_error(const mproc_manager *m);
+/* Add p to the set of live proxies and to m's list. */
+int mgr_proxy_add(mproc_manager *m, mgr_proxy *p);
+
 /* A call on a proxy's object, finding it again by name after a reconnect. */
 int mgr_proxy_call(mgr_proxy *p, uint16_t op, const struct iovec *iov, int niov, bool interruptible,
                    mgr_result *res);

@@ -11,12 +11,14 @@
 #include <openssl/crypto.h>
 
 #include "arena/arena.h"
+#include "channel/pymanager.h"
 #include "manager/client.h"
 #include "manager/server.h"
 #include "platform/platform.h"
 
 #define MANAGER_MAGIC 0x4d677272u /* "Mgrr" */
 #define START_TIMEOUT 30.0
+#define REPLY_TIMEOUT 10.0 /* the connect's waits, by default */
 
 static bool valid(const mproc_manager *m)
 {
@@ -42,6 +44,7 @@ static int new_handle(mproc_manager **out, const char *address, const void *auth
     if (!m) return -ENOMEM;
     m->fd = -1;
     m->handshake_timeout = handshake_timeout;
+    m->reply_timeout = REPLY_TIMEOUT;
     pthread_mutex_init(&m->mu, NULL);
     pthread_cond_init(&m->cv, NULL);
     m->address = strdup(address);
@@ -72,6 +75,7 @@ static void free_handle(mproc_manager *m)
     pthread_mutex_unlock(&m->mu);
     /* a process handle is its maker's: a fork child that inherited this one leaves it be */
     if (m->server && m->starter == mproc__pid()) mproc_process_free(m->server);
+    mproc__pym_free(m->pym);
     OPENSSL_cleanse(m->key, m->keylen);
     free(m->key);
     free(m->address);
@@ -85,15 +89,35 @@ static void free_handle(mproc_manager *m)
 int mproc_manager_connect(mproc_manager **out, const char *address, const void *authkey,
                           size_t keylen)
 {
+    return mproc_manager_connect_opts(out, address, authkey, keylen, NULL);
+}
+
+int mproc_manager_connect_opts(mproc_manager **out, const char *address, const void *authkey,
+                               size_t keylen, const mproc_manager_client_opts *opts)
+{
     if (!out) return -EINVAL;
     *out = NULL;
     int r = check_args(address, authkey, keylen);
     if (r < 0) return r;
+    mproc_manager_client_opts o = opts ? *opts : (mproc_manager_client_opts){0};
+    if (o.dialect < MPROC_MANAGER_DIALECT_AUTO || o.dialect > MPROC_MANAGER_DIALECT_PYTHON ||
+        mproc__timeout_check(o.timeout) || o.timeout < 0)
+        return -EINVAL;
     mproc_manager *m;
-    if ((r = new_handle(&m, address, authkey, keylen, 0)) < 0) return r;
+    double t = o.timeout > 0 ? o.timeout : REPLY_TIMEOUT;
+    if ((r = new_handle(&m, address, authkey, keylen, t)) < 0) return r;
+    m->reply_timeout = t;
+    m->dialect = o.dialect;
+    bool forced = m->dialect == MPROC_MANAGER_DIALECT_PYTHON;
     pthread_mutex_lock(&m->mu);
-    r = mgr_connect_locked(m);
+    r = forced ? MGR_SPEAKS_PYTHON : mgr_connect_locked(m);
     pthread_mutex_unlock(&m->mu);
+    if (r == MGR_SPEAKS_PYTHON && !authkey) r = -EINVAL; /* Python always runs the handshake */
+    /* forced: Python's own check of a new manager, a 'dummy' request on a connection of its own;
+     * found by the probe: its answer was that check */
+    if (r == MGR_SPEAKS_PYTHON)
+        r = forced ? mproc__pym_connect_timeout(&m->pym, address, authkey, keylen, t)
+                   : mproc__pym_open(&m->pym, address, authkey, keylen, t);
     if (r < 0) {
         free_handle(m);
         return r;
@@ -107,9 +131,34 @@ const char *mproc_manager_address(const mproc_manager *m)
     return valid(m) ? m->address : NULL;
 }
 
+int mproc_manager_dialect(const mproc_manager *m)
+{
+    return valid(m) ? m->dialect : -EINVAL;
+}
+
+const char *mproc_manager_remote_error(const mproc_manager *m)
+{
+    return valid(m) ? mgr_py_error(m) : "";
+}
+
+static bool python(const mproc_manager *m)
+{
+    return m->dialect == MPROC_MANAGER_DIALECT_PYTHON;
+}
+
 int mproc_manager_reconnect(mproc_manager *m)
 {
     if (!valid(m)) return -EINVAL;
+    /* a Python manager's connections are made per request and per proxy: nothing to redo but to
+     * check that it is there */
+    if (python(m)) {
+        mproc__pk_doc *d = NULL;
+        mproc__pk *v;
+        int r = mproc__pym_request(m->pym, "dummy", NULL, NULL, &d, &v);
+        mgr_py_set_error(m, mproc__pym_manager_error(m->pym));
+        mproc__pk_doc_free(d);
+        return r;
+    }
     pthread_mutex_lock(&m->mu);
     int r = mgr_connect_locked(m);
     pthread_mutex_unlock(&m->mu);
@@ -119,6 +168,11 @@ int mproc_manager_reconnect(mproc_manager *m)
 int mproc_manager_shutdown(mproc_manager *m)
 {
     if (!valid(m)) return -EINVAL;
+    if (python(m)) {
+        int r = mproc__pym_shutdown(m->pym);
+        mgr_py_set_error(m, mproc__pym_manager_error(m->pym));
+        return r;
+    }
     mgr_result res = {0};
     int r = mgr_call(m, MGR_SHUTDOWN, 0, NULL, 0, false, &res);
     if (r == 0) r = res.status;
@@ -146,6 +200,7 @@ void mproc_manager_free(mproc_manager *m)
 int mproc_manager_delete(mproc_manager *m, const char *name)
 {
     if (!valid(m) || !name || !*name || strlen(name) > MPROC__MGR_NAME_MAX) return -EINVAL;
+    if (python(m)) return -ENOTSUP; /* Python's managers have no such request */
     mgr_result res = {0};
     int r = mgr_call(m, MGR_DELETE, 0, &(struct iovec){(void *)name, strlen(name)}, 1, false, &res);
     return r < 0 ? r : res.status;
@@ -161,6 +216,13 @@ static int open_obj(mproc_manager *m, uint8_t kind, const char *name, uint64_t a
     if (!valid(m)) return -EINVAL;
     void *local;
     mgr_proxy *p;
+    if (python(m)) {
+        if (kind == MGR_VALUE) return -ENOTSUP;
+        mproc_queue_opts qo = {.max_items = a, .max_bytes = b, .joinable = c};
+        int r = mgr_py_open(m, kind, name, &qo, &p);
+        if (r == 0) *out = p;
+        return r;
+    }
     int r = mgr_open(m, kind, name, a, b, c, &local, &p);
     if (r < 0) return r;
     *out = local ? local : (void *)p;
@@ -352,6 +414,7 @@ int mproc_manager_start(mproc_manager **out, const char *address, const void *au
         m->starter = mproc__pid();
     }
     p = NULL;
+    m->dialect = MPROC_MANAGER_DIALECT_NATIVE; /* its own server: no probe */
     pthread_mutex_lock(&m->mu);
     r = mgr_connect_locked(m);
     pthread_mutex_unlock(&m->mu);

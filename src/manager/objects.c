@@ -443,6 +443,7 @@ void mgr_wake(mgr_srv *s, mgr_obj *o)
 {
     if (!s->nparked || (o && !o->nparked)) return;
     int64_t now = mproc__now_ns();
+    mgr_obj *broke = NULL;
     if (!o) s->next_wake = INT64_MAX; /* recomputed over every call still parked */
     for (mgr_parked *p = s->parked, *nx; p; p = nx) {
         nx = p->next;
@@ -451,12 +452,21 @@ void mgr_wake(mgr_srv *s, mgr_obj *o)
         if (try_call(s, p->c, p->o, p->id, p->op, p->cap, p->data, p->len) == 0) {
             unpark(s, p);
         } else if (p->deadline <= now) {
+            int k = p->c->dialect == DIALECT_PYTHON ? mgr_py_deadline(s, p) : 0;
+            if (k == 1) {
+                if (try_call(s, p->c, p->o, p->id, p->op, p->cap, p->data, p->len) == 0)
+                    unpark(s, p);
+                continue;
+            }
+            if (k == 2) broke = p->o;
             expire(p, -ETIMEDOUT);
             unpark(s, p);
         } else if (!o && p->deadline < s->next_wake) {
             s->next_wake = p->deadline;
         }
     }
+    /* the calls parked on an object a timeout broke, before this one in the list, learn of it */
+    if (broke) mgr_wake(s, broke);
 }
 
 static void op_cancel(mgr_srv *s, mgr_conn *c, const mproc__mgr_req *h, const unsigned char *b)

@@ -80,6 +80,7 @@ void mgr_proxy_free(mgr_proxy *p)
     }
     pthread_mutex_unlock(&set_mu);
     if (j == SIZE_MAX) return;
+    if (p->py) mgr_py_proxy_free(p->py);
     mproc_manager *m = p->m;
     pthread_mutex_lock(&m->mu);
     if (p->prev)
@@ -152,19 +153,26 @@ int mgr_open(mproc_manager *m, uint8_t kind, const char *name, uint64_t a, uint6
                      .size = size,
                      .nlen = nlen};
     memcpy(p->name, name, nlen);
-    pthread_mutex_lock(&set_mu);
-    r = set_add_locked((uintptr_t)p);
-    pthread_mutex_unlock(&set_mu);
-    if (r < 0) {
+    if ((r = mgr_proxy_add(m, p)) < 0) {
         free(p);
         return r;
     }
+    *proxy = p;
+    return 0;
+}
+
+int mgr_proxy_add(mproc_manager *m, mgr_proxy *p)
+{
+    p->magic = PROXY_MAGIC;
+    pthread_mutex_lock(&set_mu);
+    int r = set_add_locked((uintptr_t)p);
+    pthread_mutex_unlock(&set_mu);
+    if (r < 0) return r;
     pthread_mutex_lock(&m->mu);
     p->next = m->proxies;
     if (m->proxies) m->proxies->prev = p;
     m->proxies = p;
     pthread_mutex_unlock(&m->mu);
-    *proxy = p;
     return 0;
 }
 
@@ -214,13 +222,19 @@ static int simple(mgr_proxy *p, uint16_t op, const double *timeout, const void *
     return r < 0 ? r : res.status;
 }
 
-#define PROXY_OR_EINVAL(var, h, kind)                                                              \
+/* The proxy h is, or -EINVAL; a Python manager's goes to its own op with the same arguments. */
+#define PROXY_OR_EINVAL(var, h, kind, op, ...)                                                     \
     mgr_proxy *var = mgr_proxy_get(h, kind);                                                       \
-    if (!var) return -EINVAL
+    if (!var) return -EINVAL;                                                                      \
+    if (var->py) return mgr_py_ops.op(__VA_ARGS__)
+/* Kinds a Python manager's proxies never are. */
+#define NATIVE_OR_EINVAL(var, h, kind)                                                             \
+    mgr_proxy *var = mgr_proxy_get(h, kind);                                                       \
+    if (!var || var->py) return -EINVAL
 
 static int q_put(mproc_queue *q, const void *data, size_t len, double timeout)
 {
-    PROXY_OR_EINVAL(p, q, MGR_QUEUE);
+    PROXY_OR_EINVAL(p, q, MGR_QUEUE, queue_put, q, data, len, timeout);
     if ((!data && len) || mproc__timeout_check(timeout)) return -EINVAL;
     return simple(p, MGR_QUEUE_PUT, &timeout, data, len, timeout != 0);
 }
@@ -244,7 +258,7 @@ static int q_get_common(mgr_proxy *p, void *buf, size_t cap, size_t *len, void *
 
 static int q_get(mproc_queue *q, void *buf, size_t cap, size_t *len, double timeout)
 {
-    PROXY_OR_EINVAL(p, q, MGR_QUEUE);
+    PROXY_OR_EINVAL(p, q, MGR_QUEUE, queue_get, q, buf, cap, len, timeout);
     if ((!buf && cap) || mproc__timeout_check(timeout)) return -EINVAL;
     return q_get_common(p, buf, cap, len, NULL, timeout);
 }
@@ -252,7 +266,7 @@ static int q_get(mproc_queue *q, void *buf, size_t cap, size_t *len, double time
 static int q_get_alloc(mproc_queue *q, void **data, size_t *len, double timeout)
 {
     if (data) *data = NULL;
-    PROXY_OR_EINVAL(p, q, MGR_QUEUE);
+    PROXY_OR_EINVAL(p, q, MGR_QUEUE, queue_get_alloc, q, data, len, timeout);
     if (!data || !len || mproc__timeout_check(timeout)) return -EINVAL;
     int r = q_get_common(p, NULL, 0, len, data, timeout);
     if (r == 0 && !*data && !(*data = malloc(1))) r = -ENOMEM; /* as the local call: 1 byte */
@@ -265,7 +279,7 @@ static int q_get_alloc(mproc_queue *q, void **data, size_t *len, double timeout)
 
 static int q_size(mproc_queue *q, size_t *n)
 {
-    PROXY_OR_EINVAL(p, q, MGR_QUEUE);
+    PROXY_OR_EINVAL(p, q, MGR_QUEUE, queue_size, q, n);
     unsigned char b[8];
     mgr_result res = {.buf = b, .cap = 8};
     int r = mgr_proxy_call(p, MGR_QUEUE_SIZE, NULL, 0, false, &res);
@@ -274,36 +288,36 @@ static int q_size(mproc_queue *q, size_t *n)
     return 0;
 }
 
-#define NOARG(fn, type, kind, op)                                                                  \
+#define NOARG(fn, type, kind, op, pyop)                                                            \
     static int fn(type *h)                                                                         \
     {                                                                                              \
-        PROXY_OR_EINVAL(p, h, kind);                                                               \
+        PROXY_OR_EINVAL(p, h, kind, pyop, h);                                                      \
         return simple(p, op, NULL, NULL, 0, false);                                                \
     }
-NOARG(q_full, mproc_queue, MGR_QUEUE, MGR_QUEUE_FULL)
-NOARG(q_close, mproc_queue, MGR_QUEUE, MGR_QUEUE_CLOSE)
-NOARG(q_closed, mproc_queue, MGR_QUEUE, MGR_QUEUE_CLOSED)
-NOARG(q_task_done, mproc_queue, MGR_QUEUE, MGR_QUEUE_TASK_DONE)
-NOARG(e_set, mproc_event, MGR_EVENT, MGR_EVENT_SET)
-NOARG(e_clear, mproc_event, MGR_EVENT, MGR_EVENT_CLEAR)
-NOARG(e_is_set, mproc_event, MGR_EVENT, MGR_EVENT_IS_SET)
-NOARG(l_release, mproc_lock, MGR_LOCK, MGR_LOCK_RELEASE)
-NOARG(l_locked, mproc_lock, MGR_LOCK, MGR_LOCK_LOCKED)
+NOARG(q_full, mproc_queue, MGR_QUEUE, MGR_QUEUE_FULL, queue_full)
+NOARG(q_close, mproc_queue, MGR_QUEUE, MGR_QUEUE_CLOSE, queue_close)
+NOARG(q_closed, mproc_queue, MGR_QUEUE, MGR_QUEUE_CLOSED, queue_closed)
+NOARG(q_task_done, mproc_queue, MGR_QUEUE, MGR_QUEUE_TASK_DONE, queue_task_done)
+NOARG(e_set, mproc_event, MGR_EVENT, MGR_EVENT_SET, event_set)
+NOARG(e_clear, mproc_event, MGR_EVENT, MGR_EVENT_CLEAR, event_clear)
+NOARG(e_is_set, mproc_event, MGR_EVENT, MGR_EVENT_IS_SET, event_is_set)
+NOARG(l_release, mproc_lock, MGR_LOCK, MGR_LOCK_RELEASE, lock_release)
+NOARG(l_locked, mproc_lock, MGR_LOCK, MGR_LOCK_LOCKED, lock_locked)
 
-#define TIMED(fn, type, kind, op)                                                                  \
+#define TIMED(fn, type, kind, op, pyop)                                                            \
     static int fn(type *h, double timeout)                                                         \
     {                                                                                              \
-        PROXY_OR_EINVAL(p, h, kind);                                                               \
+        PROXY_OR_EINVAL(p, h, kind, pyop, h, timeout);                                             \
         if (mproc__timeout_check(timeout)) return -EINVAL;                                         \
         return simple(p, op, &timeout, NULL, 0, timeout != 0);                                     \
     }
-TIMED(q_join, mproc_queue, MGR_QUEUE, MGR_QUEUE_JOIN)
-TIMED(e_wait, mproc_event, MGR_EVENT, MGR_EVENT_WAIT)
-TIMED(l_acquire, mproc_lock, MGR_LOCK, MGR_LOCK_ACQUIRE)
+TIMED(q_join, mproc_queue, MGR_QUEUE, MGR_QUEUE_JOIN, queue_join)
+TIMED(e_wait, mproc_event, MGR_EVENT, MGR_EVENT_WAIT, event_wait)
+TIMED(l_acquire, mproc_lock, MGR_LOCK, MGR_LOCK_ACQUIRE, lock_acquire)
 
 static int v_load(mproc_value *v, void *buf, size_t len)
 {
-    PROXY_OR_EINVAL(p, v, MGR_VALUE);
+    NATIVE_OR_EINVAL(p, v, MGR_VALUE);
     if ((!buf && len) || len > p->size) return -EINVAL;
     unsigned char a[8];
     mgr_put64(a, len);
@@ -316,14 +330,14 @@ static int v_load(mproc_value *v, void *buf, size_t len)
 
 static int v_store(mproc_value *v, const void *buf, size_t len)
 {
-    PROXY_OR_EINVAL(p, v, MGR_VALUE);
+    NATIVE_OR_EINVAL(p, v, MGR_VALUE);
     if ((!buf && len) || len > p->size) return -EINVAL;
     return simple(p, MGR_VALUE_STORE, NULL, buf, len, false);
 }
 
 static int v_size(mproc_value *v, size_t *n)
 {
-    PROXY_OR_EINVAL(p, v, MGR_VALUE);
+    NATIVE_OR_EINVAL(p, v, MGR_VALUE);
     *n = p->size;
     return 0;
 }

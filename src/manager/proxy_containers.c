@@ -6,9 +6,12 @@
 #include "manager/client.h"
 #include "sync/proxy.h"
 
-#define GET_PROXY(var, h, kind)                                                                    \
+/* The proxy h is, or -EINVAL; a Python manager's goes to its own op with the same arguments. */
+#define GET_PROXY(var, h, kind, op, ...)                                                           \
     mgr_proxy *var = mgr_proxy_get(h, kind);                                                       \
-    if (!var) return -EINVAL
+    if (!var) return -EINVAL;                                                                      \
+    if (var->py) return mgr_py_ops.op(__VA_ARGS__)
+#define GET_DICT(var, h, op, ...) GET_PROXY(var, h, MGR_DICT, op, __VA_ARGS__)
 
 static int status_of(int r, const mgr_result *res)
 {
@@ -57,7 +60,7 @@ static int fetch(mgr_proxy *p, uint16_t op, const void *a, size_t al, const void
 
 static int d_set(mproc_dict *d, const void *key, size_t klen, const void *val, size_t vlen)
 {
-    GET_PROXY(p, d, MGR_DICT);
+    GET_DICT(p, d, dict_set, d, key, klen, val, vlen);
     if ((!key && klen) || (!val && vlen) || klen > UINT32_MAX) return -EINVAL;
     unsigned char kl[4];
     mgr_put32(kl, (uint32_t)klen);
@@ -66,7 +69,7 @@ static int d_set(mproc_dict *d, const void *key, size_t klen, const void *val, s
 
 static int d_get(mproc_dict *d, const void *key, size_t klen, void *buf, size_t cap, size_t *len)
 {
-    GET_PROXY(p, d, MGR_DICT);
+    GET_DICT(p, d, dict_get, d, key, klen, buf, cap, len);
     if ((!key && klen) || (!buf && cap)) return -EINVAL;
     return fetch(p, MGR_DICT_GET, key, klen, NULL, 0, buf, cap, NULL, len);
 }
@@ -74,7 +77,7 @@ static int d_get(mproc_dict *d, const void *key, size_t klen, void *buf, size_t 
 static int d_get_alloc(mproc_dict *d, const void *key, size_t klen, void **val, size_t *len)
 {
     if (val) *val = NULL;
-    GET_PROXY(p, d, MGR_DICT);
+    GET_DICT(p, d, dict_get_alloc, d, key, klen, val, len);
     if ((!key && klen) || !val) return -EINVAL;
     unsigned char none[1];
     return fetch(p, MGR_DICT_GET, key, klen, NULL, 0, none, 0, val, len);
@@ -82,14 +85,14 @@ static int d_get_alloc(mproc_dict *d, const void *key, size_t klen, void **val, 
 
 static int d_del(mproc_dict *d, const void *key, size_t klen)
 {
-    GET_PROXY(p, d, MGR_DICT);
+    GET_DICT(p, d, dict_del, d, key, klen);
     if (!key && klen) return -EINVAL;
     return send3(p, MGR_DICT_DEL, key, klen, NULL, 0, NULL, 0);
 }
 
 static int d_contains(mproc_dict *d, const void *key, size_t klen)
 {
-    GET_PROXY(p, d, MGR_DICT);
+    GET_DICT(p, d, dict_contains, d, key, klen);
     if (!key && klen) return -EINVAL;
     return send3(p, MGR_DICT_CONTAINS, key, klen, NULL, 0, NULL, 0);
 }
@@ -106,20 +109,20 @@ static int count(mgr_proxy *p, uint16_t op, size_t *n)
 
 static int d_len(mproc_dict *d, size_t *n)
 {
-    GET_PROXY(p, d, MGR_DICT);
+    GET_DICT(p, d, dict_len, d, n);
     return count(p, MGR_DICT_LEN, n);
 }
 
 static int d_clear(mproc_dict *d)
 {
-    GET_PROXY(p, d, MGR_DICT);
+    GET_DICT(p, d, dict_clear, d);
     return send3(p, MGR_DICT_CLEAR, NULL, 0, NULL, 0, NULL, 0);
 }
 
 /* The batch calls encode into one buffer: one request, one reply. */
 static int d_set_many(mproc_dict *d, const mproc_dict_item *items, size_t n)
 {
-    GET_PROXY(p, d, MGR_DICT);
+    GET_DICT(p, d, dict_set_many, d, items, n);
     if ((!items && n) || n > UINT32_MAX) return -EINVAL;
     size_t total = 4;
     for (size_t i = 0; i < n; i++) {
@@ -147,7 +150,7 @@ static int d_set_many(mproc_dict *d, const mproc_dict_item *items, size_t n)
 static int d_get_many(mproc_dict *d, mproc_dict_item *items, size_t n, void **block)
 {
     if (block) *block = NULL;
-    GET_PROXY(p, d, MGR_DICT);
+    GET_DICT(p, d, dict_get_many, d, items, n, block);
     if ((!items && n) || !block || n > UINT32_MAX) return -EINVAL;
     size_t total = 4;
     for (size_t i = 0; i < n; i++) {
@@ -196,7 +199,7 @@ static int d_items(mproc_dict *d, bool keys_only, mproc_dict_item **items, size_
 {
     if (items) *items = NULL;
     if (n) *n = 0;
-    GET_PROXY(p, d, MGR_DICT);
+    GET_DICT(p, d, dict_items, d, keys_only, items, n);
     if (!items || !n) return -EINVAL;
     unsigned char ko = keys_only;
     void *rep = NULL;
@@ -252,14 +255,13 @@ static void d_free(mproc_dict *d)
 
 static int l_append(mproc_list *l, const void *val, size_t len)
 {
-    GET_PROXY(p, l, MGR_LIST);
+    GET_PROXY(p, l, MGR_LIST, list_append, l, val, len);
     if (!val && len) return -EINVAL;
     return send3(p, MGR_LIST_APPEND, val, len, NULL, 0, NULL, 0);
 }
 
-static int indexed(mproc_list *l, uint16_t op, ptrdiff_t index, const void *val, size_t len)
+static int indexed(mgr_proxy *p, uint16_t op, ptrdiff_t index, const void *val, size_t len)
 {
-    GET_PROXY(p, l, MGR_LIST);
     if (!val && len) return -EINVAL;
     unsigned char ix[8];
     mgr_put64(ix, (uint64_t)(int64_t)index);
@@ -268,17 +270,19 @@ static int indexed(mproc_list *l, uint16_t op, ptrdiff_t index, const void *val,
 
 static int l_insert(mproc_list *l, ptrdiff_t index, const void *val, size_t len)
 {
-    return indexed(l, MGR_LIST_INSERT, index, val, len);
+    GET_PROXY(p, l, MGR_LIST, list_insert, l, index, val, len);
+    return indexed(p, MGR_LIST_INSERT, index, val, len);
 }
 
 static int l_set(mproc_list *l, ptrdiff_t index, const void *val, size_t len)
 {
-    return indexed(l, MGR_LIST_SET, index, val, len);
+    GET_PROXY(p, l, MGR_LIST, list_set, l, index, val, len);
+    return indexed(p, MGR_LIST_SET, index, val, len);
 }
 
 static int l_get(mproc_list *l, ptrdiff_t index, void *buf, size_t cap, size_t *len)
 {
-    GET_PROXY(p, l, MGR_LIST);
+    GET_PROXY(p, l, MGR_LIST, list_get, l, index, buf, cap, len);
     if (!buf && cap) return -EINVAL;
     unsigned char ix[8];
     mgr_put64(ix, (uint64_t)(int64_t)index);
@@ -288,7 +292,7 @@ static int l_get(mproc_list *l, ptrdiff_t index, void *buf, size_t cap, size_t *
 static int l_get_alloc(mproc_list *l, ptrdiff_t index, void **val, size_t *len)
 {
     if (val) *val = NULL;
-    GET_PROXY(p, l, MGR_LIST);
+    GET_PROXY(p, l, MGR_LIST, list_get_alloc, l, index, val, len);
     if (!val) return -EINVAL;
     unsigned char ix[8], none[1];
     mgr_put64(ix, (uint64_t)(int64_t)index);
@@ -297,7 +301,7 @@ static int l_get_alloc(mproc_list *l, ptrdiff_t index, void **val, size_t *len)
 
 static int l_pop(mproc_list *l, ptrdiff_t index, void *buf, size_t cap, size_t *len)
 {
-    GET_PROXY(p, l, MGR_LIST);
+    GET_PROXY(p, l, MGR_LIST, list_pop, l, index, buf, cap, len);
     if (!buf && cap) return -EINVAL;
     unsigned char a[16];
     mgr_put64(a, (uint64_t)(int64_t)index);
@@ -314,13 +318,13 @@ static int l_pop(mproc_list *l, ptrdiff_t index, void *buf, size_t cap, size_t *
 
 static int l_len(mproc_list *l, size_t *n)
 {
-    GET_PROXY(p, l, MGR_LIST);
+    GET_PROXY(p, l, MGR_LIST, list_len, l, n);
     return count(p, MGR_LIST_LEN, n);
 }
 
 static int l_clear(mproc_list *l)
 {
-    GET_PROXY(p, l, MGR_LIST);
+    GET_PROXY(p, l, MGR_LIST, list_clear, l);
     return send3(p, MGR_LIST_CLEAR, NULL, 0, NULL, 0, NULL, 0);
 }
 

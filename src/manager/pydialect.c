@@ -34,6 +34,8 @@ enum {
     PY_RLOCK,
     PY_SEMAPHORE,
     PY_BOUNDED,
+    PY_CONDITION,
+    PY_BARRIER,
 };
 
 /* The exposed tuples CPython 3.11's SyncManager gives each typeid (a proxy type built from them,
@@ -55,6 +57,11 @@ static const char *const event_exposed[] = {"is_set", "set", "clear", "wait", NU
 static const char *const lock_exposed[] = {"acquire", "release", NULL};
 static const char *const value_exposed[] = {"get", "set", NULL};
 static const char *const iter_exposed[] = {"__next__", "send", "throw", "close", NULL};
+/* ConditionProxy's wait_for is the client's: a loop of wait() and its predicate. */
+static const char *const condition_exposed[] = {"acquire", "release",    "wait",
+                                                "notify",  "notify_all", NULL};
+/* BarrierProxy's parties, n_waiting and broken are __getattribute__ calls. */
+static const char *const barrier_exposed[] = {"__getattribute__", "wait", "abort", "reset", NULL};
 
 static const struct pytype {
     const char *typeid;
@@ -72,6 +79,8 @@ static const struct pytype {
     {"RLock", PY_RLOCK, MGR_PY_SYNC, lock_exposed},
     {"Semaphore", PY_SEMAPHORE, MGR_PY_SYNC, lock_exposed},
     {"BoundedSemaphore", PY_BOUNDED, MGR_PY_SYNC, lock_exposed},
+    {"Condition", PY_CONDITION, MGR_PY_SYNC, condition_exposed},
+    {"Barrier", PY_BARRIER, MGR_PY_SYNC, barrier_exposed},
     {"Iterator", PY_ITER, MGR_PY_ITER, iter_exposed},
 };
 #define NTYPES (sizeof pytypes / sizeof pytypes[0])
@@ -103,11 +112,29 @@ void mgr_py_iter_free(void *it)
     free(i);
 }
 
-/* An RLock (holder: the mgr_obj's, per connection) or a Semaphore (no holder). */
+/* An RLock or a Condition's lock (holder: the mgr_obj's, per connection), a Semaphore (no
+ * holder), or a Barrier. */
 typedef struct {
     int64_t value, bound; /* a semaphore's count, and a bounded one's limit */
     uint32_t depth;       /* an RLock's acquisitions by its holder */
+    /* a Barrier: parties, arrivals of this round, its number, whether it is broken, and the
+     * timeout its waits default to (< 0: none) */
+    int64_t parties, waiting;
+    uint64_t round;
+    bool broken;
+    double timeout;
 } py_sync;
+
+/* A Condition's parked wait: state, then the u32 depth of the lock it gave up. */
+enum { COND_WAITING, COND_NOTIFIED, COND_TIMED_OUT };
+#define COND_STATE 5
+/* A Barrier's parked wait: u64 round, i64 arrival index. */
+#define BARRIER_STATE 16
+
+static bool reentrant(const mgr_obj *o)
+{
+    return o->pytype == PY_RLOCK || o->pytype == PY_CONDITION;
+}
 
 void mgr_py_sync_gone(mgr_obj *o)
 {
@@ -118,7 +145,7 @@ void mgr_py_sync_gone(mgr_obj *o)
 static int sync_try(mgr_obj *o, mgr_conn *c)
 {
     py_sync *y = o->ptr;
-    if (o->pytype != PY_RLOCK) {
+    if (!reentrant(o)) {
         if (y->value <= 0) return 1;
         y->value--;
         return 0;
@@ -463,6 +490,30 @@ int mgr_py_try(mgr_srv *s, mgr_conn *c, mgr_obj *o, uint16_t op, const void *dat
         else
             ret(&r, mproc__pk_bool(r.d, true)); /* a dead holder's lock: a normal acquire */
         break;
+    case MGR_PY_COND_WAIT: {
+        /* notified or timed out: done once it has its lock back, at its old depth */
+        unsigned char *st = (unsigned char *)data;
+        if (st[0] == COND_WAITING || o->holder) goto blocked;
+        o->holder = c;
+        c->nheld++;
+        memcpy(&((py_sync *)o->ptr)->depth, st + 1, 4);
+        ret(&r, mproc__pk_bool(r.d, st[0] == COND_NOTIFIED));
+        break;
+    }
+    case MGR_PY_BARRIER_WAIT: {
+        py_sync *y = o->ptr;
+        uint64_t round;
+        int64_t index;
+        memcpy(&round, data, 8);
+        memcpy(&index, (const unsigned char *)data + 8, 8);
+        if (y->round != round)
+            ret(&r, mproc__pk_int(r.d, index));
+        else if (y->broken)
+            raise_obj(&r, "threading", "BrokenBarrierError", NULL);
+        else
+            goto blocked;
+        break;
+    }
     default:
         traceback(&r, "mproc manager: bad parked call%s", "");
     }
@@ -482,6 +533,8 @@ void mgr_py_expired(mgr_srv *s, mgr_conn *c, uint16_t op, int code)
     }
     if (code == -EIDRM)
         traceback(&r, "mproc manager: the object was deleted%s", "");
+    else if (op == MGR_PY_BARRIER_WAIT)
+        raise_obj(&r, "threading", "BrokenBarrierError", NULL);
     else if (op == MGR_QUEUE_GET)
         raise_obj(&r, "queue", "Empty", NULL);
     else if (op == MGR_QUEUE_PUT)
@@ -964,7 +1017,7 @@ static void sync_call(req *r, mgr_obj *o, const char *m, const mproc__pk *args,
         traceback(r, "AttributeError: method '%s' is not exposed", m);
         return;
     }
-    if (o->pytype == PY_RLOCK) {
+    if (reentrant(o)) {
         if (o->holder != r->c) {
             raise_str(r, "builtins", "RuntimeError", "cannot release un-acquired lock");
             return;
@@ -988,6 +1041,131 @@ static void sync_call(req *r, mgr_obj *o, const char *m, const mproc__pk *args,
     }
     ret_none(r);
     mgr_wake(r->s, o);
+}
+
+/* ---- Condition and Barrier: their state is the server's, their waits park ---- */
+
+static void cond_call(req *r, mgr_obj *o, const char *m, const mproc__pk *args,
+                      const mproc__pk *kwds)
+{
+    py_sync *y = o->ptr;
+    if (strcmp(m, "acquire") == 0 || strcmp(m, "release") == 0) {
+        sync_call(r, o, m, args, kwds);
+        return;
+    }
+    bool wait = strcmp(m, "wait") == 0, all = strcmp(m, "notify_all") == 0;
+    if (!wait && !all && strcmp(m, "notify") != 0) {
+        traceback(r, "AttributeError: method '%s' is not exposed", m);
+        return;
+    }
+    if (o->holder != r->c) {
+        raise_str(r, "builtins", "RuntimeError",
+                  wait ? "cannot wait on un-acquired lock" : "cannot notify on un-acquired lock");
+        return;
+    }
+    if (wait) {
+        double t;
+        if (!timeout_arg(r, param(args, kwds, 0, "timeout"), &t)) return;
+        /* give the lock up whole (its depth comes back with it), then wait for a notify */
+        unsigned char st[COND_STATE];
+        st[0] = t == 0 ? COND_TIMED_OUT : COND_WAITING;
+        memcpy(st + 1, &y->depth, 4);
+        y->depth = 0;
+        o->holder = NULL;
+        r->c->nheld--;
+        int rc = mgr_park(r->s, r->c, o, 0, MGR_PY_COND_WAIT, t == 0 ? -1 : t, 0, st, sizeof st);
+        if (rc < 0) {
+            memcpy(&y->depth, st + 1, 4); /* not waiting after all: still its holder */
+            o->holder = r->c;
+            r->c->nheld++;
+            raise_code(r, rc);
+            return;
+        }
+        mgr_wake(r->s, o); /* the lock is free: acquirers (and this wait, timed out) go */
+        return;
+    }
+    int64_t n = INT64_MAX;
+    if (!all && int_arg(r, param(args, kwds, 0, "n"), 1, &n) < 0) return;
+    /* the longest waiting first, as threading.Condition; they take the lock back once the
+     * notifier releases it */
+    for (mgr_parked *p = r->s->parked; p && n > 0; p = p->next)
+        if (p->o == o && p->op == MGR_PY_COND_WAIT && p->data[0] == COND_WAITING) {
+            p->data[0] = COND_NOTIFIED;
+            n--;
+        }
+    ret_none(r);
+}
+
+static void barrier_call(req *r, mgr_obj *o, const char *m, const mproc__pk *args,
+                         const mproc__pk *kwds)
+{
+    py_sync *y = o->ptr;
+    if (strcmp(m, "__getattribute__") == 0) {
+        const mproc__pk *name = param(args, kwds, 0, NULL);
+        if (mproc__pk_is_str(name, "parties"))
+            ret(r, mproc__pk_int(r->d, y->parties));
+        else if (mproc__pk_is_str(name, "n_waiting"))
+            ret(r, mproc__pk_int(r->d, y->waiting));
+        else if (mproc__pk_is_str(name, "broken"))
+            ret(r, mproc__pk_bool(r->d, y->broken));
+        else
+            raise_str(r, "builtins", "AttributeError", "a Barrier has no such attribute here");
+    } else if (strcmp(m, "wait") == 0) {
+        double t;
+        if (!timeout_arg(r, param(args, kwds, 0, "timeout"), &t)) return;
+        if (t < 0) t = y->timeout;
+        if (y->broken) {
+            raise_obj(r, "threading", "BrokenBarrierError", NULL);
+            return;
+        }
+        int64_t index = y->waiting++;
+        if (y->waiting == y->parties) {
+            /* the last arrival: the round is done, every party goes with its index */
+            y->waiting = 0;
+            y->round++;
+            ret(r, mproc__pk_int(r->d, index));
+            mgr_wake(r->s, o);
+            return;
+        }
+        unsigned char st[BARRIER_STATE];
+        memcpy(st, &y->round, 8);
+        memcpy(st + 8, &index, 8);
+        /* a wait that would time out at once breaks the barrier, as Python's */
+        int rc =
+            mgr_park(r->s, r->c, o, 0, MGR_PY_BARRIER_WAIT, t == 0 ? 1e-9 : t, 0, st, sizeof st);
+        if (rc < 0) {
+            y->waiting--;
+            raise_code(r, rc);
+        }
+    } else if (strcmp(m, "abort") == 0 || strcmp(m, "reset") == 0) {
+        /* the parties waiting now get BrokenBarrierError; reset then starts a fresh round */
+        y->broken = true;
+        mgr_wake(r->s, o);
+        if (m[0] == 'r') {
+            y->broken = false;
+            y->waiting = 0;
+            y->round++;
+        }
+        ret_none(r);
+    } else {
+        traceback(r, "AttributeError: method '%s' is not exposed", m);
+    }
+}
+
+int mgr_py_deadline(mgr_srv *s, mgr_parked *p)
+{
+    (void)s;
+    if (p->op == MGR_PY_COND_WAIT) {
+        p->data[0] = COND_TIMED_OUT;
+        p->deadline = INT64_MAX;
+        return 1;
+    }
+    if (p->op == MGR_PY_BARRIER_WAIT) {
+        py_sync *y = p->o->ptr;
+        y->broken = true;
+        return 2;
+    }
+    return 0;
 }
 
 static void iter_call(req *r, mgr_obj *o, const char *m)
@@ -1070,6 +1248,18 @@ static void method_call(req *r, const mproc__pk *ident, const char *m, const mpr
             return;
         }
         break;
+    case PY_CONDITION:
+        if (!fallback) {
+            cond_call(r, o, m, args, kwds);
+            return;
+        }
+        break;
+    case PY_BARRIER:
+        if (!fallback) {
+            barrier_call(r, o, m, args, kwds);
+            return;
+        }
+        break;
     }
     char text[300];
     snprintf(text, sizeof text, "<mproc %s '%.*s'>", t->typeid, (int)o->nlen, o->name);
@@ -1142,10 +1332,14 @@ static void create(req *r, const mproc__pk *args, const mproc__pk *kwds)
                 py_sync *y = calloc(1, sizeof *y);
                 const mproc__pk *v = param(args, kwds, 1, "value");
                 int64_t n = 1;
-                if (!y || (t->py != PY_RLOCK && int_arg(r, v, 1, &n) < 0) || n < 0) {
-                    if (y && n < 0)
+                bool counted = t->py == PY_SEMAPHORE || t->py == PY_BOUNDED;
+                if (t->py == PY_BARRIER) v = param(args, kwds, 1, "parties");
+                if (!y || ((counted || t->py == PY_BARRIER) && int_arg(r, v, 1, &n) < 0) ||
+                    n < (t->py == PY_BARRIER)) {
+                    if (y && n < (t->py == PY_BARRIER))
                         raise_str(r, "builtins", "ValueError",
-                                  "semaphore initial value must be >= 0");
+                                  t->py == PY_BARRIER ? "parties must be > 0"
+                                                      : "semaphore initial value must be >= 0");
                     else if (!y)
                         raise_code(r, -ENOMEM);
                     free(y);
@@ -1153,6 +1347,14 @@ static void create(req *r, const mproc__pk *args, const mproc__pk *kwds)
                     return;
                 }
                 y->value = y->bound = n;
+                y->parties = n;
+                y->timeout = -1;
+                if (t->py == PY_BARRIER &&
+                    !timeout_arg(r, param(args, kwds, 3, "timeout"), &y->timeout)) {
+                    free(y);
+                    mgr_remove(r->s, o);
+                    return;
+                }
                 o->ptr = y;
             }
             if (t->py == PY_NAMESPACE && kwds && kwds->n &&
@@ -1189,6 +1391,11 @@ static void manager_request(req *r, const char *m, const mproc__pk *args, const 
 {
     if (strcmp(m, "dummy") == 0) {
         ret_none(r);
+    } else if (strcmp(m, "mproc_native") == 0) {
+        /* an mproc client's dialect probe (client.c): answered in Python's framing, then this
+         * connection speaks the native protocol, starting with the client's HELLO */
+        ret(r, mproc__pk_int(r->d, MPROC__MGR_VERSION));
+        r->c->dialect = DIALECT_NATIVE;
     } else if (strcmp(m, "accept_connection") == 0) {
         r->c->py_accepted = true;
         ret_none(r);

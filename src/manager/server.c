@@ -19,8 +19,6 @@
 #include "manager/server.h"
 #include "platform/platform.h"
 
-enum { HS_RESPONSE, HS_CHALLENGE, HS_VERDICT, READY };
-
 #define READ_CHUNK ((size_t)64 << 10)
 #define THROTTLE_BYTES ((size_t)8 << 20) /* unsent replies past which a client is not read */
 #define SHRINK_BYTES ((size_t)4 << 20)   /* an idle connection keeps buffers up to this size */
@@ -28,6 +26,10 @@ enum { HS_RESPONSE, HS_CHALLENGE, HS_VERDICT, READY };
  * one-request connections, where a delayed ACK stalls 40 ms); later an ACK rides on the reply. */
 #define QUICKACK_READS 16
 #define TICK_NS 2000000 /* parked calls look again this often, for changes made in the arena */
+/* Handshakes in progress at once: a new client past that drops the oldest, so a flood of silent
+ * clients (each holds its slot up to handshake_timeout) cannot lock out good ones. The listener's
+ * default bound too. */
+#define MAX_HANDSHAKES MPROC_LISTENER_DEFAULT_MAX_HANDSHAKES
 
 /* epoll tags: the listener, the watched pidfd and the signalfd have fixed ones. */
 static char tag_listener, tag_watch, tag_signal;
@@ -41,12 +43,29 @@ static void conn_events(mgr_srv *s, mgr_conn *c)
     c->polling_out = out;
 }
 
+/* The handshake is over (passed, dropped, or the connection goes): out of the queue of those in
+ * progress, if still there. */
+static void hs_leave(mgr_srv *s, mgr_conn *c)
+{
+    if (!c->hs_prev && s->hs_oldest != c) return;
+    if (c->hs_prev)
+        c->hs_prev->hs_next = c->hs_next;
+    else
+        s->hs_oldest = c->hs_next;
+    if (c->hs_next)
+        c->hs_next->hs_prev = c->hs_prev;
+    else
+        s->hs_newest = c->hs_prev;
+    c->hs_prev = c->hs_next = NULL;
+    s->nhandshaking--;
+}
+
 static void conn_close(mgr_srv *s, mgr_conn *c)
 {
-    if (c->state == READY)
+    if (c->ready)
         mgr_conn_gone(s, c);
     else
-        s->nhandshaking--;
+        hs_leave(s, c);
     /* Out of the epoll set before the close: a process forked meanwhile (thread start method:
      * the server shares the program's fd table) may hold the socket too, and epoll keeps
      * reporting a description until its last fd is closed, with this freed connection as data. */
@@ -145,34 +164,23 @@ int mgr_send_frame(mgr_conn *c, const void *m, size_t len)
     return 0;
 }
 
-/* One handshake message received: the next step, or -1 to drop the connection. */
+/* One handshake message received (mproc__auth_srv_step, shared with the listener): 0, or -1 to
+ * drop the connection. */
 static int handshake_step(mgr_srv *s, mgr_conn *c, const unsigned char *m, size_t len)
 {
-    switch (c->state) {
-    case HS_RESPONSE:
-        if (mproc__auth_check(s->key, s->keylen, c->challenge, m, len) < 0) {
-            mgr_send_frame(c, mproc__auth_failure, strlen(mproc__auth_failure));
-            conn_flush(c); /* best effort: the peer learns why we hang up */
-            return -1;
-        }
-        if (mgr_send_frame(c, mproc__auth_welcome, strlen(mproc__auth_welcome)) < 0) return -1;
-        c->state = HS_CHALLENGE;
-        return 0;
-    case HS_CHALLENGE: {
-        unsigned char resp[MPROC__AUTH_MSG_MAX];
-        size_t rl;
-        if (mproc__auth_respond(s->key, s->keylen, m, len, resp, &rl) < 0 ||
-            mgr_send_frame(c, resp, rl) < 0)
-            return -1;
-        c->state = HS_VERDICT;
-        return 0;
+    unsigned char out[MPROC__AUTH_MSG_MAX];
+    size_t ol;
+    int r = mproc__auth_srv_step(&c->hs, s->key, s->keylen, m, len, out, &ol);
+    if (ol && mgr_send_frame(c, out, ol) < 0) return -1;
+    if (r < 0) {
+        conn_flush(c); /* best effort: the peer learns why we hang up */
+        return -1;
     }
-    default:
-        if (!mproc__auth_is_welcome(m, len)) return -1;
-        c->state = READY;
-        s->nhandshaking--;
-        return 0;
+    if (r == 1) {
+        c->ready = true;
+        hs_leave(s, c);
     }
+    return 0;
 }
 
 /* The first message after the handshake picks the dialect: a Python client's is a frame (a
@@ -191,7 +199,7 @@ static int conn_parse(mgr_srv *s, mgr_conn *c)
     while (!c->dead && !s->stop) {
         size_t have = c->in_len - off;
         const unsigned char *p = c->in + off;
-        if (c->state != READY) {
+        if (!c->ready) {
             if (have < 4) break;
             uint32_t n = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
             if (n > MPROC__AUTH_MSG_MAX) return -1;
@@ -320,18 +328,28 @@ static void accept_all(mgr_srv *s, int lfd)
         }
         c->fd = fd;
         c->tcp = tcp;
-        c->state = s->has_key ? HS_RESPONSE : READY;
+        c->ready = !s->has_key;
         if (s->has_key) {
-            s->nhandshaking++;
-            c->hs_deadline = mproc__deadline(s->o.handshake_timeout);
-            if (mproc__auth_challenge(c->challenge) < 0 ||
-                mgr_send_frame(c, c->challenge, MPROC__AUTH_CHALLENGE_LEN) < 0) {
-                s->nhandshaking--;
+            if (mproc__auth_srv_start(&c->hs) < 0 ||
+                mgr_send_frame(c, c->hs.challenge, MPROC__AUTH_CHALLENGE_LEN) < 0) {
                 free(c->out);
                 free(c);
                 close(fd);
                 continue;
             }
+            if (s->nhandshaking >= MAX_HANDSHAKES) {
+                /* closed by the flush pass after this batch: events of it may still follow */
+                s->hs_oldest->dead = true;
+                hs_leave(s, s->hs_oldest);
+            }
+            c->hs_deadline = mproc__deadline(s->o.handshake_timeout);
+            c->hs_prev = s->hs_newest;
+            if (s->hs_newest)
+                s->hs_newest->hs_next = c;
+            else
+                s->hs_oldest = c;
+            s->hs_newest = c;
+            s->nhandshaking++;
         }
         c->next = s->conns;
         if (s->conns) s->conns->prev = c;
@@ -346,19 +364,14 @@ static void accept_all(mgr_srv *s, int lfd)
     }
 }
 
-/* Handshakes past their deadline are dropped; the earliest remaining deadline. */
+/* Handshakes past their deadline are dropped (they share one timeout, so those are the oldest);
+ * the earliest remaining deadline. */
 static int64_t handshake_deadlines(mgr_srv *s)
 {
-    int64_t next = INT64_MAX, now = mproc__now_ns();
-    for (mgr_conn *c = s->conns, *n; c && s->nhandshaking; c = n) {
-        n = c->next;
-        if (c->state == READY) continue;
-        if (c->hs_deadline <= now)
-            conn_close(s, c);
-        else if (c->hs_deadline < next)
-            next = c->hs_deadline;
-    }
-    return next;
+    int64_t now = mproc__now_ns();
+    while (s->hs_oldest && s->hs_oldest->hs_deadline <= now)
+        conn_close(s, s->hs_oldest);
+    return s->hs_oldest ? s->hs_oldest->hs_deadline : INT64_MAX;
 }
 
 static mproc_manager_opts effective(const mproc_manager_opts *o)

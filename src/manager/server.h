@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "channel/conn.h"
 #include "manager/protocol.h"
 #include "mproc/manager.h"
 
@@ -19,15 +20,21 @@ enum { DIALECT_UNKNOWN, DIALECT_NATIVE, DIALECT_PYTHON };
  * a Python RLock or Semaphore (a count in the server's memory). */
 #define MGR_PY_ITER MGR_KINDS
 #define MGR_PY_SYNC (MGR_KINDS + 1)
+/* Parked calls of the Python dialect's own objects (never on the wire): a Condition's wait (data:
+ * its state byte and the lock depth it gave up), a Barrier's wait (data: its generation, its
+ * arrival index). */
+#define MGR_PY_COND_WAIT 0xf000
+#define MGR_PY_BARRIER_WAIT 0xf001
 typedef struct mgr_obj mgr_obj;
 typedef struct mgr_parked mgr_parked;
 typedef struct mgr_srv mgr_srv;
 
 struct mgr_conn {
     int fd;
-    int state; /* handshake steps, then READY */
+    bool ready;         /* past the handshake (or no key) */
+    mproc__auth_srv hs; /* the handshake's state until then */
     int64_t hs_deadline;
-    unsigned char challenge[64];
+    mgr_conn *hs_prev, *hs_next; /* the handshakes in progress, oldest first */
     unsigned char *in;
     size_t in_len, in_cap;
     unsigned char *out;
@@ -77,6 +84,7 @@ struct mgr_srv {
     int ep;
     mgr_conn *conns;
     size_t nconns, nhandshaking;
+    mgr_conn *hs_oldest, *hs_newest;
     /* name table: hash of names, and slots by id */
     mgr_obj **buckets;
     size_t nbuckets;
@@ -130,6 +138,10 @@ void mgr_py_request(mgr_srv *s, mgr_conn *c, const unsigned char *m, size_t len)
  * deleted. */
 int mgr_py_try(mgr_srv *s, mgr_conn *c, mgr_obj *o, uint16_t op, const void *data, size_t len);
 void mgr_py_expired(mgr_srv *s, mgr_conn *c, uint16_t op, int code);
+/* A parked Python call whose deadline passed, before it is expired: 1 when it waits on (a
+ * Condition's wait that must take its lock back before it answers False; its deadline is then
+ * none), 2 when it breaks its object for the others parked on it (a Barrier), else 0. */
+int mgr_py_deadline(mgr_srv *s, mgr_parked *p);
 void mgr_py_iter_free(void *it);
 /* An RLock whose holder's connection closed: released. */
 void mgr_py_sync_gone(mgr_obj *o);
@@ -142,7 +154,7 @@ int mgr_reply_fetch(mgr_srv *s, mgr_conn *c, uint32_t id, uint64_t cap,
                     int (*fetch)(void *ctx, void *buf, size_t cap, size_t *len), void *ctx);
 int mgr_objects_init(mgr_srv *s);
 void mgr_objects_destroy(mgr_srv *s);
-/* One request of a READY connection. */
+/* One request of a ready connection. */
 void mgr_dispatch(mgr_srv *s, mgr_conn *c, const mproc__mgr_req *h, const unsigned char *body);
 /* The connection is going away: its parked calls go, its locks are released. */
 void mgr_conn_gone(mgr_srv *s, mgr_conn *c);

@@ -12,10 +12,20 @@ multiprocessing SyncManager client, registered names answered by the mproc objec
     mproc_client.py shutdown ADDRESS KEYHEX     ask the manager to end
     mproc_client.py bad ADDRESS KEYHEX          hostile or unservable requests: RemoteError, in step
     mproc_client.py bench ADDRESS KEYHEX N      "BENCH <connect ms> <dict ms> <ops/s>": N set+get pairs
+    mproc_client.py condition ADDRESS KEYHEX    m.Condition(): wait/notify/notify_all/wait_for across
+                                                threads, timeouts, reentrancy, RuntimeError
+    mproc_client.py barrier ADDRESS KEYHEX      m.Barrier(): a round of 3 threads, properties, abort,
+                                                reset, a timeout breaking it
+    mproc_client.py pool_event ADDRESS KEYHEX   the talk's example: get_ev() handed to a Pool task
+                                                computing e until it is set; "READY" once the task
+                                                runs, then set by C: prints "E <e>"
 Any failed check exits non-zero with the traceback on stderr.
 """
+import math
+import multiprocessing
 import queue
 import sys
+import threading
 import time
 from multiprocessing.managers import SyncManager, dispatch
 
@@ -127,6 +137,148 @@ def check_dict(m):
     assert v.get() == 8
 
 
+def run_threads(n, target):
+    threads = [threading.Thread(target=target, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+        assert not t.is_alive()
+
+
+def check_condition(m):
+    c = m.Condition()
+    state = m.dict()
+    got = []
+
+    def consumer(i):
+        with c:  # each thread: a connection of its own, so the server sees three holders
+            got.append(c.wait_for(lambda: state.get("go"), timeout=30))
+
+    threads = [threading.Thread(target=consumer, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    with c:
+        state["go"] = 1
+        c.notify_all()
+    for t in threads:
+        t.join(60)
+    assert got == [1, 1, 1], got
+    # one notify wakes one waiter
+    with c:
+        state["n"] = 0
+    woken = []
+
+    def one(i):
+        with c:
+            if c.wait(timeout=30):
+                woken.append(i)
+            state["n"] = state["n"] + 1
+
+    t = threading.Thread(target=one, args=(0,))
+    t.start()
+    while True:  # notify only once it waits (a notify before its wait would be lost)
+        with c:
+            c.notify(1)
+            if state["n"] == 1:
+                break
+        time.sleep(0.01)
+    t.join(60)
+    assert woken == [0], woken
+    # a timed out wait returns False holding the lock again, at its depth (an RLock)
+    with c:
+        with c:
+            t0 = time.monotonic()
+            assert c.wait(0.2) is False
+            assert 0.15 < time.monotonic() - t0 < 10
+            assert c.wait(0) is False
+    try:
+        c.wait(0)
+        raise AssertionError("waited without the lock")
+    except RuntimeError:
+        pass
+    try:
+        c.notify()
+        raise AssertionError("notified without the lock")
+    except RuntimeError:
+        pass
+    assert c.acquire(timeout=1)
+    c.release()
+
+
+def check_barrier(m):
+    b = m.Barrier(3, timeout=30)
+    assert b.parties == 3 and b.n_waiting == 0 and not b.broken
+    indexes = []
+    run_threads(3, lambda i: indexes.append(b.wait()))
+    assert sorted(indexes) == [0, 1, 2], indexes
+    run_threads(3, lambda i: indexes.append(b.wait()))  # a second round
+    assert sorted(indexes) == [0, 0, 1, 1, 2, 2], indexes
+    # abort: the party waiting gets BrokenBarrierError
+    b2 = m.Barrier(2)
+    errors = []
+
+    def waiter(i):
+        try:
+            b2.wait()
+        except threading.BrokenBarrierError:
+            errors.append(i)
+
+    t = threading.Thread(target=waiter, args=(0,))
+    t.start()
+    deadline = time.monotonic() + 30
+    while b2.n_waiting != 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    b2.abort()
+    t.join(60)
+    assert errors == [0] and b2.broken
+    try:
+        b2.wait()
+        raise AssertionError("waited on a broken barrier")
+    except threading.BrokenBarrierError:
+        pass
+    b2.reset()
+    assert not b2.broken and b2.n_waiting == 0
+    run_threads(2, lambda i: b2.wait(30))
+    # a wait that times out breaks the barrier
+    b3 = m.Barrier(2)
+    t0 = time.monotonic()
+    try:
+        b3.wait(0.2)
+        raise AssertionError("no BrokenBarrierError")
+    except threading.BrokenBarrierError:
+        pass
+    assert 0.15 < time.monotonic() - t0 < 10 and b3.broken
+
+
+def calculate_e(exit_event):
+    # the talk's task: an mproc manager's Event, reached by the worker through its own proxy
+    e, term, n = 0.0, 1.0, 0
+    while True:
+        for _ in range(1000):
+            e += term
+            n += 1
+            term /= n
+        if exit_event.is_set():
+            return e
+
+
+def pool_event(m, key):
+    multiprocessing.current_process().authkey = key  # what the workers' proxies authenticate with
+    exit_event = m.get_ev()
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        result = pool.apply_async(calculate_e, (exit_event,))
+        try:
+            result.get(timeout=0.3)
+            raise AssertionError("the task ended before the Event was set")
+        except multiprocessing.TimeoutError:
+            pass
+        print("READY", flush=True)
+        e = result.get(timeout=60)
+    assert abs(e - math.e) < 1e-12, e
+    print(f"E {e:.15f}", flush=True)
+
+
 def main():
     mode, address, key = sys.argv[1], sys.argv[2], bytes.fromhex(sys.argv[3])
     t0 = time.perf_counter()
@@ -211,6 +363,12 @@ def main():
         assert conn.recv()[0] == "#TRACEBACK"
         conn.send((d._id, "__len__", (), {}))
         assert conn.recv() == ("#RETURN", 1)
+    elif mode == "condition":
+        check_condition(m)
+    elif mode == "barrier":
+        check_barrier(m)
+    elif mode == "pool_event":
+        pool_event(m, key)
     elif mode == "bench":
         n = int(sys.argv[4])
         t0 = time.perf_counter()

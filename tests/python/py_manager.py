@@ -10,7 +10,11 @@
     py_manager.py check_jobs ADDRESS KEYHEX     exit 0 if get_jobs() holds gamma == "from C"
     py_manager.py bench ADDRESS KEYHEX N        N dict set+get pairs through a Python proxy:
                                                 prints "BENCH <connect ms> <ops/s>"
-The registered names: get_jobs (a dict, DictProxy), get_event, get_queue, get_box.
+    py_manager.py check_typed ADDRESS KEYHEX    exit 0 if get_jobs() holds what C wrote with the
+                                                typed helpers: "s" "text", "i" 42, "f" 2.5,
+                                                b"raw" b"\x00raw"; then sets "from_py" to "py text"
+    py_manager.py lock_held ADDRESS KEYHEX      exit 0 if get_lock() cannot be acquired at once
+The registered names: get_jobs (a dict, DictProxy), get_event, get_queue, get_box, get_lock.
 """
 import queue
 import sys
@@ -23,6 +27,7 @@ from peerlib import format_address, parse_address
 JOBS = {"alpha": 1, "beta": [2, 3]}
 EVENT = threading.Event()
 QUEUE = queue.Queue()
+LOCK = threading.Lock()
 
 
 class Box:
@@ -40,6 +45,7 @@ def client_manager(address, key):
     Manager.register("get_jobs", proxytype=DictProxy)
     Manager.register("get_event", proxytype=EventProxy)
     Manager.register("get_queue")
+    Manager.register("get_lock")
     m = Manager(address=parse_address(address), authkey=key)
     m.connect()
     return m
@@ -51,6 +57,7 @@ def main():
         Manager.register("get_jobs", callable=lambda: JOBS, proxytype=DictProxy)
         Manager.register("get_event", callable=lambda: EVENT, proxytype=EventProxy)
         Manager.register("get_queue", callable=lambda: QUEUE)
+        Manager.register("get_lock", callable=lambda: LOCK)
         Manager.register("get_box", callable=Box, exposed=("child",),
                          method_to_typeid={"child": "dict"})
         server = Manager(address=parse_address(address), authkey=key).get_server()
@@ -76,6 +83,14 @@ def main():
     if mode == "check_jobs":
         jobs = m.get_jobs()
         sys.exit(0 if jobs.get("gamma") == "from C" and jobs["alpha"] == 1 else 1)
+    if mode == "check_typed":
+        jobs = m.get_jobs()
+        ok = (jobs["s"] == "text" and type(jobs["i"]) is int and jobs["i"] == 42
+              and jobs["f"] == 2.5 and jobs[b"raw"] == b"\x00raw")
+        jobs["from_py"] = "py text"
+        sys.exit(0 if ok else 1)
+    if mode == "lock_held":
+        sys.exit(0 if not m.get_lock().acquire(False) else 1)
     if mode == "bench":
         n = int(sys.argv[4])
         t0 = time.perf_counter()
