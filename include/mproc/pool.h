@@ -301,6 +301,7 @@ void mproc_pool_free(mproc_pool *p);
 /* ---- Futures (process-local handles) ------------------------------------------------------ */
 
 #define MPROC_ERROR_MSG_MAX 2048
+#define MPROC_ERROR_HOST_MAX 64
 struct mproc_error {
     int code;        /* what mproc_future_get returns */
     int signal;      /* the signal that killed the worker, or 0 */
@@ -308,6 +309,13 @@ struct mproc_error {
     int exit_status; /* the worker's exit status if it exited during the task, else -1 */
     char message[MPROC_ERROR_MSG_MAX]; /* from mproc_task_fail, or what happened (with the
                                           worker's backtrace for a crash) */
+    /* Where the task ran. rank: with the "mpi" backend, the MPI rank (in MPI_COMM_WORLD, or in
+     * mproc_mpi_serve's communicator) whose worker ran it or was running it when it failed; -1
+     * with the local backend and for a task no rank took (cancelled while queued). host
+     * (NUL-terminated): that rank's host name; with the local backend this machine's when a
+     * worker took the task; empty when no worker or rank took it. */
+    int rank;
+    char host[MPROC_ERROR_HOST_MAX];
 };
 
 /* 0 once done, -ETIMEDOUT, -EINTR (a signal handler ran while it waited and the task is not done;

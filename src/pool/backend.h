@@ -6,6 +6,7 @@
 #define MPROC_POOL_BACKEND_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -39,6 +40,9 @@ struct mproc__pool_backend {
     /* Keep n workers from now on (pool open, mu not held): start the missing ones, and those
      * past n leave once idle. -EINVAL when n is past what the backend can hold. */
     int (*resize)(mproc_pool *p, int n);
+    /* Where a done record's worker ran, for its error record: the rank (or -1) and, when it is
+     * not -1, that rank's host name in host (cap bytes). NULL: -1, this machine (local). */
+    int (*origin)(mproc_pool *p, uint32_t idx, char *host, size_t cap);
     /* Release everything (workers already gone). */
     void (*destroy)(mproc_pool *p);
 };

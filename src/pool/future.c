@@ -93,6 +93,17 @@ int mproc_future_result(mproc_future *f, const void **data, size_t *len)
     return 0;
 }
 
+void mproc__future_origin(mproc_future *f, mproc_error *out)
+{
+    mproc_pool *p = f->pool;
+    out->rank = -1;
+    memset(out->host, 0, sizeof out->host);
+    if (p->backend->origin)
+        out->rank = p->backend->origin(p, f->idx, out->host, sizeof out->host);
+    else if (out->worker && gethostname(out->host, sizeof out->host - 1) < 0)
+        out->host[0] = '\0';
+}
+
 int mproc_future_error(mproc_future *f, mproc_error *out)
 {
     if (!future_valid(f) || !out) return -EINVAL;
@@ -100,9 +111,11 @@ int mproc_future_error(mproc_future *f, mproc_error *out)
     if (!mproc__slot_done(s)) return -EAGAIN;
     memset(out, 0, sizeof *out);
     out->exit_status = -1;
+    out->rank = -1;
     uint32_t kind = MPROC__SLOT_KIND(atomic_load(&s->state));
     if (kind == MPROC__SLOT_DONE_OK) return 1;
     out->worker = s->pid;
+    mproc__future_origin(f, out);
     if (kind == MPROC__SLOT_DONE_TASK_ERROR) {
         out->code = s->err_code;
         if (s->err_msg)

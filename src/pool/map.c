@@ -417,6 +417,7 @@ int mproc_pool_map(mproc_pool *p, mproc_map_fn fn, const void *in, size_t in_siz
     if (m.err) {
         memset(m.err, 0, sizeof *m.err);
         m.err->exit_status = -1;
+        m.err->rank = -1;
     }
     if (m.failed_index) *m.failed_index = SIZE_MAX;
     return report_plain(&m, map_run(&m, fn, opts), NULL);

@@ -66,6 +66,44 @@ static int reverse(mproc_task *t)
     return r;
 }
 
+/* Where a task runs, written to a file before it crashes: the error record must say the same. */
+static void where_path(char *path, size_t cap)
+{
+    const char *run = getenv("MPROC_TEST_RUN");
+    snprintf(path, cap, "%s/%s.where", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
+             run ? run : "x");
+}
+
+static void note_where(void)
+{
+    char path[256], h[64] = "";
+    where_path(path, sizeof path);
+    gethostname(h, sizeof h - 1);
+    const char *rk = getenv("OMPI_COMM_WORLD_RANK");
+    if (!rk) rk = getenv("PMI_RANK");
+    FILE *f = fopen(path, "w");
+    if (!f) return;
+    fprintf(f, "%s %d %s\n", rk ? rk : "-1", (int)getpid(), h);
+    fclose(f);
+}
+
+/* The rank, pid and host the error record of a crashed task must name. */
+static void check_where(const mproc_error *e, const char *name)
+{
+    char path[256], h[64] = "";
+    int rank = -2, pid = 0;
+    where_path(path, sizeof path);
+    FILE *f = fopen(path, "r");
+    CHECK(f != NULL, "%s: %s not written", name, path);
+    if (!f) return;
+    CHECK(fscanf(f, "%d %d %63s", &rank, &pid, h) == 3, "%s: %s unreadable", name, path);
+    fclose(f);
+    unlink(path);
+    CHECK(rank > 0 && e->rank == rank, "%s: rank %d, the task ran on %d", name, e->rank, rank);
+    CHECK(e->worker == pid, "%s: pid %d, the task ran in %d", name, (int)e->worker, pid);
+    CHECK(strcmp(e->host, h) == 0, "%s: host '%s', the task ran on '%s'", name, e->host, h);
+}
+
 static int fails(mproc_task *t)
 {
     return mproc_task_fail(t, -EDOM, "no good: %d", 42);
@@ -75,6 +113,7 @@ static int crash_segv(mproc_task *t)
 {
     (void)t;
     volatile int *p = NULL;
+    note_where();
     raise(SIGSEGV); /* first: under UBSan the store below would end the worker another way */
     *p = 1;
     return 0;
@@ -83,12 +122,14 @@ static int crash_segv(mproc_task *t)
 static int crash_abort(mproc_task *t)
 {
     (void)t;
+    note_where();
     abort();
 }
 
 static int crash_exit(mproc_task *t)
 {
     (void)t;
+    note_where();
     _exit(3);
 }
 
@@ -98,6 +139,12 @@ static int sleeper(mproc_task *t)
     struct timespec ts = {(time_t)*s, (long)((*s - (double)(time_t)*s) * 1e9)};
     nanosleep(&ts, NULL);
     return mproc_task_return(t, "slept", 5);
+}
+
+static int noted_sleeper(mproc_task *t)
+{
+    note_where();
+    return sleeper(t);
 }
 
 static int host_of(mproc_task *t)
@@ -290,6 +337,9 @@ static void case_functions(mproc_pool *p)
     mproc_error e;
     mproc_future_error(f, &e);
     CHECK(r == -EDOM && strcmp(e.message, "no good: 42") == 0, "task error: %d %s", r, e.message);
+    char host[64] = "";
+    gethostname(host, sizeof host - 1);
+    CHECK(e.rank > 0 && strcmp(e.host, host) == 0, "task error: rank %d host '%s'", e.rank, e.host);
     mproc_future_free(f);
     printf("ok functions\n");
 }
@@ -318,6 +368,7 @@ static void case_crashes(mproc_pool *p)
         CHECK(e.worker > 0, "%s: pid %d", cs[k].name, (int)e.worker);
         CHECK(strstr(e.message, "rank ") && strstr(e.message, host), "%s: where: %s", cs[k].name,
               e.message);
+        check_where(&e, cs[k].name);
         mproc_future_free(f);
         /* The pool goes on. */
         int64_t x = 3, out = 0;
@@ -328,11 +379,13 @@ static void case_crashes(mproc_pool *p)
     double s = 30;
     mproc_future *f;
     double t0 = now_s();
-    mproc_pool_submit_opts(p, sleeper, &s, sizeof s, &(mproc_submit_opts){.timeout = 0.5}, &f);
+    mproc_pool_submit_opts(p, noted_sleeper, &s, sizeof s, &(mproc_submit_opts){.timeout = 0.5},
+                           &f);
     int r = mproc_future_get(f, NULL, 0, NULL, 60);
     mproc_error e;
     mproc_future_error(f, &e);
     CHECK(r == MPROC_ETIMELIMIT, "time limit: %d (%s)", r, e.message);
+    check_where(&e, "time limit");
     CHECK(now_s() - t0 < 10, "time limit took %.1f s", now_s() - t0);
     mproc_future_free(f);
     printf("ok crashes\n");

@@ -28,6 +28,13 @@
 
 enum { PH_STARTING, PH_OPEN, PH_DONE };
 
+/* What rank 0 keeps of a record beside it: its dispatch number and the rank it went to (-1: none
+ * yet, for the error record's rank and host). */
+typedef struct {
+    uint32_t tag;
+    int32_t rank;
+} rrec;
+
 typedef struct rpool rpool;
 struct rpool {
     mproc_pool *p;
@@ -55,7 +62,7 @@ struct rpool {
     uint64_t *rate_done;
     bool fixed_window;
     mproc__wbuf *out;
-    uint32_t *tags[MPROC__SLOT_MAX_CHUNKS];
+    rrec *recs[MPROC__SLOT_MAX_CHUNKS];
     uint32_t next_tag;
     mproc__stat_line *lines;
     void *lines_block;
@@ -137,14 +144,20 @@ void mproc__wire_put_ref(mproc__modtab *t, const void *addr, wire_ref *out)
 
 /* ---- dispatch ---- */
 
-static uint32_t *tag_of(rpool *rp, uint32_t idx)
+static rrec *rec_of(rpool *rp, uint32_t idx)
 {
     uint32_t c = idx >> MPROC__SLOT_CHUNK_SHIFT;
-    if (!rp->tags[c]) {
-        rp->tags[c] = calloc(MPROC__SLOT_CHUNK, sizeof(uint32_t));
-        if (!rp->tags[c]) return NULL;
+    if (!rp->recs[c]) {
+        rp->recs[c] = calloc(MPROC__SLOT_CHUNK, sizeof(rrec));
+        if (!rp->recs[c]) return NULL;
     }
-    return &rp->tags[c][idx & (MPROC__SLOT_CHUNK - 1)];
+    return &rp->recs[c][idx & (MPROC__SLOT_CHUNK - 1)];
+}
+
+static uint32_t *tag_of(rpool *rp, uint32_t idx)
+{
+    rrec *e = rec_of(rp, idx);
+    return e ? &e->tag : NULL;
 }
 
 static void flush_rank(rpool *rp, int r)
@@ -241,8 +254,8 @@ static bool dispatch(rpool *rp)
         did = true;
         mproc__slot *s = mproc__slot_at(p->slot_chunks, idx);
         uint32_t st = atomic_load(&s->state);
-        uint32_t *tag = tag_of(rp, idx);
-        if (!tag) {
+        rrec *rec = rec_of(rp, idx);
+        if (!rec) {
             mproc__slot_fail(p, idx, MPROC__SLOT_QUEUED, -ENOMEM, 0, -1, 0, "out of memory");
             continue;
         }
@@ -251,8 +264,8 @@ static bool dispatch(rpool *rp)
             mine = atomic_compare_exchange_weak(
                 &s->state, &st, (st & MPROC__SLOT_WAITER) | MPROC__SLOT_RUNNING_BY(r));
         if (!mine) continue; /* cancelled meanwhile */
-        *tag = ++rp->next_tag;
-        int e = pack(rp, r, idx, s, *tag);
+        rec->tag = ++rp->next_tag;
+        int e = pack(rp, r, idx, s, rec->tag);
         if (e < 0) {
             mproc__slot_fail(p, idx, MPROC__SLOT_RUNNING_BY(r), e == -EFAULT ? MPROC_EPROTO : e, 0,
                              -1, 0, "%s",
@@ -261,6 +274,7 @@ static bool dispatch(rpool *rp)
                                           : "cannot send the task");
             continue;
         }
+        rec->rank = r;
         rp->inflight[r]++;
         mproc__stat_add(&rp->lines[r - 1].started, 1);
     }
@@ -841,6 +855,11 @@ static int remote_send(mproc_pool *p, const uint32_t *idx, uint32_t n)
         rp->ph = 0;
         rp->pt = k;
     }
+    for (uint32_t j = 0; j < n; j++) {
+        rrec *e = rec_of(rp, idx[j]);
+        if (!e) return -ENOMEM;
+        e->rank = -1;
+    }
     for (uint32_t j = 0; j < n; j++)
         rp->pend[(rp->pt + j) & (rp->pcap - 1)] = idx[j];
     rp->pt += n;
@@ -934,6 +953,17 @@ static int remote_resize(mproc_pool *p, int n)
     return -ENOTSUP;
 }
 
+/* The record is done: the comm thread wrote its rank before it completed it. */
+static int remote_origin(mproc_pool *p, uint32_t idx, char *host, size_t cap)
+{
+    rpool *rp = RP(p);
+    const rrec *e = rp ? rp->recs[idx >> MPROC__SLOT_CHUNK_SHIFT] : NULL;
+    int rank = e ? e[idx & (MPROC__SLOT_CHUNK - 1)].rank : -1;
+    if (rank <= 0 || rank >= R.link.size) return -1;
+    snprintf(host, cap, "%s", R.hosts[rank]);
+    return R.link.t->mpi_rank(rank);
+}
+
 static void remote_destroy(mproc_pool *p)
 {
     rpool *rp = RP(p);
@@ -950,7 +980,7 @@ static void remote_destroy(mproc_pool *p)
     pthread_mutex_unlock(&R.mu);
     if (serve_end) mproc__remote_rank0_stop();
     for (uint32_t c = 0; c < MPROC__SLOT_MAX_CHUNKS; c++)
-        free(rp->tags[c]);
+        free(rp->recs[c]);
     for (int r = 0; rp->out && r < rp->nr; r++)
         free(rp->out[r].b);
     free(rp->out);
@@ -978,5 +1008,6 @@ const mproc__pool_backend mproc__pool_remote_backend = {
     .worker_pids = remote_worker_pids,
     .seat_stats = remote_seat_stats,
     .resize = remote_resize,
+    .origin = remote_origin,
     .destroy = remote_destroy,
 };

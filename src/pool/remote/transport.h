@@ -13,7 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define MPROC__TRANSPORT_ABI 0x6d700001u
+#define MPROC__TRANSPORT_ABI 0x6d700002u
 
 typedef struct mproc__transport {
     uint32_t abi; /* MPROC__TRANSPORT_ABI: a libmproc_mpi of another build is refused */
@@ -36,6 +36,9 @@ typedef struct mproc__transport {
     /* End every rank of the job now (MPI_Abort). */
     void (*abort)(int code);
     void (*finalize)(void);
+    /* The program's number for a backend rank (mproc_mpi_serve renumbers from its root), for
+     * error records. No MPI call: any thread may make it. */
+    int (*mpi_rank)(int rank);
 } mproc__transport;
 
 #define MPROC__MPI_TRANSPORT_SYMBOL "mproc__mpi_transport"
