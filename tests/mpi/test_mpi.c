@@ -147,6 +147,32 @@ static int noted_sleeper(mproc_task *t)
     return sleeper(t);
 }
 
+/* Says it started, then runs until cancelled (stopping on it), or for *arg seconds when told to
+ * ignore the cancel (arg[1] != 0) and returns "done". */
+static int until_cancelled(mproc_task *t)
+{
+    const double *a = mproc_task_arg(t, NULL);
+    note_where();
+    double t0 = now_s();
+    while (a[1] != 0 || !mproc_task_cancelled(t)) {
+        if (now_s() - t0 > a[0])
+            return a[1] != 0 ? mproc_task_return(t, "done", 4)
+                             : mproc_task_fail(t, -ETIME, "never cancelled");
+        usleep(1000);
+    }
+    return mproc_task_fail(t, MPROC_ECANCELLED, "saw the cancel");
+}
+
+/* The task of note_where has written its file (it runs): true, the file removed. */
+static bool wait_noted(double timeout)
+{
+    char path[256];
+    where_path(path, sizeof path);
+    for (double t0 = now_s(); now_s() - t0 < timeout; usleep(1000))
+        if (unlink(path) == 0) return true;
+    return false;
+}
+
 static int host_of(mproc_task *t)
 {
     char h[64] = "";
@@ -391,6 +417,52 @@ static void case_crashes(mproc_pool *p)
     printf("ok crashes\n");
 }
 
+/* mproc_future_cancel of a task running on a worker rank: -EBUSY, as locally, and the future
+ * still completes with what the task made of it (it stops: MPROC_ECANCELLED; it goes on: its
+ * result); the pool goes on. */
+static void case_cancel_running(mproc_pool *p)
+{
+    for (int ignore = 0; ignore < 2; ignore++) {
+        double a[2] = {ignore ? 0.3 : 20, ignore};
+        mproc_future *f;
+        CHECK(mproc_pool_submit(p, until_cancelled, a, sizeof a, &f) == 0, "submit");
+        CHECK(wait_noted(30), "the task never started");
+        CHECK(mproc_future_cancel(f) == -EBUSY, "cancel of a running task: %d",
+              mproc_future_cancel(f));
+        double t0 = now_s();
+        char buf[8] = "";
+        size_t len = 0;
+        int r = mproc_future_get(f, buf, sizeof buf, &len, 10);
+        mproc_error e;
+        memset(&e, 0, sizeof e);
+        mproc_future_error(f, &e);
+        if (!ignore) {
+            CHECK(r == MPROC_ECANCELLED && strstr(e.message, "saw the cancel"),
+                  "cancelled running task: %d (%s)", r, e.message);
+            CHECK(now_s() - t0 < 5, "the cancel took %.1f s", now_s() - t0);
+        } else {
+            CHECK(r == 0 && len == 4 && memcmp(buf, "done", 4) == 0,
+                  "a running task that ignores the cancel keeps its result: %d (%s)", r, e.message);
+        }
+        CHECK(mproc_future_done(f), "future not done");
+        CHECK(mproc_future_cancel(f) == -EALREADY, "cancel after done: %d", mproc_future_cancel(f));
+        mproc_future_free(f);
+    }
+    /* The pool's accounting survived: a batch still runs to the end. */
+    enum { N = 300 };
+    mproc_future *fs[N];
+    int bad = 0;
+    for (int64_t i = 0; i < N; i++)
+        mproc_pool_submit(p, square, &i, sizeof i, &fs[i]);
+    for (int64_t i = 0; i < N; i++) {
+        int64_t out = 0;
+        if (mproc_future_get(fs[i], &out, sizeof out, NULL, 30) != 0 || out != i * i + 1) bad++;
+        mproc_future_free(fs[i]);
+    }
+    CHECK(bad == 0, "after the cancels: %d of %d wrong", bad, N);
+    printf("ok cancel running\n");
+}
+
 static void case_map(mproc_pool *p)
 {
     size_t ns[] = {1, 7, 1000, 100000};
@@ -593,6 +665,7 @@ static int mode_all(void)
     case_payloads(p);
     case_functions(p);
     case_crashes(p);
+    case_cancel_running(p);
     case_map(p);
     case_imap(p);
     case_callbacks(p);

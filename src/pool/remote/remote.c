@@ -28,8 +28,11 @@
 
 enum { PH_STARTING, PH_OPEN, PH_DONE };
 
-/* What rank 0 keeps of a record beside it: its dispatch number and the rank it went to (-1: none
+/* What rank 0 keeps of a record beside it: its dispatch number (TAG_MASK bits; TAG_CANCEL once its
+ * cancel request went out, which its result still matches) and the rank it went to (-1: none
  * yet, for the error record's rank and host). */
+#define TAG_MASK 0x7fffffffu
+#define TAG_CANCEL 0x80000000u
 typedef struct {
     uint32_t tag;
     int32_t rank;
@@ -264,7 +267,7 @@ static bool dispatch(rpool *rp)
             mine = atomic_compare_exchange_weak(
                 &s->state, &st, (st & MPROC__SLOT_WAITER) | MPROC__SLOT_RUNNING_BY(r));
         if (!mine) continue; /* cancelled meanwhile */
-        rec->tag = ++rp->next_tag;
+        rec->tag = ++rp->next_tag & TAG_MASK;
         int e = pack(rp, r, idx, s, rec->tag);
         if (e < 0) {
             mproc__slot_fail(p, idx, MPROC__SLOT_RUNNING_BY(r), e == -EFAULT ? MPROC_EPROTO : e, 0,
@@ -292,7 +295,7 @@ static void complete(rpool *rp, int r, const wire_result *res, const unsigned ch
     mproc__slot *s = mproc__slot_at(p->slot_chunks, res->idx);
     uint32_t expect = MPROC__SLOT_RUNNING_BY(r);
     uint32_t *tag = tag_of(rp, res->idx);
-    if (!tag || *tag != res->tag) return;
+    if (!tag || (*tag & TAG_MASK) != res->tag) return;
     uint32_t st = atomic_load(&s->state);
     if ((st & ~MPROC__SLOT_WAITER) != expect) return; /* failed here meanwhile (terminate) */
     rp->inflight[r]--;
@@ -467,13 +470,13 @@ static void forward_cancels(rpool *rp)
             uint32_t idx = c << MPROC__SLOT_CHUNK_SHIFT | i;
             uint32_t *tag = tag_of(rp, idx);
             int r = (int)MPROC__SLOT_OWNER(st);
-            if (!tag || (*tag & 0x80000000u) || r <= 0 || r >= rp->nr) continue;
+            if (!tag || (*tag & TAG_CANCEL) || r <= 0 || r >= rp->nr) continue;
             if (!w[r].len) mproc__wbuf_start(&w[r], WIRE_CANCEL, rp->id);
             wire_cancel *wc = mproc__wbuf_add(&w[r], sizeof *wc);
             if (!wc) continue;
             *wc = (wire_cancel){idx, *tag};
             mproc__wbuf_hdr(&w[r])->n++;
-            *tag |= 0x80000000u; /* sent once; a result still matches below */
+            *tag |= TAG_CANCEL; /* sent once */
         }
     }
     for (int r = 1; r < rp->nr; r++) {
