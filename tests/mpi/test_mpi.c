@@ -99,7 +99,7 @@ static void check_where(const mproc_error *e, const char *name)
     CHECK(fscanf(f, "%d %d %63s", &rank, &pid, h) == 3, "%s: %s unreadable", name, path);
     fclose(f);
     unlink(path);
-    CHECK(rank > 0 && e->rank == rank, "%s: rank %d, the task ran on %d", name, e->rank, rank);
+    CHECK(rank >= 0 && e->rank == rank, "%s: rank %d, the task ran on %d", name, e->rank, rank);
     CHECK(e->worker == pid, "%s: pid %d, the task ran in %d", name, (int)e->worker, pid);
     CHECK(strcmp(e->host, h) == 0, "%s: host '%s', the task ran on '%s'", name, e->host, h);
 }
@@ -365,7 +365,8 @@ static void case_functions(mproc_pool *p)
     CHECK(r == -EDOM && strcmp(e.message, "no good: 42") == 0, "task error: %d %s", r, e.message);
     char host[64] = "";
     gethostname(host, sizeof host - 1);
-    CHECK(e.rank > 0 && strcmp(e.host, host) == 0, "task error: rank %d host '%s'", e.rank, e.host);
+    CHECK(e.rank >= 0 && strcmp(e.host, host) == 0, "task error: rank %d host '%s'", e.rank,
+          e.host);
     mproc_future_free(f);
     printf("ok functions\n");
 }
