@@ -43,6 +43,10 @@ struct mproc__pool_backend {
     /* Where a done record's worker ran, for its error record: the rank (or -1) and, when it is
      * not -1, that rank's host name in host (cap bytes). NULL: -1, this machine (local). */
     int (*origin)(mproc_pool *p, uint32_t idx, char *host, size_t cap);
+    /* Wait for record s to be done until `until` (a step of mproc_future_get/wait, signals
+     * blocked), helping the transport along meanwhile: 0, -ETIMEDOUT, or what mproc__slot_sleep
+     * returns. *state is the wait's own, 0 at its start. NULL: mproc__slot_sleep. */
+    int (*wait)(mproc_pool *p, mproc__slot *s, int64_t until, int64_t *state);
     /* Release everything (workers already gone). */
     void (*destroy)(mproc_pool *p);
 };

@@ -16,6 +16,7 @@
 #include "platform/interrupt.h"
 #include "pool/advice.h"
 #include "pool/backend.h"
+#include "pool/future.h"
 #include "pool/pointers.h"
 #include "pool/task.h"
 
@@ -304,8 +305,13 @@ static void show_progress(map_call *m, size_t c, bool end, bool all)
 static int wait_chunk(map_call *m, const mproc__intr *intr, size_t c)
 {
     mproc__slot *s = mproc__slot_at(m->p->slot_chunks, m->fs[c]->idx);
+    /* A backend that helps its transport along while a caller waits does so here too. */
+    mproc__wait_arg w = {m->p, s, 0};
+    bool helped = m->p->backend->wait != NULL;
     for (;;) {
-        int r = mproc__intr_wait(intr, wait_slot, s, m->progress ? m->progress_next : INT64_MAX);
+        int r =
+            mproc__intr_wait(intr, helped ? mproc__wait_step : wait_slot, helped ? (void *)&w : s,
+                             m->progress ? m->progress_next : INT64_MAX);
         if (r != -ETIMEDOUT || !m->progress) return r;
         show_progress(m, c, false, false);
     }

@@ -11,6 +11,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -551,6 +552,8 @@ static void case_imap(mproc_pool *p)
     printf("ok imap\n");
 }
 
+static pthread_t cb_thread; /* where test_mpi_cb ran */
+
 static void case_callbacks(mproc_pool *p)
 {
     static _Atomic int called;
@@ -564,6 +567,9 @@ static void case_callbacks(mproc_pool *p)
     while (!called && now_s() - t0 < 10)
         usleep(1000);
     CHECK(called == 1, "callback ran %d times", (int)called);
+    /* In the pool's supervisor (the comm thread), even though the waiter ran the rounds that
+     * brought the result. */
+    CHECK(called == 1 && !pthread_equal(cb_thread, pthread_self()), "callback ran in the waiter");
     mproc_future_free(f);
     /* futures_wait over remote futures */
     mproc_future *fs[8];
@@ -583,6 +589,7 @@ void test_mpi_cb(mproc_future *f, void *arg)
 {
     (void)f;
     _Atomic int *c = arg;
+    cb_thread = pthread_self();
     (*c)++;
 }
 

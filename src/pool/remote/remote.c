@@ -1,8 +1,10 @@
 /* Rank 0 of the remote ("mpi") backend: the pools' task records stay here, in the arena, as for
- * the local backend; one comm thread per process (the only thread that calls the transport)
- * ships queued records to the worker ranks in batches and writes their results back into the
- * records, completing them exactly as a local worker would (same states, same wake-ups), so
- * futures, map, imap and callbacks work unchanged.
+ * the local backend; rounds of progress (comm_round, under R.mu: the only code that calls the
+ * transport) ship queued records to the worker ranks in batches and write their results back
+ * into the records, completing them exactly as a local worker would (same states, same
+ * wake-ups), so futures, map, imap and callbacks work unchanged. One comm thread per process
+ * runs them, and so does a caller waiting for a future while results keep coming
+ * (remote_wait); callbacks stay the comm thread's.
  *
  * A record sent to rank r goes QUEUED -> RUNNING(r); a tag per record (its dispatch number)
  * tells a late result of a failed record (terminate) from the result of its next use. Each rank
@@ -81,6 +83,8 @@ static struct {
     pthread_mutex_t mu; /* ready, stop; and the list of pools */
     pthread_cond_t cv;
     _Atomic uint32_t wake;
+    _Atomic bool sleeping; /* the comm thread is in (or about to enter) its futex wait */
+    _Atomic int drivers;   /* callers running rounds while they wait (remote_wait) */
     bool ready, failed, stop, stopped;
     rpool *pools;
     uint32_t next_id;
@@ -104,10 +108,29 @@ bool mproc__remote_rank0_active(void)
     return R.ready && !R.stop && R.pid == getpid();
 }
 
+/* A submit calls this for every task: the system call only when the comm thread sleeps (it sets
+ * sleeping before it checks wake in its futex wait, we bump wake before we read sleeping). */
 static void wake_comm(void)
 {
     atomic_fetch_add(&R.wake, 1);
-    mproc__futex_wake(&R.wake, 1);
+    if (atomic_load(&R.sleeping)) mproc__futex_wake(&R.wake, 1);
+}
+
+/* A caller running rank 0's round while it waits (remote_wait): done-callbacks are not its to
+ * run (they run in the comm thread, the pool's supervisor), nor a nested round. */
+static _Thread_local bool driving;
+
+/* Done-processing of watched futures asked for (rp->scan_req): the comm thread runs it (p->mu
+ * held); a driving caller leaves it to the comm thread and wakes it. */
+static void scan_pending(rpool *rp)
+{
+    if (!atomic_load(&rp->scan_req)) return;
+    if (!in_comm()) {
+        wake_comm();
+        return;
+    }
+    atomic_store(&rp->scan_req, false);
+    mproc__future_scan_watch(rp->p);
 }
 
 /* ---- addresses ---- */
@@ -386,7 +409,7 @@ static void on_results(rpool *rp, int r, const unsigned char *b, size_t len, uin
         complete(rp, r, res, b + at, (const char *)b + at + rl);
         at += rl + ml;
     }
-    if (atomic_exchange(&rp->scan_req, false)) mproc__future_scan_watch(p);
+    scan_pending(rp);
     pthread_mutex_unlock(&p->mu);
 }
 
@@ -490,7 +513,8 @@ static void finish(rpool *rp)
 {
     rp->phase = PH_DONE;
     rp->finished = true;
-    mproc__future_scan_watch(rp->p);
+    atomic_store(&rp->scan_req, true);
+    scan_pending(rp);
     pthread_cond_broadcast(&rp->p->cv);
 }
 
@@ -528,7 +552,7 @@ static bool pool_round(rpool *rp)
             rp->close_sent = did = true;
         }
     }
-    if (atomic_exchange(&rp->scan_req, false)) mproc__future_scan_watch(p);
+    scan_pending(rp);
     pthread_mutex_unlock(&p->mu);
     return did;
 }
@@ -654,6 +678,28 @@ static int handshake(char *err, size_t cap)
     return code;
 }
 
+/* One round of rank 0's progress, R.mu held: finish sends, take messages, dispatch every pool's
+ * queued records. The comm thread runs it, and so does a caller waiting for a future meanwhile
+ * (remote_wait), so every transport call is made under R.mu (MPI_THREAD_SERIALIZED). */
+static bool comm_round(void)
+{
+    bool did = mproc__link_progress(&R.link);
+    for (int k = 0; k < 256; k++) {
+        int src;
+        void *b;
+        size_t len;
+        int g = mproc__link_recv(&R.link, &src, &b, &len);
+        if (g < 0) R.link.dead = true;
+        if (g != 1) break;
+        on_message(src, b, len);
+        free(b);
+        did = true;
+    }
+    for (rpool *rp = R.pools; rp; rp = rp->next)
+        did |= pool_round(rp);
+    return did;
+}
+
 static void *comm_main(void *arg)
 {
     (void)arg;
@@ -685,26 +731,21 @@ static void *comm_main(void *arg)
     mproc__idle idle = {0};
     for (;;) {
         uint32_t seen = atomic_load(&R.wake);
-        bool did = mproc__link_progress(&R.link);
         pthread_mutex_lock(&R.mu);
-        for (int k = 0; k < 256; k++) {
-            int src;
-            void *b;
-            size_t len;
-            int g = mproc__link_recv(&R.link, &src, &b, &len);
-            if (g < 0) R.link.dead = true;
-            if (g != 1) break;
-            on_message(src, b, len);
-            free(b);
-            did = true;
-        }
-        for (rpool *rp = R.pools; rp; rp = rp->next)
-            did |= pool_round(rp);
+        bool did = comm_round();
         bool stop = R.stop;
         pthread_mutex_unlock(&R.mu);
         if (stop) break;
         int64_t ns = mproc__idle_step(&idle, did);
-        if (ns) mproc__futex_wait(&R.wake, seen, mproc__now_ns() + ns);
+        /* A caller that waits runs the rounds meanwhile: polling beside it only takes the CPU
+         * from it and from the ranks (it wakes us when it stops). */
+        if (!did && atomic_load(&R.drivers) > 0) ns = MPROC__LINK_SLEEP_NS;
+        if (!ns) continue;
+        atomic_store(&R.sleeping, true);
+        mproc__futex_wait(&R.wake, seen, mproc__now_ns() + ns);
+        atomic_store(&R.sleeping, false);
+        /* Woken (a submit, a caller that stops driving): poll again, not a longer sleep. */
+        if (atomic_load(&R.wake) != seen) idle.last_active = 0;
     }
     for (int k = 1; k < R.link.size; k++)
         mproc__link_send_hdr(&R.link, k, WIRE_SHUTDOWN, 0, 0);
@@ -866,7 +907,9 @@ static int remote_send(mproc_pool *p, const uint32_t *idx, uint32_t n)
     for (uint32_t j = 0; j < n; j++)
         rp->pend[(rp->pt + j) & (rp->pcap - 1)] = idx[j];
     rp->pt += n;
-    wake_comm();
+    /* apply waits at once, and its wait runs the round itself: a wake would only bring the comm
+     * thread onto a CPU beside it (on 2 vCPUs that doubled the round trip). */
+    if (!mproc__pool_wait_follows) wake_comm();
     return 0;
 }
 
@@ -907,6 +950,46 @@ static int finished_step(void *arg, int64_t until)
         }
     }
     return 0;
+}
+
+/* A caller waiting for record s of p (mproc_future_get/wait; signals blocked, a step of at most
+ * `until`): while results keep coming it runs rank 0's rounds itself, so a round trip costs no
+ * hand-over between threads (a futex wake and a trip through the scheduler, each time, with 3
+ * ranks on 2 vCPUs); MPROC__LINK_POLL_NS after the last activity it hands over to the comm thread
+ * (woken to poll) and sleeps on the record like any waiter. *active: when this wait last saw
+ * activity (0: it starts; -1: handed over). */
+static int remote_wait(mproc_pool *p, mproc__slot *s, int64_t until, int64_t *active)
+{
+    (void)p;
+    bool counted = false;
+    for (;;) {
+        int64_t now = mproc__now_ns();
+        if (mproc__slot_done(s) || now >= until) {
+            if (counted) atomic_fetch_sub(&R.drivers, 1);
+            return mproc__slot_done(s) ? 0 : -ETIMEDOUT;
+        }
+        if (*active == 0) *active = now;
+        if (*active < 0 || driving || in_comm() || !mproc__remote_rank0_active() ||
+            now - *active > MPROC__LINK_POLL_NS) {
+            if (counted) atomic_fetch_sub(&R.drivers, 1);
+            if (*active >= 0) wake_comm();
+            *active = -1;
+            return mproc__slot_sleep(s, until);
+        }
+        if (!counted) atomic_fetch_add(&R.drivers, 1);
+        counted = true;
+        bool did = false;
+        if (pthread_mutex_trylock(&R.mu) == 0) {
+            driving = true;
+            did = !R.stop && comm_round();
+            driving = false;
+            pthread_mutex_unlock(&R.mu);
+        }
+        if (did)
+            *active = now;
+        else
+            sched_yield();
+    }
 }
 
 static int remote_join(mproc_pool *p, int64_t deadline, bool intr)
@@ -1012,5 +1095,6 @@ const mproc__pool_backend mproc__pool_remote_backend = {
     .seat_stats = remote_seat_stats,
     .resize = remote_resize,
     .origin = remote_origin,
+    .wait = remote_wait,
     .destroy = remote_destroy,
 };

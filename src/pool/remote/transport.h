@@ -4,9 +4,10 @@
  * (dlsym) when a pool or mproc_init needs it. So libmproc never links libmpi, and exports
  * nothing for it.
  *
- * Every call of a transport is made from one thread of the process (the one that called init),
- * and none of them blocks: the remote backend polls and sleeps itself (an MPI implementation
- * spins inside a blocking call, and 3 ranks on 2 cores then starve each other). */
+ * The calls of a transport are serialized (one lock on rank 0, one thread on the others; MPI at
+ * MPI_THREAD_SERIALIZED), and none of them blocks: the remote backend polls and sleeps itself (an
+ * MPI implementation spins inside a blocking call, and 3 ranks on 2 cores then starve each other).
+ */
 #ifndef MPROC_POOL_REMOTE_TRANSPORT_H
 #define MPROC_POOL_REMOTE_TRANSPORT_H
 
