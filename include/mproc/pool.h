@@ -207,8 +207,9 @@ int mproc_pool_apply(mproc_pool *p, mproc_task_fn fn, const void *arg, size_t le
  * nonzero fails the map (negative: that code, positive: MPROC_ETASKFAILED). */
 typedef int (*mproc_map_fn)(const void *in, void *out, void *arg);
 typedef struct {
-    size_t chunksize; /* items per task; 0: automatic (about 4 chunks per worker, larger for
-                         big inputs, so that dispatch costs a few ns per item) */
+    size_t chunksize; /* items per task; 0: automatic (about 4 chunks per worker, 16 with the
+                         "mpi" backend, larger for big inputs, so that dispatch costs a few ns
+                         per item) */
     /* Passed to fn. With arg_size > 0 the arg_size bytes at arg are copied into the arena for
      * this call and fn gets the copy. With arg_size 0 the pointer itself is passed, and must be
      * valid in the workers: in the arena (mproc_shared_alloc), or memory as it was when the pool

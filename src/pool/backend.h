@@ -14,6 +14,8 @@
 
 struct mproc__pool_backend {
     const char *name;
+    /* How many chunks per worker an automatic map chunksize aims at; 0: map.c's default. */
+    int map_chunks_per_worker;
     /* Make the backend state (p->backend_state) and the chunk table (p->slot_chunks), start
      * p->nworkers workers and their supervision. 0 or a negative code (nothing left running). */
     int (*start)(mproc_pool *p);

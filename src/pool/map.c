@@ -138,9 +138,11 @@ static int wait_slot(void *s, int64_t step)
     return mproc__slot_wait(s, step);
 }
 
-static size_t auto_chunksize(size_t n, int workers)
+static size_t auto_chunksize(const mproc_pool *p, size_t n)
 {
-    size_t chunks = (size_t)workers * CHUNKS_PER_WORKER;
+    int per =
+        p->backend->map_chunks_per_worker ? p->backend->map_chunks_per_worker : CHUNKS_PER_WORKER;
+    size_t chunks = (size_t)p->nworkers * (size_t)per;
     size_t cs = (n + chunks - 1) / chunks;
     return cs ? cs : 1;
 }
@@ -389,7 +391,7 @@ static int map_run(map_call *m, mproc_map_fn fn, const mproc_map_opts *opts)
     pthread_mutex_unlock(&p->mu);
     if (r < 0 || n == 0) return r;
 
-    m->cs = opts && opts->chunksize ? opts->chunksize : auto_chunksize(n, p->nworkers);
+    m->cs = opts && opts->chunksize ? opts->chunksize : auto_chunksize(p, n);
     m->nchunks = (n + m->cs - 1) / m->cs;
     r = stage_in(m, fn, arg);
     if (r < 0) return r;

@@ -1084,6 +1084,10 @@ static void remote_destroy(mproc_pool *p)
 
 const mproc__pool_backend mproc__pool_remote_backend = {
     .name = "mpi",
+    /* Each chunk crosses to its rank and back, and a rank runs its chunks one after the other:
+     * smaller ones overlap sending, running and returning (10 M ints: 78-118 M items/s with 16,
+     * 46-64 M with map.c's 4, 2 workers, 3 ranks on 2 vCPUs). */
+    .map_chunks_per_worker = 16,
     .start = remote_start,
     .send = remote_send,
     .close = remote_close,
