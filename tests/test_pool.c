@@ -100,6 +100,8 @@ TEST(apply_and_submit_get)
     mproc_error e;
     CHECK_EQ(mproc_future_error(f, &e), 1);
     CHECK_EQ(e.code, 0);
+    CHECK_EQ(e.rank, -1);
+    CHECK(e.host[0] == '\0');
     mproc_future_free(f);
     mproc_pool_free(p);
 }
@@ -736,6 +738,11 @@ TEST(cancel_pending_and_running)
     CHECK_OK(mproc_future_cancel(queued));
     CHECK(mproc_future_done(queued));
     CHECK_RC(mproc_future_get(queued, NULL, 0, NULL, 0), MPROC_ECANCELLED);
+    mproc_error qe;
+    CHECK_OK(mproc_future_error(queued, &qe));
+    CHECK_EQ(qe.worker, 0); /* no worker took it: nowhere to name */
+    CHECK_EQ(qe.rank, -1);
+    CHECK(qe.host[0] == '\0');
     CHECK_RC(mproc_future_cancel(queued), -EALREADY);
     CHECK_RC(mproc_future_cancel(run), -EBUSY);
     CHECK_RC(mproc_future_get(run, NULL, 0, NULL, 10), MPROC_ECANCELLED);

@@ -129,6 +129,11 @@ TEST(sigkill_worker_mid_task)
     CHECK_EQ(e.signal, SIGKILL);
     CHECK_EQ(e.worker, pid);
     CHECK(strstr(e.message, "signal 9") != NULL);
+    /* Where it ran: no rank with the local backend, this machine's host name. */
+    char host[MPROC_ERROR_HOST_MAX] = "";
+    CHECK_OK(gethostname(host, sizeof host - 1));
+    CHECK_EQ(e.rank, -1);
+    CHECK(strcmp(e.host, host) == 0);
     for (int i = 0; i < 20; i++) {
         long long y;
         CHECK_OK(mproc_future_get(others[i], &y, sizeof y, NULL, 30));

@@ -207,8 +207,9 @@ int mproc_pool_apply(mproc_pool *p, mproc_task_fn fn, const void *arg, size_t le
  * nonzero fails the map (negative: that code, positive: MPROC_ETASKFAILED). */
 typedef int (*mproc_map_fn)(const void *in, void *out, void *arg);
 typedef struct {
-    size_t chunksize; /* items per task; 0: automatic (about 4 chunks per worker, larger for
-                         big inputs, so that dispatch costs a few ns per item) */
+    size_t chunksize; /* items per task; 0: automatic (about 4 chunks per worker, 16 with the
+                         "mpi" backend, larger for big inputs, so that dispatch costs a few ns
+                         per item) */
     /* Passed to fn. With arg_size > 0 the arg_size bytes at arg are copied into the arena for
      * this call and fn gets the copy. With arg_size 0 the pointer itself is passed, and must be
      * valid in the workers: in the arena (mproc_shared_alloc), or memory as it was when the pool
@@ -301,6 +302,7 @@ void mproc_pool_free(mproc_pool *p);
 /* ---- Futures (process-local handles) ------------------------------------------------------ */
 
 #define MPROC_ERROR_MSG_MAX 2048
+#define MPROC_ERROR_HOST_MAX 64
 struct mproc_error {
     int code;        /* what mproc_future_get returns */
     int signal;      /* the signal that killed the worker, or 0 */
@@ -308,6 +310,13 @@ struct mproc_error {
     int exit_status; /* the worker's exit status if it exited during the task, else -1 */
     char message[MPROC_ERROR_MSG_MAX]; /* from mproc_task_fail, or what happened (with the
                                           worker's backtrace for a crash) */
+    /* Where the task ran. rank: with the "mpi" backend, the MPI rank (in MPI_COMM_WORLD, or in
+     * mproc_mpi_serve's communicator) whose worker ran it or was running it when it failed; -1
+     * with the local backend and for a task no rank took (cancelled while queued). host
+     * (NUL-terminated): that rank's host name; with the local backend this machine's when a
+     * worker took the task; empty when no worker or rank took it. */
+    int rank;
+    char host[MPROC_ERROR_HOST_MAX];
 };
 
 /* 0 once done, -ETIMEDOUT, -EINTR (a signal handler ran while it waited and the task is not done;

@@ -155,6 +155,7 @@ const mproc__transport mproc__mpi_transport = {
     .recv = t_recv,
     .abort = t_abort,
     .finalize = t_finalize,
+    .mpi_rank = to_mpi,
 };
 
 int mproc_mpi_active(void)

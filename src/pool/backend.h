@@ -6,6 +6,7 @@
 #define MPROC_POOL_BACKEND_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -13,6 +14,8 @@
 
 struct mproc__pool_backend {
     const char *name;
+    /* How many chunks per worker an automatic map chunksize aims at; 0: map.c's default. */
+    int map_chunks_per_worker;
     /* Make the backend state (p->backend_state) and the chunk table (p->slot_chunks), start
      * p->nworkers workers and their supervision. 0 or a negative code (nothing left running). */
     int (*start)(mproc_pool *p);
@@ -39,6 +42,13 @@ struct mproc__pool_backend {
     /* Keep n workers from now on (pool open, mu not held): start the missing ones, and those
      * past n leave once idle. -EINVAL when n is past what the backend can hold. */
     int (*resize)(mproc_pool *p, int n);
+    /* Where a done record's worker ran, for its error record: the rank (or -1) and, when it is
+     * not -1, that rank's host name in host (cap bytes). NULL: -1, this machine (local). */
+    int (*origin)(mproc_pool *p, uint32_t idx, char *host, size_t cap);
+    /* Wait for record s to be done until `until` (a step of mproc_future_get/wait, signals
+     * blocked), helping the transport along meanwhile: 0, -ETIMEDOUT, or what mproc__slot_sleep
+     * returns. *state is the wait's own, 0 at its start. NULL: mproc__slot_sleep. */
+    int (*wait)(mproc_pool *p, mproc__slot *s, int64_t until, int64_t *state);
     /* Release everything (workers already gone). */
     void (*destroy)(mproc_pool *p);
 };

@@ -39,24 +39,31 @@ static mproc__slot *slot_of(const mproc_future *f)
  * as the mask comes back; one whose handler ran during the spin is not reported (the rule and its
  * window: docs/conventions.md, Signals). A task done by then wins: its result is returned. */
 
-static int sleep_step(void *s, int64_t step)
+int mproc__wait_step(void *a, int64_t step)
 {
-    return mproc__slot_sleep(s, step);
+    mproc__wait_arg *w = a;
+    return w->p->backend->wait ? w->p->backend->wait(w->p, w->s, step, &w->state)
+                               : mproc__slot_sleep(w->s, step);
 }
 
-static int wait_slot(mproc__slot *s, int64_t deadline)
+/* A backend that helps its transport along while a caller waits (the remote one) waits in
+ * it from the start: its spin is that help. */
+static int wait_slot(mproc_pool *p, mproc__slot *s, int64_t deadline)
 {
     if (mproc__slot_done(s)) return 0;
-    int r = mproc__slot_spin(s, deadline);
-    if (r == 0 || deadline <= mproc__now_ns()) return r;
-    return mproc__intr_sleep(sleep_step, s, deadline);
+    if (!p->backend->wait) {
+        int r = mproc__slot_spin(s, deadline);
+        if (r == 0 || deadline <= mproc__now_ns()) return r;
+    }
+    mproc__wait_arg w = {p, s, 0};
+    return mproc__intr_sleep(mproc__wait_step, &w, deadline);
 }
 
 int mproc_future_wait(mproc_future *f, double timeout)
 {
     if (!future_valid(f) || mproc__timeout_check(timeout)) return -EINVAL;
     mproc__slot *s = slot_of(f);
-    return mproc__slot_done(s) ? 0 : wait_slot(s, mproc__deadline(timeout));
+    return mproc__slot_done(s) ? 0 : wait_slot(f->pool, s, mproc__deadline(timeout));
 }
 
 bool mproc_future_done(mproc_future *f)
@@ -70,7 +77,7 @@ int mproc_future_get(mproc_future *f, void *buf, size_t cap, size_t *len, double
     if (!future_valid(f) || (!buf && cap) || mproc__timeout_check(timeout)) return -EINVAL;
     mproc__slot *s = slot_of(f);
     /* Done already (every get while the pool has work in flight): no deadline, no clock read. */
-    int r = mproc__slot_done(s) ? 0 : wait_slot(s, mproc__deadline(timeout));
+    int r = mproc__slot_done(s) ? 0 : wait_slot(f->pool, s, mproc__deadline(timeout));
     if (r < 0) return r;
     r = mproc__slot_code(s);
     if (r != 0) return r;
@@ -93,6 +100,17 @@ int mproc_future_result(mproc_future *f, const void **data, size_t *len)
     return 0;
 }
 
+void mproc__future_origin(mproc_future *f, mproc_error *out)
+{
+    mproc_pool *p = f->pool;
+    out->rank = -1;
+    memset(out->host, 0, sizeof out->host);
+    if (p->backend->origin)
+        out->rank = p->backend->origin(p, f->idx, out->host, sizeof out->host);
+    else if (out->worker && gethostname(out->host, sizeof out->host - 1) < 0)
+        out->host[0] = '\0';
+}
+
 int mproc_future_error(mproc_future *f, mproc_error *out)
 {
     if (!future_valid(f) || !out) return -EINVAL;
@@ -100,9 +118,11 @@ int mproc_future_error(mproc_future *f, mproc_error *out)
     if (!mproc__slot_done(s)) return -EAGAIN;
     memset(out, 0, sizeof *out);
     out->exit_status = -1;
+    out->rank = -1;
     uint32_t kind = MPROC__SLOT_KIND(atomic_load(&s->state));
     if (kind == MPROC__SLOT_DONE_OK) return 1;
     out->worker = s->pid;
+    mproc__future_origin(f, out);
     if (kind == MPROC__SLOT_DONE_TASK_ERROR) {
         out->code = s->err_code;
         if (s->err_msg)
@@ -304,7 +324,7 @@ int mproc_futures_wait(mproc_future **fs, size_t n, int mode, double timeout)
     if (mode == MPROC_ALL_COMPLETED) {
         int64_t deadline = mproc__deadline(timeout);
         for (size_t i = 0; i < n; i++) {
-            int r = wait_slot(slot_of(fs[i]), deadline);
+            int r = wait_slot(fs[i]->pool, slot_of(fs[i]), deadline);
             if (r < 0) return r;
         }
         return 0;

@@ -272,6 +272,7 @@ static int item_failed(mproc_imap *it, const res_item *ri, const unsigned char *
     it->err.code = ri->code;
     it->err.worker = it->cur_pid;
     it->err.exit_status = -1;
+    mproc__future_origin(it->held, &it->err);
     size_t m = ri->len < sizeof it->err.message ? ri->len : sizeof it->err.message - 1;
     memcpy(it->err.message, msg, m);
     it->err.message[m] = '\0';

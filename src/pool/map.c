@@ -16,6 +16,7 @@
 #include "platform/interrupt.h"
 #include "pool/advice.h"
 #include "pool/backend.h"
+#include "pool/future.h"
 #include "pool/pointers.h"
 #include "pool/task.h"
 
@@ -137,9 +138,11 @@ static int wait_slot(void *s, int64_t step)
     return mproc__slot_wait(s, step);
 }
 
-static size_t auto_chunksize(size_t n, int workers)
+static size_t auto_chunksize(const mproc_pool *p, size_t n)
 {
-    size_t chunks = (size_t)workers * CHUNKS_PER_WORKER;
+    int per =
+        p->backend->map_chunks_per_worker ? p->backend->map_chunks_per_worker : CHUNKS_PER_WORKER;
+    size_t chunks = (size_t)p->nworkers * (size_t)per;
     size_t cs = (n + chunks - 1) / chunks;
     return cs ? cs : 1;
 }
@@ -304,8 +307,13 @@ static void show_progress(map_call *m, size_t c, bool end, bool all)
 static int wait_chunk(map_call *m, const mproc__intr *intr, size_t c)
 {
     mproc__slot *s = mproc__slot_at(m->p->slot_chunks, m->fs[c]->idx);
+    /* A backend that helps its transport along while a caller waits does so here too. */
+    mproc__wait_arg w = {m->p, s, 0};
+    bool helped = m->p->backend->wait != NULL;
     for (;;) {
-        int r = mproc__intr_wait(intr, wait_slot, s, m->progress ? m->progress_next : INT64_MAX);
+        int r =
+            mproc__intr_wait(intr, helped ? mproc__wait_step : wait_slot, helped ? (void *)&w : s,
+                             m->progress ? m->progress_next : INT64_MAX);
         if (r != -ETIMEDOUT || !m->progress) return r;
         show_progress(m, c, false, false);
     }
@@ -383,7 +391,7 @@ static int map_run(map_call *m, mproc_map_fn fn, const mproc_map_opts *opts)
     pthread_mutex_unlock(&p->mu);
     if (r < 0 || n == 0) return r;
 
-    m->cs = opts && opts->chunksize ? opts->chunksize : auto_chunksize(n, p->nworkers);
+    m->cs = opts && opts->chunksize ? opts->chunksize : auto_chunksize(p, n);
     m->nchunks = (n + m->cs - 1) / m->cs;
     r = stage_in(m, fn, arg);
     if (r < 0) return r;
@@ -417,6 +425,7 @@ int mproc_pool_map(mproc_pool *p, mproc_map_fn fn, const void *in, size_t in_siz
     if (m.err) {
         memset(m.err, 0, sizeof *m.err);
         m.err->exit_status = -1;
+        m.err->rank = -1;
     }
     if (m.failed_index) *m.failed_index = SIZE_MAX;
     return report_plain(&m, map_run(&m, fn, opts), NULL);

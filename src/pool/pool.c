@@ -236,11 +236,15 @@ int mproc_pool_submit(mproc_pool *p, mproc_task_fn fn, const void *arg, size_t l
     return mproc_pool_submit_opts(p, fn, arg, len, NULL, out);
 }
 
+_Thread_local bool mproc__pool_wait_follows;
+
 int mproc_pool_apply(mproc_pool *p, mproc_task_fn fn, const void *arg, size_t len, void *out,
                      size_t cap, size_t *outlen)
 {
     mproc_future *f;
+    mproc__pool_wait_follows = true;
     int r = mproc_pool_submit(p, fn, arg, len, &f);
+    mproc__pool_wait_follows = false;
     if (r == 0) {
         r = mproc_future_get(f, out, cap, outlen, MPROC_FOREVER);
         if (r == -EINTR) mproc_future_cancel(f); /* nobody will read its result */

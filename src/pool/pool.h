@@ -113,6 +113,10 @@ struct mproc_pool {
     bool advised_overhead, advised_parallel;
 };
 
+/* Set by mproc_pool_apply around its submit: the caller waits for the task at once (a backend
+ * whose waits help it along need not wake anyone for it). */
+extern _Thread_local bool mproc__pool_wait_follows;
+
 static inline mproc_future *mproc__future_at(mproc_pool *p, uint32_t idx)
 {
     return &p->future_chunks[idx >> MPROC__SLOT_CHUNK_SHIFT][idx & (MPROC__SLOT_CHUNK - 1)];

@@ -11,6 +11,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,6 +67,44 @@ static int reverse(mproc_task *t)
     return r;
 }
 
+/* Where a task runs, written to a file before it crashes: the error record must say the same. */
+static void where_path(char *path, size_t cap)
+{
+    const char *run = getenv("MPROC_TEST_RUN");
+    snprintf(path, cap, "%s/%s.where", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
+             run ? run : "x");
+}
+
+static void note_where(void)
+{
+    char path[256], h[64] = "";
+    where_path(path, sizeof path);
+    gethostname(h, sizeof h - 1);
+    const char *rk = getenv("OMPI_COMM_WORLD_RANK");
+    if (!rk) rk = getenv("PMI_RANK");
+    FILE *f = fopen(path, "w");
+    if (!f) return;
+    fprintf(f, "%s %d %s\n", rk ? rk : "-1", (int)getpid(), h);
+    fclose(f);
+}
+
+/* The rank, pid and host the error record of a crashed task must name. */
+static void check_where(const mproc_error *e, const char *name)
+{
+    char path[256], h[64] = "";
+    int rank = -2, pid = 0;
+    where_path(path, sizeof path);
+    FILE *f = fopen(path, "r");
+    CHECK(f != NULL, "%s: %s not written", name, path);
+    if (!f) return;
+    CHECK(fscanf(f, "%d %d %63s", &rank, &pid, h) == 3, "%s: %s unreadable", name, path);
+    fclose(f);
+    unlink(path);
+    CHECK(rank >= 0 && e->rank == rank, "%s: rank %d, the task ran on %d", name, e->rank, rank);
+    CHECK(e->worker == pid, "%s: pid %d, the task ran in %d", name, (int)e->worker, pid);
+    CHECK(strcmp(e->host, h) == 0, "%s: host '%s', the task ran on '%s'", name, e->host, h);
+}
+
 static int fails(mproc_task *t)
 {
     return mproc_task_fail(t, -EDOM, "no good: %d", 42);
@@ -75,6 +114,7 @@ static int crash_segv(mproc_task *t)
 {
     (void)t;
     volatile int *p = NULL;
+    note_where();
     raise(SIGSEGV); /* first: under UBSan the store below would end the worker another way */
     *p = 1;
     return 0;
@@ -83,12 +123,14 @@ static int crash_segv(mproc_task *t)
 static int crash_abort(mproc_task *t)
 {
     (void)t;
+    note_where();
     abort();
 }
 
 static int crash_exit(mproc_task *t)
 {
     (void)t;
+    note_where();
     _exit(3);
 }
 
@@ -98,6 +140,38 @@ static int sleeper(mproc_task *t)
     struct timespec ts = {(time_t)*s, (long)((*s - (double)(time_t)*s) * 1e9)};
     nanosleep(&ts, NULL);
     return mproc_task_return(t, "slept", 5);
+}
+
+static int noted_sleeper(mproc_task *t)
+{
+    note_where();
+    return sleeper(t);
+}
+
+/* Says it started, then runs until cancelled (stopping on it), or for *arg seconds when told to
+ * ignore the cancel (arg[1] != 0) and returns "done". */
+static int until_cancelled(mproc_task *t)
+{
+    const double *a = mproc_task_arg(t, NULL);
+    note_where();
+    double t0 = now_s();
+    while (a[1] != 0 || !mproc_task_cancelled(t)) {
+        if (now_s() - t0 > a[0])
+            return a[1] != 0 ? mproc_task_return(t, "done", 4)
+                             : mproc_task_fail(t, -ETIME, "never cancelled");
+        usleep(1000);
+    }
+    return mproc_task_fail(t, MPROC_ECANCELLED, "saw the cancel");
+}
+
+/* The task of note_where has written its file (it runs): true, the file removed. */
+static bool wait_noted(double timeout)
+{
+    char path[256];
+    where_path(path, sizeof path);
+    for (double t0 = now_s(); now_s() - t0 < timeout; usleep(1000))
+        if (unlink(path) == 0) return true;
+    return false;
 }
 
 static int host_of(mproc_task *t)
@@ -290,6 +364,10 @@ static void case_functions(mproc_pool *p)
     mproc_error e;
     mproc_future_error(f, &e);
     CHECK(r == -EDOM && strcmp(e.message, "no good: 42") == 0, "task error: %d %s", r, e.message);
+    char host[64] = "";
+    gethostname(host, sizeof host - 1);
+    CHECK(e.rank >= 0 && strcmp(e.host, host) == 0, "task error: rank %d host '%s'", e.rank,
+          e.host);
     mproc_future_free(f);
     printf("ok functions\n");
 }
@@ -318,6 +396,7 @@ static void case_crashes(mproc_pool *p)
         CHECK(e.worker > 0, "%s: pid %d", cs[k].name, (int)e.worker);
         CHECK(strstr(e.message, "rank ") && strstr(e.message, host), "%s: where: %s", cs[k].name,
               e.message);
+        check_where(&e, cs[k].name);
         mproc_future_free(f);
         /* The pool goes on. */
         int64_t x = 3, out = 0;
@@ -328,14 +407,62 @@ static void case_crashes(mproc_pool *p)
     double s = 30;
     mproc_future *f;
     double t0 = now_s();
-    mproc_pool_submit_opts(p, sleeper, &s, sizeof s, &(mproc_submit_opts){.timeout = 0.5}, &f);
+    mproc_pool_submit_opts(p, noted_sleeper, &s, sizeof s, &(mproc_submit_opts){.timeout = 0.5},
+                           &f);
     int r = mproc_future_get(f, NULL, 0, NULL, 60);
     mproc_error e;
     mproc_future_error(f, &e);
     CHECK(r == MPROC_ETIMELIMIT, "time limit: %d (%s)", r, e.message);
+    check_where(&e, "time limit");
     CHECK(now_s() - t0 < 10, "time limit took %.1f s", now_s() - t0);
     mproc_future_free(f);
     printf("ok crashes\n");
+}
+
+/* mproc_future_cancel of a task running on a worker rank: -EBUSY, as locally, and the future
+ * still completes with what the task made of it (it stops: MPROC_ECANCELLED; it goes on: its
+ * result); the pool goes on. */
+static void case_cancel_running(mproc_pool *p)
+{
+    for (int ignore = 0; ignore < 2; ignore++) {
+        double a[2] = {ignore ? 0.3 : 20, ignore};
+        mproc_future *f;
+        CHECK(mproc_pool_submit(p, until_cancelled, a, sizeof a, &f) == 0, "submit");
+        CHECK(wait_noted(30), "the task never started");
+        CHECK(mproc_future_cancel(f) == -EBUSY, "cancel of a running task: %d",
+              mproc_future_cancel(f));
+        double t0 = now_s();
+        char buf[8] = "";
+        size_t len = 0;
+        int r = mproc_future_get(f, buf, sizeof buf, &len, 10);
+        mproc_error e;
+        memset(&e, 0, sizeof e);
+        mproc_future_error(f, &e);
+        if (!ignore) {
+            CHECK(r == MPROC_ECANCELLED && strstr(e.message, "saw the cancel"),
+                  "cancelled running task: %d (%s)", r, e.message);
+            CHECK(now_s() - t0 < 5, "the cancel took %.1f s", now_s() - t0);
+        } else {
+            CHECK(r == 0 && len == 4 && memcmp(buf, "done", 4) == 0,
+                  "a running task that ignores the cancel keeps its result: %d (%s)", r, e.message);
+        }
+        CHECK(mproc_future_done(f), "future not done");
+        CHECK(mproc_future_cancel(f) == -EALREADY, "cancel after done: %d", mproc_future_cancel(f));
+        mproc_future_free(f);
+    }
+    /* The pool's accounting survived: a batch still runs to the end. */
+    enum { N = 300 };
+    mproc_future *fs[N];
+    int bad = 0;
+    for (int64_t i = 0; i < N; i++)
+        mproc_pool_submit(p, square, &i, sizeof i, &fs[i]);
+    for (int64_t i = 0; i < N; i++) {
+        int64_t out = 0;
+        if (mproc_future_get(fs[i], &out, sizeof out, NULL, 30) != 0 || out != i * i + 1) bad++;
+        mproc_future_free(fs[i]);
+    }
+    CHECK(bad == 0, "after the cancels: %d of %d wrong", bad, N);
+    printf("ok cancel running\n");
 }
 
 static void case_map(mproc_pool *p)
@@ -425,6 +552,8 @@ static void case_imap(mproc_pool *p)
     printf("ok imap\n");
 }
 
+static pthread_t cb_thread; /* where test_mpi_cb ran */
+
 static void case_callbacks(mproc_pool *p)
 {
     static _Atomic int called;
@@ -438,6 +567,9 @@ static void case_callbacks(mproc_pool *p)
     while (!called && now_s() - t0 < 10)
         usleep(1000);
     CHECK(called == 1, "callback ran %d times", (int)called);
+    /* In the pool's supervisor (the comm thread), even though the waiter ran the rounds that
+     * brought the result. */
+    CHECK(called == 1 && !pthread_equal(cb_thread, pthread_self()), "callback ran in the waiter");
     mproc_future_free(f);
     /* futures_wait over remote futures */
     mproc_future *fs[8];
@@ -457,6 +589,7 @@ void test_mpi_cb(mproc_future *f, void *arg)
 {
     (void)f;
     _Atomic int *c = arg;
+    cb_thread = pthread_self();
     (*c)++;
 }
 
@@ -540,6 +673,7 @@ static int mode_all(void)
     case_payloads(p);
     case_functions(p);
     case_crashes(p);
+    case_cancel_running(p);
     case_map(p);
     case_imap(p);
     case_callbacks(p);

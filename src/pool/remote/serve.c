@@ -37,6 +37,8 @@ struct lpool {
     mproc_pool *lp;
     inflight *fl;
     size_t nfl, cap;
+    int workers;    /* the local pool's */
+    bool full_scan; /* a cancel may have ended a record behind queued ones: look at all */
     bool closing, terminating;
     lpool *next;
 };
@@ -262,24 +264,34 @@ static void release_locked(mproc_pool *p, mproc_future *f)
         mproc__pool_release_locked(p, f);
 }
 
+/* Send back the records that are done. fl is in submission order, which is the local queue's:
+ * past the first (workers + 1) records not done, every record is still queued (at most
+ * `workers` run at once), so the scan stops there instead of looking at the whole window (up
+ * to thousands of records, every round) - unless a cancel may have ended a queued one. */
 static bool collect(lpool *pl)
 {
     if (!pl->nfl) return false;
     mproc_pool *p = pl->lp;
-    bool did = false;
-    size_t k = 0;
+    bool did = false, full = pl->full_scan || pl->terminating;
+    size_t k = 0, i = 0, pending = 0, limit = (size_t)pl->workers + 1;
+    pl->full_scan = false;
     pthread_mutex_lock(&p->mu);
-    for (size_t i = 0; i < pl->nfl; i++) {
+    for (; i < pl->nfl; i++) {
         inflight *e = &pl->fl[i];
         if (!mproc__slot_done(mproc__slot_at(p->slot_chunks, e->f->idx))) {
             pl->fl[k++] = *e;
+            if (++pending >= limit && !full) {
+                i++;
+                break;
+            }
             continue;
         }
         if (!pl->terminating) result_of(pl, e);
         release_locked(p, e->f);
         did = true;
     }
-    pl->nfl = k;
+    if (i < pl->nfl && k < i) memmove(&pl->fl[k], &pl->fl[i], (pl->nfl - i) * sizeof *pl->fl);
+    pl->nfl = k + (pl->nfl - i);
     pthread_mutex_unlock(&p->mu);
     return did;
 }
@@ -368,6 +380,7 @@ static void pool_new(uint32_t id, const unsigned char *b, size_t len)
             pl->next = S.pools;
             S.pools = pl;
             ack.workers = mproc_pool_size(pl->lp);
+            pl->workers = ack.workers;
             /* Advice on task sizes is rank 0's to give, for the whole pool. */
             pl->lp->advised_overhead = pl->lp->advised_parallel = true;
         } else {
@@ -457,8 +470,9 @@ static void cancels(lpool *pl, const unsigned char *b, size_t len, uint32_t n)
     for (uint32_t i = 0; i < n && sizeof(wire_hdr) + (i + 1) * sizeof(wire_cancel) <= len; i++) {
         const wire_cancel *c = (const wire_cancel *)(b + sizeof(wire_hdr)) + i;
         for (size_t k = 0; k < pl->nfl; k++)
-            if (pl->fl[k].idx == c->idx && pl->fl[k].tag == (c->tag & 0x7fffffffu))
-                mproc_future_cancel(pl->fl[k].f);
+            if (pl->fl[k].idx == c->idx && pl->fl[k].tag == (c->tag & 0x7fffffffu) &&
+                mproc_future_cancel(pl->fl[k].f) == 0)
+                pl->full_scan = true;
     }
 }
 

@@ -4,16 +4,17 @@
  * (dlsym) when a pool or mproc_init needs it. So libmproc never links libmpi, and exports
  * nothing for it.
  *
- * Every call of a transport is made from one thread of the process (the one that called init),
- * and none of them blocks: the remote backend polls and sleeps itself (an MPI implementation
- * spins inside a blocking call, and 3 ranks on 2 cores then starve each other). */
+ * The calls of a transport are serialized (one lock on rank 0, one thread on the others; MPI at
+ * MPI_THREAD_SERIALIZED), and none of them blocks: the remote backend polls and sleeps itself (an
+ * MPI implementation spins inside a blocking call, and 3 ranks on 2 cores then starve each other).
+ */
 #ifndef MPROC_POOL_REMOTE_TRANSPORT_H
 #define MPROC_POOL_REMOTE_TRANSPORT_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-#define MPROC__TRANSPORT_ABI 0x6d700001u
+#define MPROC__TRANSPORT_ABI 0x6d700002u
 
 typedef struct mproc__transport {
     uint32_t abi; /* MPROC__TRANSPORT_ABI: a libmproc_mpi of another build is refused */
@@ -36,6 +37,9 @@ typedef struct mproc__transport {
     /* End every rank of the job now (MPI_Abort). */
     void (*abort)(int code);
     void (*finalize)(void);
+    /* The program's number for a backend rank (mproc_mpi_serve renumbers from its root), for
+     * error records. No MPI call: any thread may make it. */
+    int (*mpi_rank)(int rank);
 } mproc__transport;
 
 #define MPROC__MPI_TRANSPORT_SYMBOL "mproc__mpi_transport"
