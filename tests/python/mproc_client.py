@@ -36,7 +36,7 @@ class Manager(SyncManager):
     pass
 
 
-for name in ("get_jobs", "get_ev", "get_q", "get_lk"):
+for name in ("get_jobs", "get_ev", "get_q", "get_replies", "get_lk"):
     Manager.register(name)
 
 
@@ -315,7 +315,8 @@ def main():
         assert q.empty() and q.qsize() == 0
         print("READY", flush=True)
         assert q.get(timeout=30) == b"job"
-        q.put(("done", 1.5))
+        # on a queue of its own: on q the C side's get could take this reply's place
+        m.get_replies().put(("done", 1.5))
     elif mode == "hold_lock":
         lk = m.get_lk()
         assert lk.acquire()
