@@ -115,12 +115,16 @@ TEST(info_once_when_a_map_is_not_parallel)
     log_to_ring();
     mproc_pool *p;
     CHECK_OK(mproc_pool_new(&p, &(mproc_pool_opts){.workers = 4, .name = "Wide"}));
-    int in[4] = {10, 10, 10, 10};
-    /* Four chunks of 10 ms on four workers: parallel, nothing to say. */
+    /* Every worker up first (tasks, which are not watched): a worker still starting when the
+     * parallel map below runs leaves its chunk to another, and the map looks half serial. */
+    run_many(p, sleep_ms, 30, 8);
+    int in[4] = {30, 30, 30, 30};
+    /* Four chunks of 30 ms on four workers: parallel, nothing to say (it would take a 60 ms
+     * wall, 30 ms of dispatch delay, to look serial). */
     CHECK_OK(mproc_pool_map(p, sleep_item, in, sizeof *in, NULL, 0, 4,
                             &(mproc_map_opts){.chunksize = 1}));
     CHECK_EQ(count_lines("INFO", SERIAL), 0);
-    /* One chunk of 40 ms: one worker of four busy. */
+    /* One chunk of 120 ms: one worker of four busy. */
     CHECK_OK(mproc_pool_map(p, sleep_item, in, sizeof *in, NULL, 0, 4,
                             &(mproc_map_opts){.chunksize = 4}));
     CHECK_EQ(count_lines("INFO", SERIAL), 1);
