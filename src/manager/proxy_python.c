@@ -246,6 +246,21 @@ static int simple(mgr_pyproxy *y, const char *method, mproc__pk *(*mkargs)(call 
     return r;
 }
 
+/* A call whose result is a value, into buf (cap) or a malloc'd *alloc. */
+static int fetched(mgr_pyproxy *y, const char *method, mproc__pk *(*mkargs)(call *, const void *),
+                   const void *ctx, void *buf, size_t cap, void **alloc, size_t *len)
+{
+    call c;
+    int r = begin(&c, y);
+    if (r < 0) return r;
+    mproc__pk *args = mkargs(&c, ctx);
+    const mproc__pk *res;
+    r = args ? invoke(&c, method, args, &res) : -ENOMEM;
+    if (r == 0) r = out_value(res, buf, cap, alloc, len);
+    end(&c);
+    return r;
+}
+
 #define PY_OR_EINVAL(var, h, kind)                                                                 \
     mgr_proxy *var##_p = mgr_proxy_get(h, kind);                                                   \
     if (!var##_p || !var##_p->py) return -EINVAL;                                                  \
@@ -281,16 +296,8 @@ static int d_set(mproc_dict *h, const void *key, size_t klen, const void *val, s
 static int d_get_common(mgr_pyproxy *y, const void *key, size_t klen, void *buf, size_t cap,
                         void **alloc, size_t *len)
 {
-    call c;
-    int r = begin(&c, y);
-    if (r < 0) return r;
     kv a = {.key = key, .klen = klen};
-    mproc__pk *args = key_args(&c, &a);
-    const mproc__pk *res;
-    r = args ? invoke(&c, "__getitem__", args, &res) : -ENOMEM;
-    if (r == 0) r = out_value(res, buf, cap, alloc, len);
-    end(&c);
-    return r;
+    return fetched(y, "__getitem__", key_args, &a, buf, cap, alloc, len);
 }
 
 static int d_get(mproc_dict *h, const void *key, size_t klen, void *buf, size_t cap, size_t *len)
@@ -524,16 +531,8 @@ static int l_set(mproc_list *h, ptrdiff_t index, const void *val, size_t len)
 static int l_fetch(mgr_pyproxy *y, const char *method, ptrdiff_t index, void *buf, size_t cap,
                    void **alloc, size_t *len)
 {
-    call c;
-    int r = begin(&c, y);
-    if (r < 0) return r;
     ix a = {.index = index};
-    mproc__pk *args = ix_args(&c, &a);
-    const mproc__pk *res;
-    r = args ? invoke(&c, method, args, &res) : -ENOMEM;
-    if (r == 0) r = out_value(res, buf, cap, alloc, len);
-    end(&c);
-    return r;
+    return fetched(y, method, ix_args, &a, buf, cap, alloc, len);
 }
 
 static int l_get(mproc_list *h, ptrdiff_t index, void *buf, size_t cap, size_t *len)
@@ -559,7 +558,7 @@ static int l_pop(mproc_list *h, ptrdiff_t index, void *buf, size_t cap, size_t *
     if (buf) {
         /* the size first, so an item too big stays (Python has no pop-if-it-fits: between
          * the two calls another client may change the list) */
-        size_t n;
+        size_t n = 0;
         int r = l_fetch(y, "__getitem__", index, buf, cap, NULL, &n);
         if (len) *len = n;
         if (r < 0) return r;
