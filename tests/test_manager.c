@@ -698,6 +698,35 @@ TEST(a_fork_child_makes_its_own_connection)
     mproc_manager_free(m);
 }
 
+/* The mproc-manager command with argv, its stdout a pipe; returns once it printed its first line
+ * (its address: it listens then) into line, or ended without one (line empty). */
+static pid_t spawn_tool_argv(char *const argv[], char *line, size_t cap)
+{
+    int p[2];
+    CHECK_EQ(pipe2(p, O_CLOEXEC), 0);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, p[1], 1);
+    pid_t pid;
+    CHECK_EQ(posix_spawn(&pid, MPROC_MANAGER_TOOL, &fa, NULL, argv, environ), 0);
+    posix_spawn_file_actions_destroy(&fa);
+    close(p[1]);
+    size_t n = 0;
+    ssize_t r;
+    line[0] = 0;
+    while (n < cap - 1 && !strchr(line, '\n') && (r = read(p[0], line + n, cap - 1 - n)) > 0) {
+        n += (size_t)r;
+        line[n] = 0;
+    }
+    close(p[0]);
+    char *nl = strchr(line, '\n');
+    if (nl)
+        *nl = 0;
+    else
+        line[0] = 0;
+    return pid;
+}
+
 /* The mproc-manager command: its address on stdout, clients served, SIGTERM a clean end. */
 TEST(the_command_serves_until_sigterm)
 {
@@ -710,11 +739,6 @@ TEST(the_command_serves_until_sigterm)
     CHECK(kfd >= 0);
     CHECK_EQ(write(kfd, "k3y\n", 4), 4);
     close(kfd);
-    int p[2];
-    CHECK_EQ(pipe2(p, O_CLOEXEC), 0);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, p[1], 1);
     char *argv[] = {(char *)MPROC_MANAGER_TOOL,
                     "--address",
                     "tcp:127.0.0.1:0",
@@ -722,18 +746,8 @@ TEST(the_command_serves_until_sigterm)
                     keyfile,
                     "--foreground",
                     NULL};
-    CHECK_EQ(posix_spawn(&pid, MPROC_MANAGER_TOOL, &fa, NULL, argv, environ), 0);
-    posix_spawn_file_actions_destroy(&fa);
-    close(p[1]);
-    char addr[128] = {0};
-    size_t n = 0;
-    while (n < sizeof addr - 1 && !strchr(addr, '\n')) {
-        ssize_t r = read(p[0], addr + n, sizeof addr - 1 - n);
-        CHECK(r > 0);
-        n += (size_t)r;
-    }
-    close(p[0]);
-    *strchr(addr, '\n') = 0;
+    char addr[128];
+    pid = spawn_tool_argv(argv, addr, sizeof addr);
     CHECK(strncmp(addr, "tcp:127.0.0.1:", 14) == 0);
     CHECK_EQ(run_peer(addr, "k3y", "all", NULL), 0); /* the file's newline is not the key's */
     CHECK_EQ(kill(pid, SIGTERM), 0);
@@ -754,20 +768,8 @@ static pid_t spawn_tool(const char *address, const char *policy)
                     (char *)policy,
                     NULL};
     if (!policy) argv[4] = NULL;
-    int p[2];
-    CHECK_EQ(pipe2(p, O_CLOEXEC), 0);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, p[1], 1);
-    pid_t pid;
-    CHECK_EQ(posix_spawn(&pid, MPROC_MANAGER_TOOL, &fa, NULL, argv, environ), 0);
-    posix_spawn_file_actions_destroy(&fa);
-    close(p[1]);
-    char c = 0;
-    while (c != '\n' && read(p[0], &c, 1) == 1) {
-    }
-    close(p[0]);
-    return pid;
+    char line[128];
+    return spawn_tool_argv(argv, line, sizeof line);
 }
 
 TEST(the_command_takes_a_share_policy)
