@@ -261,6 +261,15 @@ static int fetched(mgr_pyproxy *y, const char *method, mproc__pk *(*mkargs)(call
     return r;
 }
 
+/* len() of the dict or list. */
+static int py_len(mgr_pyproxy *y, size_t *n)
+{
+    int64_t v;
+    int r = simple(y, "__len__", NULL, NULL, NULL, &v);
+    if (r == 0) *n = (size_t)v;
+    return r;
+}
+
 #define PY_OR_EINVAL(var, h, kind)                                                                 \
     mgr_proxy *var##_p = mgr_proxy_get(h, kind);                                                   \
     if (!var##_p || !var##_p->py) return -EINVAL;                                                  \
@@ -337,10 +346,7 @@ static int d_len(mproc_dict *h, size_t *n)
 {
     PY_OR_EINVAL(y, h, MGR_DICT);
     if (!n) return -EINVAL;
-    int64_t v;
-    int r = simple(y, "__len__", NULL, NULL, NULL, &v);
-    if (r == 0) *n = (size_t)v;
-    return r;
+    return py_len(y, n);
 }
 
 static int d_clear(mproc_dict *h)
@@ -581,10 +587,7 @@ static int l_len(mproc_list *h, size_t *n)
 {
     PY_OR_EINVAL(y, h, MGR_LIST);
     if (!n) return -EINVAL;
-    int64_t v;
-    int r = simple(y, "__len__", NULL, NULL, NULL, &v);
-    if (r == 0) *n = (size_t)v;
-    return r;
+    return py_len(y, n);
 }
 
 /* ListProxy has no clear: del l[:], a slice rebuilt by Python as slice(None, None, None) */
