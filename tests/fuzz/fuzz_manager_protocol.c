@@ -189,8 +189,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             size_t cap = c->in_cap;
             r = feed(&s, c, data + at, rest);
             FUZZ_CHECK(r < 0, "a frame of %u bytes, over max_message, was accepted", h.len);
-            FUZZ_CHECK(c->in_cap <= cap + rest, "the server allocated %zu bytes for it",
-                       c->in_cap);
+            FUZZ_CHECK(c->in_cap <= cap + rest, "the server allocated %zu bytes for it", c->in_cap);
             drain(c, &k, NULL, NULL, 0, NULL);
             break;
         }
