@@ -18,7 +18,9 @@
  *   dict, SET and GET a key, DELETE it): the server survives any garbage;
  * - nothing leaks: the heap (LSan) and the arena (its bytes in use are as they were).
  * An input whose first frame looks like a pickle picks the Python dialect (server.c): not this
- * target's protocol, it is skipped. */
+ * target's protocol, it is skipped. Nothing here waits, so the replay's SIGALRM (replay.c) has no
+ * wait to interrupt; a parked call's expiry depends on the clock only for timeouts shorter than
+ * the input's run (a millisecond), and the properties hold either way. */
 #include <errno.h>
 
 #include "arena/arena.h"
