@@ -129,6 +129,23 @@ TEST(limits_and_bad_arguments)
     mproc_list_free(l);
 }
 
+/* PTRDIFF_MIN counts back further than any list: out of range, or the front for an insert (its
+ * negation overflowed, caught by UBSan from a manager client: fuzz_manager_protocol). */
+TEST(the_most_negative_index)
+{
+    mproc_list *l;
+    CHECK_OK(mproc_list_new(&l, NULL));
+    CHECK_OK(app(l, "a"));
+    size_t n;
+    char buf[8];
+    CHECK_RC(mproc_list_get(l, PTRDIFF_MIN, buf, sizeof buf, &n), -ERANGE);
+    CHECK_RC(mproc_list_set(l, PTRDIFF_MIN, "x", 1), -ERANGE);
+    CHECK_RC(mproc_list_pop(l, PTRDIFF_MIN, buf, sizeof buf, &n), -ERANGE);
+    CHECK_OK(mproc_list_insert(l, PTRDIFF_MIN, "b", 1));
+    CHECK(strcmp(items_s(l), "b,a") == 0);
+    mproc_list_free(l);
+}
+
 TEST(bad_handles_are_einval)
 {
     long junk[64] = {0};

@@ -163,12 +163,19 @@ static int build(mproc_list *l, litem **out, const void *val, size_t len)
     return 0;
 }
 
+/* How far a negative index counts back from the end: negated in size_t, since -PTRDIFF_MIN
+ * overflows ptrdiff_t (a manager client sent it: fuzz_manager_protocol). */
+static size_t back(ptrdiff_t index)
+{
+    return (size_t)0 - (size_t)index;
+}
+
 /* A Python index into [0, n): false when out of range. */
 static bool normalise(ptrdiff_t index, size_t n, size_t *at)
 {
     if (index < 0) {
-        if ((size_t)-index > n) return false;
-        *at = n - (size_t)-index;
+        if (back(index) > n) return false;
+        *at = n - back(index);
         return true;
     }
     if ((size_t)index >= n) return false;
@@ -211,7 +218,7 @@ int mproc_list_insert(mproc_list *l, ptrdiff_t index, const void *val, size_t le
     if (n >= l->lim.max_items) goto out;
     /* Clamped, as Python's list.insert. */
     if (index < 0)
-        at = (size_t)-index >= n ? 0 : n - (size_t)-index;
+        at = back(index) >= n ? 0 : n - back(index);
     else
         at = (size_t)index > n ? n : (size_t)index;
     litem *e;

@@ -598,6 +598,10 @@ static void object_op(mgr_srv *s, mgr_conn *c, mgr_obj *o, const mproc__mgr_req 
         if (o->kind != MGR_VALUE || h->len < 8) break;
         uint64_t n = mgr_get64(b);
         if (n > o->size) break;
+        if (n > s->o.max_message) { /* no reply may be larger: the client refuses it */
+            mgr_reply(c, h->id, -EMSGSIZE, NULL, 0);
+            return;
+        }
         unsigned char *p = mgr_reply_begin(c, n);
         if (!p) return;
         r = mproc_value_load(ptr, p, n);

@@ -192,8 +192,7 @@ static bool is_pickle_frame(const unsigned char *p)
     return p[0] == 0 && p[4] == 0x80 && p[5] >= 2 && p[5] <= 5;
 }
 
-/* Take every complete message out of the input buffer. -1: drop the connection. */
-static int conn_parse(mgr_srv *s, mgr_conn *c)
+int mgr_conn_parse(mgr_srv *s, mgr_conn *c)
 {
     size_t off = 0;
     while (!c->dead && !s->stop) {
@@ -293,7 +292,7 @@ static int conn_read(mgr_srv *s, mgr_conn *c)
             c->quickacks++;
         }
         c->in_len += (size_t)r;
-        if (conn_parse(s, c) < 0) return -1;
+        if (mgr_conn_parse(s, c) < 0) return -1;
         if (c->throttled || s->stop || (size_t)r < READ_CHUNK) return 0;
     }
 }
@@ -484,7 +483,7 @@ int mproc__mgr_serve(const char *address, const void *key, size_t keylen, bool h
             if (c->throttled && c->out_len - c->out_off <= THROTTLE_BYTES / 2) {
                 c->throttled = false;
                 /* what arrived while it was throttled is still in the buffer */
-                if (conn_parse(&s, c) < 0 || conn_flush(c) < 0) {
+                if (mgr_conn_parse(&s, c) < 0 || conn_flush(c) < 0) {
                     conn_close(&s, c);
                     continue;
                 }

@@ -168,6 +168,12 @@ int mgr_container_op(mgr_srv *s, mgr_conn *c, mgr_obj *o, const mproc__mgr_req *
 int mgr_container_new(uint8_t kind, void **out);
 void mgr_container_free(uint8_t kind, void *ptr);
 
+/* Take every complete message out of c's input buffer (in, in_len) and answer it into c's output
+ * buffer: the loop's step after a read, on its own so that tests/fuzz/fuzz_manager_protocol.c can
+ * drive it without sockets. -1: drop the connection (a claimed length past max_message, or out of
+ * memory). */
+int mgr_conn_parse(mgr_srv *s, mgr_conn *c);
+
 /* The loop, for mproc_manager_serve and the started server. watch_fd: a pidfd whose readiness
  * ends the server (-1: none). ready(address, arg) once listening, or the failure code. */
 int mproc__mgr_serve(const char *address, const void *key, size_t keylen, bool has_key,
