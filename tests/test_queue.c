@@ -751,22 +751,30 @@ static void ping_pong_on_one_cpu(bool with_hog)
     pin(cpu);
     mproc_process *hp = with_hog ? harness_start(cpu_hog, h) : NULL;
     mproc_process *p = harness_start(pinned_echo, a);
+    /* Three in four: a round trip now and then waits for the machine, not for the protocol, but
+     * yielding to the busy program costs a time slice on most of them (p75 about 4 ms). Up to
+     * three tries of the 1000 rounds: another job on that CPU (CI's machine is shared) only ever
+     * slows them, where the bug slows every try by two orders of magnitude. */
     static double t[SHARED_CPU_ROUNDS];
-    for (int i = 0; i < SHARED_CPU_ROUNDS; i++) {
-        double t0 = harness_now();
-        char c;
-        CHECK_OK(mproc_queue_put(q, "p", 1, 5));
-        CHECK_OK(mproc_queue_get(back, &c, 1, NULL, 5));
-        t[i] = harness_now() - t0;
+    double p75 = 0;
+    for (int attempt = 0; attempt < 3; attempt++) {
+        for (int i = 0; i < SHARED_CPU_ROUNDS; i++) {
+            double t0 = harness_now();
+            char c;
+            CHECK_OK(mproc_queue_put(q, "p", 1, 5));
+            CHECK_OK(mproc_queue_get(back, &c, 1, NULL, 5));
+            t[i] = harness_now() - t0;
+        }
+        p75 = harness_quantile(t, SHARED_CPU_ROUNDS, 0.75);
+        if (p75 < SHARED_CPU_ROUND_MAX * harness_slow()) break;
+        printf("try %d: p75 %.1f µs\n", attempt + 1, p75 * 1e6);
     }
     CHECK_OK(mproc_queue_close(q));
     CHECK_EQ(harness_join(p), 0);
     atomic_store(&h->ready, 1);
     if (hp) CHECK_EQ(harness_join(hp), 0);
     CHECK_OK(sched_setaffinity(0, sizeof was, &was));
-    /* Three in four: a round trip now and then waits for the machine, not for the protocol, but
-     * yielding to the busy program costs a time slice on most of them (p75 about 4 ms). */
-    CHECK(harness_quantile(t, SHARED_CPU_ROUNDS, 0.75) < SHARED_CPU_ROUND_MAX * harness_slow());
+    CHECK(p75 < SHARED_CPU_ROUND_MAX * harness_slow());
     mproc_queue_free(q);
     mproc_queue_free(back);
     mproc_shared_free(a);
