@@ -204,12 +204,14 @@ static void kill_all_locked(mproc_pool *p, int code)
         if (!w->alive || w->kill_reason == KILL_STOP) continue;
         w->kill_reason = KILL_STOP;
         /* Its task fails now; no record is reused before the worker is gone (the pool takes no
-         * more tasks). */
+         * more tasks). Failed before it is told to stop: a task that polls mproc_task_cancelled
+         * and returns at once must not complete its record first (ASan CI saw a terminated task
+         * end with its result). */
         uint32_t cur = atomic_load(&rt->shm->seats[i].current);
         if (cur != MPROC__SLOT_NONE) {
-            atomic_fetch_or(&mproc__slot_at(p->slot_chunks, cur)->flags, MPROC__SLOT_CANCEL);
             mproc__slot_fail(p, cur, MPROC__SLOT_RUNNING_BY(w->inc), rt->stop_code, 0, -1, w->pid,
                              "%s", stop_message(p));
+            atomic_fetch_or(&mproc__slot_at(p->slot_chunks, cur)->flags, MPROC__SLOT_CANCEL);
         }
         if (!rt->shm->thread_mode) mproc__watch_signal(w->pid, w->pidfd, SIGKILL);
     }
