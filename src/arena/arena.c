@@ -144,13 +144,19 @@ static uint64_t next_seed(uint64_t s)
  * in a hundred. On x86-64 nothing of a default layout lies between the program and heap (around
  * 0x55..-0x56..) and that terabyte (0x7e..-0x7f..): the arena goes at a random page of
  * [0x6000_0000_0000, 0x7000_0000_0000) instead, still randomised (32 bits), a hint the kernel
- * ignores when the range is taken. Not under ThreadSanitizer, whose shadow lies there. */
+ * ignores when the range is taken. ThreadSanitizer keeps its traces there and drops a hint outside
+ * its application ranges: under it the arena goes at a random page of
+ * [0x0010_0000_0000, 0x0070_0000_0000), in its low application range (below 0x0080_0000_0000),
+ * where a PIE program maps nothing (at the default place a TSan CI run saw the collision). */
 #if defined(__has_feature)
 #if __has_feature(thread_sanitizer)
-#define ARENA_NO_HINT 1
+#define ARENA_TSAN_RANGE 1
 #endif
 #endif
-#if defined(__SANITIZE_THREAD__) || !defined(__x86_64__)
+#if defined(__SANITIZE_THREAD__)
+#define ARENA_TSAN_RANGE 1
+#endif
+#if !defined(__x86_64__)
 #define ARENA_NO_HINT 1
 #endif
 static void *place_hint(size_t size)
@@ -159,7 +165,11 @@ static void *place_hint(size_t size)
     (void)size;
     return NULL;
 #else
+#ifdef ARENA_TSAN_RANGE
+    const uint64_t lo = 0x001000000000ULL, hi = 0x007000000000ULL;
+#else
     const uint64_t lo = 0x600000000000ULL, hi = 0x700000000000ULL;
+#endif
     if (size >= (hi - lo) / 2) return NULL;
     uint64_t r;
     if (getrandom(&r, sizeof r, GRND_NONBLOCK) != (ssize_t)sizeof r)
