@@ -47,15 +47,20 @@ int mproc__wait_step(void *a, int64_t step)
 }
 
 /* A backend that helps its transport along while a caller waits (the remote one) waits in
- * it from the start: its spin is that help. */
+ * it from the start: its spin is that help, for the same window and with the caller's mask too
+ * (blocking signals for every apply would cost more than the rest of rank 0's share of it). */
 static int wait_slot(mproc_pool *p, mproc__slot *s, int64_t deadline)
 {
     if (mproc__slot_done(s)) return 0;
+    mproc__wait_arg w = {p, s, 0};
     if (!p->backend->wait) {
         int r = mproc__slot_spin(s, deadline);
         if (r == 0 || deadline <= mproc__now_ns()) return r;
+    } else {
+        int64_t end = mproc__now_ns() + MPROC__SLOT_WAIT_SPIN_NS;
+        int r = mproc__wait_step(&w, end < deadline ? end : deadline);
+        if (r != -ETIMEDOUT || deadline <= mproc__now_ns()) return r;
     }
-    mproc__wait_arg w = {p, s, 0};
     return mproc__intr_sleep(mproc__wait_step, &w, deadline);
 }
 

@@ -14,7 +14,6 @@
 #include "pool/backend.h"
 #include "pool/pointers.h"
 
-#define WAIT_SPIN_NS 20000
 /* Of that, spin on the CPU this long (spin.h). Not the queue's 2 µs: with 2 µs the caller and the
  * worker that spins for the next task sometimes settled on one CPU of a 2-CPU machine and handed
  * it back and forth, 10-12 µs per apply instead of 0.4 µs, in 2 runs of 8; with 10 µs, 0 of 16. */
@@ -280,7 +279,7 @@ int mproc__slot_spin(mproc__slot *s, int64_t deadline)
     int64_t now = mproc__now_ns();
     if (deadline <= now) return mproc__slot_done(s) ? 0 : -ETIMEDOUT;
     mproc__spin sp;
-    mproc__spin_start(&sp, now, WAIT_HARD_SPIN_NS, WAIT_SPIN_NS);
+    mproc__spin_start(&sp, now, WAIT_HARD_SPIN_NS, MPROC__SLOT_WAIT_SPIN_NS);
     for (unsigned i = 1;; i++) {
         if (mproc__slot_done(s)) return 0;
         if (sp.yielding || (i & 63) == 0) now = mproc__now_ns();

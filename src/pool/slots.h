@@ -173,6 +173,9 @@ void mproc__pool_break(mproc_pool *p, const char *msg);
  * wait's spin window ends or deadline passes (-ETIMEDOUT); sleep until done or deadline. A caller
  * that must see Ctrl-C blocks signals between the two (interrupt.h): the spin then costs no
  * system call. */
+/* How long a wait for a record looks with the caller's signal mask before it blocks signals and
+ * sleeps (docs/conventions.md, Signals). */
+#define MPROC__SLOT_WAIT_SPIN_NS 20000
 int mproc__slot_spin(mproc__slot *s, int64_t deadline);
 int mproc__slot_sleep(mproc__slot *s, int64_t deadline);
 /* Wait for a slot to be done, interruptibly. Inline for the slot already done (every get of a

@@ -77,6 +77,12 @@ static local_rt *RT(mproc_pool *p)
     return p->backend_state;
 }
 
+void mproc__local_yield_at_once(mproc_pool *p)
+{
+    if (p->backend == &mproc__pool_local_backend && RT(p))
+        atomic_store_explicit(&RT(p)->shm->idle_hard_spin_ns, 0, memory_order_relaxed);
+}
+
 static void efd_write(int fd)
 {
     uint64_t one = 1;
@@ -592,6 +598,7 @@ static int local_start(mproc_pool *p)
     rt->shm = (mproc__pool_shm *)(((uintptr_t)shm + 63) & ~(uintptr_t)63);
     rt->shm->q = q;
     rt->shm->nseats = n;
+    rt->shm->idle_hard_spin_ns = MPROC__LOCAL_IDLE_HARD_SPIN_NS;
     rt->shm->max_tasks = p->opts.max_tasks_per_child;
     rt->shm->max_rss = p->opts.max_memory_per_child;
     int64_t limit = 0; /* checked in mproc_pool_new; a huge one means none */

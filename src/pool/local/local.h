@@ -100,6 +100,9 @@ struct mproc__pool_shm {
     alignas(64) _Atomic uint32_t wake_seq; /* futex: workers sleep here */
     _Atomic uint32_t sleepers;             /* workers that may be asleep on wake_seq */
     _Atomic uint32_t spinner;    /* incarnation of the one worker spinning for work, 0: none */
+    /* How long the spinner spins on the CPU before it yields between looks (parent; workers
+     * read it at every wait): MPROC__LOCAL_IDLE_HARD_SPIN_NS, or 0 (mproc__local_yield_at_once). */
+    _Atomic uint32_t idle_hard_spin_ns;
     _Atomic uint32_t shutdown;   /* 1: leave when the queue is empty */
     _Atomic int64_t sup_wake_ns; /* when the supervisor next looks at deadlines */
     /* 1 while the supervisor looks at the queue every MPROC__LOCAL_TICK_NS for a spinner that
@@ -118,6 +121,17 @@ struct mproc__pool_shm {
  * tick's rescue would hide a lost wake-up otherwise. A worker woken but kept waiting for a CPU
  * is not counted (a wake was issued). */
 extern _Atomic uint64_t mproc__pool_stuck_wakes;
+
+/* An idle worker spins on the CPU this long before it yields between looks for work (spin.h);
+ * why not less: WAIT_HARD_SPIN_NS in pool/slots.c. */
+#define MPROC__LOCAL_IDLE_HARD_SPIN_NS 10000
+/* For a pool whose parent always has a thread busy beside its workers (a worker rank's serving
+ * loop, pool/remote/serve.c): its idle workers yield from their first look. Spinning first keeps
+ * a worker and a parent that waits on another CPU apart; with three busy threads on two CPUs
+ * two share one, and a worker that spins 10 µs before it lets its loop run made every hand-over
+ * on that CPU cost those 10 µs (13 µs from a task's end to its rank's loop seeing it, 2 µs
+ * yielding at once; measured). */
+void mproc__local_yield_at_once(mproc_pool *p);
 
 /* The worker process body (local/worker.c). */
 typedef struct {

@@ -35,9 +35,7 @@
 #include "platform/spin.h"
 #include "process/signals.h"
 
-#define SPIN_NS 50000
-/* Of that, spin on the CPU this long (spin.h); why not less: WAIT_HARD_SPIN_NS in pool/slots.c. */
-#define HARD_SPIN_NS 10000
+#define SPIN_NS 50000 /* of that, shm->idle_hard_spin_ns on the CPU */
 
 /* Thread-local: with start method "thread" every worker is a thread of one process. */
 static MPROC_TLS mproc__pool_shm *W;
@@ -248,7 +246,9 @@ static void idle(void)
     if (atomic_compare_exchange_strong(&W->spinner, &none, my_inc)) {
         int64_t now = mproc__now_ns();
         mproc__spin sp;
-        mproc__spin_start(&sp, now, HARD_SPIN_NS, SPIN_NS);
+        mproc__spin_start(&sp, now,
+                          atomic_load_explicit(&W->idle_hard_spin_ns, memory_order_relaxed),
+                          SPIN_NS);
         for (unsigned i = 0;; i++) {
             if (queue_nonempty() || atomic_load_explicit(&W->shutdown, memory_order_relaxed) ||
                 atomic_load_explicit(&seat->leave, memory_order_relaxed)) {

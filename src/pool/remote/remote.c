@@ -105,7 +105,7 @@ static bool in_comm(void)
 
 bool mproc__remote_rank0_active(void)
 {
-    return R.ready && !R.stop && R.pid == getpid();
+    return R.ready && !R.stop && R.pid == mproc__pid();
 }
 
 /* A submit calls this for every task: the system call only when the comm thread sleeps (it sets
@@ -759,7 +759,7 @@ static void *comm_main(void *arg)
  * that ends without finalizing makes the launcher fail the job). */
 static void rank0_exit(void)
 {
-    if (!R.ready || R.stopped || R.pid != getpid()) return;
+    if (!R.ready || R.stopped || R.pid != mproc__pid()) return;
     pthread_mutex_lock(&R.mu);
     for (rpool *rp = R.pools; rp; rp = rp->next) {
         mproc_pool *p = rp->p;
@@ -789,7 +789,7 @@ static void rank0_exit(void)
 
 void mproc__remote_rank0_stop(void)
 {
-    if (!R.ready || R.stopped || R.pid != getpid() || in_comm()) return;
+    if (!R.ready || R.stopped || R.pid != mproc__pid() || in_comm()) return;
     pthread_mutex_lock(&R.mu);
     R.stop = true;
     pthread_mutex_unlock(&R.mu);

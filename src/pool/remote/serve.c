@@ -21,6 +21,7 @@
 #include "mproc/log.h"
 #include "platform/spin.h"
 #include "pool/future.h"
+#include "pool/local/local.h"
 #include "pool/remote/remote.h"
 #include "pool/task.h"
 #include "process/process.h"
@@ -383,6 +384,8 @@ static void pool_new(uint32_t id, const unsigned char *b, size_t len)
             pl->workers = ack.workers;
             /* Advice on task sizes is rank 0's to give, for the whole pool. */
             pl->lp->advised_overhead = pl->lp->advised_parallel = true;
+            /* This loop polls beside the workers, always: see the function. */
+            mproc__local_yield_at_once(pl->lp);
         } else {
             free(pl);
         }
