@@ -87,8 +87,9 @@ bool mproc__link_progress(mproc__link *l)
             l->sends[k++] = l->sends[i];
         }
     }
+    bool finished = k < l->nsends;
     l->nsends = k;
-    return k > 0;
+    return finished;
 }
 
 int mproc__link_recv(mproc__link *l, int *src, void **buf, size_t *len)
@@ -114,11 +115,11 @@ int mproc__link_recv(mproc__link *l, int *src, void **buf, size_t *len)
 void mproc__link_flush(mproc__link *l, int64_t timeout_ns)
 {
     int64_t end = mproc__now_ns() + timeout_ns;
-    while (mproc__link_progress(l) && mproc__now_ns() < end)
+    for (mproc__link_progress(l); l->nsends && mproc__now_ns() < end; mproc__link_progress(l))
         sched_yield();
 }
 
-int64_t mproc__idle_step(mproc__idle *w, bool did)
+int64_t mproc__idle_step(mproc__idle *w, bool did, bool sending)
 {
     int64_t now = mproc__now_ns();
     if (did || !w->last_active) {
@@ -126,7 +127,7 @@ int64_t mproc__idle_step(mproc__idle *w, bool did)
         w->sleep_ns = 0;
         return 0;
     }
-    if (now - w->last_active < MPROC__LINK_POLL_NS) {
+    if (sending || now - w->last_active < MPROC__LINK_POLL_NS) {
         sched_yield();
         return 0;
     }

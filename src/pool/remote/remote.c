@@ -672,7 +672,7 @@ static int handshake(char *err, size_t cap)
             }
             free(b);
         }
-        int64_t ns = mproc__idle_step(&idle, g == 1);
+        int64_t ns = mproc__idle_step(&idle, g == 1, R.link.nsends > 0);
         if (ns) nanosleep(&(struct timespec){0, ns}, NULL);
     }
     return code;
@@ -683,7 +683,12 @@ static int handshake(char *err, size_t cap)
  * (remote_wait), so every transport call is made under R.mu (MPI_THREAD_SERIALIZED). */
 static bool comm_round(void)
 {
-    bool did = mproc__link_progress(&R.link);
+    /* Sends first: an apply's task is queued when its caller's first round begins, and the
+     * probes below cost more than the rest of the round (two MPI_Iprobe, mpi.c). */
+    bool did = false;
+    for (rpool *rp = R.pools; rp; rp = rp->next)
+        did |= pool_round(rp);
+    did |= mproc__link_progress(&R.link);
     for (int k = 0; k < 256; k++) {
         int src;
         void *b;
@@ -733,10 +738,10 @@ static void *comm_main(void *arg)
         uint32_t seen = atomic_load(&R.wake);
         pthread_mutex_lock(&R.mu);
         bool did = comm_round();
-        bool stop = R.stop;
+        bool stop = R.stop, sending = R.link.nsends > 0;
         pthread_mutex_unlock(&R.mu);
         if (stop) break;
-        int64_t ns = mproc__idle_step(&idle, did);
+        int64_t ns = mproc__idle_step(&idle, did, sending);
         /* A caller that waits runs the rounds meanwhile: polling beside it only takes the CPU
          * from it and from the ranks (it wakes us when it stops). */
         if (!did && atomic_load(&R.drivers) > 0) ns = MPROC__LINK_SLEEP_NS;

@@ -621,7 +621,7 @@ static int hello(void)
             free(buf);
         }
         mproc__link_progress(&S.link);
-        int64_t ns = mproc__idle_step(&idle, g == 1);
+        int64_t ns = mproc__idle_step(&idle, g == 1, S.link.nsends > 0);
         if (ns) nanosleep(&(struct timespec){0, ns}, NULL);
     }
 }
@@ -691,7 +691,7 @@ static int serve(const mproc__transport *t, const mproc__launcher *l)
         flush_out();
         did |= send_logs();
         did |= end_pools();
-        int64_t ns = mproc__idle_step(&idle, did);
+        int64_t ns = mproc__idle_step(&idle, did, S.link.nsends > 0);
         if (ns) nanosleep(&(struct timespec){0, ns}, NULL);
     }
 }
