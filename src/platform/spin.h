@@ -87,4 +87,27 @@ static inline bool mproc__spin_pause(mproc__spin *sp, int64_t now)
     return false;
 }
 
+/* For a wait that yields from its first look (it knows a busy peer may share its CPU): a yield
+ * that came back within MPROC__SPIN_ALONE_NS ran nobody else, so this CPU is the waiter's alone
+ * for now, and the next looks spin for MPROC__SPIN_ALONE_SPIN_NS before yielding again. A yield
+ * costs 0.45 µs on this VM: looking only after each one made a waiter alone on its CPU see its
+ * peer's answer a quarter of a microsecond late on average, at every hand-over. */
+#define MPROC__SPIN_ALONE_NS 1000
+#define MPROC__SPIN_ALONE_SPIN_NS 5000
+typedef struct {
+    int64_t spin_until;
+} mproc__yielder;
+
+/* Between two looks; now is a fresh clock reading. */
+static inline void mproc__yield_look(mproc__yielder *y, int64_t now)
+{
+    if (now < y->spin_until) {
+        mproc__cpu_relax();
+        return;
+    }
+    sched_yield();
+    int64_t after = mproc__now_ns();
+    y->spin_until = after - now < MPROC__SPIN_ALONE_NS ? after + MPROC__SPIN_ALONE_SPIN_NS : 0;
+}
+
 #endif

@@ -245,15 +245,21 @@ static void idle(void)
     uint32_t none = 0;
     if (atomic_compare_exchange_strong(&W->spinner, &none, my_inc)) {
         int64_t now = mproc__now_ns();
+        uint32_t hard = atomic_load_explicit(&W->idle_hard_spin_ns, memory_order_relaxed);
         mproc__spin sp;
-        mproc__spin_start(&sp, now,
-                          atomic_load_explicit(&W->idle_hard_spin_ns, memory_order_relaxed),
-                          SPIN_NS);
+        mproc__spin_start(&sp, now, hard, SPIN_NS);
+        mproc__yielder y = {0};
         for (unsigned i = 0;; i++) {
             if (queue_nonempty() || atomic_load_explicit(&W->shutdown, memory_order_relaxed) ||
                 atomic_load_explicit(&seat->leave, memory_order_relaxed)) {
                 give_up_spinner();
                 return;
+            }
+            if (hard == 0) { /* mproc__local_yield_at_once */
+                now = mproc__now_ns();
+                if (now >= sp.look_end) break;
+                mproc__yield_look(&y, now);
+                continue;
             }
             if (sp.yielding || (i & 63) == 63) now = mproc__now_ns();
             if (!mproc__spin_pause(&sp, now)) break;

@@ -128,7 +128,7 @@ int64_t mproc__idle_step(mproc__idle *w, bool did, bool sending)
         return 0;
     }
     if (sending || now - w->last_active < MPROC__LINK_POLL_NS) {
-        sched_yield();
+        mproc__yield_look(&w->y, now);
         return 0;
     }
     /* Then sleeps growing from 20 us to the longest step: a reply a little late costs tens of

@@ -967,6 +967,7 @@ static int remote_wait(mproc_pool *p, mproc__slot *s, int64_t until, int64_t *ac
 {
     (void)p;
     bool counted = false;
+    mproc__yielder y = {0};
     for (;;) {
         int64_t now = mproc__now_ns();
         if (mproc__slot_done(s) || now >= until) {
@@ -993,7 +994,7 @@ static int remote_wait(mproc_pool *p, mproc__slot *s, int64_t until, int64_t *ac
         if (did)
             *active = now;
         else
-            sched_yield();
+            mproc__yield_look(&y, mproc__now_ns());
     }
 }
 
