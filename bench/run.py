@@ -38,7 +38,8 @@ def mpi_command(name, path, ranks=None, argv=None):
     if not mpirun:
         return None
     if ranks is None:
-        ranks = 2 if name == "bench_peer_mpi_msg" else (os.cpu_count() or 1) + 1
+        # mpi_relay is the floor of bench_mpi_pool's apply row: the same 3 ranks
+        ranks = {"bench_peer_mpi_msg": 2, "bench_peer_mpi_relay": 3}.get(name, (os.cpu_count() or 1) + 1)
     cmd = [mpirun, "-np", str(ranks), "--oversubscribe"]
     if os.geteuid() == 0:
         cmd.append("--allow-run-as-root")

@@ -9,6 +9,9 @@ if [ "$n" != 0 ] && ! command -v mpirun >/dev/null 2>&1; then echo "SKIP: no mpi
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 export OMPI_MCA_btl_tcp_if_include=lo OMPI_MCA_oob_tcp_if_include=lo
 export MPROC_POOL_BACKEND=mpi
+# mproc turns Open MPI's yield inside its probes off unless the user says otherwise: one
+# launch says otherwise (mode_queued checks that it stays).
+[ "$mode" = queued ] && export OMPI_MCA_mpi_yield_when_idle=1
 # Sanitizer builds: Open MPI's own allocations are not ours to fix.
 LSAN_OPTIONS="suppressions=$(dirname "$0")/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
 export LSAN_OPTIONS

@@ -669,6 +669,10 @@ static int mode_all(void)
     CHECK(strcmp(mproc_pool_backend(p), "mpi") == 0, "backend %s", mproc_pool_backend(p));
     CHECK(mproc_pool_size(p) >= 2, "size %d", mproc_pool_size(p));
     CHECK(mproc_mpi_active() == 1, "mproc_mpi_active");
+    /* Open MPI's own yield inside every probe is off (src/mpi/mpi.c): 3 ranks on 2 cores
+     * oversubscribe this machine, which turns it on otherwise. */
+    const char *y = getenv("OMPI_MCA_mpi_yield_when_idle");
+    CHECK(y && strcmp(y, "0") == 0, "mpi_yield_when_idle %s", y ? y : "unset");
     case_submit_apply(p);
     case_payloads(p);
     case_functions(p);
@@ -699,6 +703,12 @@ static void drop_queued(void)
 
 static int mode_queued(void)
 {
+    /* run_mpi.sh sets it for this launch: the user's setting stays. */
+    const char *y = getenv("OMPI_MCA_mpi_yield_when_idle");
+    if (!y || strcmp(y, "1") != 0) {
+        printf("FAIL: mpi_yield_when_idle %s, set 1\n", y ? y : "unset");
+        return 1;
+    }
     mproc_pool *p = new_pool(1);
     if (!p) return 1;
     double s = 30;

@@ -99,7 +99,7 @@ struct mproc__pool_shm {
     alignas(64) _Atomic uint64_t head; /* positions passed (workers; a hint, see local/worker.c) */
     alignas(64) _Atomic uint32_t wake_seq; /* futex: workers sleep here */
     _Atomic uint32_t sleepers;             /* workers that may be asleep on wake_seq */
-    _Atomic uint32_t spinner;    /* incarnation of the one worker spinning for work, 0: none */
+    _Atomic uint32_t spinner; /* incarnation of the one worker spinning for work, 0: none */
     /* How long the spinner spins on the CPU before it yields between looks (parent; workers
      * read it at every wait): MPROC__LOCAL_IDLE_HARD_SPIN_NS, or 0 (mproc__local_yield_at_once). */
     _Atomic uint32_t idle_hard_spin_ns;

@@ -65,7 +65,7 @@ void mproc__link_flush(mproc__link *l, int64_t timeout_ns);
  * message moves only while its sender progresses it. */
 typedef struct {
     int64_t last_active;
-    int64_t sleep_ns;  /* the last sleep since then */
+    int64_t sleep_ns; /* the last sleep since then */
     mproc__yielder y; /* between polls: a peer (its workers, another rank) may share the CPU */
 } mproc__idle;
 /* Returns the ns to sleep now (0: poll again at once). */
