@@ -2,7 +2,6 @@
  * (tests/manager_peer.c, exec'd) using its objects through proxies over unix and loopback TCP, or
  * mapping its arena over unix (manager/share.c). */
 #include <errno.h>
-#include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -17,6 +16,7 @@
 #include "harness.h"
 #include "manager/client.h"
 #include "manager/protocol.h"
+#include "tool_util.h"
 
 extern char **environ;
 
@@ -62,6 +62,27 @@ TEST(every_type_through_a_proxy_unix)
     mproc_manager *m;
     CHECK_OK(mproc_manager_start(&m, unique_unix(), NULL, 0, NULL));
     peers_map(false);
+    CHECK_EQ(run_peer(mproc_manager_address(m), NULL, "all", NULL), 0);
+    mproc_manager_free(m);
+}
+
+/* A client of another build (another library build id) keeps proxies: arena objects are only the
+ * same build's (manager/share.c). The peer checks it did not map; without the check it would. */
+TEST(a_client_of_another_build_does_not_map)
+{
+    mproc_manager *m;
+    CHECK_OK(mproc_manager_start(&m, unique_unix(), NULL, 0, NULL));
+    peers_map(true);
+    setenv("PEER_EXPECT_MAPPED", "0", 1);
+    char *argv[] = {(char *)MANAGER_PEER_FOREIGN, (char *)mproc_manager_address(m), "-", "all",
+                    NULL};
+    pid_t pid;
+    CHECK_EQ(posix_spawn(&pid, MANAGER_PEER_FOREIGN, NULL, NULL, argv, environ), 0);
+    CHECK_EQ(wait_peer(pid), 0);
+    mproc_manager_free(m);
+    /* the same build, a server like it: mapped */
+    CHECK_OK(mproc_manager_start(&m, unique_unix(), NULL, 0, NULL));
+    setenv("PEER_EXPECT_MAPPED", "1", 1);
     CHECK_EQ(run_peer(mproc_manager_address(m), NULL, "all", NULL), 0);
     mproc_manager_free(m);
 }
@@ -740,33 +761,11 @@ TEST(a_fork_child_makes_its_own_connection)
     mproc_manager_free(m);
 }
 
-/* The mproc-manager command with argv, its stdout a pipe; returns once it printed its first line
- * (its address: it listens then) into line, or ended without one (line empty). */
+/* The mproc-manager command with argv; returns once it printed its first line (its address: it
+ * listens then) into line, or ended without one (line empty). */
 static pid_t spawn_tool_argv(char *const argv[], char *line, size_t cap)
 {
-    int p[2];
-    CHECK_EQ(pipe2(p, O_CLOEXEC), 0);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, p[1], 1);
-    pid_t pid;
-    CHECK_EQ(posix_spawn(&pid, MPROC_MANAGER_TOOL, &fa, NULL, argv, environ), 0);
-    posix_spawn_file_actions_destroy(&fa);
-    close(p[1]);
-    size_t n = 0;
-    ssize_t r;
-    line[0] = 0;
-    while (n < cap - 1 && !strchr(line, '\n') && (r = read(p[0], line + n, cap - 1 - n)) > 0) {
-        n += (size_t)r;
-        line[n] = 0;
-    }
-    close(p[0]);
-    char *nl = strchr(line, '\n');
-    if (nl)
-        *nl = 0;
-    else
-        line[0] = 0;
-    return pid;
+    return tool_spawn_first_line(MPROC_MANAGER_TOOL, argv, line, cap);
 }
 
 /* The mproc-manager command: its address on stdout, clients served, SIGTERM a clean end. */

@@ -3,9 +3,7 @@
  * objects on the other side: dict semantics and values both ways, Event both ways, Queue with
  * timeouts, a Lock whose Python holder is killed, shutdown from Python, other CPythons, and the
  * cost of a Python connection and op beside Python's own manager. */
-#include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,8 +16,7 @@
 #include "harness.h"
 #include "mproc.h"
 #include "py_util.h"
-
-extern char **environ;
+#include "tool_util.h"
 
 #define KEY "py key"
 #define KEYHEX "7079206b6579"
@@ -48,11 +45,6 @@ static server serve_at(const char *address, const char *key)
     close(kfd);
     /* a fixed port another run of this suite (another build) may hold: wait for it, up to 60 s */
     for (int attempt = 0;; attempt++) {
-        int p[2];
-        CHECK_EQ(pipe2(p, O_CLOEXEC), 0);
-        posix_spawn_file_actions_t fa;
-        posix_spawn_file_actions_init(&fa);
-        posix_spawn_file_actions_adddup2(&fa, p[1], 1);
         char *argv[] = {(char *)MPROC_MANAGER_TOOL,
                         "--address",
                         (char *)address,
@@ -60,23 +52,14 @@ static server serve_at(const char *address, const char *key)
                         s.keyfile,
                         "--foreground",
                         NULL};
-        CHECK_EQ(posix_spawn(&s.pid, MPROC_MANAGER_TOOL, &fa, NULL, argv, environ), 0);
-        posix_spawn_file_actions_destroy(&fa);
-        close(p[1]);
-        size_t n = 0;
-        ssize_t r = 1;
-        while (n < sizeof s.address - 1 && !strchr(s.address, '\n') &&
-               (r = read(p[0], s.address + n, sizeof s.address - 1 - n)) > 0)
-            n += (size_t)r;
-        close(p[0]);
-        if (r > 0) break;
+        s.pid = tool_spawn_first_line(MPROC_MANAGER_TOOL, argv, s.address, sizeof s.address);
+        if (s.address[0]) break;
         int st; /* it ended without listening */
         CHECK_EQ(waitpid(s.pid, &st, 0), s.pid);
         size_t al = strlen(address);
         CHECK(strcmp(address + al - 2, ":0") != 0 && attempt < 300); /* port 0 never clashes */
         nanosleep(&(struct timespec){.tv_nsec = 200 * 1000 * 1000}, NULL);
     }
-    *strchr(s.address, '\n') = 0;
     CHECK_OK(mproc_manager_connect(&s.m, s.address, key, strlen(key)));
     return s;
 }
