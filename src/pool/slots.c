@@ -14,9 +14,10 @@
 #include "pool/backend.h"
 #include "pool/pointers.h"
 
-/* Of that, spin on the CPU this long (spin.h). Not the queue's 2 µs: with 2 µs the caller and the
- * worker that spins for the next task sometimes settled on one CPU of a 2-CPU machine and handed
- * it back and forth, 10-12 µs per apply instead of 0.4 µs, in 2 runs of 8; with 10 µs, 0 of 16. */
+/* Of MPROC__SLOT_WAIT_SPIN_NS (slots.h), spin on the CPU this long (spin.h). Not the queue's 2 µs:
+ * with 2 µs the caller and the worker that spins for the next task sometimes settled on one CPU of
+ * a 2-CPU machine and handed it back and forth, 10-12 µs per apply instead of 0.4 µs, in 2 runs of
+ * 8; with 10 µs, 0 of 16. */
 #define WAIT_HARD_SPIN_NS 10000
 
 _Atomic uint32_t mproc__completion_gen;

@@ -169,13 +169,13 @@ bool mproc__slot_fail(mproc_pool *p, uint32_t idx, uint32_t expect, int code, in
 void mproc__pool_fail_queued(mproc_pool *p, int code, const char *msg);
 /* Break the pool: fail every queued task with MPROC_EBROKEN + msg, refuse new ones. */
 void mproc__pool_break(mproc_pool *p, const char *msg);
+/* How long a wait for a record looks with the caller's signal mask before it blocks signals and
+ * sleeps (docs/conventions.md, Signals). */
+#define MPROC__SLOT_WAIT_SPIN_NS 20000
 /* The two halves of a wait: look (spin, then yield; spin.h) until the record is done (0), the
  * wait's spin window ends or deadline passes (-ETIMEDOUT); sleep until done or deadline. A caller
  * that must see Ctrl-C blocks signals between the two (interrupt.h): the spin then costs no
  * system call. */
-/* How long a wait for a record looks with the caller's signal mask before it blocks signals and
- * sleeps (docs/conventions.md, Signals). */
-#define MPROC__SLOT_WAIT_SPIN_NS 20000
 int mproc__slot_spin(mproc__slot *s, int64_t deadline);
 int mproc__slot_sleep(mproc__slot *s, int64_t deadline);
 /* Wait for a slot to be done, interruptibly. Inline for the slot already done (every get of a
