@@ -36,13 +36,20 @@ static void peers_map(bool yes)
     setenv("PEER_EXPECT_MAPPED", yes ? "1" : "0", 1);
 }
 
+/* The peer program at path (MANAGER_PEER, or the foreign build's). */
+static pid_t spawn_peer_at(const char *path, const char *address, const char *key,
+                           const char *scenario, const char *arg)
+{
+    char *argv[] = {(char *)path,     (char *)address, (char *)(key ? key : "-"),
+                    (char *)scenario, (char *)arg,     NULL};
+    pid_t pid;
+    CHECK_EQ(posix_spawn(&pid, path, NULL, NULL, argv, environ), 0);
+    return pid;
+}
+
 static pid_t spawn_peer(const char *address, const char *key, const char *scenario, const char *arg)
 {
-    char *argv[] = {(char *)MANAGER_PEER, (char *)address, (char *)(key ? key : "-"),
-                    (char *)scenario,     (char *)arg,     NULL};
-    pid_t pid;
-    CHECK_EQ(posix_spawn(&pid, MANAGER_PEER, NULL, NULL, argv, environ), 0);
-    return pid;
+    return spawn_peer_at(MANAGER_PEER, address, key, scenario, arg);
 }
 
 static int wait_peer(pid_t pid)
@@ -74,10 +81,7 @@ TEST(a_client_of_another_build_does_not_map)
     CHECK_OK(mproc_manager_start(&m, unique_unix(), NULL, 0, NULL));
     peers_map(true);
     setenv("PEER_EXPECT_MAPPED", "0", 1);
-    char *argv[] = {(char *)MANAGER_PEER_FOREIGN, (char *)mproc_manager_address(m), "-", "all",
-                    NULL};
-    pid_t pid;
-    CHECK_EQ(posix_spawn(&pid, MANAGER_PEER_FOREIGN, NULL, NULL, argv, environ), 0);
+    pid_t pid = spawn_peer_at(MANAGER_PEER_FOREIGN, mproc_manager_address(m), NULL, "all", NULL);
     CHECK_EQ(wait_peer(pid), 0);
     mproc_manager_free(m);
     /* the same build, a server like it: mapped */
